@@ -1,0 +1,1 @@
+"""Active-learning core: pure computation (encoding, validity, autoencoder, GP surrogate, acquisition)."""

@@ -1,0 +1,1 @@
+"""Candidate makers: composition generators (MatGAN, AE sampling) and crystal-structure generators."""

@@ -1,0 +1,1 @@
+"""Property predictors behind one interface: ``predict(formulas) -> (mean, std)``."""

@@ -1,0 +1,33 @@
+"""Shared fixtures: a real wire-protocol MongoDB server (SecantusDB, in memory) per test session."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from secantus import SecantusDBServer
+
+from flows.store import Store
+
+
+@pytest.fixture(scope="session")
+def mongo_uri() -> Iterator[str]:
+    """URI of an in-process SecantusDB server with in-memory storage, shared by the session."""
+    server = SecantusDBServer(storage_path=":memory:")
+    server.start()
+    try:
+        yield server.uri
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def store(mongo_uri: str) -> Iterator[Store]:
+    """A :class:`Store` on a fresh, uniquely named database (isolated per test)."""
+    s = Store.from_uri(mongo_uri, database=f"t_{uuid.uuid4().hex[:10]}")
+    try:
+        yield s
+    finally:
+        s.client.drop_database(s.db.name)
+        s.close()
