@@ -1,0 +1,304 @@
+"""``alflow``: one command line for campaigns, the database, labels, models and generators.
+
+User errors (any :class:`~alcore.errors.AlflowError`) print one line and exit with status 2,
+never a stack trace.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from alcore.errors import AlflowError
+
+console = Console()
+err = Console(stderr=True)
+
+app = typer.Typer(help="Active-learning materials discovery: campaigns, database, labels, generators.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="The embedded database (SecantusDB) used when ALFLOW_MONGODB_URI is unset.",
+                     no_args_is_help=True)
+campaign_app = typer.Typer(help="Create, list and inspect campaigns.", no_args_is_help=True)
+labels_app = typer.Typer(help="Import and export labels.", no_args_is_help=True)
+candidates_app = typer.Typer(help="Inspect and export acquired candidates.", no_args_is_help=True)
+ae_app = typer.Typer(help="The composition autoencoder (latent search space).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(campaign_app, name="campaign")
+app.add_typer(labels_app, name="labels")
+app.add_typer(candidates_app, name="candidates")
+app.add_typer(ae_app, name="autoencoder")
+
+
+def _mount_generator_apps() -> None:
+    """Mount the sub-commands of oracles, pools, structures and the crystal generators."""
+    from flows import cli_cccgan, cli_crystalgan, cli_oracles, cli_pools, cli_structures
+
+    app.add_typer(cli_oracles.app, name="oracles")
+    app.add_typer(cli_pools.app, name="pools")
+    app.add_typer(cli_structures.app, name="structures")
+    app.add_typer(cli_crystalgan.app, name="crystalgan")
+    app.add_typer(cli_cccgan.app, name="cccgan")
+
+
+def _store():
+    from flows.store import Store
+
+    return Store.connect()
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """Print a campaign's per-iteration metrics and its top labels as tables."""
+    table = Table(title=f"campaign {summary['campaign']}: iterations")
+    for col in ("iter", "labels", "best (eV)", "best formula", "hits >= thr", "acquired hits", "val MAE (eV)",
+                "fit s", "acquire s"):
+        table.add_column(col, justify="right")
+    for r in summary["iterations"]:
+        table.add_row(str(r["iteration"]), str(r["n_labels"]), _fmt(r["best_value"]), str(r["best_formula"]),
+                      str(r["count_above_threshold"]), str(r["acquired_above_threshold"]), _fmt(r.get("val_mae")),
+                      _fmt(r.get("fit_s"), 1), _fmt(r.get("acquire_s"), 1))
+    console.print(table)
+    top = Table(title="top labels")
+    for col in ("formula", "value (eV)", "source", "iteration"):
+        top.add_column(col)
+    for d in summary["top"]:
+        top.add_row(d["formula"], _fmt(d["value"]), str(d.get("source")), str(d.get("iteration")))
+    console.print(top)
+
+
+# ---------------------------------------------------------------------------- campaigns
+@app.command("run")
+def run_cmd(
+    config: Annotated[Path, typer.Argument(help="Campaign YAML file (see deploy/campaigns/).")],
+    iterations: Annotated[int | None, typer.Option(help="Run up to this many iterations (overrides the file).")] = None,
+    name: Annotated[str | None, typer.Option(help="Campaign name (overrides the file).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON here.")] = None,
+) -> None:
+    """Run or resume a campaign (a Prefect flow) and print its results table."""
+    from flows.campaign import campaign_flow
+
+    summary = campaign_flow(str(config), iterations=iterations, name=name)
+    print_summary(summary)
+    console.print(f"status: [bold]{summary['status']}[/bold]")
+    if json_out:
+        json_out.write_text(json.dumps(summary, indent=1, default=str))
+
+
+@campaign_app.command("create")
+def campaign_create(config: Annotated[Path, typer.Argument(help="Campaign YAML file.")]) -> None:
+    """Register a campaign from its config without running it."""
+    from flows.config import load_config
+
+    cfg = load_config(config)
+    doc = _store().create_campaign(cfg.name, cfg.resolved())
+    console.print(f"campaign {doc['name']!r} ({doc['status']})")
+
+
+@campaign_app.command("list")
+def campaign_list() -> None:
+    """List campaigns with their status and iteration."""
+    table = Table()
+    for col in ("name", "status", "iteration", "target", "lease owner"):
+        table.add_column(col)
+    for d in _store().list_campaigns():
+        table.add_row(d["name"], d.get("status", "-"), str(d.get("iteration", 0)), str(d.get("target_iterations", "-")),
+                      str((d.get("lease") or {}).get("owner", "-")))
+    console.print(table)
+
+
+@campaign_app.command("show")
+def campaign_show(name: Annotated[str, typer.Argument(help="Campaign name.")]) -> None:
+    """Show a campaign's iterations (metrics, stage states) and its top labels."""
+    from flows.campaign import campaign_summary
+
+    store = _store()
+    doc = store.get_campaign(name)
+    console.print(f"[bold]{name}[/bold]: status {doc.get('status')}, iteration {doc.get('iteration')}, "
+                  f"mode {doc['config']['mode']}, oracle {doc['config']['oracle']}")
+    stages = Table(title="stage states")
+    stages.add_column("iteration")
+    stages.add_column("stages")
+    for it in store.iterations(name):
+        stages.add_row(str(it["iteration"]), ", ".join(f"{k}:{v.get('status')}" for k, v in it.get("stages", {}).items()))
+    console.print(stages)
+    print_summary(campaign_summary(store, name))
+
+
+# ---------------------------------------------------------------------------- labels and candidates
+@labels_app.command("import")
+def labels_import(
+    campaign: Annotated[str, typer.Argument(help="Campaign name.")],
+    path: Annotated[Path, typer.Argument(help="CSV with columns formula,value[,std].")],
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Import the good rows even if some are bad.")] = False,
+    source: Annotated[str, typer.Option(help="Label source recorded with each row.")] = "external",
+    allow_new: Annotated[bool, typer.Option("--allow-new", help="Accept formulas that are not candidates of the campaign.")] = False,
+) -> None:
+    """Import labels (e.g. from DFT) into a campaign, validated row by row."""
+    from alcore.errors import ImportValidationError
+    from flows.label_import import parse_label_csv
+    from flows.settings import get_settings
+
+    store = _store()
+    doc = store.get_campaign(campaign)
+    parsed = parse_label_csv(path, get_settings().max_import_bytes)
+    if not allow_new:
+        candidates = {c["formula"]: c for c in store.candidates(campaign)}
+        kept = []
+        for r in parsed.records:
+            if r["formula"] in candidates:
+                kept.append({**r, "iteration": candidates[r["formula"]]["iteration"]})
+            else:
+                parsed.problems.append((0, f"{r['formula']} is not a candidate of campaign {campaign!r} "
+                                           "(use --allow-new to add it as an extra label)"))
+        parsed.records = kept
+    if parsed.problems and not skip_bad:
+        raise ImportValidationError(str(path), parsed.problems)
+    n = store.upsert_labels(campaign, [{**r, "source": source} for r in parsed.records], doc["config"]["property"])
+    console.print(f"imported {n} label(s) into {campaign!r}; skipped {len(parsed.problems)} bad row(s)")
+    for line, msg in parsed.problems[:20]:
+        err.print(f"  line {line}: {msg}")
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({c: (";".join(r[c]) if isinstance(r.get(c), list) else r.get(c)) for c in columns})
+
+
+@labels_app.command("export")
+def labels_export(campaign: Annotated[str, typer.Argument(help="Campaign name.")],
+                  path: Annotated[Path, typer.Argument(help="Output CSV.")]) -> None:
+    """Export a campaign's labels to CSV (formula, value, std, source, iteration)."""
+    rows = _store().labels(campaign)
+    _write_csv(path, rows, ["formula", "value", "std", "source", "iteration"])
+    console.print(f"wrote {len(rows)} label(s) to {path}")
+
+
+@candidates_app.command("export")
+def candidates_export(campaign: Annotated[str, typer.Argument(help="Campaign name.")],
+                      path: Annotated[Path, typer.Argument(help="Output CSV.")]) -> None:
+    """Export a campaign's candidates (accepted and rejected, with reasons) to CSV."""
+    rows = _store().candidates(campaign)
+    _write_csv(path, rows, ["iteration", "rank", "formula", "status", "valid", "novel", "gp_mean", "gp_std",
+                            "acq_value", "reasons"])
+    console.print(f"wrote {len(rows)} candidate(s) to {path}")
+
+
+@candidates_app.command("top")
+def candidates_top(
+    campaign: Annotated[str, typer.Argument(help="Campaign name.")],
+    k: Annotated[int, typer.Option("-k", help="How many.")] = 10,
+    novel_only: Annotated[bool, typer.Option("--novel", help="Only formulas not in Materials Project.")] = False,
+    min_value: Annotated[float | None, typer.Option(help="Only labels at or above this value (eV).")] = None,
+) -> None:
+    """The best labelled candidates of a campaign, with their validity and novelty."""
+    store = _store()
+    cands = {c["formula"]: c for c in store.candidates(campaign, status="labelled")}
+    query: dict[str, Any] = {"campaign": campaign, "formula": {"$in": list(cands)}}
+    if min_value is not None:
+        query["value"] = {"$gte": min_value}
+    rows = [d for d in store.db.labels.find(query, {"_id": 0}).sort("value", -1)
+            if not novel_only or cands[d["formula"]].get("novel")][:k]
+    table = Table(title=f"top {k} candidates of {campaign}")
+    for col in ("formula", "label (eV)", "GP mean ± std", "iteration", "novel"):
+        table.add_column(col)
+    for d in rows:
+        c = cands[d["formula"]]
+        table.add_row(d["formula"], _fmt(d["value"]), f"{_fmt(c.get('gp_mean'))} ± {_fmt(c.get('gp_std'))}",
+                      str(c["iteration"]), "yes" if c.get("novel") else "no")
+    console.print(table)
+
+
+# ---------------------------------------------------------------------------- database
+@db_app.command("start")
+def db_start() -> None:
+    """Start the embedded database (or report the one already running)."""
+    from flows.embedded import start_server
+    from flows.settings import get_settings
+
+    s = get_settings()
+    server = start_server(s.data_dir, s.embedded_port)
+    console.print(f"embedded database running: pid {server.pid}, {server.uri}, data {server.storage_path}")
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded database (SIGTERM; waits for it to exit)."""
+    from flows.embedded import stop_server
+    from flows.settings import get_settings
+
+    stopped = stop_server(get_settings().data_dir)
+    console.print("stopped" if stopped else "no embedded database was running")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Say which database is configured and whether it answers."""
+    from flows.embedded import running_server
+    from flows.settings import get_settings
+
+    s = get_settings()
+    if s.embedded:
+        server = running_server(s.data_dir)
+        console.print(f"embedded: {'running, pid ' + str(server.pid) + ', ' + server.uri if server else 'not running'}"
+                      f" (data {s.data_dir})")
+    else:
+        store = _store()
+        console.print(f"MongoDB {s.uri_masked()}: reachable, database {store.db.name}")
+
+
+# ---------------------------------------------------------------------------- autoencoder
+@ae_app.command("train")
+def ae_train(
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,
+    element_list: Annotated[str, typer.Option(help="Element list: matgan85, agd87, mp89, z103.")] = "agd87",
+    out: Annotated[Path | None, typer.Option(help="Output .safetensors (default: the committed weights).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Retrain the composition autoencoder on the committed MP formulas."""
+    from flows.autoencoder_flow import train_autoencoder_flow
+
+    meta = train_autoencoder_flow(epochs=epochs, element_list=element_list, seed=seed,
+                                  out=str(out) if out else None)
+    console.print(f"held-out exact reconstruction: {meta['metrics']['val_exact']:.2%}")
+
+
+def main() -> None:
+    """Console-script entry point: run the CLI, turning user errors into one-line messages."""
+    _mount_generator_apps()
+    try:
+        app(standalone_mode=False)
+    except AlflowError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors carry their own exit codes
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

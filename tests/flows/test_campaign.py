@@ -1,0 +1,130 @@
+"""End-to-end campaign tests on a real wire-protocol server: resume, lease, external labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alcore.errors import CampaignLockedError, ConfigError
+from flows import campaign as campaign_mod
+from flows.autoencoder_flow import train_and_save_autoencoder
+from flows.campaign import run_campaign_in
+from flows.config import parse_config
+from flows.datasets import band_gap_table
+
+
+@pytest.fixture(scope="module")
+def tiny_ae(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small autoencoder trained for 3 epochs on 2,000 AGD formulas (seconds)."""
+    from alcore.composition import CompositionEncoder
+
+    enc = CompositionEncoder("agd87")
+    corpus = [f for f in band_gap_table("agd_exp1_42k")["formula"][:4000] if enc.representable(f)[0]][:2000]
+    out = tmp_path_factory.mktemp("ae") / "tiny_ae.safetensors"
+    train_and_save_autoencoder(out, epochs=3, corpus=corpus, progress=False)
+    return out
+
+
+def _config(tiny_ae: Path, name: str, **overrides) -> object:
+    base = {
+        "name": name, "mode": "pool", "iterations": 3, "seed": 7, "oracle": "lookup",
+        "seeds": {"dataset": "agd_exp3_init_300", "n": 40}, "autoencoder": str(tiny_ae),
+        "acquisition": {"q": 3, "beta": 25.0, "num_restarts": 2, "raw_samples": 32, "maxiter": 10,
+                        "mc_samples": 32},
+        "gp": {"maxiter": 15}, "screening_epochs": 20, "pool_size": 2000, "validation": "agd_test_500",
+    }
+    base.update(overrides)
+    return parse_config(base)
+
+
+def _state(store, name: str) -> dict:
+    labels = sorted((d["formula"], round(d["value"], 9), d["source"], d.get("iteration")) for d in store.labels(name))
+    cands = sorted((d["iteration"], d["formula"], d["status"]) for d in store.candidates(name))
+    metrics = [
+        {k: v for k, v in (it.get("metrics") or {}).items()} for it in store.iterations(name)
+    ]
+    return {"labels": labels, "candidates": cands, "metrics": metrics}
+
+
+def test_pool_campaign_resumes_after_crash_to_identical_state(store, tiny_ae, prefect_harness, monkeypatch):
+    reference = run_campaign_in(store, _config(tiny_ae, "ref"))
+    assert reference["status"] == "finished"
+    ref_state = _state(store, "ref")
+    assert len([c for c in ref_state["candidates"] if c[2] == "labelled"]) == 9
+    assert len(ref_state["labels"]) == 40 + 9
+
+    crashes = iter([("label", 1), ("acquire", 2), ("retrain", 3)])
+    target = next(crashes)
+
+    def hook(stage: str, when: str, iteration: int) -> None:
+        nonlocal target
+        if target and (stage, iteration) == target and when == "after":
+            target = next(crashes, None)
+            raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(campaign_mod, "STAGE_HOOK", hook)
+    runs = 0
+    while True:
+        runs += 1
+        try:
+            result = run_campaign_in(store, _config(tiny_ae, "crashy"))
+            break
+        except KeyboardInterrupt:
+            continue
+    assert runs == 4
+    assert result["status"] == "finished"
+    assert _state(store, "crashy") == ref_state
+    # no duplicates, no orphaned running stages
+    assert store.db.labels.count_documents({"campaign": "crashy"}) == len(ref_state["labels"])
+    for it in store.iterations("crashy"):
+        assert all(s["status"] == "done" for s in it["stages"].values()), it["stages"]
+
+
+def test_second_runner_is_refused(store, tiny_ae, prefect_harness):
+    cfg = _config(tiny_ae, "locked", iterations=1)
+    store.create_campaign(cfg.name, cfg.resolved())
+    store.acquire_lease(cfg.name, "other-host:123", ttl_s=300)
+    with pytest.raises(CampaignLockedError, match="other-host:123"):
+        run_campaign_in(store, cfg, owner="me:1")
+
+
+def test_changed_config_for_existing_campaign_is_refused(store, tiny_ae, prefect_harness):
+    cfg = _config(tiny_ae, "cfg", iterations=1)
+    run_campaign_in(store, cfg)
+    with pytest.raises(ConfigError, match="different config"):
+        run_campaign_in(store, _config(tiny_ae, "cfg", iterations=1, seed=99))
+
+
+def test_external_oracle_pauses_and_resumes_after_import(store, tiny_ae, prefect_harness):
+    cfg = _config(tiny_ae, "ext", iterations=1, oracle="external")
+    first = run_campaign_in(store, cfg)
+    assert first["status"] == "awaiting_labels"
+    waiting = store.candidates("ext", status="awaiting_label")
+    assert len(waiting) == 3
+    table = band_gap_table("agd_exp1_42k").set_index("formula")["value"]
+    store.upsert_labels("ext", [{"formula": c["formula"], "value": float(table[c["formula"]]), "source": "external",
+                                 "iteration": 1} for c in waiting])
+    second = run_campaign_in(store, cfg)
+    assert second["status"] == "finished"
+    assert {c["status"] for c in store.candidates("ext")} == {"labelled"}
+    assert second["iterations"][0]["n_labels"] == 43
+
+
+def test_continuous_campaign_decodes_only_valid_formulas(store, tiny_ae, prefect_harness):
+    cfg = _config(tiny_ae, "cont", mode="continuous", iterations=1, oracle="resnet-agd",
+                  acquisition={"q": 2, "beta": 25.0, "num_restarts": 2, "raw_samples": 32, "maxiter": 10,
+                               "mc_samples": 32, "max_attempts": 15})
+    result = run_campaign_in(store, cfg)
+    assert result["status"] == "finished"
+    cands = store.candidates("cont")
+    accepted = [c for c in cands if c["valid"]]
+    assert 1 <= len(accepted) <= 2
+    from alcore.validity import check_validity
+
+    for c in accepted:
+        assert check_validity(c["formula"]).valid
+        assert c["status"] == "labelled"
+    for c in cands:
+        if not c["valid"]:
+            assert c["reasons"], c
