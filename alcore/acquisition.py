@@ -77,17 +77,26 @@ def acquire_continuous(model: Model, bounds: np.ndarray, settings: AcquisitionSe
 
 
 def acquire_discrete(model: Model, choices: np.ndarray, settings: AcquisitionSettings, seed: int,
-                     max_batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Pick ``q`` rows of ``choices`` (M, d) that maximise UCB (sequential greedy for q > 1).
+                     max_batch_size: int = 2048, method: str = "bucb") -> tuple[np.ndarray, np.ndarray]:
+    """Pick ``q`` rows of ``choices`` (M, d) that maximise UCB.
 
-    Returns ``(indices, values)``: (q,) row indices into ``choices`` and their acquisition values.
-    Raises :class:`EmptyPoolError` if there are fewer choices than ``q``.
+    ``method="bucb"`` (default): GP-BUCB (Desautels et al. 2014): greedy analytic UCB where each
+    pick is added to the GP as a hallucinated observation at its posterior mean, which shrinks the
+    variance around it so the batch spreads out; cost q posterior passes over the pool.
+    ``method="qucb"``: BoTorch ``optimize_acqf_discrete`` with the Monte-Carlo
+    ``qUpperConfidenceBound`` (sequential greedy; expensive for large q and pools).
+    Returns ``(indices, values)``: (q,) row indices into ``choices`` and their UCB values at pick
+    time. Raises :class:`EmptyPoolError` if there are fewer choices than ``q``.
     """
     if len(choices) < settings.q:
         raise EmptyPoolError(
             f"the pool has {len(choices)} unlabelled candidates, fewer than q={settings.q}; "
             "add formulas to the pool or lower q"
         )
+    if method == "bucb":
+        return _bucb(model, np.asarray(choices, dtype=np.float64), settings, max_batch_size)
+    if method != "qucb":
+        raise ConfigError(f"unknown discrete acquisition method {method!r}; use 'bucb' or 'qucb'")
     torch.manual_seed(seed)
     tc = torch.as_tensor(choices, dtype=torch.float64)
     acq = make_ucb(model, settings, seed)
@@ -97,3 +106,64 @@ def acquire_discrete(model: Model, choices: np.ndarray, settings: AcquisitionSet
     index = {row.tobytes(): i for i, row in enumerate(np.ascontiguousarray(choices, dtype=np.float64))}
     picked = np.array([index[row.tobytes()] for row in x.numpy()], dtype=np.int64)
     return picked, values.detach().numpy().reshape(-1)
+
+
+def _bucb(model: Model, choices: np.ndarray, settings: AcquisitionSettings,
+          max_batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """GP-BUCB batch selection (see :func:`acquire_discrete`) with exact rank-one variance updates.
+
+    With V = L^-1 K(X, P) (L the Cholesky factor of the noisy training covariance), the posterior
+    covariance of pool points is c(x, s) = k(x, s) - V[:, x] . V[:, s]; a hallucinated observation
+    at s removes w(x)^2 from every variance, w(x) = c(x, s) / sqrt(c(s, s) + noise). One O(N^2 M)
+    solve per batch, then O(N M) per pick.
+    """
+    from alcore.surrogate import posterior
+
+    mean, _ = posterior(model, choices, batch=max_batch_size)
+    sqrt_beta = float(np.sqrt(settings.beta))
+    with torch.no_grad(), gpytorch.settings.max_cholesky_size(CHOLESKY_MAX):
+        kernel = model.covar_module
+        xt = model.train_inputs[0]
+        pt = model.transform_inputs(torch.as_tensor(choices, dtype=torch.float64))
+        noise = model.likelihood.noise.reshape(-1)[0]
+        k_train = kernel(xt).to_dense() + noise * torch.eye(len(xt), dtype=xt.dtype)
+        chol = torch.linalg.cholesky(k_train)
+        v = torch.cat([torch.linalg.solve_triangular(chol, kernel(xt, pt[i : i + max_batch_size]).to_dense(),
+                                                     upper=False)
+                       for i in range(0, len(pt), max_batch_size)], dim=1)
+        var = (kernel(pt, diag=True) - (v * v).sum(0)).clamp_min(1e-12)
+        scale = float(model.outcome_transform.stdvs.reshape(-1)[0]) if hasattr(model, "outcome_transform") else 1.0
+        mean_t = torch.as_tensor(mean)
+        taken = torch.zeros(len(pt), dtype=torch.bool)
+        updates: list[torch.Tensor] = []
+        picked, values = [], []
+        for _ in range(settings.q):
+            ucb = mean_t + sqrt_beta * scale * var.sqrt()
+            ucb[taken] = -torch.inf
+            i = int(torch.argmax(ucb))
+            picked.append(i)
+            values.append(float(ucb[i]))
+            taken[i] = True
+            cov = kernel(pt, pt[i : i + 1]).to_dense()[:, 0] - v.T @ v[:, i]
+            for w in updates:
+                cov = cov - w * w[i]
+            w = cov / torch.sqrt(cov[i].clamp_min(0) + noise)
+            var = (var - w * w).clamp_min(1e-12)
+            updates.append(w)
+    return np.array(picked, dtype=np.int64), np.array(values)
+
+
+def trust_region(center: np.ndarray, box: np.ndarray, fraction: float) -> np.ndarray:
+    """A TuRBO-style local box (Eriksson et al. 2019): side ``fraction`` of the latent box's span,
+    centred on ``center`` (d,), clipped to ``box`` (2, d). Returns (2, d) bounds.
+
+    UCB over the whole 128-d box peaks at its corners, far from any encoded formula, where the
+    decoder returns nothing; a local box around good labelled points keeps the search on the data
+    manifold while the GP still extrapolates inside it.
+    """
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"trust-region fraction must be in (0, 1], got {fraction}")
+    half = 0.5 * fraction * (box[1] - box[0])
+    lo = np.maximum(center - half, box[0])
+    hi = np.minimum(center + half, box[1])
+    return np.stack([lo, np.maximum(hi, lo + 1e-9)])

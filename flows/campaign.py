@@ -24,7 +24,7 @@ import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NONE as NO_CACHE
 
-from alcore.acquisition import AcquisitionSettings, acquire_continuous, acquire_discrete
+from alcore.acquisition import AcquisitionSettings, acquire_continuous, acquire_discrete, trust_region
 from alcore.autoencoder import CompositionAutoencoder, decode_latents, encode_formulas, load_weights
 from alcore.composition import CompositionEncoder
 from alcore.errors import AcquisitionError, AlflowError
@@ -43,6 +43,27 @@ LEASE_TTL_S = 600.0
 
 #: Test hook: called with (stage, "before" | "after", iteration); fault injection uses it.
 STAGE_HOOK: Callable[[str, str, int], None] | None = None
+
+
+def fault_point(name: str) -> None:
+    """Fault-injection point for the crash-anywhere tests (no effect unless armed).
+
+    ``ALFLOW_FAULT_POINT=<name>`` plus ``ALFLOW_FAULT_MARKER=<file>`` makes the process SIGKILL
+    itself the first time it reaches ``name`` (the marker file records that it happened, so the
+    restarted run goes through). Names: ``<stage>:<iteration>:before``, ``<stage>:<iteration>:after``
+    and the mid-write points ``acquire:<i>:mid-candidates``, ``label:<i>:mid-labels``.
+    """
+    import os
+
+    if os.environ.get("ALFLOW_FAULT_POINT") != name:
+        return
+    marker = Path(os.environ.get("ALFLOW_FAULT_MARKER", ".alflow-fault-fired"))
+    if marker.exists():
+        return
+    marker.write_text(name)
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter:
@@ -141,6 +162,7 @@ def run_stage(ctx: CampaignContext, iteration: int, stage: str,
     ctx.store.renew_lease(ctx.name, ctx.owner, LEASE_TTL_S)
     if STAGE_HOOK:
         STAGE_HOOK(stage, "before", iteration)
+    fault_point(f"{stage}:{iteration}:before")
     if reset is not None:
         reset()
     ctx.store.mark_stage(ctx.name, iteration, stage, "running")
@@ -156,6 +178,7 @@ def run_stage(ctx: CampaignContext, iteration: int, stage: str,
     result = {**result, "seconds": round(time.perf_counter() - t0, 3)}
     if STAGE_HOOK:
         STAGE_HOOK(stage, "after", iteration)
+    fault_point(f"{stage}:{iteration}:after")
     ctx.store.mark_stage(ctx.name, iteration, stage, "done", result=result)
     _logger().info("campaign %s iteration %d: %s done in %.1f s", ctx.name, iteration, stage, result["seconds"])
     return result
@@ -228,12 +251,16 @@ def acquire_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
     else:
         pending = np.empty((0, box.shape[1]))
         seen: set[str] = set()
+        _, y_labelled = ctx.labelled()
+        order = np.argsort(-y_labelled, kind="stable")
         while len(accepted) < q and attempts < cfg.acquisition.max_attempts:
             need = q - len(accepted)
             settings = AcquisitionSettings(cfg.acquisition.beta, need, cfg.acquisition.num_restarts,
                                            cfg.acquisition.raw_samples, cfg.acquisition.maxiter,
                                            cfg.acquisition.mc_samples)
-            z, value = acquire_continuous(gp, box, settings, stage_seed(cfg.seed, iteration, "acq", attempts),
+            centre = x_labelled[order[attempts % len(order)]]
+            local = trust_region(centre, box, cfg.acquisition.trust_region)
+            z, value = acquire_continuous(gp, local, settings, stage_seed(cfg.seed, iteration, "acq", attempts),
                                           x_pending=pending if len(pending) else None)
             attempts += 1
             pending = np.vstack([pending, z])
@@ -252,7 +279,11 @@ def acquire_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
                 f"({len(rejected)} rejected; first reasons: {[r['reasons'] for r in rejected[:3]]}); "
                 "raise acquisition.max_attempts, lower beta, or relax the validity limits"
             )
-    ctx.store.upsert_candidates(ctx.name, iteration, accepted + rejected)
+    everything = accepted + rejected
+    # written in two bulk batches with a fault point between them (a kill mid-write must be harmless)
+    ctx.store.upsert_candidates(ctx.name, iteration, everything[: len(everything) // 2])
+    fault_point(f"acquire:{iteration}:mid-candidates")
+    ctx.store.upsert_candidates(ctx.name, iteration, everything[len(everything) // 2 :])
     return {"n_accepted": len(accepted), "n_rejected": len(rejected), "attempts": attempts,
             "formulas": [c["formula"] for c in accepted]}
 
@@ -310,7 +341,9 @@ def label_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
                             "source": ctx.config.oracle})
         else:
             failed.append((f, why or "oracle returned NaN"))
-    ctx.store.upsert_labels(ctx.name, records, ctx.config.property)
+    ctx.store.upsert_labels(ctx.name, records[: len(records) // 2], ctx.config.property)
+    fault_point(f"label:{iteration}:mid-labels")
+    ctx.store.upsert_labels(ctx.name, records[len(records) // 2 :], ctx.config.property)
     for f, why in failed:
         ctx.store.db.candidates.update_one({"campaign": ctx.name, "iteration": iteration, "formula": f},
                                            {"$set": {"status": "label_failed", "label_error": why}})

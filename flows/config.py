@@ -35,7 +35,9 @@ class SeedSpec(_Strict):
 
 class AcquisitionSpec(_Strict):
     """UCB and optimiser settings (see :class:`alcore.acquisition.AcquisitionSettings`) plus the
-    decode budget: ``max_attempts`` rounds of re-acquisition to collect ``q`` valid candidates."""
+    decode budget: ``max_attempts`` rounds of re-acquisition to collect ``q`` valid candidates.
+    ``trust_region`` (continuous mode): side of the local search box as a fraction of the latent
+    box, centred on the best labelled point (attempt a: the a-th best), TuRBO style."""
 
     beta: float = 25.0
     q: int = 4
@@ -44,6 +46,7 @@ class AcquisitionSpec(_Strict):
     maxiter: int = 30
     mc_samples: int = 128
     max_attempts: int = 6
+    trust_region: float = Field(default=0.2, gt=0, le=1)
 
     def settings(self) -> AcquisitionSettings:
         """The pure-computation settings object (validates beta, q and effort)."""

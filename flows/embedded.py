@@ -9,6 +9,7 @@ pymongo/GridFS code as to a production MongoDB.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -172,7 +173,5 @@ def stop_server(data_dir: Path, timeout_s: float = 30.0) -> bool:
 
 def _reap(pid: int) -> None:
     """Collect a child's exit status if it is ours (so it does not linger as a zombie)."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
