@@ -1,0 +1,233 @@
+"""Prefect flow ``structures``: template structures for candidate formulas, CHGNet relaxation, stability.
+
+For each formula (given, or a campaign's top candidates by ``pred_mean`` from ``candidates``) it
+proposes trial structures (EMD-nearest templates with the same anonymised formula, substituted; or
+pyxtal random structures in the nearest known composition's space group), relaxes each with CHGNet
+on a task runner (threads by default, Dask optional), computes E_form and E_hull and upserts one
+document per trial into ``structures`` keyed by ``(campaign, formula, template_id)``. Trials that
+already have a verdict are skipped on a rerun (``redo=True`` recomputes them). CIFs can be exported
+to a folder.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from alcore.composition import canonical_formula
+from alcore.errors import AlflowError, ConfigError, EmptyPoolError
+from flows.store import Store
+
+MODEL_NAME = "chgnet-0.4.2-pretrained"
+
+
+# ---------------------------------------------------------------------------- per-process singletons
+@lru_cache(maxsize=1)
+def _library():
+    from generators.templates import TemplateLibrary
+
+    return TemplateLibrary.load()
+
+
+@lru_cache(maxsize=8)
+def _checker(e_hull_max: float, fmax: float, steps: int, compute_hull: bool):
+    from generators.stability import StabilityChecker, get_model
+
+    model = get_model(threads=1)
+    return StabilityChecker(library=_library(), model=model, e_hull_max=e_hull_max, fmax=fmax, steps=steps,
+                            compute_hull=compute_hull)
+
+
+def _clean(x: Any) -> Any:
+    """NaN/inf -> None, numpy scalars/arrays -> Python (MongoDB documents stay JSON-clean)."""
+    if isinstance(x, np.ndarray):
+        x = x.tolist()
+    elif isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    return x
+
+
+def verdict_doc(campaign: str, trial, verdict) -> dict[str, Any]:
+    """The ``structures`` document of one trial and its verdict (see module doc for the fields)."""
+    s = verdict.structure if verdict.structure is not None else trial.structure
+    doc = {
+        "campaign": campaign, "formula": trial.formula, "template_id": trial.template_id,
+        "structure": s.as_dict() if s is not None else None,
+        "cif": s.to(fmt="cif") if s is not None else None,
+        "initial_structure": trial.structure.as_dict() if trial.structure is not None else None,
+        "template": {k: trial.template.get(k) for k in ("formula", "source", "id", "emd", "spg", "mpid")},
+        "mapping": dict(trial.mapping),
+        "energy_per_atom": verdict.energy_per_atom, "initial_energy_per_atom": verdict.initial_energy_per_atom,
+        "e_form": verdict.e_form, "e_hull": verdict.e_hull,
+        "verdict": verdict.verdict, "reason": verdict.reason,
+        "relax": {"steps": verdict.steps, "converged": verdict.converged, "seconds": verdict.seconds},
+        "extra": verdict.extra, "model": MODEL_NAME,
+    }
+    return _clean(doc)
+
+
+# ---------------------------------------------------------------------------- tasks
+@task(name="propose-structures", cache_policy=NO_CACHE)
+def propose_task(formulas: list[str], k: int, fallback_trials: int, seed: int) -> list:
+    """Trials (generators.templates.Trial) for each formula, in order."""
+    from generators.templates import propose_structures
+
+    lib = _library()
+    out = []
+    for f in formulas:
+        out.extend(propose_structures(f, lib, k=k, fallback_trials=fallback_trials, seed=seed))
+    return out
+
+
+@task(name="relax-and-judge", cache_policy=NO_CACHE)
+def relax_task(campaign: str, trial, e_hull_max: float, fmax: float, steps: int, compute_hull: bool
+               ) -> dict[str, Any]:
+    """Relax one trial and return its ``structures`` document (never raises for a bad structure)."""
+    from generators.stability import Verdict
+
+    try:
+        verdict = _checker(e_hull_max, fmax, steps, compute_hull).evaluate(trial)
+    except Exception as exc:  # last line of defence: a verdict, not a crashed flow
+        verdict = Verdict(trial.formula, trial.template_id, "failed", f"{type(exc).__name__}: {exc}",
+                          trial.structure)
+    return verdict_doc(campaign, trial, verdict)
+
+
+# ---------------------------------------------------------------------------- helpers
+def campaign_top_formulas(store: Store, campaign: str, top_k: int) -> list[str]:
+    """The ``top_k`` distinct formulas of a campaign's candidates by ``pred_mean`` (highest first),
+    leaving out candidates whose status says they are invalid or rejected."""
+    cur = store.db.candidates.find({"campaign": campaign, "status": {"$nin": ["invalid", "rejected"]}},
+                                   {"formula": 1, "pred_mean": 1, "_id": 0}).sort("pred_mean", -1)
+    out: list[str] = []
+    for d in cur:
+        f = d.get("formula")
+        if f and f not in out:
+            out.append(f)
+        if len(out) >= top_k:
+            break
+    return out
+
+
+def export_cifs(store: Store, campaign: str, out_dir: str | Path, verdicts: Sequence[str] | None = None) -> int:
+    """Write the CIF of every ``structures`` doc of a campaign to ``out_dir``; returns the count.
+
+    File names are ``<formula>__<template_id>.cif`` (characters other than letters, digits, ``.-_``
+    become ``_``). ``verdicts`` restricts to e.g. ``["stable"]``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    query: dict[str, Any] = {"campaign": campaign, "cif": {"$ne": None}}
+    if verdicts:
+        query["verdict"] = {"$in": list(verdicts)}
+    n = 0
+    for d in store.db.structures.find(query, {"formula": 1, "template_id": 1, "cif": 1}):
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{d['formula']}__{d['template_id']}") + ".cif"
+        (out / name).write_text(d["cif"])
+        n += 1
+    return n
+
+
+def _open_store(mongo_uri: str | None, database: str) -> Store:
+    return Store.from_uri(mongo_uri, database=database) if mongo_uri else Store.connect()
+
+
+# ---------------------------------------------------------------------------- the flow
+@flow(name="structures", task_runner=ThreadPoolTaskRunner(max_workers=2), validate_parameters=True)
+def structures_flow(
+    formulas: list[str] | None = None,
+    campaign: str = "adhoc",
+    top_k: int = 20,
+    k_templates: int = 3,
+    fallback_trials: int = 3,
+    e_hull_max: float = 0.1,
+    fmax: float = 0.1,
+    steps: int = 200,
+    compute_hull: bool = True,
+    seed: int = 0,
+    redo: bool = False,
+    cif_dir: str | None = None,
+    mongo_uri: str | None = None,
+    database: str = "alflow",
+) -> dict[str, Any]:
+    """Structure, relax and judge formulas; returns ``{formulas, trials, relaxed, skipped, verdicts}``.
+
+    ``formulas`` None takes the campaign's ``top_k`` candidates by ``pred_mean``. ``mongo_uri``
+    None uses the configured store (embedded by default).
+    """
+    logger = get_run_logger()
+    store = _open_store(mongo_uri, database)
+    try:
+        if formulas is None:
+            formulas = campaign_top_formulas(store, campaign, top_k)
+            if not formulas:
+                raise EmptyPoolError(f"campaign {campaign!r} has no candidates; run the campaign first "
+                                     "or pass formulas")
+        canon: list[str] = []
+        for f in formulas:
+            c = canonical_formula(f)
+            if c not in canon:
+                canon.append(c)
+        trials = propose_task(canon, k_templates, fallback_trials, seed)
+        done = set()
+        if not redo:
+            for d in store.db.structures.find({"campaign": campaign, "formula": {"$in": canon},
+                                               "verdict": {"$exists": True}},
+                                              {"formula": 1, "template_id": 1}):
+                done.add((d["formula"], d["template_id"]))
+        todo = [t for t in trials if (t.formula, t.template_id) not in done]
+        logger.info("%d formulas -> %d trials; %d already judged, %d to relax", len(canon), len(trials),
+                    len(trials) - len(todo), len(todo))
+        futures = [relax_task.submit(campaign, t, e_hull_max, fmax, steps, compute_hull) for t in todo]
+        counts: dict[str, int] = {}
+        for fut in as_completed(futures):
+            doc = fut.result()
+            store.upsert_structures([doc])
+            counts[doc["verdict"]] = counts.get(doc["verdict"], 0) + 1
+            logger.info("%s %s: %s %s", doc["formula"], doc["template_id"], doc["verdict"], doc["reason"] or "")
+        if cif_dir:
+            n = export_cifs(store, campaign, cif_dir)
+            logger.info("exported %d CIFs to %s", n, cif_dir)
+        return {"formulas": canon, "trials": len(trials), "relaxed": len(todo),
+                "skipped": len(trials) - len(todo), "verdicts": counts}
+    finally:
+        store.close()
+
+
+def run_structures(formulas: list[str] | None = None, runner: str = "thread", workers: int = 2,
+                   dask_address: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Run :func:`structures_flow` on a chosen task runner: ``"thread"`` (``workers`` threads) or
+    ``"dask"`` (a local cluster of ``workers`` single-threaded processes, or ``dask_address``).
+    Extra keyword arguments go to the flow. Returns the flow's summary."""
+    if runner == "thread":
+        tr = ThreadPoolTaskRunner(max_workers=workers)
+    elif runner == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError as exc:  # pragma: no cover - prefect-dask is a dependency
+            raise ConfigError(f"the dask runner needs prefect-dask: {exc}") from None
+        tr = (DaskTaskRunner(address=dask_address) if dask_address else
+              DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True}))
+    else:
+        raise ConfigError(f"unknown runner {runner!r}; use 'thread' or 'dask'")
+    return structures_flow.with_options(task_runner=tr)(formulas=formulas, **kwargs)
+
+
+__all__ = ["AlflowError", "campaign_top_formulas", "export_cifs", "run_structures", "structures_flow",
+           "verdict_doc"]

@@ -1,0 +1,416 @@
+"""Relaxation and thermodynamic stability with CHGNet (the pretrained model shipped in its wheel).
+
+* :func:`relax` relaxes a structure (FIRE + FrechetCellFilter, bounded steps) and returns the
+  energy per atom; :func:`single_point` evaluates without relaxing.
+* :class:`ElementalReferences`: the energy per atom of each element's lowest-energy structure relaxed
+  by the same model (fcc/bcc/hcp/diamond AFLOW prototypes from pymatgen and the element's own
+  library structures; dimers in a 12 Å box for H, N, O, F, Cl), cached in
+  ``data/structures/chgnet_elemental_refs.json``.
+* :class:`PhaseEnergies`: competing phases of a chemical system taken from the template library,
+  relaxed by the same model, cached per template id in ``data/structures/chgnet_phase_energies.json``.
+* :class:`StabilityChecker` turns a :class:`~generators.templates.Trial` into a :class:`Verdict`:
+  ``"stable"`` (E_form < 0 and E_hull <= threshold), ``"unstable"`` or ``"failed"`` with a reason
+  (no structure, overlapping atoms, a relaxation that raised or blew up). It never raises for a
+  bad structure.
+
+Energies are in eV/atom. CHGNet runs on CPU; call ``torch.set_num_threads(1)`` per worker (done by
+:func:`get_model` when ``threads`` is given).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import logging
+import os
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pymatgen.core import Composition, Lattice, Structure
+
+from alcore.composition import canonical_formula, reduced_counts
+from alcore.errors import StructureError
+from alcore.paths import DATA_DIR
+
+log = logging.getLogger(__name__)
+
+REFS_PATH = DATA_DIR / "structures" / "chgnet_elemental_refs.json"
+PHASES_PATH = DATA_DIR / "structures" / "chgnet_phase_energies.json"
+GAS_DIMERS: dict[str, float] = {"H": 0.74, "N": 1.10, "O": 1.21, "F": 1.42, "Cl": 1.99}  # bond lengths, Å
+UNARY_PROTOTYPES = ("A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c", "A_cF8_227_a")
+MIN_DISTANCE = 0.5  # Å: closer atoms mean a broken structure
+E_HULL_MAX = 0.1  # eV/atom
+
+
+# ---------------------------------------------------------------------------- model and relaxation
+@lru_cache(maxsize=1)
+def get_model(threads: int | None = 1):
+    """The pretrained CHGNet model (loaded once per process); sets torch's thread count if given."""
+    import torch
+    from chgnet.model import CHGNet
+
+    if threads:
+        torch.set_num_threads(threads)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return CHGNet.load(verbose=False)
+
+
+def min_distance(structure: Structure) -> float:
+    """Smallest interatomic distance (Å, periodic minimum image) between distinct sites; inf for 1 site."""
+    if len(structure) < 2:
+        return float("inf")
+    dm = structure.distance_matrix
+    np.fill_diagonal(dm, np.inf)
+    return float(dm.min())
+
+
+@dataclass
+class RelaxResult:
+    """Outcome of a relaxation: final structure, energies (eV/atom), steps taken, convergence."""
+
+    structure: Structure
+    energy_per_atom: float
+    initial_energy_per_atom: float
+    steps: int
+    converged: bool
+    seconds: float
+
+
+def single_point(structure: Structure, model=None) -> float:
+    """CHGNet energy per atom (eV/atom) of ``structure`` as given (no relaxation)."""
+    model = model or get_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pred = model.predict_structure(structure, task="e")
+    return float(np.asarray(pred["e"]).ravel()[0])
+
+
+def relax(structure: Structure, model=None, fmax: float = 0.1, steps: int = 200, relax_cell: bool = True,
+          ) -> RelaxResult:
+    """Relax ``structure`` with CHGNet (FIRE; cell too unless ``relax_cell`` is False).
+
+    Takes a Structure, force tolerance ``fmax`` (eV/Å) and a step bound; returns a
+    :class:`RelaxResult`. Raises :class:`StructureError` if the model fails or the energy is not
+    finite.
+    """
+    from chgnet.model import StructOptimizer
+
+    model = model or get_model()
+    t0 = time.perf_counter()
+    opt = StructOptimizer(model=model, optimizer_class="FIRE")  # one calculator per call: thread-safe
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = opt.relax(structure, fmax=fmax, steps=steps, relax_cell=relax_cell, verbose=False,
+                            assign_magmoms=False)
+    except Exception as exc:
+        raise StructureError(f"CHGNet relaxation failed: {type(exc).__name__}: {exc}") from None
+    traj = out["trajectory"]
+    n = len(structure)
+    energies = np.asarray(traj.energies, float) / n
+    if len(energies) == 0 or not np.all(np.isfinite(energies)):
+        raise StructureError("CHGNet relaxation produced a non-finite energy")
+    final = out["final_structure"]
+    fmax_last = float(np.linalg.norm(traj.forces[-1], axis=1).max()) if len(traj.forces) else np.inf
+    return RelaxResult(structure=final, energy_per_atom=float(energies[-1]),
+                       initial_energy_per_atom=float(energies[0]), steps=len(energies) - 1,
+                       converged=fmax_last <= fmax * 1.0001 and len(energies) - 1 < steps,
+                       seconds=time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------- JSON caches
+class _JsonCache:
+    """A small thread-safe JSON dict on disk (written atomically after each update)."""
+
+    def __init__(self, path: Path | str | None) -> None:
+        self.path = Path(path) if path else None
+        self.lock = threading.RLock()
+        self.data: dict[str, Any] = {}
+        if self.path and self.path.exists():
+            try:
+                self.data = json.loads(self.path.read_text())
+            except (OSError, ValueError) as exc:
+                log.warning("ignoring unreadable cache %s: %s", self.path, exc)
+
+    def get(self, key: str) -> Any:
+        with self.lock:
+            return self.data.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        with self.lock:
+            self.data[key] = value
+            if self.path is None:
+                return
+            try:
+                tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+                tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+                tmp.replace(self.path)
+            except OSError as exc:
+                log.warning("cannot write cache %s: %s", self.path, exc)
+
+
+@lru_cache(maxsize=1)
+def _aflow_prototypes() -> dict[str, Structure]:
+    import pymatgen.analysis.prototypes as proto
+
+    path = os.path.join(os.path.dirname(proto.__file__), "aflow_prototypes.json.gz")
+    with gzip.open(path, "rt") as fh:
+        data = json.load(fh)
+    return {d["tags"]["aflow"]: Structure.from_dict(d["snl"]) for d in data
+            if d["tags"]["aflow"] in UNARY_PROTOTYPES}
+
+
+def dimer(element: str, bond: float, box: float = 12.0) -> Structure:
+    """A diatomic molecule of ``element`` with bond length ``bond`` (Å) in a cubic ``box`` (Å)."""
+    return Structure(Lattice.cubic(box), [element, element], [[0, 0, 0], [bond / box, 0, 0]],
+                     coords_are_cartesian=False)
+
+
+class ElementalReferences:
+    """Energy per atom (eV/atom) of each element's reference state, relaxed by CHGNet, cached on disk.
+
+    Candidates: the element's own library structures (MP/AMCSD/OQMD; the ``max_library`` smallest
+    with <= ``max_sites`` sites), else (or also, with ``always_prototypes``) the fcc/bcc/hcp (and, for
+    C/Si/Ge/Sn, diamond) AFLOW prototypes; a dimer in a box for H, N, O, F, Cl. The lowest relaxed
+    energy wins. ``energy("Na")`` computes on first use (a few short relaxations) and stores
+    ``{"energy_per_atom", "structure_source", "candidates": {...}}`` in the JSON cache.
+    """
+
+    def __init__(self, path: Path | str | None = REFS_PATH, library=None, model=None, fmax: float = 0.1,
+                 steps: int = 150, max_sites: int = 12, max_library: int = 3,
+                 always_prototypes: bool = False) -> None:
+        self.cache = _JsonCache(path)
+        self.library = library
+        self.model = model
+        self.fmax = fmax
+        self.steps = steps
+        self.max_sites = max_sites
+        self.max_library = max_library
+        self.always_prototypes = always_prototypes
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def candidates(self, element: str) -> dict[str, tuple[Structure, bool]]:
+        """Candidate reference structures ``{name: (structure, relax_cell)}`` for ``element``."""
+        if element in GAS_DIMERS:
+            return {"dimer": (dimer(element, GAS_DIMERS[element]), False)}
+        from generators.templates import atomic_volume
+
+        out: dict[str, tuple[Structure, bool]] = {}
+        if self.library is not None:
+            rows = [r for r in self.library.rows_with_anon("1") if str(self.library.formulas[r]) == element
+                    and self.library.nsites[r] <= self.max_sites]
+            for r in sorted(rows, key=lambda r: int(self.library.preference[r]))[: self.max_library]:
+                t = self.library.template(int(r))
+                out[f"library:{t.tid}:{t.source}"] = (t.structure(), True)
+        if not out or self.always_prototypes:
+            for name, proto in _aflow_prototypes().items():
+                if name == "A_cF8_227_a" and element not in {"C", "Si", "Ge", "Sn"}:
+                    continue
+                s = proto.copy()
+                s.replace_species({sp: element for sp in s.composition.elements})
+                s.scale_lattice(atomic_volume(element) * len(s) * 1.4)
+                out[f"aflow:{name}"] = (s, True)
+        return out
+
+    def energy(self, element: str) -> float:
+        """Reference energy per atom of ``element`` (eV/atom); computed and cached on first use."""
+        hit = self.cache.get(element)
+        if hit is not None:
+            return float(hit["energy_per_atom"])
+        with self._guard:
+            lock = self._locks.setdefault(element, threading.Lock())
+        with lock:
+            hit = self.cache.get(element)
+            if hit is not None:
+                return float(hit["energy_per_atom"])
+            results: dict[str, float] = {}
+            for name, (s, cell) in self.candidates(element).items():
+                try:
+                    results[name] = relax(s, self.model, fmax=self.fmax, steps=self.steps,
+                                          relax_cell=cell).energy_per_atom
+                except StructureError as exc:
+                    log.warning("reference %s for %s failed: %s", name, element, exc)
+            if not results:
+                raise StructureError(f"no reference structure of {element} could be relaxed by CHGNet")
+            best = min(results, key=results.get)
+            self.cache.put(element, {"energy_per_atom": results[best], "structure_source": best,
+                                     "candidates": results, "fmax": self.fmax, "steps": self.steps})
+            return results[best]
+
+    def energies(self, elements: Iterable[str]) -> dict[str, float]:
+        """``{element: eV/atom}`` for several elements."""
+        return {e: self.energy(e) for e in elements}
+
+
+def formation_energy(formula: str | Composition, energy_per_atom: float, refs: dict[str, float]) -> float:
+    """Formation energy per atom (eV/atom): ``E - sum_i x_i E_ref,i`` with atomic fractions ``x_i``."""
+    comp = Composition(formula) if isinstance(formula, str) else formula
+    frac = comp.fractional_composition
+    return float(energy_per_atom - sum(float(x) * refs[el.symbol] for el, x in frac.items()))
+
+
+class PhaseEnergies:
+    """CHGNet energies of the competing phases of a chemical system, from the template library.
+
+    For a system, one template per reduced formula (the library's preferred one: MP/experimental,
+    lowest DFT formation energy, fewest sites) whose elements are a subset of the
+    system and that has 2+ elements and at most ``max_sites`` sites, the ``max_phases`` smallest;
+    each is relaxed (``steps`` bound) and cached by template id.
+    """
+
+    def __init__(self, library, path: Path | str | None = PHASES_PATH, model=None, fmax: float = 0.1,
+                 steps: int = 150, max_sites: int = 20, max_phases: int = 12) -> None:
+        self.library = library
+        self.cache = _JsonCache(path)
+        self.model = model
+        self.fmax = fmax
+        self.steps = steps
+        self.max_sites = max_sites
+        self.max_phases = max_phases
+        self._lock = threading.Lock()
+
+    def phase_rows(self, elements: Sequence[str]) -> list[int]:
+        """Library rows of the competing (2+ element) phases of the system ``elements``."""
+        els = set(elements)
+        best: dict[str, int] = {}
+        lib = self.library
+        for r in np.flatnonzero(lib.nsites <= self.max_sites):
+            f = str(lib.formulas[r])
+            fe = {e for e, _ in reduced_counts(f)}
+            if len(fe) < 2 or not fe <= els:
+                continue
+            if f not in best or lib.preference[r] < lib.preference[best[f]]:
+                best[f] = int(r)
+        return sorted(best.values(), key=lambda r: (int(lib.nsites[r]), r))[: self.max_phases]
+
+    def energies(self, elements: Sequence[str]) -> list[tuple[str, str, float]]:
+        """``[(formula, template id, eV/atom)]`` of the system's competing phases (relaxing uncached ones)."""
+        out = []
+        for r in self.phase_rows(elements):
+            tid = str(self.library.tids[r])
+            hit = self.cache.get(tid)
+            if hit is None:
+                t = self.library.template(r)
+                try:
+                    res = relax(t.structure(), self.model, fmax=self.fmax, steps=self.steps)
+                except StructureError as exc:
+                    log.warning("competing phase %s (%s) failed: %s", t.formula, tid, exc)
+                    continue
+                hit = {"formula": t.formula, "energy_per_atom": res.energy_per_atom, "steps": res.steps}
+                self.cache.put(tid, hit)
+            out.append((hit["formula"], tid, float(hit["energy_per_atom"])))
+        return out
+
+
+def energy_above_hull(formula: str, energy_per_atom: float, refs: dict[str, float],
+                      phases: Sequence[tuple[str, str, float]]) -> float:
+    """E_hull (eV/atom, >= 0) of a phase against elemental refs and competing phases (pymatgen)."""
+    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+
+    entries = [PDEntry(Composition(el), e) for el, e in refs.items()]
+    entries += [PDEntry(Composition(f), e * Composition(f).num_atoms) for f, _, e in phases]
+    comp = Composition(formula)
+    cand = PDEntry(comp, energy_per_atom * comp.num_atoms, name="candidate")
+    pd = PhaseDiagram(entries + [cand])
+    return float(pd.get_e_above_hull(cand, allow_negative=False))
+
+
+# ---------------------------------------------------------------------------- verdicts
+@dataclass
+class Verdict:
+    """Stability outcome of one trial structure; energies in eV/atom, NaN where not computed."""
+
+    formula: str
+    template_id: str
+    verdict: str  # "stable" | "unstable" | "failed"
+    reason: str | None
+    structure: Structure | None
+    energy_per_atom: float = float("nan")
+    initial_energy_per_atom: float = float("nan")
+    e_form: float = float("nan")
+    e_hull: float = float("nan")
+    steps: int = 0
+    converged: bool = False
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class StabilityChecker:
+    """Relax a trial structure and judge it: E_form < 0 and E_hull <= ``e_hull_max`` is "stable".
+
+    ``evaluate(trial)`` never raises for a bad structure or a failed relaxation; those give a
+    ``"failed"`` :class:`Verdict` with the reason.
+    """
+
+    def __init__(self, library=None, refs: ElementalReferences | None = None,
+                 phases: PhaseEnergies | None = None, model=None, e_hull_max: float = E_HULL_MAX,
+                 fmax: float = 0.1, steps: int = 200, min_dist: float = MIN_DISTANCE,
+                 compute_hull: bool = True) -> None:
+        self.model = model
+        self.refs = refs or ElementalReferences(library=library, model=model)
+        self.phases = phases if phases is not None else (
+            PhaseEnergies(library, model=model) if library is not None and compute_hull else None)
+        self.e_hull_max = e_hull_max
+        self.fmax = fmax
+        self.steps = steps
+        self.min_dist = min_dist
+        self.compute_hull = compute_hull
+
+    def evaluate(self, trial) -> Verdict:
+        """A :class:`Verdict` for a :class:`~generators.templates.Trial` (structure may be None)."""
+        formula, tid = trial.formula, trial.template_id
+        if trial.structure is None:
+            return Verdict(formula, tid, "failed", trial.reason or "no structure (missing template)", None)
+        return self.evaluate_structure(trial.structure, formula, tid)
+
+    def evaluate_structure(self, structure: Structure, formula: str | None = None,
+                           template_id: str = "") -> Verdict:
+        """Relax ``structure`` and judge it (see class doc); ``formula`` defaults to its composition."""
+        formula = canonical_formula(formula or structure.composition.reduced_formula)
+        d0 = min_distance(structure)
+        if d0 < self.min_dist:
+            return Verdict(formula, template_id, "failed",
+                           f"overlapping atoms: min distance {d0:.2f} Å < {self.min_dist} Å", structure)
+        try:
+            res = relax(structure, self.model, fmax=self.fmax, steps=self.steps)
+        except StructureError as exc:
+            return Verdict(formula, template_id, "failed", str(exc), structure)
+        v = Verdict(formula, template_id, "unstable", None, res.structure, res.energy_per_atom,
+                    res.initial_energy_per_atom, steps=res.steps, converged=res.converged, seconds=res.seconds)
+        d1 = min_distance(res.structure)
+        if d1 < self.min_dist:
+            v.verdict, v.reason = "failed", f"relaxation collapsed: min distance {d1:.2f} Å"
+            return v
+        if res.structure.volume / len(res.structure) > 200:
+            v.verdict, v.reason = "failed", "relaxation blew up: volume > 200 Å^3/atom"
+            return v
+        try:
+            elements = [e for e, _ in reduced_counts(formula)]
+            refs = self.refs.energies(elements)
+            v.e_form = formation_energy(formula, res.energy_per_atom, refs)
+            if self.compute_hull:
+                phases = self.phases.energies(elements) if self.phases is not None else []
+                v.e_hull = energy_above_hull(formula, res.energy_per_atom, refs, phases)
+                v.extra["n_competing_phases"] = len(phases)
+        except Exception as exc:
+            v.verdict, v.reason = "failed", f"energy references failed: {type(exc).__name__}: {exc}"
+            return v
+        if not v.e_form < 0:
+            v.reason = f"E_form {v.e_form:+.3f} eV/atom >= 0"
+        elif self.compute_hull and not v.e_hull <= self.e_hull_max:
+            v.reason = f"E_hull {v.e_hull:.3f} eV/atom > {self.e_hull_max}"
+        else:
+            v.verdict = "stable"
+        if not res.converged:
+            v.extra["note"] = f"not converged in {res.steps} steps (fmax {self.fmax} eV/Å)"
+        return v

@@ -1,0 +1,50 @@
+"""The ``structures`` flow writes one document per trial, exports CIFs, and a rerun redoes nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.store import Store
+from flows.structures_flow import campaign_top_formulas, export_cifs, structures_flow
+
+
+def test_campaign_top_formulas(store: Store) -> None:
+    store.db.candidates.insert_many([
+        {"campaign": "c1", "iteration": 0, "formula": "MgO", "pred_mean": 7.0, "status": "valid"},
+        {"campaign": "c1", "iteration": 1, "formula": "MgO", "pred_mean": 6.5, "status": "valid"},
+        {"campaign": "c1", "iteration": 0, "formula": "NaCl", "pred_mean": 5.0, "status": "valid"},
+        {"campaign": "c1", "iteration": 0, "formula": "Xx2", "pred_mean": 9.0, "status": "invalid"},
+        {"campaign": "c2", "iteration": 0, "formula": "KCl", "pred_mean": 8.0, "status": "valid"},
+    ])
+    assert campaign_top_formulas(store, "c1", 5) == ["MgO", "NaCl"]
+    assert campaign_top_formulas(store, "c1", 1) == ["MgO"]
+
+
+@pytest.mark.slow
+def test_flow_writes_docs_and_rerun_skips(store: Store, mongo_uri: str, prefect_harness, tmp_path) -> None:
+    store.db.candidates.insert_one({"campaign": "camp", "iteration": 0, "formula": "NaCl", "pred_mean": 8.5,
+                                    "status": "valid"})
+    kwargs = dict(campaign="camp", top_k=1, k_templates=2, compute_hull=False, steps=60,
+                  mongo_uri=mongo_uri, database=store.db.name)
+    first = structures_flow(formulas=None, cif_dir=str(tmp_path / "cifs"), **kwargs)
+    assert first["formulas"] == ["NaCl"]
+    assert first["trials"] == 2 and first["relaxed"] == 2 and first["skipped"] == 0
+    docs = list(store.db.structures.find({"campaign": "camp"}))
+    assert len(docs) == 2
+    for d in docs:
+        assert d["formula"] == "NaCl"
+        assert d["verdict"] in {"stable", "unstable", "failed"}
+        assert d["template"]["id"] == d["template_id"] and d["template"]["source"]
+        assert d["template"]["emd"] == pytest.approx(0.0, abs=1e-9)
+        assert d["mapping"] == {"Na": "Na", "Cl": "Cl"}
+        assert d["cif"].startswith("# generated using pymatgen")
+        assert d["structure"]["@class"] == "Structure"
+        if d["verdict"] != "failed":
+            assert d["e_form"] < -1.5  # NaCl: about -2.1 eV/atom
+    assert len(list((tmp_path / "cifs").glob("*.cif"))) == 2
+
+    second = structures_flow(formulas=["Na2Cl2"], **kwargs)  # same canonical formula
+    assert second["relaxed"] == 0 and second["skipped"] == 2
+    assert store.db.structures.count_documents({"campaign": "camp"}) == 2
+    assert export_cifs(store, "camp", tmp_path / "again", ["stable"]) == sum(
+        1 for d in docs if d["verdict"] == "stable")

@@ -1,0 +1,89 @@
+"""Stability stage: verdicts for broken inputs, hull/formation arithmetic, and real CHGNet relaxations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+
+from generators.stability import (
+    REFS_PATH,
+    ElementalReferences,
+    StabilityChecker,
+    dimer,
+    energy_above_hull,
+    formation_energy,
+    get_model,
+    min_distance,
+    relax,
+    single_point,
+)
+from generators.templates import Trial
+
+torch.set_num_threads(1)
+
+
+def _rocksalt(a: float = 5.64) -> Structure:
+    return Structure.from_spacegroup(225, Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+                                     ).get_primitive_structure()
+
+
+def test_min_distance() -> None:
+    s = _rocksalt()
+    assert min_distance(s) == pytest.approx(5.64 / 2, abs=1e-6)
+    assert math.isinf(min_distance(Structure(Lattice.cubic(3), ["Na"], [[0, 0, 0]])))
+
+
+def test_overlapping_atoms_give_a_failed_verdict_not_an_exception(tmp_path) -> None:
+    s = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.05, 0, 0]])  # 0.2 Å apart
+    chk = StabilityChecker(refs=ElementalReferences(path=tmp_path / "r.json"), compute_hull=False)
+    v = chk.evaluate(Trial("NaCl", "T-test", s, {"id": "T-test"}))
+    assert v.verdict == "failed"
+    assert "overlapping" in v.reason
+    assert math.isnan(v.e_form)
+
+
+def test_missing_structure_gives_a_failed_verdict(tmp_path) -> None:
+    chk = StabilityChecker(refs=ElementalReferences(path=tmp_path / "r.json"), compute_hull=False)
+    v = chk.evaluate(Trial("KNaF13", "none", None, {"id": "none"}, reason="no template"))
+    assert v.verdict == "failed" and v.reason == "no template"
+
+
+def test_formation_energy_and_hull_arithmetic() -> None:
+    refs = {"Na": -1.3, "Cl": -1.8}
+    assert formation_energy("NaCl", -3.65, refs) == pytest.approx(-3.65 + 1.55)
+    # NaCl on the hull; Na2Cl above the tie line NaCl-Na by 0.1 eV/atom
+    phases = [("NaCl", "T1", -3.65)]
+    assert energy_above_hull("NaCl", -3.65, refs, phases) == pytest.approx(0.0, abs=1e-9)
+    tie = (2 * -3.65 + 1 * -1.3) / 3  # 2/3 NaCl + 1/3 Na per atom of Na2Cl
+    assert energy_above_hull("Na2Cl", tie + 0.1, refs, phases) == pytest.approx(0.1, abs=1e-6)
+
+
+def test_tiny_chgnet_relaxation_lowers_the_energy() -> None:
+    model = get_model(threads=1)
+    s = _rocksalt(6.0)  # 6 % too large
+    e0 = single_point(s, model)
+    res = relax(s, model, fmax=0.1, steps=60)
+    assert math.isfinite(res.energy_per_atom)
+    assert res.energy_per_atom < e0 - 0.01
+    assert res.initial_energy_per_atom == pytest.approx(e0, abs=1e-4)
+    assert res.structure.volume < s.volume  # shrinks towards ~45 Å^3/f.u.
+    assert res.steps <= 60
+
+
+def test_dimer_box() -> None:
+    d = dimer("O", 1.21)
+    assert len(d) == 2 and min_distance(d) == pytest.approx(1.21, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_nacl_formation_energy_near_dft() -> None:
+    """NaCl relaxed by CHGNet against the committed elemental references: near -2.1 eV/atom (MP: -2.07)."""
+    assert REFS_PATH.exists()
+    refs = ElementalReferences()  # committed cache; computes (slowly) only if an element is missing
+    chk = StabilityChecker(refs=refs, model=get_model(threads=1), compute_hull=False)
+    v = chk.evaluate_structure(_rocksalt(), "NaCl", "rocksalt")
+    assert v.verdict == "stable"
+    assert v.e_form == pytest.approx(-2.1, abs=0.15)
