@@ -1,0 +1,172 @@
+"""Recipes for the shipped oracles: which data, which split, which hyper-parameters.
+
+Pure computation on the committed data sets (read through :func:`alcore.paths.data_file`); writing
+weights is done by ``flows/oracles_flow.py``. Each recipe returns the trained oracle plus a metadata
+dict (data sha256, split, metrics, params, wall time) that is stored next to the weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from alcore.composition import reduced_counts
+from alcore.errors import ConfigError, InvalidFormulaError
+from alcore.paths import data_file
+from oracles.resnet import ResNetOracle, TrainConfig, train_resnet
+
+#: matbench's fixed cross-validation seed (``KFold(n_splits=5, shuffle=True, random_state=...)``).
+MATBENCH_SEED = 18012019
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one named oracle is trained: data file, columns, property, split and weights file stem."""
+
+    name: str
+    property: str
+    data: tuple[str, str]
+    formula_col: str
+    target_col: str
+    split: str  # "agd_test_500" | "matbench_fold0" | "random10"
+    stem: str
+    config: TrainConfig
+    dedupe_min: bool = False
+
+
+RECIPES: dict[str, Recipe] = {
+    "resnet-agd": Recipe(
+        "resnet-agd", "band_gap", ("bandgap", "agd_exp1_42k.csv"), "composition", "Eg", "agd_test_500",
+        "bandgap_resnet_agd", TrainConfig(hidden=128, n_members=5, epochs=30),
+    ),
+    "resnet-mp-gap": Recipe(
+        "resnet-mp-gap", "band_gap", ("bandgap", "matbench_mp_gap.csv"), "formula", "target",
+        "matbench_fold0", "bandgap_resnet_mp_gap", TrainConfig(hidden=128, n_members=5, epochs=15),
+    ),
+    "eform": Recipe(
+        "eform", "e_form", ("formation", "matbench_mp_e_form.csv"), "formula", "target", "random10",
+        "eform_resnet_mp", TrainConfig(hidden=128, n_members=5, epochs=15), dedupe_min=True,
+    ),
+}
+
+
+def sha256_file(path: Any) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _reduced_key(formula: str) -> str:
+    try:
+        return "".join(f"{s}{c}" for s, c in reduced_counts(formula))
+    except InvalidFormulaError:
+        return formula
+
+
+def ground_state_per_formula(df: pd.DataFrame, formula_col: str, target_col: str) -> pd.DataFrame:
+    """Collapse polymorphs: one row per reduced formula with the minimum target (the ground state).
+
+    Takes a frame with formula and target columns; returns a new frame (first formula spelling kept).
+    """
+    key = df[formula_col].map(_reduced_key)
+    idx = df.assign(_key=key).groupby("_key")[target_col].idxmin()
+    return df.loc[np.sort(idx.to_numpy())].reset_index(drop=True)
+
+
+def load_recipe_data(recipe: Recipe) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, str]:
+    """Data of a recipe: ``(frame, train_idx, test_idx, data_sha256)``; indices into the frame."""
+    path = data_file(*recipe.data)
+    df = pd.read_csv(path)
+    if recipe.dedupe_min:
+        df = ground_state_per_formula(df, recipe.formula_col, recipe.target_col)
+    n = len(df)
+    if recipe.split == "agd_test_500":
+        test_ids = set(pd.read_csv(data_file("bandgap", "agd_test_500.csv"))["id"])
+        is_test = df["id"].isin(test_ids).to_numpy()
+        test, train = np.flatnonzero(is_test), np.flatnonzero(~is_test)
+    elif recipe.split == "matbench_fold0":
+        train, test = matbench_folds(n)[0]
+    elif recipe.split == "random10":
+        perm = np.random.default_rng(0).permutation(n)
+        test, train = np.sort(perm[: n // 10]), np.sort(perm[n // 10 :])
+    else:
+        raise ConfigError(f"unknown split {recipe.split!r}")
+    return df, train, test, sha256_file(path)
+
+
+def matbench_folds(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The matbench v0.1 folds for a task of n rows: 5 x (train_idx, test_idx)."""
+    from sklearn.model_selection import KFold
+
+    return list(KFold(n_splits=5, shuffle=True, random_state=MATBENCH_SEED).split(np.arange(n)))
+
+
+def metrics(y_true: np.ndarray, y_pred: np.ndarray, std: np.ndarray | None = None) -> dict[str, float]:
+    """MAE, RMSE, R^2 (and mean predicted std) of finite predictions; counts the non-finite ones."""
+    ok = np.isfinite(y_pred)
+    e = y_pred[ok] - y_true[ok]
+    ss = float(((y_true[ok] - y_true[ok].mean()) ** 2).sum())
+    out = {"mae": float(np.abs(e).mean()), "rmse": float(np.sqrt((e**2).mean())),
+           "r2": float(1 - (e**2).sum() / ss) if ss > 0 else float("nan"),
+           "n": int(ok.sum()), "n_failed": int((~ok).sum())}
+    if std is not None:
+        out["mean_std"] = float(np.nanmean(std[ok]))
+    return out
+
+
+def train_recipe(name: str, epochs: int | None = None, seed: int | None = None,
+                 max_train: int | None = None,
+                 progress: Callable[[int, float], None] | None = None,
+                 **overrides: Any) -> tuple[ResNetOracle, dict[str, Any]]:
+    """Train the named recipe (see :data:`RECIPES`) and evaluate it on its held-out split.
+
+    ``epochs``/``seed``/other ``TrainConfig`` fields override the recipe; ``max_train`` keeps only
+    the first that many training rows (quick runs and tests). Returns ``(oracle,
+    metadata)`` with ``metadata`` = data file + sha256, split description and sizes, test metrics,
+    params and wall time.
+    """
+    if name not in RECIPES:
+        raise ConfigError(f"no training recipe {name!r}; known: {', '.join(sorted(RECIPES))}")
+    recipe = RECIPES[name]
+    cfg = recipe.config
+    if epochs is not None:
+        cfg = replace(cfg, epochs=int(epochs))
+    if seed is not None:
+        cfg = replace(cfg, seed=int(seed))
+    if overrides:
+        cfg = replace(cfg, **overrides)
+    t0 = time.perf_counter()
+    df, train, test, sha = load_recipe_data(recipe)
+    if max_train is not None:
+        train = train[: int(max_train)]
+    f = df[recipe.formula_col].astype(str).to_numpy()
+    y = df[recipe.target_col].to_numpy(dtype=np.float64)
+    oracle = train_resnet(list(f[train]), y[train], property=recipe.property, name=name, config=cfg,
+                          progress=progress)
+    pred = oracle.predict(list(f[test]))
+    meta = {
+        "oracle": name,
+        "data": "/".join(recipe.data),
+        "data_sha256": sha,
+        "rows": int(len(df)),
+        "dedupe": "min target per reduced formula (ground-state polymorph)" if recipe.dedupe_min else None,
+        "split": {"kind": recipe.split, "n_train": int(len(train)), "n_test": int(len(test)),
+                  "seed": MATBENCH_SEED if recipe.split == "matbench_fold0" else 0},
+        "test_metrics": metrics(y[test], pred.mean, pred.std),
+        "params": int(sum(p.numel() for p in oracle.model.parameters())),
+        "train_wall_s": oracle.info.get("wall_s"),
+        "total_wall_s": round(time.perf_counter() - t0, 2),
+        "torch_threads": torch.get_num_threads(),
+    }
+    oracle.info.update({"test_metrics": meta["test_metrics"], "data_sha256": sha, "split": meta["split"]})
+    return oracle, meta
