@@ -497,9 +497,42 @@ def campaign_flow(config_path: str, iterations: int | None = None, name: str | N
     """
     from flows.config import load_config
 
+    from flows.settings import get_settings
+
     config = load_config(config_path, iterations=iterations, name=name)
-    store = Store.connect()
+    settings = get_settings()
+    store = Store.connect(settings)
     try:
-        return run_campaign_in(store, config)
+        summary = run_campaign_in(store, config)
+        if summary["status"] == "finished" and config.structures.top_k > 0:
+            summary["structures"] = structure_top_candidates(store, config, settings)
+        return summary
     finally:
         store.close()
+
+
+def top_acquired(store: Store, name: str, k: int) -> list[str]:
+    """The ``k`` best-labelled formulas the campaign acquired itself (seed labels excluded)."""
+    docs = store.db.labels.find({"campaign": name, "source": {"$ne": "seed"}}, {"formula": 1}).sort("value", -1)
+    return [d["formula"] for d in docs.limit(k)]
+
+
+def structure_top_candidates(store: Store, config: CampaignConfig, settings) -> dict[str, Any]:
+    """Structure stage for the campaign's top acquired formulas: EMD template substitution, CHGNet
+    relaxation, E_form/E_hull verdicts into ``structures`` and CIFs under ``runs/<campaign>/cif``."""
+    from flows.structures_flow import structures_flow
+
+    formulas = top_acquired(store, config.name, config.structures.top_k)
+    if not formulas:
+        return {"formulas": [], "verdicts": {}}
+    cif_dir = settings.output_dir / config.name / "cif"
+    result = structures_flow(formulas=formulas, campaign=config.name,
+                             k_templates=config.structures.templates_per_formula,
+                             e_hull_max=config.structures.e_hull_max, cif_dir=str(cif_dir),
+                             mongo_uri=None, database=settings.database)
+    result["table"] = [
+        {k: d.get(k) for k in ("formula", "template_id", "e_form", "e_hull", "verdict", "reason")}
+        for d in store.db.structures.find({"campaign": config.name, "formula": {"$in": formulas}})
+    ]
+    result["cif_dir"] = str(cif_dir)
+    return result

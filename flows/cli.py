@@ -93,6 +93,15 @@ def run_cmd(
 
     summary = campaign_flow(str(config), iterations=iterations, name=name)
     print_summary(summary)
+    if summary.get("structures", {}).get("table"):
+        st = Table(title="structures of the top candidates (CHGNet)")
+        for col in ("formula", "template", "E_form (eV/atom)", "E_hull (eV/atom)", "verdict", "reason"):
+            st.add_column(col)
+        for d in summary["structures"]["table"]:
+            st.add_row(d["formula"], str(d["template_id"]), _fmt(d.get("e_form")), _fmt(d.get("e_hull")),
+                       str(d.get("verdict")), str(d.get("reason") or ""))
+        console.print(st)
+        console.print(f"CIFs in {summary['structures']['cif_dir']}")
     console.print(f"status: [bold]{summary['status']}[/bold]")
     if json_out:
         json_out.write_text(json.dumps(summary, indent=1, default=str))

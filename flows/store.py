@@ -44,6 +44,7 @@ UNIQUE_KEYS: dict[str, list[str]] = {
     "candidates": ["campaign", "iteration", "formula"],
     "pools": ["pool", "formula"],
     "structures": ["campaign", "formula", "template_id"],
+    "pool_batches": ["pool", "batch"],
 }
 
 #: Secondary indexes for the common queries (top-k, status, per-pool screening).

@@ -112,7 +112,9 @@ def test_external_oracle_pauses_and_resumes_after_import(store, tiny_ae, prefect
 
 
 def test_continuous_campaign_decodes_only_valid_formulas(store, tiny_ae, prefect_harness):
+    # the committed autoencoder: a 3-epoch toy decodes most latent points to nothing
     cfg = _config(tiny_ae, "cont", mode="continuous", iterations=1, oracle="resnet-agd",
+                  autoencoder="autoencoder_agd87",
                   acquisition={"q": 2, "beta": 25.0, "num_restarts": 2, "raw_samples": 32, "maxiter": 10,
                                "mc_samples": 32, "max_attempts": 15})
     result = run_campaign_in(store, cfg)

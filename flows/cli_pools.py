@@ -1,0 +1,140 @@
+"""``alflow pools ...``: train MatGAN, generate pools, screen them, show the best members."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from tqdm import tqdm
+
+from alcore.errors import AlflowError
+
+app = typer.Typer(help="Generated formula pools: train MatGAN, generate a pool, screen it, list the top members.",
+                  no_args_is_help=True)
+console = Console()
+
+
+def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Print an AlflowError as one line and exit 1 (no stack trace)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AlflowError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _bar(desc: str) -> tuple[tqdm, Callable[[int, int], None]]:
+    bar = tqdm(desc=desc, unit="batch")
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return bar, update
+
+
+@app.command("train-matgan")
+@_user_errors
+def train_matgan_cmd(
+    gan_minutes: float = typer.Option(8.0, help="Wall-clock budget of the WGAN-GP training (minutes)."),
+    ae_minutes: float = typer.Option(4.0, help="Wall-clock budget of the autoencoder training (minutes)."),
+    epochs: int = typer.Option(200, help="Most GAN epochs (the time budget usually stops training first)."),
+    seed: int = typer.Option(0, help="Random seed of both trainings."),
+    out: str = typer.Option("", help="Folder for the weights (default: data/weights)."),
+    threads: int = typer.Option(1, help="torch threads."),
+) -> None:
+    """Train MatGAN and its reachability autoencoder on the MP formulas and write the weights."""
+    import torch
+
+    from generators.matgan import AEConfig, GANConfig, train_matgan
+
+    torch.set_num_threads(threads)
+    meta = train_matgan(out or None, GANConfig(epochs=epochs, seed=seed, time_budget_s=gan_minutes * 60),
+                        AEConfig(epochs=10_000, seed=seed, time_budget_s=ae_minutes * 60),
+                        log_fn=lambda m: console.print(m, highlight=False))
+    console.print(f"saved; metrics: {meta['metrics']}")
+
+
+@app.command("generate-pool")
+@_user_errors
+def generate_pool_cmd(
+    pool: str = typer.Option(..., "--pool", help="Pool name (documents are keyed by pool + formula)."),
+    n: int = typer.Option(1_000_000, "-n", "--n", help="Number of samples to draw."),
+    generator: str = typer.Option("matgan", help="Generator name (generators.base.get_generator)."),
+    seed: int = typer.Option(0, help="Seed; batch k uses a seed derived from (seed, k)."),
+    batch_size: int = typer.Option(50_000, help="Samples per batch (one marker per batch; resume unit)."),
+    max_batches: int = typer.Option(0, help="Stop after this many new batches (0: run to the end)."),
+) -> None:
+    """Generate (or resume) a pool of N samples and store its distinct canonical formulas."""
+    from flows.pool_flow import generate_pool_flow
+
+    bar, update = _bar(f"pool {pool}")
+    try:
+        summary = generate_pool_flow(pool=pool, n=n, generator=generator, seed=seed, batch_size=batch_size,
+                                     max_batches=max_batches or None, progress=update)
+    finally:
+        bar.close()
+    console.print(summary)
+
+
+@app.command("screen-pool")
+@_user_errors
+def screen_pool_cmd(
+    pool: str = typer.Option(..., "--pool", help="Pool to screen."),
+    oracle: str = typer.Option("resnet-agd", help="Screening model name (oracles.registry.get_oracle)."),
+    gap_min: float = typer.Option(None, help="Lower end of the predicted-property window (eV); none if unset."),
+    gap_max: float = typer.Option(None, help="Upper end of the predicted-property window (eV); none if unset."),
+    max_atoms: int = typer.Option(7, help="Most atoms in the reduced formula (AGD: 7); 0 = no limit."),
+    max_elements: int = typer.Option(3, help="Most distinct elements (AGD: 3); 0 = no limit."),
+    predict_all: bool = typer.Option(False, help="Run the model on formulas failing the composition filters too."),
+    rescreen: bool = typer.Option(False, help="Screen again documents already screened with the same setup."),
+    dask_address: str = typer.Option("", help="Run the batches on this Dask scheduler (tcp://host:8786)."),
+    dask_local: bool = typer.Option(False, help="Run the batches on a local Dask cluster."),
+) -> None:
+    """Screen a pool: composition filters + model prediction window; verdicts go into the pool docs."""
+    from flows.screen_flow import screen_pool_flow
+
+    bar, update = _bar(f"screen {pool}")
+    try:
+        summary = screen_pool_flow(pool=pool, model=oracle, gap_min=gap_min, gap_max=gap_max,
+                                   max_atoms=max_atoms or None, max_elements=max_elements or None,
+                                   predict_all=predict_all, rescreen=rescreen, dask_address=dask_address or None,
+                                   dask_local=dask_local, progress=update)
+    finally:
+        bar.close()
+    console.print(summary)
+
+
+@app.command("top")
+@_user_errors
+def top_cmd(
+    pool: str = typer.Option(..., "--pool", help="Pool to list."),
+    k: int = typer.Option(20, "-k", help="How many members."),
+    all_verdicts: bool = typer.Option(False, "--all", help="Include members that failed screening."),
+) -> None:
+    """The k pool members with the highest predicted property (passing members only by default)."""
+    from flows.pool_flow import open_store
+    from flows.screen_flow import top_members
+
+    rows = top_members(open_store(), pool, k, passed_only=not all_verdicts)
+    table = Table(title=f"top {k} of pool {pool}")
+    for col in ("formula", "pred_mean", "pred_std", "verdict", "generator", "batch"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["formula"], _fmt(r.get("pred_mean")), _fmt(r.get("pred_std")), str(r.get("verdict")),
+                      str(r.get("generator")), str(r.get("batch")))
+    console.print(table)
+
+
+def _fmt(x: Any) -> str:
+    return "-" if x is None else f"{x:.3f}"

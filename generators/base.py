@@ -1,0 +1,63 @@
+"""The composition-generator interface used by pool generation, and a small name registry.
+
+A generator is any object with a ``name`` and ``sample(n, seed) -> list[str]`` that returns ``n``
+canonical formulas (:func:`alcore.composition.canonical_formula` form; duplicates allowed, samples
+that decode to nothing or to an unrepresentable composition may be dropped, so the list can be
+shorter than ``n``). The same ``(n, seed)`` must give the same list: pool generation relies on it
+to resume an interrupted run batch by batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from alcore.errors import ConfigError
+
+
+@runtime_checkable
+class CompositionGenerator(Protocol):
+    """Makes candidate formulas. ``name`` is recorded in every pool document it produces."""
+
+    name: str
+
+    def sample(self, n: int, seed: int) -> list[str]:
+        """Draw ``n`` samples deterministically from ``seed``; returns canonical formulas (<= n)."""
+        ...
+
+
+_FACTORIES: dict[str, Callable[..., CompositionGenerator]] = {}
+
+
+def register_generator(name: str, factory: Callable[..., CompositionGenerator]) -> None:
+    """Register ``factory(**kwargs) -> CompositionGenerator`` under ``name`` (replaces an existing one)."""
+    _FACTORIES[name] = factory
+
+
+def available_generators() -> list[str]:
+    """Names accepted by :func:`get_generator`, sorted."""
+    _register_builtins()
+    return sorted(_FACTORIES)
+
+
+def get_generator(name: str, **kwargs: object) -> CompositionGenerator:
+    """Build the generator registered as ``name`` (e.g. ``"matgan"``) with ``kwargs``.
+
+    Raises :class:`~alcore.errors.ConfigError` naming the known generators for an unknown name.
+    """
+    _register_builtins()
+    try:
+        factory = _FACTORIES[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown generator {name!r}; choose one of {sorted(_FACTORIES)} or register one with "
+            "generators.base.register_generator"
+        ) from None
+    return factory(**kwargs)
+
+
+def _register_builtins() -> None:
+    if "matgan" not in _FACTORIES:
+        from generators.matgan import MatGANSampler
+
+        _FACTORIES["matgan"] = MatGANSampler.pretrained

@@ -1,0 +1,134 @@
+"""Pool generation (resume without duplicates) and pool screening (filter semantics, Dask runner)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from alcore.errors import ConfigError, EmptyPoolError
+from flows.pool_flow import batch_plan, batch_seed, generate_pool_flow
+from flows.screen_flow import ScreenFilters, screen_formulas, screen_pool_flow, top_members
+from generators.base import register_generator
+from oracles.base import Prediction
+
+TOY_FORMULAS = ["NaCl", "MgO", "Al2O3", "SiO2", "LiFePO4", "BaTiO3", "GaN", "ZnO", "CaF2", "KBr",
+                "Li2O", "TiO2", "SrTiO3", "Cs2O", "BN", "AlN", "Ba2YCu3O7", "Fe3O4", "NaAlSiO4", "Mg2SiO4"]
+
+
+class ToyGenerator:
+    """Deterministic generator: ``n`` draws (with repeats) from a fixed formula list."""
+
+    name = "toy"
+
+    def sample(self, n: int, seed: int) -> list[str]:
+        rng = np.random.default_rng(seed)
+        return [TOY_FORMULAS[i] for i in rng.integers(0, len(TOY_FORMULAS), n)]
+
+
+class AtomCountOracle:
+    """Deterministic screening model: predicts len(formula string) / 2 eV, std 0.1."""
+
+    name = "letters"
+    property = "band_gap"
+
+    def predict(self, formulas: Sequence[str]) -> Prediction:
+        mean = np.array([len(f) / 2 for f in formulas], dtype=float)
+        return Prediction(mean, np.full(len(formulas), 0.1))
+
+
+register_generator("toy", lambda: ToyGenerator())
+
+
+def _pool_docs(store, pool: str) -> list[dict]:
+    return list(store.db.pools.find({"pool": pool}, {"_id": 0, "formula": 1, "batch": 1, "generator": 1}))
+
+
+def test_batch_plan_and_seeds_are_deterministic() -> None:
+    assert batch_plan(250, 100) == [100, 100, 50]
+    assert batch_seed(3, 1) == batch_seed(3, 1) != batch_seed(3, 2)
+    with pytest.raises(ConfigError):
+        batch_plan(0, 10)
+
+
+def test_generate_pool_resumes_without_duplicates(store, mongo_uri, prefect_harness) -> None:
+    common = dict(n=60, generator="toy", seed=7, batch_size=10, mongodb_uri=mongo_uri, database=store.db.name)
+    # interrupted run: only the first two batches, then the full flow resumes
+    first = generate_pool_flow(pool="resumed", max_batches=2, **common)
+    assert first["batches_run"] == 2 and first["batches_remaining"] == 4
+    seen: list[tuple[int, int]] = []
+    second = generate_pool_flow(pool="resumed", progress=lambda done, total: seen.append((done, total)), **common)
+    assert seen == [(3, 6), (4, 6), (5, 6), (6, 6)]
+    assert second["batches_skipped"] == 2 and second["batches_run"] == 4 and second["batches_remaining"] == 0
+    # a third call has nothing left to do
+    third = generate_pool_flow(pool="resumed", **common)
+    assert third["batches_run"] == 0 and third["inserted"] == 0
+    # the same pool generated in one go
+    generate_pool_flow(pool="straight", **common)
+    resumed = sorted((d["formula"], d["batch"]) for d in _pool_docs(store, "resumed"))
+    straight = sorted((d["formula"], d["batch"]) for d in _pool_docs(store, "straight"))
+    assert resumed == straight
+    formulas = [f for f, _ in resumed]
+    assert len(formulas) == len(set(formulas)) > 5
+    expected = {f for k in range(6) for f in ToyGenerator().sample(10, batch_seed(7, k))}
+    assert set(formulas) == expected
+    assert store.db.pool_batches.count_documents({"pool": "resumed", "batch": {"$gte": 0}}) == 6
+    doc = store.db.pools.find_one({"pool": "resumed", "formula": formulas[0]})
+    assert doc["generator"] == "toy" and doc["seed"] == 7 and doc["n_atoms"] >= 2
+    # resuming with another seed would mix two pools: refused
+    with pytest.raises(ConfigError):
+        generate_pool_flow(pool="resumed", **{**common, "seed": 8})
+
+
+def test_screen_filter_semantics() -> None:
+    forms = ["NaCl", "LiFePO4", "Al2O3", "Ba2YCu3O7", "GaN"]
+    model = AtomCountOracle()  # len/2: NaCl 2.0, Al2O3 2.5, GaN 1.5
+    v = screen_formulas(forms, model, ScreenFilters(gap_min=1.8, gap_max=3.0, max_atoms=7, max_elements=3))
+    assert v.passed.tolist() == [True, False, True, False, False]
+    assert v.reasons[1] == ["4 elements > 3"]  # LiFePO4: 7 atoms (ok), 4 elements
+    assert v.reasons[3] == ["13 atoms > 7", "4 elements > 3"]
+    assert v.reasons[4] == ["predicted 1.500 < 1.8"]
+    assert np.isnan(v.mean[1]) and np.isnan(v.mean[3])  # model not run on composition failures
+    v_all = screen_formulas(forms, model, ScreenFilters(gap_min=1.8, gap_max=3.0), predict_all=True)
+    assert np.isfinite(v_all.mean).all() and v_all.passed.tolist() == v.passed.tolist()
+    # open window: only the composition filters apply; no limits: everything passes
+    assert screen_formulas(forms, model, ScreenFilters()).passed.tolist() == [True, False, True, False, True]
+    nolim = ScreenFilters(max_atoms=None, max_elements=None)
+    assert screen_formulas(forms, model, nolim).passed.all()
+    # upper bound of the window
+    assert screen_formulas(["NaCl"], model, ScreenFilters(gap_max=1.9)).reasons[0] == ["predicted 2.000 > 1.9"]
+
+
+def test_screen_pool_writes_verdicts_and_resumes(store, mongo_uri, prefect_harness) -> None:
+    db = dict(mongodb_uri=mongo_uri, database=store.db.name)
+    with pytest.raises(EmptyPoolError):
+        screen_pool_flow("nothing", AtomCountOracle(), **db)
+    generate_pool_flow(pool="p", n=80, generator="toy", seed=1, batch_size=20, **db)
+    summary = screen_pool_flow("p", AtomCountOracle(), gap_min=1.8, gap_max=3.0, **db)
+    n_pool = store.db.pools.count_documents({"pool": "p"})
+    assert summary["screened"] == n_pool
+    for d in store.db.pools.find({"pool": "p"}):
+        ok = d["n_atoms"] <= 7 and d["n_elements"] <= 3
+        if ok:
+            assert d["pred_mean"] == pytest.approx(len(d["formula"]) / 2)
+            assert d["pred_std"] == pytest.approx(0.1)
+            assert d["verdict"] == ("pass" if 1.8 <= d["pred_mean"] <= 3.0 else "fail")
+        else:
+            assert d["verdict"] == "fail" and d["pred_mean"] is None and d["screen_reasons"]
+    assert summary["passed_total"] == store.db.pools.count_documents({"pool": "p", "verdict": "pass"}) > 0
+    # same setup again: nothing left to screen; a new window re-screens everything
+    assert screen_pool_flow("p", AtomCountOracle(), gap_min=1.8, gap_max=3.0, **db)["screened"] == 0
+    again = screen_pool_flow("p", AtomCountOracle(), gap_min=0.0, gap_max=10.0, **db)
+    assert again["screened"] == n_pool
+    top = top_members(store, "p", k=3)
+    assert len(top) == 3 and top[0]["pred_mean"] >= top[1]["pred_mean"] >= top[2]["pred_mean"]
+
+
+def test_screen_pool_on_dask_local_cluster(store, mongo_uri, prefect_harness) -> None:
+    db = dict(mongodb_uri=mongo_uri, database=store.db.name)
+    generate_pool_flow(pool="d", n=60, generator="toy", seed=2, batch_size=20, **db)
+    summary = screen_pool_flow("d", AtomCountOracle(), gap_min=1.8, dask_local=True, dask_workers=2,
+                               dask_processes=False, **db)
+    assert summary["batches"] == 3
+    assert summary["screened"] == store.db.pools.count_documents({"pool": "d", "verdict": {"$exists": True}})
