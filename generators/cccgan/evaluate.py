@@ -1,0 +1,212 @@
+"""Evaluation of generated Mg-Mn-O images: validity, novelty (StructureMatcher against the training
+set, per reduced formula) and stability (CHGNet relaxation + E_hull against references relaxed by
+the same model).
+
+Validity of one image = it decodes to a cell (finite lengths, angles forming a cell), its occupied
+rows give exactly the requested atom counts, and the smallest interatomic distance is at least
+``min_dist`` (default 1.0 Å; the shortest in the training data is 1.38 Å).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import Structure
+
+from alcore.errors import StructureError
+from alcore.paths import DATA_DIR
+from generators.cccgan.representation import (
+    counts_formula,
+    image_counts,
+    image_to_structure,
+    min_distance,
+    parse_counts,
+    reduced_formula,
+)
+
+log = logging.getLogger(__name__)
+
+MIN_DIST = 1.0  # Å
+METASTABLE = 0.200  # eV/atom
+SYNTHESISABLE = 0.080  # eV/atom
+REFS_FILE = DATA_DIR / "cccgan" / "chgnet_refs.json"
+
+
+@dataclass
+class Candidate:
+    """One generated structure and its evaluation (JSON-able through :meth:`as_dict`)."""
+
+    index: int
+    counts: tuple[int, int, int]
+    image: np.ndarray
+    structure: Structure | None = None
+    decodes: bool = False
+    composition_ok: bool = False
+    min_dist: float | None = None
+    valid: bool = False
+    reason: str = ""
+    novel: bool | None = None
+    relaxed: bool = False
+    energy_per_atom: float | None = None
+    e_hull: float | None = None
+    relaxed_structure: Structure | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        """``invalid``, ``known`` (matches training), ``unrelaxed``, ``unstable``, ``metastable`` or
+        ``synthesisable`` (E_hull <= 80 meV/atom)."""
+        if not self.valid:
+            return "invalid"
+        if self.novel is False:
+            return "known"
+        if self.e_hull is None:
+            return "unrelaxed"
+        if self.e_hull <= SYNTHESISABLE:
+            return "synthesisable"
+        if self.e_hull <= METASTABLE:
+            return "metastable"
+        return "unstable"
+
+
+def validate(images: np.ndarray, counts: Sequence[int], min_dist: float = MIN_DIST) -> list[Candidate]:
+    """Decode and check images ``(n, 30, 3)`` generated for cell composition ``counts``; returns candidates."""
+    target = parse_counts(counts)
+    found = image_counts(images)
+    out = []
+    for i, im in enumerate(np.asarray(images)):
+        c = Candidate(index=i, counts=target, image=np.asarray(im))
+        c.composition_ok = tuple(int(x) for x in found[i]) == target
+        try:
+            s = image_to_structure(im)
+            c.decodes = True
+            c.structure = s
+            c.min_dist = round(min_distance(s), 4)
+        except StructureError as exc:
+            c.reason = str(exc)
+            out.append(c)
+            continue
+        if not c.composition_ok:
+            c.reason = f"decoded counts {found[i].tolist()} != requested {list(target)}"
+        elif c.min_dist < min_dist:
+            c.reason = f"atoms {c.min_dist:.2f} Å apart (< {min_dist} Å)"
+        else:
+            c.valid = True
+        out.append(c)
+    return out
+
+
+def training_structures(images: np.ndarray) -> dict[str, list[Structure]]:
+    """Decoded training structures ``(N, 30, 3)`` grouped by reduced formula."""
+    groups: dict[str, list[Structure]] = {}
+    for im in images:
+        s = image_to_structure(im)
+        groups.setdefault(s.composition.reduced_formula, []).append(s)
+    return groups
+
+
+def _matcher() -> StructureMatcher:
+    return StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5, primitive_cell=True, scale=True)
+
+
+def mark_novelty(candidates: Iterable[Candidate], known: dict[str, list[Structure]]) -> None:
+    """Set ``novel`` on valid candidates: False if StructureMatcher matches a known structure of the
+    same reduced formula or an earlier valid candidate (a repeat), True otherwise."""
+    sm = _matcher()
+    seen: dict[str, list[Structure]] = {}
+    for c in candidates:
+        if not c.valid or c.structure is None:
+            continue
+        f = c.structure.composition.reduced_formula
+        pool = known.get(f, [])
+        c.novel = not any(sm.fit(c.structure, k) for k in pool)
+        if c.novel:
+            repeat = any(sm.fit(c.structure, k) for k in seen.get(f, []))
+            c.extra["repeat"] = repeat
+            if repeat:
+                c.novel = False
+            else:
+                seen.setdefault(f, []).append(c.structure)
+
+
+def load_references(path: Path | None = None) -> list[dict]:
+    """The cached CHGNet reference records (``{name, formula, energy, energy_per_atom, source}``)."""
+    path = Path(path or REFS_FILE)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; build it with `python -m generators.cccgan.references`")
+    return json.loads(path.read_text())["references"]
+
+
+def mark_stability(candidates: Sequence[Candidate], references: list[dict], max_relax: int = 10,
+                   steps: int = 150, progress: Callable[[int, int], None] | None = None) -> None:
+    """Relax up to ``max_relax`` novel valid candidates with CHGNet and set ``e_hull`` (eV/atom).
+
+    ``references`` are cached reference records (see :func:`load_references`). A relaxation that
+    fails marks the candidate invalid with the reason.
+    """
+    from generators.cccgan.stability import e_hull, phase_diagram, relax
+
+    pd = phase_diagram(references)
+    todo = [c for c in candidates if c.valid and c.novel][:max_relax]
+    for k, c in enumerate(todo):
+        try:
+            r = relax(c.structure, steps=steps)
+        except StructureError as exc:
+            c.valid, c.reason = False, f"relaxation failed: {exc}"
+            continue
+        c.relaxed = True
+        c.relaxed_structure = r.structure
+        c.energy_per_atom = round(r.energy_per_atom, 5)
+        c.e_hull = round(e_hull(pd, r.structure, r.energy), 5)
+        c.extra.update({"relax_steps": r.steps, "relax_converged": r.converged})
+        if progress is not None:
+            progress(k + 1, len(todo))
+
+
+def summarise(candidates: Sequence[Candidate]) -> dict[str, Any]:
+    """Counts for one composition: generated, decodes, composition_ok, valid, novel, relaxed,
+    metastable (E_hull <= 200 meV/atom), synthesisable (<= 80 meV/atom), best E_hull."""
+    hulls = [c.e_hull for c in candidates if c.e_hull is not None]
+    return {
+        "generated": len(candidates),
+        "decodes": sum(c.decodes for c in candidates),
+        "composition_ok": sum(c.composition_ok for c in candidates),
+        "valid": sum(c.valid for c in candidates),
+        "novel": sum(bool(c.novel) for c in candidates),
+        "relaxed": sum(c.relaxed for c in candidates),
+        "metastable": sum(h <= METASTABLE for h in hulls),
+        "synthesisable": sum(h <= SYNTHESISABLE for h in hulls),
+        "best_e_hull": min(hulls) if hulls else None,
+    }
+
+
+def candidate_doc(c: Candidate, seed: int) -> dict[str, Any]:
+    """A MongoDB ``structures`` document body for one candidate (without the campaign)."""
+    s = c.relaxed_structure or c.structure
+    return {
+        "formula": reduced_formula(c.counts),
+        "cell_formula": counts_formula(c.counts),
+        "template_id": f"cccgan-{seed}-{counts_formula(c.counts)}-{c.index}",
+        "generator": "cccgan",
+        "seed": seed,
+        "index": c.index,
+        "image": np.round(c.image, 6).tolist(),
+        "structure": s.as_dict() if s is not None else None,
+        "generated_structure": c.structure.as_dict() if c.structure is not None else None,
+        "cif": s.to(fmt="cif") if s is not None else None,
+        "validity": {"decodes": c.decodes, "composition_ok": c.composition_ok, "min_dist": c.min_dist,
+                     "valid": c.valid, "reason": c.reason},
+        "novelty": c.novel,
+        "relaxed": c.relaxed,
+        "energy_per_atom": c.energy_per_atom,
+        "e_hull": c.e_hull,
+        "verdict": c.verdict,
+        **({"relax": c.extra} if c.extra else {}),
+    }

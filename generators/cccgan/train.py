@@ -1,0 +1,256 @@
+"""Training of the composition-conditioned crystal GAN (WGAN-GP + composition classifier), generation,
+and safetensors weights with JSON metadata.
+
+Losses per step (``n_critic`` critic/classifier steps per generator step):
+
+* critic: ``D(fake) - D(real) + 10 * GP``;
+* classifier (on lightly noised real images): ``lambda_occ * CE_rows + CE_counts``;
+* generator: ``-D(fake) + lambda_cls * (CE_counts(fake, requested) + lambda_occ * CE_rows(fake))
+  + lambda_pad * padding_loss + lambda_cell * cell_moment_loss + lambda_dist * distance_penalty``.
+  The last three terms are our additions, not the paper's: a direct penalty that padding rows be 0
+  and atom rows be >= 0.2, feature matching of the cell rows' batch mean/std, and a differentiable
+  minimum-image hinge on interatomic distances below 1.6 Å (cation-anion) / 2.0 Å (same kind);
+  they make a CPU-minutes run produce decodable cells with separated atoms.
+
+Fake compositions are drawn from the training compositions with probability ``p_train_comp`` and
+uniformly from the whole 8 x 8 x 12 grid otherwise, so the generator also sees unseen compositions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from alcore.errors import CorruptModelError
+from alcore.paths import WEIGHTS_DIR
+from generators.cccgan.augment import augment
+from generators.cccgan.model import (
+    Classifier,
+    Critic,
+    Generator,
+    cell_moment_loss,
+    classifier_losses,
+    condition_vector,
+    distance_penalty,
+    gradient_penalty,
+    padding_loss,
+)
+from generators.cccgan.representation import MAX_COUNTS, image_counts, parse_counts
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NAME = "cccgan_mgmno"
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run (all serialised into the weights' metadata)."""
+
+    latent_dim: int = 64
+    g_channels: int = 32
+    d_channels: int = 32
+    q_channels: int = 16
+    per_composition: int = 100  # augmentation target per composition (paper: 1,000)
+    batch_size: int = 64
+    epochs: int = 8
+    max_steps: int | None = 300  # stop after this many critic steps (None: full epochs)
+    n_critic: int = 1  # generator step every n_critic critic steps (WGAN-GP papers: 5; 1 for CPU-minutes)
+    lr_d: float = 2e-4
+    lr_g: float = 1e-3
+    lr_q: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.9)
+    gp_weight: float = 10.0
+    lambda_cls: float = 1.0
+    lambda_occ: float = 1.0
+    lambda_pad: float = 10.0  # direct occupancy penalty (not in the paper; see model.padding_loss)
+    lambda_cell: float = 10.0  # cell feature matching (not in the paper; see model.cell_moment_loss)
+    lambda_dist: float = 1.0  # short-distance hinge (not in the paper; see model.distance_penalty)
+    d_cation_anion: float = 1.6  # Å, hinge threshold for Mg/Mn-O pairs
+    d_same_kind: float = 2.0  # Å, hinge threshold for cation-cation and O-O pairs
+    p_train_comp: float = 0.5
+    seed: int = 0
+    holdout: list[str] = field(default_factory=list)  # cell formulas left out of training
+
+
+@dataclass
+class TrainResult:
+    """A trained generator and classifier, the config, and training metrics (JSON-able)."""
+
+    generator: Generator
+    classifier: Classifier
+    config: TrainConfig
+    metrics: dict
+
+
+def _sample_counts(n: int, train_comps: np.ndarray, p_train: float, rng: np.random.Generator) -> np.ndarray:
+    """Counts ``(n, 3)``: training compositions with probability ``p_train``, else uniform on the grid."""
+    pick = rng.random(n) < p_train
+    out = np.stack([rng.integers(1, m + 1, n) for m in MAX_COUNTS], 1)
+    idx = rng.integers(0, len(train_comps), n)
+    out[pick] = train_comps[idx[pick]]
+    return out
+
+
+def train(images: np.ndarray, config: TrainConfig | None = None,
+          progress: Callable[[int, int, dict], None] | None = None) -> TrainResult:
+    """Train on real images ``(N, 30, 3)`` (augmented here by ``config.per_composition``).
+
+    Images whose cell formula is in ``config.holdout`` are dropped first. ``progress(step, total,
+    metrics)`` is called after every generator step. Returns a :class:`TrainResult` whose metrics
+    hold the final losses, the classifier's count accuracy on real images, seconds, steps, and the
+    number of training images and compositions.
+    """
+    cfg = config or TrainConfig()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    images = np.asarray(images)
+    if cfg.holdout:
+        held = {parse_counts(f) for f in cfg.holdout}
+        keep = np.array([tuple(int(x) for x in c) not in held for c in image_counts(images)])
+        images = images[keep]
+    aug, counts = augment(images, cfg.per_composition, seed=cfg.seed)
+    train_comps = np.array(sorted({tuple(int(x) for x in c) for c in counts}))
+    x_all = torch.from_numpy(aug).float().unsqueeze(1)
+    c_all = torch.from_numpy(counts).long()
+    g = Generator(cfg.latent_dim, cfg.g_channels)
+    d = Critic(cfg.d_channels)
+    q = Classifier(cfg.q_channels)
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+    opt_q = torch.optim.Adam(q.parameters(), lr=cfg.lr_q, betas=cfg.betas)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n = len(x_all)
+    steps_per_epoch = max(1, n // cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs if cfg.max_steps is None else cfg.max_steps
+    hist: dict[str, list[float]] = {"w_dist": [], "gp": [], "q_real": [], "g_cls": [], "g_dist": []}
+    t0 = time.perf_counter()
+    step = 0
+    while step < total:
+        perm = torch.randperm(n, generator=gen)
+        for b in range(steps_per_epoch):
+            if step >= total:
+                break
+            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            real, real_c = x_all[idx], c_all[idx]
+            bs = len(idx)
+            fake_c = torch.from_numpy(_sample_counts(bs, train_comps, cfg.p_train_comp, rng)).long()
+            z = torch.randn(bs, cfg.latent_dim, generator=gen)
+            with torch.no_grad():
+                fake = g(z, condition_vector(fake_c))
+            # critic
+            opt_d.zero_grad()
+            w = d(real).mean() - d(fake).mean()
+            gp = gradient_penalty(d, real, fake, gen, cfg.gp_weight)
+            (gp - w).backward()
+            opt_d.step()
+            # classifier on (lightly noised) real images
+            opt_q.zero_grad()
+            noisy = real + (real < 0.01).float() * torch.rand(real.shape, generator=gen) * 0.01
+            occ_l, comp_l = classifier_losses(q, noisy, real_c)
+            (cfg.lambda_occ * occ_l + comp_l).backward()
+            opt_q.step()
+            hist["w_dist"].append(float(w.detach()))
+            hist["gp"].append(float(gp.detach()))
+            hist["q_real"].append(float(comp_l.detach()))
+            if step % cfg.n_critic == 0:
+                opt_g.zero_grad()
+                z = torch.randn(bs, cfg.latent_dim, generator=gen)
+                fake = g(z, condition_vector(fake_c))
+                q.eval()
+                occ_f, comp_f = classifier_losses(q, fake, fake_c)
+                q.train()
+                g_loss = (-d(fake).mean() + cfg.lambda_cls * (comp_f + cfg.lambda_occ * occ_f)
+                          + cfg.lambda_pad * padding_loss(fake, fake_c)
+                          + cfg.lambda_cell * cell_moment_loss(fake, real))
+                if cfg.lambda_dist > 0:
+                    dist_l = distance_penalty(fake, fake_c, cfg.d_cation_anion, cfg.d_same_kind)
+                    g_loss = g_loss + cfg.lambda_dist * dist_l
+                    hist["g_dist"].append(float(dist_l.detach()))
+                g_loss.backward()
+                opt_g.step()
+                hist["g_cls"].append(float(comp_f.detach()))
+                if progress is not None:
+                    progress(step, total, {"w": float(w.detach()), "g_cls": float(comp_f.detach()),
+                                           "g_dist": hist["g_dist"][-1] if hist["g_dist"] else 0.0})
+            step += 1
+    seconds = time.perf_counter() - t0
+    q.eval()
+    with torch.no_grad():
+        sub = torch.arange(0, n, max(1, n // 2000))
+        _, cats = q(x_all[sub])
+        acc = float(np.mean([(cat.argmax(1) + 1 == c_all[sub, i]).float().mean().item()
+                             for i, cat in enumerate(cats)]))
+    g.eval()
+
+    def tail(key: str) -> float:
+        vals = hist[key][-50:]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    metrics = {"steps": step, "seconds": round(seconds, 1), "n_train_images": int(n),
+               "n_train_compositions": len(train_comps), "n_real_images": int(len(images)),
+               "w_dist_last50": tail("w_dist"), "gp_last50": tail("gp"),
+               "classifier_ce_real_last50": tail("q_real"), "generator_cls_ce_last50": tail("g_cls"),
+               "generator_distance_penalty_last50": tail("g_dist"),
+               "classifier_count_accuracy_real": round(acc, 4)}
+    return TrainResult(g, q, cfg, metrics)
+
+
+def generate(generator: Generator, counts: Sequence[int], n: int, seed: int = 0) -> np.ndarray:
+    """Generate ``n`` images ``(n, 30, 3)`` float64 for the cell composition ``counts`` (Mg, Mn, O)."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    generator.eval()
+    c = torch.tensor([list(parse_counts(counts))] * n)
+    z = torch.randn(n, generator.latent_dim, generator=gen)
+    with torch.no_grad():
+        out = generator(z, condition_vector(c))
+    return out.squeeze(1).double().numpy()
+
+
+def save_weights(result: TrainResult, data_sha256: str, name: str = DEFAULT_NAME,
+                 directory: Path | None = None, extra: dict | None = None) -> Path:
+    """Write ``<name>.safetensors`` (generator ``g.*`` and classifier ``q.*`` tensors) and ``<name>.json``.
+
+    Returns the safetensors path. Metadata: data hash, config, metrics, ``extra``.
+    """
+    directory = Path(directory or WEIGHTS_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {f"g.{k}": v.detach().contiguous() for k, v in result.generator.state_dict().items()}
+    tensors.update({f"q.{k}": v.detach().contiguous() for k, v in result.classifier.state_dict().items()})
+    path = directory / f"{name}.safetensors"
+    save_file(tensors, str(path))
+    meta = {"model": "cccgan", "paper": "Kim et al., ACS Cent. Sci. 2020 (composition-conditioned crystal GAN)",
+            "data": "data/cccgan/mgmno_unique_sc.npy", "data_sha256": data_sha256,
+            "epochs": result.config.epochs, "params": asdict(result.config), "metrics": result.metrics,
+            **(extra or {})}
+    (directory / f"{name}.json").write_text(json.dumps(meta, indent=2, default=float) + "\n")
+    return path
+
+
+def load_generator(name: str = DEFAULT_NAME, directory: Path | None = None) -> tuple[Generator, dict]:
+    """Load a generator saved by :func:`save_weights`; returns ``(generator in eval mode, metadata)``.
+
+    Raises :class:`CorruptModelError` if the files are missing or do not fit the recorded params.
+    """
+    directory = Path(directory or WEIGHTS_DIR)
+    path, meta_path = directory / f"{name}.safetensors", directory / f"{name}.json"
+    if not path.exists() or not meta_path.exists():
+        raise CorruptModelError(f"no weights {path}; train first (alflow cccgan train)")
+    meta = json.loads(meta_path.read_text())
+    params = meta["params"]
+    g = Generator(params["latent_dim"], params["g_channels"])
+    tensors = load_file(str(path))
+    try:
+        g.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("g.")})
+    except RuntimeError as exc:
+        raise CorruptModelError(f"{path} does not fit its metadata: {str(exc)[:200]}; retrain") from None
+    g.eval()
+    return g, meta

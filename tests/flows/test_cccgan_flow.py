@@ -1,0 +1,46 @@
+"""The Prefect flow "cccgan": tiny training into a temporary folder, generation for two compositions
+(one absent from the data), storage into `structures` and idempotent reruns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cccgan_flow import CAMPAIGN, cccgan_flow
+from flows.cli_cccgan import app
+from flows.store import Store
+
+TINY = {"max_steps": 30, "per_composition": 5, "g_channels": 16, "d_channels": 16, "q_channels": 8,
+        "latent_dim": 16, "n_critic": 1, "lr_g": 1e-3}
+
+
+@pytest.mark.slow
+def test_flow_trains_generates_and_stores(prefect_harness, store: Store, mongo_uri: str, tmp_path: Path) -> None:
+    kwargs = dict(compositions=["Mg2Mn4O8", "Mg2Mn3O7"], n_per_composition=4, seed=3, max_relax=0,
+                  weights="cccgan_tiny", weights_dir=str(tmp_path), retrain=True, train_config=TINY,
+                  mongodb_uri=mongo_uri, database=store.db.name)
+    out = cccgan_flow(**kwargs)
+    assert (tmp_path / "cccgan_tiny.safetensors").exists() and (tmp_path / "cccgan_tiny.json").exists()
+    assert out["campaign"] == CAMPAIGN and out["written"] == 8
+    assert set(out["summary"]) == {"Mg2Mn4O8", "Mg2Mn3O7"}
+    assert out["summary"]["Mg2Mn4O8"]["in_training"] and not out["summary"]["Mg2Mn3O7"]["in_training"]
+    docs = list(store.db.structures.find({"campaign": CAMPAIGN}))
+    assert len(docs) == 8
+    assert {d["formula"] for d in docs} == {"MgMn2O4", "Mg2Mn3O7"}
+    assert all(d["template_id"].startswith("cccgan-3-") for d in docs)
+    assert all(d["verdict"] in {"invalid", "known", "unrelaxed"} for d in docs)
+    for d in docs:
+        if d["validity"]["valid"]:
+            assert d["cif"] and d["validity"]["min_dist"] >= 1.0
+    # rerun (loading the saved weights): same keys, rewritten, not duplicated
+    kwargs["retrain"] = False
+    cccgan_flow(**kwargs)
+    assert store.db.structures.count_documents({"campaign": CAMPAIGN}) == 8
+
+
+def test_cli_rejects_bad_composition() -> None:
+    result = CliRunner().invoke(app, ["generate", "Mg9MnO4", "--max-relax", "0"])
+    assert result.exit_code == 1
+    assert "outside 1..8" in result.output
