@@ -62,8 +62,12 @@ def element_list(name_or_symbols: str | Sequence[str]) -> tuple[str, ...]:
     return symbols
 
 
-def _parse_amounts(formula: str) -> dict[str, float]:
-    """Parse a formula into ``{symbol: amount}`` (fast path for flat formulas, pymatgen otherwise)."""
+def parse_amounts(formula: str) -> dict[str, float]:
+    """Parse a formula into ``{symbol: amount}`` (fast regex path for flat formulas, pymatgen otherwise).
+
+    Raises :class:`InvalidFormulaError` for non-strings, empty or malformed text, unknown elements
+    and negative amounts; zero amounts are dropped.
+    """
     if not isinstance(formula, str):
         raise InvalidFormulaError(formula, f"expected a string, got {type(formula).__name__}")
     text = formula.strip()
@@ -119,7 +123,7 @@ def reduced_counts(formula: str) -> tuple[tuple[str, int], ...]:
     ``(("Mg", 1), ("O", 1))``-style pairs. Raises :class:`InvalidFormulaError` for malformed
     strings, unknown elements and non-rational stoichiometry.
     """
-    counts = _integer_counts(formula, _parse_amounts(formula))
+    counts = _integer_counts(formula, parse_amounts(formula))
     return tuple(sorted(counts.items(), key=lambda kv: Element(kv[0]).Z))
 
 

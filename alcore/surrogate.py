@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
+from botorch.exceptions.warnings import InputDataWarning
 from botorch.models.transforms import Normalize, Standardize
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
@@ -81,11 +82,14 @@ def fit_gp(
     try:
         tx = torch.from_numpy(x)
         ty = torch.from_numpy(y).unsqueeze(-1)
-        model = SingleTaskGP(
-            tx, ty,
-            input_transform=Normalize(d=x.shape[1], bounds=torch.from_numpy(bounds)),
-            outcome_transform=Standardize(m=1),
-        )
+        with warnings.catch_warnings():
+            # encoded labels may sit slightly outside the training-set box; Normalize handles it
+            warnings.simplefilter("ignore", InputDataWarning)
+            model = SingleTaskGP(
+                tx, ty,
+                input_transform=Normalize(d=x.shape[1], bounds=torch.from_numpy(bounds)),
+                outcome_transform=Standardize(m=1),
+            )
         warm = False
         if warm_start:
             own = model.state_dict()

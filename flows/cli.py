@@ -290,6 +290,11 @@ def ae_train(
 
 def main() -> None:
     """Console-script entry point: run the CLI, turning user errors into one-line messages."""
+    import os
+
+    # Prefect's ephemeral API (no PREFECT_API_URL) must start within this; 20 s is too short on
+    # 2 busy cores (measured: timed out under load).
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     _mount_generator_apps()
     try:
         app(standalone_mode=False)

@@ -21,7 +21,7 @@ import gridfs
 import torch
 from pymongo import ASCENDING, DESCENDING, MongoClient, ReplaceOne, UpdateOne
 from pymongo.database import Database
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, ServerSelectionTimeoutError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, ServerSelectionTimeoutError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
@@ -130,7 +130,13 @@ class Store:
     def ensure_indexes(self) -> None:
         """Create the unique and secondary indexes (idempotent)."""
         for coll, keys in UNIQUE_KEYS.items():
-            self.db[coll].create_index([(k, ASCENDING) for k in keys], unique=True, name="uniq_" + "_".join(keys))
+            spec = [(k, ASCENDING) for k in keys]
+            try:
+                self.db[coll].create_index(spec, unique=True)
+            except OperationFailure as exc:  # same keys already indexed under another name
+                existing = [v for v in self.db[coll].index_information().values() if v["key"] == spec]
+                if exc.code not in (85, 86) or not existing or not existing[0].get("unique"):
+                    raise
         for coll, indexes in SECONDARY_INDEXES.items():
             for spec in indexes:
                 self.db[coll].create_index(spec)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alcore.composition import _parse_amounts
+from alcore.composition import parse_amounts
 from alcore.errors import InvalidFormulaError
 
 #: Descriptor layout version: bump when the feature definition changes (stored with weights).
@@ -140,7 +140,7 @@ def n_features() -> int:
 
 def _fractions(formula: str, table: ElementTable) -> tuple[list[int], list[float]]:
     """Element indices and atomic fractions of one formula; raises InvalidFormulaError."""
-    amounts = _parse_amounts(formula)
+    amounts = parse_amounts(formula)
     missing = [s for s in amounts if s not in table.index]
     if missing:
         raise InvalidFormulaError(

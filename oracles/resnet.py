@@ -297,7 +297,11 @@ def train_resnet(formulas: Sequence[str], values: Sequence[float], *, property: 
     bs = min(cfg.batch_size, n)
     steps_per_epoch = max(1, n // bs)
     total = cfg.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(total, 1), pct_start=0.1)
+    # OneCycleLR divides by its phase lengths: at least 4 scheduled steps and a warm-up of >= 2 steps
+    # (a 43-label, 5-epoch screening fit has 10 steps and crashed with pct_start=0.1).
+    sched_steps = max(total, 4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=sched_steps,
+                                                pct_start=min(0.5, max(0.1, 2.0 / sched_steps)))
     gen = torch.Generator().manual_seed(cfg.seed)
     loss_fn = nn.functional.l1_loss if cfg.loss == "l1" else nn.functional.mse_loss
     model.train()

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from alcore.composition import _parse_amounts
+from alcore.composition import parse_amounts
 from alcore.errors import ConfigError, InvalidFormulaError, InvalidLabelError
 from oracles.base import Prediction
 
@@ -62,7 +62,7 @@ def roost_inputs(formulas: Sequence[str]) -> tuple[tuple[torch.Tensor, ...], lis
     k = 0
     for i, f in enumerate(formulas):
         try:
-            amounts = _parse_amounts(f)
+            amounts = parse_amounts(f)
             zs = [Element(s).Z for s in amounts]
             if max(zs) > 103:
                 raise InvalidFormulaError(f, "element beyond Lr has no Roost embedding")
