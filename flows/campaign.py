@@ -392,7 +392,26 @@ def metrics_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
         gp={"hyperparameters": stages["fit"]["hyperparameters"], "sha": stages["fit"]["gp_sha"]},
         timings={s: stages[s]["seconds"] for s in stages}, screening_sha=stages["retrain"]["screening_sha"])
     ctx.store.update_campaign(ctx.name, iteration=iteration)
+    _publish_report(ctx, iteration)
     return out
+
+
+def _publish_report(ctx: CampaignContext, iteration: int) -> None:
+    """Plots (PNG) and Prefect UI artifacts of this iteration under ``ALFLOW_REPORT_DIR`` (default
+    ``runs/reports``)/<campaign>; ``ALFLOW_REPORTS=0`` disables them. Best effort: a reporting
+    failure is logged and never fails the stage."""
+    import os
+
+    if os.environ.get("ALFLOW_REPORTS", "1") == "0":
+        return
+    from flows.reporting import publish_iteration
+
+    out_dir = Path(os.environ.get("ALFLOW_REPORT_DIR", "runs/reports")) / ctx.name
+    try:
+        publish_iteration(ctx.store, ctx.name, iteration, out_dir)
+    except Exception as exc:  # noqa: BLE001 - reports are best effort
+        _logger().warning("campaign %s iteration %d: report not published (%s: %s)", ctx.name, iteration,
+                          type(exc).__name__, exc)
 
 
 # ---------------------------------------------------------------------------- Prefect tasks + flow
@@ -496,7 +515,6 @@ def campaign_flow(config_path: str, iterations: int | None = None, name: str | N
     ``name`` overrides the campaign name in the file. Returns the campaign summary.
     """
     from flows.config import load_config
-
     from flows.settings import get_settings
 
     config = load_config(config_path, iterations=iterations, name=name)

@@ -38,13 +38,15 @@ app.add_typer(ae_app, name="autoencoder")
 
 def _mount_generator_apps() -> None:
     """Mount the sub-commands of oracles, pools, structures and the crystal generators."""
-    from flows import cli_cccgan, cli_crystalgan, cli_oracles, cli_pools, cli_structures
+    from flows import cli_cccgan, cli_crystalgan, cli_ops, cli_oracles, cli_pools, cli_structures
 
     app.add_typer(cli_oracles.app, name="oracles")
     app.add_typer(cli_pools.app, name="pools")
     app.add_typer(cli_structures.app, name="structures")
     app.add_typer(cli_crystalgan.app, name="crystalgan")
     app.add_typer(cli_cccgan.app, name="cccgan")
+    app.add_typer(cli_ops.app, name="ops")
+    app.command("report")(cli_ops.report_cmd)
 
 
 def _store():
