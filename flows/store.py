@@ -13,13 +13,13 @@ import logging
 import math
 import os
 import socket
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import gridfs
 import torch
-from pymongo import ASCENDING, DESCENDING, MongoClient, ReplaceOne, UpdateOne
+from pymongo import ASCENDING, DESCENDING, MongoClient, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, ServerSelectionTimeoutError
 from safetensors.torch import load as load_safetensors
@@ -409,13 +409,3 @@ class Store:
 def _comparable(config: Mapping[str, Any]) -> dict[str, Any]:
     """A config without fields that may legitimately differ between runs (e.g. iteration targets)."""
     return {k: v for k, v in dict(config).items() if k not in {"iterations"}}
-
-
-def replace_many(store: Store, collection: str, docs: Sequence[Mapping[str, Any]]) -> int:
-    """Replace whole documents keyed by the collection's unique key (used when fields must vanish)."""
-    keys = UNIQUE_KEYS[collection]
-    ops = [ReplaceOne({k: d[k] for k in keys}, dict(d), upsert=True) for d in docs]
-    if not ops:
-        return 0
-    res = store.db[collection].bulk_write(ops, ordered=False)
-    return res.upserted_count + res.matched_count
