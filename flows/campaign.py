@@ -11,6 +11,7 @@ campaign: the lease is taken at the start, renewed at every stage and released a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NONE as NO_CACHE
+from pymongo.errors import PyMongoError
 
 from alcore.acquisition import AcquisitionSettings, acquire_continuous, acquire_discrete, trust_region
 from alcore.autoencoder import CompositionAutoencoder, decode_latents, encode_formulas, load_weights
@@ -489,10 +491,11 @@ def run_campaign_in(store: Store, config: CampaignConfig, owner: str | None = No
             status = "finished"
         store.update_campaign(config.name, status=status)
     except BaseException:
-        store.update_campaign(config.name, status="failed")
+        with contextlib.suppress(PyMongoError):  # the database may be the thing that failed
+            store.update_campaign(config.name, status="failed")
+            store.release_lease(config.name, owner)
         raise
-    finally:
-        store.release_lease(config.name, owner)
+    store.release_lease(config.name, owner)
     return campaign_summary(store, config.name) | {"status": status}
 
 

@@ -159,6 +159,7 @@ def labels_import(
     allow_new: Annotated[bool, typer.Option("--allow-new", help="Accept formulas that are not candidates of the campaign.")] = False,
 ) -> None:
     """Import labels (e.g. from DFT) into a campaign, validated row by row."""
+    from alcore.composition import CompositionEncoder
     from alcore.errors import ImportValidationError
     from flows.label_import import parse_label_csv
     from flows.settings import get_settings
@@ -166,6 +167,15 @@ def labels_import(
     store = _store()
     doc = store.get_campaign(campaign)
     parsed = parse_label_csv(path, get_settings().max_import_bytes)
+    encoder = CompositionEncoder(doc["config"]["element_list"])
+    usable = []
+    for r in parsed.records:
+        ok, why = encoder.representable(r["formula"])
+        if ok:
+            usable.append(r)
+        else:
+            parsed.problems.append((0, f"{r['formula']}: {why}; the campaign's encoder cannot use it"))
+    parsed.records = usable
     if not allow_new:
         candidates = {c["formula"]: c for c in store.candidates(campaign)}
         kept = []

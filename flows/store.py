@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import socket
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +30,7 @@ from alcore.errors import (
     CampaignNotFoundError,
     ConfigError,
     CorruptModelError,
+    InvalidLabelError,
     StoreUnavailableError,
 )
 from flows.settings import Settings, get_settings
@@ -307,16 +308,16 @@ class Store:
     def upsert_labels(self, campaign: str, records: Iterable[Mapping[str, Any]], prop: str = "band_gap") -> int:
         """Upsert labels ``{formula, value, source, iteration?, std?}``; returns how many were written.
 
-        Refuses (``ValueError``) NaN or infinite values: a label must be a real number.
+        Refuses (:class:`InvalidLabelError`) NaN or infinite values before writing anything.
         """
-        def docs() -> Iterator[dict[str, Any]]:
-            for r in records:
-                value = float(r["value"])
-                if not math.isfinite(value):
-                    raise ValueError(f"label for {r['formula']!r} is {value}; labels must be finite numbers")
-                yield {**r, "campaign": campaign, "property": prop, "value": value}
-
-        return self.bulk_upsert("labels", docs())
+        docs: list[dict[str, Any]] = []
+        for r in records:
+            value = float(r["value"])
+            if not math.isfinite(value):
+                raise InvalidLabelError(f"label for {r['formula']!r} is {value}; labels must be finite numbers "
+                                        "(nothing was written)")
+            docs.append({**r, "campaign": campaign, "property": prop, "value": value})
+        return self.bulk_upsert("labels", docs)
 
     def labels(self, campaign: str, prop: str = "band_gap") -> list[dict[str, Any]]:
         """All labels of a campaign for one property, sorted by formula (deterministic order)."""
