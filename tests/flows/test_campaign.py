@@ -8,22 +8,9 @@ import pytest
 
 from alcore.errors import CampaignLockedError, ConfigError
 from flows import campaign as campaign_mod
-from flows.autoencoder_flow import train_and_save_autoencoder
 from flows.campaign import run_campaign_in
 from flows.config import parse_config
 from flows.datasets import band_gap_table
-
-
-@pytest.fixture(scope="module")
-def tiny_ae(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small autoencoder trained for 3 epochs on 2,000 AGD formulas (seconds)."""
-    from alcore.composition import CompositionEncoder
-
-    enc = CompositionEncoder("agd87")
-    corpus = [f for f in band_gap_table("agd_exp1_42k")["formula"][:4000] if enc.representable(f)[0]][:2000]
-    out = tmp_path_factory.mktemp("ae") / "tiny_ae.safetensors"
-    train_and_save_autoencoder(out, epochs=3, corpus=corpus, progress=False)
-    return out
 
 
 def _config(tiny_ae: Path, name: str, **overrides) -> object:
