@@ -549,7 +549,8 @@ def structure_top_candidates(store: Store, config: CampaignConfig, settings) -> 
     cif_dir = settings.output_dir / config.name / "cif"
     result = structures_flow(formulas=formulas, campaign=config.name,
                              k_templates=config.structures.templates_per_formula,
-                             e_hull_max=config.structures.e_hull_max, cif_dir=str(cif_dir),
+                             e_hull_max=config.structures.e_hull_max, steps=config.structures.relax_steps,
+                             cif_dir=str(cif_dir),
                              mongo_uri=None, database=settings.database)
     result["table"] = [
         {k: d.get(k) for k in ("formula", "template_id", "e_form", "e_hull", "verdict", "reason")}

@@ -81,11 +81,13 @@ class TargetSpec(_Strict):
 
 
 class StructuresSpec(_Strict):
-    """Structure stage at the end of the campaign: ``top_k`` best labelled new formulas (0 = off)."""
+    """Structure stage at the end of the campaign: ``top_k`` best labelled new formulas (0 = off),
+    ``templates_per_formula`` trials each, CHGNet relaxation bounded to ``relax_steps`` FIRE steps."""
 
     top_k: int = 0
     templates_per_formula: int = 1
     e_hull_max: float = 0.1
+    relax_steps: int = Field(default=200, ge=1)
 
 
 class CampaignConfig(_Strict):

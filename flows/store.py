@@ -408,5 +408,6 @@ class Store:
 
 
 def _comparable(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A config without fields that may legitimately differ between runs (e.g. iteration targets)."""
-    return {k: v for k, v in dict(config).items() if k not in {"iterations"}}
+    """A config without fields that may legitimately differ between runs: the iteration target and
+    the settings of the post-loop structure stage (they do not change any stored loop state)."""
+    return {k: v for k, v in dict(config).items() if k not in {"iterations", "structures"}}
