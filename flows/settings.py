@@ -5,7 +5,6 @@ Credentials only come from the environment; :func:`mask_uri` hides them wherever
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -55,11 +54,3 @@ def mask_uri(uri: str) -> str:
 def get_settings() -> Settings:
     """Fresh settings from the current environment (cheap; read each time so tests can change env)."""
     return Settings()
-
-
-def torch_threads_default() -> int:
-    """Threads for torch math: 1 unless ``ALFLOW_TORCH_THREADS`` says otherwise.
-
-    Measured on this 2-core machine: GP fitting with 2 threads under load was 5-10x slower than 1.
-    """
-    return int(os.environ.get("ALFLOW_TORCH_THREADS", "1"))
