@@ -107,6 +107,9 @@ def run_cmd(
     console.print(f"status: [bold]{summary['status']}[/bold]")
     if json_out:
         json_out.write_text(json.dumps(summary, indent=1, default=str))
+    # measured: with stdout redirected to a file the tables were lost at exit (the ephemeral
+    # Prefect server's shutdown skips the normal flush), so flush explicitly
+    sys.stdout.flush()
 
 
 @campaign_app.command("create")
