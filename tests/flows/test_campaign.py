@@ -9,20 +9,12 @@ import pytest
 from alcore.errors import CampaignLockedError, ConfigError
 from flows import campaign as campaign_mod
 from flows.campaign import run_campaign_in
-from flows.config import parse_config
 from flows.datasets import band_gap_table
+from tests.flows.conftest import pool_config
 
 
 def _config(tiny_ae: Path, name: str, **overrides) -> object:
-    base = {
-        "name": name, "mode": "pool", "iterations": 3, "seed": 7, "oracle": "lookup",
-        "seeds": {"dataset": "agd_exp3_init_300", "n": 40}, "autoencoder": str(tiny_ae),
-        "acquisition": {"q": 3, "beta": 25.0, "num_restarts": 2, "raw_samples": 32, "maxiter": 10,
-                        "mc_samples": 32},
-        "gp": {"maxiter": 15}, "screening_epochs": 20, "pool_size": 2000, "validation": "agd_test_500",
-    }
-    base.update(overrides)
-    return parse_config(base)
+    return pool_config(tiny_ae, name, **overrides)
 
 
 def _state(store, name: str) -> dict:

@@ -18,20 +18,13 @@ from PIL import Image
 
 from flows.campaign import run_campaign_in
 from flows.config import parse_config
+from tests.flows.conftest import pool_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(tiny_ae: Path, name: str, **overrides):
-    base = {
-        "name": name, "mode": "pool", "iterations": 2, "seed": 7, "oracle": "lookup",
-        "seeds": {"dataset": "agd_exp3_init_300", "n": 40}, "autoencoder": str(tiny_ae),
-        "acquisition": {"q": 3, "beta": 25.0, "num_restarts": 2, "raw_samples": 32, "maxiter": 10,
-                        "mc_samples": 32},
-        "gp": {"maxiter": 15}, "screening_epochs": 20, "pool_size": 2000, "validation": "agd_test_500",
-    }
-    base.update(overrides)
-    return parse_config(base)
+    return pool_config(tiny_ae, name, **{"iterations": 2, **overrides})
 
 
 def _assert_png(path: Path, min_w: int = 300, min_h: int = 300) -> None:
