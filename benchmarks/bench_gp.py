@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--q", type=int, default=50)
     ap.add_argument("--skip-default", action="store_true", help="skip the slow BoTorch-default fit")
     ap.add_argument("--weights", default=str(WEIGHTS_DIR / "autoencoder_agd87.safetensors"))
+    ap.add_argument("--out-name", default="gp", help="results/<name>.json")
     args = ap.parse_args()
     model, meta = load_weights(Path(args.weights))
     enc = CompositionEncoder(meta["element_list"])
@@ -86,7 +87,7 @@ def main() -> None:
     ref = rows[0]["variant"]
     for r in rows:
         r["overlap_with_first"] = len(picks[r["variant"]] & picks[ref])
-    report("gp", rows, {"n": args.n, "d": int(x.shape[1]), "pool": args.pool, "q": args.q,
+    report(args.out_name, rows, {"n": args.n, "d": int(x.shape[1]), "pool": args.pool, "q": args.q,
                         "pool_mean_eV": float(yp.mean()), "pool_top1_count": int(top1.sum())})
 
 
