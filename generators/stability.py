@@ -52,9 +52,22 @@ E_HULL_MAX = 0.1  # eV/atom
 
 
 # ---------------------------------------------------------------------------- model and relaxation
-@lru_cache(maxsize=1)
+_MODEL_LOCK = threading.Lock()
+
+
 def get_model(threads: int | None = 1):
-    """The pretrained CHGNet model (loaded once per process); sets torch's thread count if given."""
+    """The pretrained CHGNet model (loaded once per process); sets torch's thread count if given.
+
+    Loading is serialised: ``redirect_stdout`` swaps the process-wide ``sys.stdout``, and two
+    relaxation threads loading at once left it pointing at a dead buffer (measured: the CLI's
+    result tables vanished after the structure stage).
+    """
+    with _MODEL_LOCK:
+        return _load_model(threads)
+
+
+@lru_cache(maxsize=1)
+def _load_model(threads: int | None):
     import torch
     from chgnet.model import CHGNet
 
