@@ -129,7 +129,7 @@ def _evaluate_task(generator: Generator, compositions: list[str], n: int, seed: 
 def _store_task(docs: list[dict[str, Any]], mongodb_uri: str | None, database: str | None) -> int:
     from flows.store import Store
 
-    store = Store.from_uri(mongodb_uri, database or "alflow") if mongodb_uri else Store.connect()
+    store = Store.open(mongodb_uri, database)
     try:
         return store.upsert_structures(docs) if docs else 0
     finally:

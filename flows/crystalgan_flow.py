@@ -142,7 +142,7 @@ def _generate_task(model: CrystalGANModel, seeds: list[int | None], sha: str | N
 def _store_task(docs: list[dict[str, Any]], mongodb_uri: str | None, database: str | None) -> int:
     from flows.store import Store
 
-    store = Store.from_uri(mongodb_uri, database or "alflow") if mongodb_uri else Store.connect()
+    store = Store.open(mongodb_uri, database)
     try:
         return store.upsert_structures(docs) if docs else 0
     finally:

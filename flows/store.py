@@ -122,6 +122,13 @@ class Store:
         client: MongoClient = MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=20_000)
         return cls(client[database], client)
 
+    @classmethod
+    def open(cls, mongodb_uri: str | None = None, database: str | None = None) -> Store:
+        """An explicit URI (and database) when given, else the configured store (embedded by default)."""
+        if mongodb_uri:
+            return cls.from_uri(mongodb_uri, database or get_settings().database)
+        return cls.connect()
+
     def close(self) -> None:
         """Close the underlying client (if this store owns one)."""
         if self.client is not None:

@@ -145,7 +145,7 @@ def export_cifs(store: Store, campaign: str, out_dir: str | Path, verdicts: Sequ
 
 
 def _open_store(mongo_uri: str | None, database: str) -> Store:
-    return Store.from_uri(mongo_uri, database=database) if mongo_uri else Store.connect()
+    return Store.open(mongo_uri, database)
 
 
 # ---------------------------------------------------------------------------- the flow

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 from pymongo import MongoClient
-from secantus import SecantusDBServer
 
 from flows.store import utcnow
 from tests.flows.fault_harness import (
@@ -41,14 +40,9 @@ DATABASE = "faults"
 
 
 @pytest.fixture(scope="module")
-def server_uri() -> Iterator[str]:
-    """An in-process, in-memory SecantusDB server shared by the children of this module."""
-    server = SecantusDBServer(storage_path=":memory:")
-    server.start()
-    try:
-        yield server.uri
-    finally:
-        server.stop()
+def server_uri(mongo_uri: str) -> str:
+    """The session's in-memory SecantusDB server, shared with the children of this module."""
+    return mongo_uri
 
 
 @pytest.fixture(scope="module")
