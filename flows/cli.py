@@ -324,10 +324,19 @@ def main() -> None:
         sys.exit(130)
     except SystemExit:
         raise
-    except Exception as exc:  # click usage errors carry their own exit codes
-        import click
+    except _click_exceptions() as exc:  # usage errors (unknown command, bad option) carry their exit codes
+        exc.show()
+        sys.exit(exc.exit_code)
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+
+def _click_exceptions() -> tuple[type[Exception], ...]:
+    """Click's ``ClickException`` classes: typer >= 0.29 vendors click as ``typer._click``."""
+    import importlib
+
+    found: list[type[Exception]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).ClickException)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)

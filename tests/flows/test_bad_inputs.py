@@ -229,6 +229,14 @@ def test_cli_entry_point_prints_one_line_without_traceback(tmp_path, store):
     assert "no campaign named 'nope'" in proc.stderr
 
 
+def test_unknown_cli_command_is_a_usage_message(monkeypatch, capsys, store):
+    """A mistyped sub-command exits 2 with click's usage line, not a traceback."""
+    code, _, err = _cli(["campaign", "run", "--help"], monkeypatch, capsys, store)
+    assert code == 2
+    assert "No such command 'run'" in err
+    assert "Traceback" not in err
+
+
 # ---------------------------------------------------------------------------- configs (15-20)
 @pytest.mark.parametrize(("overrides", "needle"), [
     ({"oracle": "oracle-that-does-not-exist"}, "unknown oracle 'oracle-that-does-not-exist'"),
