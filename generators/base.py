@@ -61,3 +61,7 @@ def _register_builtins() -> None:
         from generators.matgan import MatGANSampler
 
         _FACTORIES["matgan"] = MatGANSampler.pretrained
+    if "latent-random" not in _FACTORIES:
+        from generators.latent_sampler import LatentSampler
+
+        _FACTORIES["latent-random"] = LatentSampler.pretrained

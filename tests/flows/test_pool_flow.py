@@ -81,6 +81,20 @@ def test_generate_pool_resumes_without_duplicates(store, mongo_uri, prefect_harn
         generate_pool_flow(pool="resumed", **{**common, "seed": 8})
 
 
+def test_latent_random_generator_fills_a_pool_through_the_same_path(store, mongo_uri, prefect_harness) -> None:
+    """The autoencoder's random latent decodes are a second pool source, via the same flow."""
+    from generators.latent_sampler import LatentSampler
+
+    db = dict(mongodb_uri=mongo_uri, database=store.db.name)
+    summary = generate_pool_flow(pool="latent", n=200, generator="latent-random", seed=4, batch_size=100, **db)
+    docs = _pool_docs(store, "latent")
+    expected = set(LatentSampler.pretrained().sample(100, seed=batch_seed(4, 0)))
+    expected |= set(LatentSampler.pretrained().sample(100, seed=batch_seed(4, 1)))
+    assert summary["pool_size"] == len(docs) == len(expected)
+    assert {d["formula"] for d in docs} == expected
+    assert {d["generator"] for d in docs} == {"latent-random"}
+
+
 def test_screen_filter_semantics() -> None:
     forms = ["NaCl", "LiFePO4", "Al2O3", "Ba2YCu3O7", "GaN"]
     model = AtomCountOracle()  # len/2: NaCl 2.0, Al2O3 2.5, GaN 1.5
