@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NONE as NO_CACHE
 from pymongo.errors import PyMongoError
@@ -187,15 +188,25 @@ def run_stage(ctx: CampaignContext, iteration: int, stage: str,
 
 
 # ---------------------------------------------------------------------------- stages
-def seed_labels(ctx: CampaignContext) -> dict[str, Any]:
-    """Iteration 0: write the seed labels (source ``seed``) from the configured data set."""
-    spec = ctx.config.seeds
+def seed_table(config: CampaignConfig, encoder: CompositionEncoder | None = None) -> pd.DataFrame:
+    """The seed labels a config selects (columns ``formula``, ``value`` in eV): its data set, below
+    ``seeds.max_gap`` if set, only formulas ``encoder`` can represent if given (the loop needs latent
+    vectors), then ``seeds.n`` rows sampled with the campaign seed if set."""
+    spec = config.seeds
     table = band_gap_table(spec.dataset)
     if spec.max_gap is not None:
         table = table[table["value"] < spec.max_gap]
-    table = table[[ctx.encoder.representable(f)[0] for f in table["formula"]]]
+    if encoder is not None:
+        table = table[[encoder.representable(f)[0] for f in table["formula"]]]
     if spec.n is not None:
-        table = table.sample(n=min(spec.n, len(table)), random_state=ctx.config.seed)
+        table = table.sample(n=min(spec.n, len(table)), random_state=config.seed)
+    return table
+
+
+def seed_labels(ctx: CampaignContext) -> dict[str, Any]:
+    """Iteration 0: write the seed labels (source ``seed``) from the configured data set."""
+    spec = ctx.config.seeds
+    table = seed_table(ctx.config, ctx.encoder)
     records = [{"formula": f, "value": float(v), "source": "seed", "iteration": 0, "std": 0.0}
                for f, v in zip(table["formula"], table["value"], strict=True)]
     n = ctx.store.upsert_labels(ctx.name, records, ctx.config.property)
