@@ -32,7 +32,7 @@ from alcore.autoencoder import CompositionAutoencoder, decode_latents, encode_fo
 from alcore.composition import CompositionEncoder
 from alcore.errors import AcquisitionError, AlflowError
 from alcore.paths import WEIGHTS_DIR
-from alcore.surrogate import fit_gp, posterior
+from alcore.surrogate import fit_gp, posterior, torch_threads
 from alcore.validity import ValidityRules, check_validity
 from flows.config import CampaignConfig
 from flows.datasets import band_gap_table, known_formulas
@@ -243,6 +243,11 @@ def _gp_for(ctx: CampaignContext, iteration: int):
 def acquire_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
     """Acquire ``q`` candidates: UCB, decode, validate; rejected decodes are stored with reasons and
     kept as pending points so the next attempt looks elsewhere. Writes ``candidates``."""
+    with torch_threads(ctx.config.gp.threads):
+        return _acquire(ctx, iteration)
+
+
+def _acquire(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
     cfg = ctx.config
     gp, x_labelled, labelled = _gp_for(ctx, iteration)
     labelled_set = set(labelled)

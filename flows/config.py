@@ -56,7 +56,8 @@ class AcquisitionSpec(_Strict):
 
 class GPSpec(_Strict):
     """Surrogate fitting: L-BFGS-B ``maxiter`` for a cold fit (None = BoTorch default),
-    ``warm_maxiter`` when warm-started from the previous iteration, and torch threads."""
+    ``warm_maxiter`` when warm-started from the previous iteration, and torch threads of the fit and
+    of the acquisition."""
 
     maxiter: int | None = 75
     warm_maxiter: int | None = 25
