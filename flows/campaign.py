@@ -409,6 +409,7 @@ def metrics_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
         ctx.name, iteration, metrics={**out, "val_mae": stages["retrain"]["val_mae"]},
         gp={"hyperparameters": stages["fit"]["hyperparameters"], "sha": stages["fit"]["gp_sha"]},
         timings={s: stages[s]["seconds"] for s in stages}, screening_sha=stages["retrain"]["screening_sha"])
+    ctx.store.record_iteration_summary(ctx.name, iteration)  # counts snapshot: `campaign show` stays O(iterations)
     ctx.store.update_campaign(ctx.name, iteration=iteration)
     _publish_report(ctx, iteration)
     return out

@@ -17,6 +17,13 @@ Composition filters are applied first; by default the model only runs on formula
 
 Batches run as Prefect tasks; pass ``dask_address`` (an existing Dask scheduler) or
 ``dask_local=True`` (a ``LocalCluster``) to fan them out through ``prefect_dask.DaskTaskRunner``.
+
+Summaries (so status and top-k stay fast on a 1 M pool; docs/reliability.md, "Load"): after writing
+a batch, the task stores the batch's counts by ``(screen_key, verdict)`` in ``summaries``
+(:func:`record_screen_batch`; removed before the batch is rewritten, so an interrupted batch is
+counted live until it finishes) and merges its best predictions into the pool's top-k hints
+(:meth:`~flows.store.Store.note_top`). :func:`screen_counts` and :func:`top_members` read them and
+stay exactly equal to the full queries.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from pymongo import UpdateMany, UpdateOne
 
 from alcore.errors import EmptyPoolError
 from flows.pool_flow import formula_sizes, open_store
-from flows.store import utcnow
+from flows.store import HINT_SIZE, SUMMARIES, Store, group_rows, partitioned_counts, utcnow
 from oracles.base import Oracle
 
 WRITE_CHUNK = 5_000
@@ -131,7 +138,10 @@ def screen_batch_task(pool: str, batch: int, model: str | Oracle, filters: Scree
     docs = list(coll.find({"pool": pool, "batch": batch, "screen_key": {"$ne": key}},
                           {"_id": 1, "formula": 1, "n_atoms": 1, "n_elements": 1}))
     if not docs:
+        if store.db[SUMMARIES].find_one({"_id": _batch_summary_id(pool, batch)}, {"_id": 1}) is None:
+            record_screen_batch(store, pool, batch)
         return {"batch": batch, "screened": 0, "passed": 0, "seconds": 0.0}
+    store.db[SUMMARIES].delete_one({"_id": _batch_summary_id(pool, batch)})  # counted live until rewritten
     formulas = [d["formula"] for d in docs]
     if all("n_atoms" in d and "n_elements" in d for d in docs):
         n_atoms = np.array([d["n_atoms"] for d in docs])
@@ -163,9 +173,66 @@ def screen_batch_task(pool: str, batch: int, model: str | Oracle, filters: Scree
                 "pred_mean": None, "pred_std": None}}))
     for s in range(0, len(ops), WRITE_CHUNK):
         coll.bulk_write(ops[s:s + WRITE_CHUNK], ordered=False)
+    note_screen_top(store, pool, formulas, v.passed, v.mean)
+    record_screen_batch(store, pool, batch)
     return {"batch": batch, "screened": len(docs), "passed": int(v.passed.sum()),
             "predicted": int(np.isfinite(v.mean).sum()), "read_s": t1 - t0, "predict_s": t2 - t1,
             "write_s": time.perf_counter() - t2, "seconds": time.perf_counter() - t0}
+
+
+def _batch_summary_id(pool: str, batch: int) -> str:
+    return "screen:" + json.dumps([pool, batch])
+
+
+def record_screen_batch(store: Store, pool: str, batch: int) -> list[dict[str, Any]]:
+    """Store the counts of batch ``batch`` of ``pool`` by ``(screen_key, verdict)`` in ``summaries``; returns them.
+
+    One indexed grouping over the batch's documents, ``$set`` (a repeat rewrites the same numbers).
+    """
+    rows = group_rows(store.db["pools"], {"pool": pool, "batch": batch}, ["screen_key", "verdict"])
+    store.db[SUMMARIES].update_one({"_id": _batch_summary_id(pool, batch)},
+                                   {"$set": {"kind": "screen", "pool": pool, "batch": batch, "rows": rows,
+                                             "updated_at": utcnow()}}, upsert=True)
+    return rows
+
+
+def note_screen_top(store: Store, pool: str, formulas: Sequence[str], passed: np.ndarray, mean: np.ndarray) -> None:
+    """Merge the predictions just written for ``formulas`` into the pool's top-k hints (pass and fail)."""
+    for verdict, sel in (("pass", passed), ("fail", ~passed)):
+        idx = np.flatnonzero(sel & np.isfinite(mean))
+        best = idx[np.argsort(-mean[idx], kind="stable")][:HINT_SIZE]
+        store.note_top("pools", {"pool": pool, "verdict": verdict}, "pred_mean",
+                       [(float(mean[i]), formulas[i]) for i in best])
+
+
+def screen_counts(store: Store, pool: str, key: str | None = None) -> dict[Any, int]:
+    """Documents of ``pool`` by verdict (``None``: not screened), of screening ``key`` only if given.
+
+    Equal to grouping every document of the pool; reads the per-batch summaries and counts live
+    (indexed by ``(pool, batch)``) only the batches without one.
+    """
+    snaps = {int(d["batch"]): d["rows"] for d in store.db[SUMMARIES].find({"kind": "screen", "pool": pool})
+             if isinstance(d.get("batch"), int)}
+    totals = partitioned_counts(store.db["pools"], {"pool": pool}, "batch", ["screen_key", "verdict"], snaps)
+    out: dict[Any, int] = {}
+    for (k, verdict), n in totals.items():
+        if key is None or k == key:
+            out[verdict] = out.get(verdict, 0) + n
+    return out
+
+
+def _reset_summaries(store: Store, pool: str, key: str, rescreen: bool) -> None:
+    """Drop the pool's top-k hints when its verdicts are about to be rewritten (a re-screen or another
+    screening key; the hints would only overshoot, costing one full query); drop the batch counts on a
+    re-screen (they no longer match the unset keys)."""
+    marker = {"_id": "screen-key:" + json.dumps(pool)}
+    last = store.db[SUMMARIES].find_one(marker)
+    if rescreen or last is None or last.get("key") != key:
+        store.forget_top("pools", pool=pool)
+        store.db[SUMMARIES].update_one(marker, {"$set": {"kind": "screen-key", "pool": pool, "key": key}},
+                                       upsert=True)
+    if rescreen:
+        store.db[SUMMARIES].delete_many({"kind": "screen", "pool": pool})
 
 
 def _task_runner(dask_address: str | None, dask_local: bool, dask_workers: int, dask_processes: bool = True):
@@ -192,6 +259,7 @@ def _screen_pool(pool: str, model: str | Oracle, filters: ScreenFilters, predict
         raise EmptyPoolError(f"pool {pool!r} has no documents; generate it first (alflow pools generate-pool)")
     model_name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
     key = screen_key(model_name, filters, predict_all)
+    _reset_summaries(store, pool, key, rescreen)
     if rescreen:
         coll.update_many({"pool": pool}, {"$unset": {"screen_key": ""}})
     t0 = time.perf_counter()
@@ -215,7 +283,7 @@ def _screen_pool(pool: str, model: str | Oracle, filters: ScreenFilters, predict
         "pool": pool, "model": model_name, "filters": asdict(filters), "screen_key": key,
         "batches": len(batches), "screened": sum(r["screened"] for r in results),
         "passed_now": sum(r["passed"] for r in results),
-        "passed_total": coll.count_documents({"pool": pool, "screen_key": key, "verdict": "pass"}),
+        "passed_total": screen_counts(store, pool, key).get("pass", 0),
         "predicted": sum(r.get("predicted", 0) for r in results),
         "predict_s": sum(r.get("predict_s", 0.0) for r in results),
         "write_s": sum(r.get("write_s", 0.0) for r in results),
@@ -256,15 +324,23 @@ def screen_pool_flow(
     return fl(pool, model, filters, predict_all, rescreen, mongodb_uri, database, runner is not None, progress)
 
 
-def top_members(store: Any, pool: str, k: int = 20, passed_only: bool = True) -> list[dict[str, Any]]:
-    """The ``k`` pool documents with the highest ``pred_mean`` (passing ones only by default).
+def top_members(store: Store, pool: str, k: int = 20, passed_only: bool = True) -> list[dict[str, Any]]:
+    """The ``k`` pool documents with the highest ``pred_mean``, ties by formula: those that passed
+    screening, or (``passed_only=False``) all screened ones (verdict pass or fail) with a prediction.
 
-    Raises :class:`EmptyPoolError` if the pool has no documents.
+    Exact, and fast on a 1 M pool (:meth:`~flows.store.Store.top_k` on the (pool, verdict, pred_mean)
+    index). Raises :class:`EmptyPoolError` if the pool has no documents.
     """
-    coll = store.db["pools"]
-    if coll.find_one({"pool": pool}, {"_id": 1}) is None:
+    verdicts = ["pass"] if passed_only else ["pass", "fail"]
+    rows = [d for v in verdicts for d in store.top_k("pools", {"pool": pool, "verdict": v}, "pred_mean", k)]
+    rows = sorted(rows, key=lambda d: (-d["pred_mean"], d["formula"]))[:k]
+    if not rows and not _pool_exists(store, pool):
         raise EmptyPoolError(f"pool {pool!r} has no documents; generate it first (alflow pools generate-pool)")
-    query: dict[str, Any] = {"pool": pool, "pred_mean": {"$ne": None}}
-    if passed_only:
-        query["verdict"] = "pass"
-    return list(coll.find(query, {"_id": 0}).sort("pred_mean", -1).limit(k))
+    return rows
+
+
+def _pool_exists(store: Store, pool: str) -> bool:
+    """Whether ``pool`` has documents: a generation marker that inserted some (cheap), else a lookup."""
+    if store.db["pool_batches"].find_one({"pool": pool, "inserted": {"$gt": 0}}, {"_id": 1}) is not None:
+        return True
+    return store.db["pools"].find_one({"pool": pool}, {"_id": 1}) is not None

@@ -4,16 +4,32 @@ Every write is an upsert on the collection's unique key, so repeating a stage re
 duplicating. Model weights live in GridFS as safetensors bytes (no pickle anywhere) with their
 sha256, verified on every load. A campaign is driven by one runner at a time through a lease taken
 with ``find_one_and_update``.
+
+Status and top-k answers stay fast at 1 M pool / 100k labels / 100k candidates without depending on
+the server walking an index in sort order (docs/reliability.md, "Load"):
+
+* **top-k** (:meth:`Store.top_k`): a small *threshold hint* per query scope (the best ~200
+  ``(value, formula)`` pairs written there, kept in ``summaries`` by the write paths) turns the
+  query into an index range query ``value >= t`` whose cost follows the few matches. The hint only
+  picks ``t``; the answer is always read live, and if fewer than ``k`` documents reach ``t`` (a
+  deleted or lowered value) a lower threshold and finally the full query are used. Exact by
+  construction.
+* **status counts** (:meth:`Store.campaign_counts`): per-iteration counts snapshotted once an
+  iteration's documents are final (:meth:`Store.record_iteration_summary`, set, never
+  incremented, so a re-run cannot double count), plus live indexed counts for every iteration
+  without a snapshot.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +37,13 @@ import gridfs
 import torch
 from pymongo import ASCENDING, DESCENDING, MongoClient, UpdateOne
 from pymongo.database import Database
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, ServerSelectionTimeoutError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+)
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
@@ -50,15 +72,23 @@ UNIQUE_KEYS: dict[str, list[str]] = {
 
 #: Secondary indexes for the common queries (top-k, status, per-pool screening).
 SECONDARY_INDEXES: dict[str, list[list[tuple[str, int]]]] = {
-    "labels": [[("campaign", ASCENDING), ("property", ASCENDING), ("value", DESCENDING)]],
+    "labels": [[("campaign", ASCENDING), ("property", ASCENDING), ("value", DESCENDING)],
+               [("campaign", ASCENDING), ("iteration", ASCENDING)]],
     "candidates": [[("campaign", ASCENDING), ("status", ASCENDING)],
                    [("campaign", ASCENDING), ("pred_mean", DESCENDING)]],
     "pools": [[("pool", ASCENDING), ("verdict", ASCENDING), ("pred_mean", DESCENDING)],
               [("pool", ASCENDING), ("batch", ASCENDING)]],
     "structures": [[("campaign", ASCENDING), ("verdict", ASCENDING), ("e_hull", ASCENDING)]],
+    "summaries": [[("kind", ASCENDING), ("pool", ASCENDING)]],
 }
 
 BULK_BATCH = 5_000
+
+#: Small derived documents (top-k threshold hints, per-batch screening counts), keyed by a string ``_id``.
+SUMMARIES = "summaries"
+#: How many ``(value, formula)`` pairs a top-k hint keeps (top-k queries with ``k`` up to this are served
+#: by an index range query).
+HINT_SIZE = 200
 
 
 def utcnow() -> datetime:
@@ -69,6 +99,22 @@ def utcnow() -> datetime:
 def default_owner() -> str:
     """A lease owner id that names this host and process: ``host:pid``."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_is_dead_local_process(owner: str) -> bool:
+    """True if ``owner`` is a :func:`default_owner` id (``host:pid``) of this host whose process no
+    longer exists (a crashed runner: its lease can be taken over at once instead of after expiry).
+    Any other owner (another host, a custom ``--owner`` name, a live process) gives False."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, owned by another user
+        return False
+    return False
 
 
 def connect_client(settings: Settings | None = None) -> MongoClient:
@@ -183,6 +229,35 @@ class Store:
         result = coll.bulk_write(ops, ordered=False)
         return result.upserted_count + result.matched_count
 
+    def bulk_insert_new(self, collection: str, docs: Iterable[Mapping[str, Any]], batch: int = BULK_BATCH) -> int:
+        """Insert documents whose unique key is not stored yet, in unordered batches; returns how many were new.
+
+        Documents whose key already exists are left as they are (duplicate-key errors are skipped), so
+        repeating the call is a no-op. About 2.5x the rate of :meth:`bulk_upsert` on SecantusDB
+        (docs/reliability.md); use it where new documents are written once (pool generation, bulk fills).
+        """
+        coll = self.db[collection]
+        n = 0
+        chunk: list[dict[str, Any]] = []
+        now = utcnow()
+
+        def flush() -> int:
+            try:
+                return len(coll.insert_many(chunk, ordered=False).inserted_ids)
+            except BulkWriteError as exc:
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
+                return int(exc.details.get("nInserted", 0))
+
+        for doc in docs:
+            chunk.append({"created_at": now, "updated_at": now, **{k: v for k, v in doc.items() if k != "_id"}})
+            if len(chunk) >= batch:
+                n += flush()
+                chunk = []
+        if chunk:
+            n += flush()
+        return n
+
     # ------------------------------------------------------------------ campaigns
     def create_campaign(self, name: str, config: Mapping[str, Any]) -> dict[str, Any]:
         """Create campaign ``name`` with its resolved ``config``; return the stored document.
@@ -243,6 +318,18 @@ class Store:
         )
         if doc is None:
             current = self.get_campaign(campaign).get("lease") or {}
+            if owner_is_dead_local_process(str(current.get("owner"))):
+                doc = self.db.campaigns.find_one_and_update(  # only if nobody changed it meanwhile
+                    {"name": campaign, "lease.owner": current["owner"], "lease.acquired_at": current["acquired_at"]},
+                    {"$set": {"lease": {"owner": owner, "acquired_at": now,
+                                        "expires_at": now + timedelta(seconds=ttl_s)}}},
+                    return_document=True,
+                )
+                if doc is not None:
+                    log.warning("campaign %s: took over the lease of %s, a process on this host that no longer "
+                                "exists", campaign, current["owner"])
+                    return doc["lease"]
+                current = self.get_campaign(campaign).get("lease") or {}
             raise CampaignLockedError(
                 f"campaign {campaign!r} is being run by {current.get('owner')!r} (lease until "
                 f"{current.get('expires_at')}); wait for it to finish, or for the lease to expire if that "
@@ -311,6 +398,141 @@ class Store:
         """All iteration documents of a campaign, in order."""
         return list(self.db.iterations.find({"campaign": campaign}).sort("iteration", ASCENDING))
 
+    # ------------------------------------------------------------------ status counts
+    def iteration_counts(self, campaign: str, iteration: int) -> dict[str, list[dict[str, Any]]]:
+        """Live counts of one iteration's documents: candidates by status, labels by source.
+
+        Two indexed aggregations over that iteration only. Returned as stored in a snapshot:
+        ``{"candidates": [{"k": [status], "n": n}, ...], "labels": [{"k": [source], "n": n}, ...]}``.
+        """
+        return {coll: group_rows(self.db[coll], {"campaign": campaign, "iteration": iteration}, [field])
+                for coll, field in COUNTED.items()}
+
+    def record_iteration_summary(self, campaign: str, iteration: int) -> dict[str, Any]:
+        """Snapshot the counts of ``iteration`` into its iteration document (field ``counts``).
+
+        Call it once the iteration's candidates and labels are final (the ``metrics`` stage: they are
+        only written by its own ``acquire`` and ``label`` stages). The snapshot is ``$set``, so
+        re-running it (a resumed stage) rewrites the same numbers instead of adding them twice.
+        :meth:`upsert_labels` refreshes the snapshot of an iteration it writes into (a late import).
+        Returns the snapshot.
+        """
+        counts = self.iteration_counts(campaign, iteration)
+        self.db.iterations.update_one({"campaign": campaign, "iteration": iteration},
+                                      {"$set": {"counts": counts, "updated_at": utcnow()},
+                                       "$setOnInsert": {"created_at": utcnow()}}, upsert=True)
+        return counts
+
+    def campaign_counts(self, campaign: str, iterations: Sequence[Mapping[str, Any]] | None = None,
+                        ) -> dict[str, dict[Any, int]]:
+        """Candidates by status and labels by source of a whole campaign: ``{"candidates": {...}, "labels": {...}}``.
+
+        Equal to grouping every document of the campaign, but reads the per-iteration snapshots of
+        :meth:`record_iteration_summary` and counts live (indexed) only what no snapshot covers: the
+        iterations after the last snapshot, before the first (seed labels, iteration 0), the gaps, and
+        documents without an iteration (labels imported with ``--allow-new``). ``iterations`` are the
+        campaign's iteration documents if the caller has them already.
+        """
+        if iterations is None:
+            iterations = list(self.db.iterations.find({"campaign": campaign}, {"iteration": 1, "counts": 1}))
+        docs = iterations
+        out: dict[str, dict[Any, int]] = {}
+        for coll, field in COUNTED.items():
+            snaps = {int(d["iteration"]): d["counts"][coll] for d in docs if coll in (d.get("counts") or {})}
+            totals = partitioned_counts(self.db[coll], {"campaign": campaign}, "iteration", [field], snaps)
+            out[coll] = {k[0]: n for k, n in sorted(totals.items(), key=lambda kv: str(kv[0]))}
+        return out
+
+    def _refresh_iteration_summaries(self, campaign: str, iterations: set[Any]) -> None:
+        """Recompute the snapshots of ``iterations`` that have one (their documents just changed)."""
+        its = [i for i in iterations if isinstance(i, int)]
+        if not its:
+            return
+        for d in self.db.iterations.find({"campaign": campaign, "iteration": {"$in": its}},
+                                         {"iteration": 1, "counts": 1}):
+            if d.get("counts") is not None:
+                self.record_iteration_summary(campaign, int(d["iteration"]))
+
+    # ------------------------------------------------------------------ top-k with threshold hints
+    def top_k(self, collection: str, match: Mapping[str, Any], field: str, k: int,
+              projection: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The ``k`` documents matching ``match`` with the highest numeric ``field`` (ties by formula).
+
+        Exactly ``find({**match, field: {"$gte": -inf}}).sort([(field, -1), ("formula", 1)]).limit(k)``
+        (documents whose ``field`` is missing, null, NaN or not a number never rank), but answered by an index range query
+        ``field >= t`` with ``t`` from the scope's hint (:meth:`note_top`), so its cost follows the
+        documents above ``t`` rather than all of ``match`` (an index on ``(*match, field)`` is needed).
+        When fewer than ``k`` documents reach ``t`` (values deleted or lowered since the hint was
+        written) it tries the hint's lowest value and then the full query, and rewrites the hint from
+        what it read (if ``projection`` keeps ``field`` and ``formula``). Returns the documents with
+        ``projection`` (default: all fields but ``_id``).
+        """
+        if k <= 0:
+            return []
+        coll = self.db[collection]
+        proj = {"_id": 0} if projection is None else dict(projection)
+        order = [(field, DESCENDING), ("formula", ASCENDING)]
+        hint = self.db[SUMMARIES].find_one({"_id": _hint_id(collection, match, field)}) or {}
+        values = [e[0] for e in hint.get("entries", [])]
+        if k <= len(values):  # the usual case: documents above the hint's k-th value
+            docs = list(coll.find({**match, field: {"$gte": float(values[k - 1])}}, proj).sort(order).limit(k))
+            if len(docs) >= k:
+                return docs
+        # a stale hint (values deleted or lowered) or k beyond it: above the hint's lowest value, else
+        # the full query; what is read (the live best max(k, HINT_SIZE)) becomes the new hint
+        limit = max(k, HINT_SIZE)
+        docs = []
+        if values and values[-1] != (values[k - 1] if k <= len(values) else None):
+            docs = list(coll.find({**match, field: {"$gte": float(values[-1])}}, proj).sort(order).limit(limit))
+        if len(docs) < k:
+            docs = list(coll.find({**match, field: {"$gte": -math.inf}}, proj).sort(order).limit(limit))
+        if all(field in d and "formula" in d for d in docs):  # (a projection without them cannot rebuild it)
+            self._write_hint(collection, match, field, [(d[field], d["formula"]) for d in docs], None)
+        return docs[:k]
+
+    def note_top(self, collection: str, match: Mapping[str, Any], field: str,
+                 entries: Iterable[tuple[float, str]]) -> None:
+        """Merge ``(value, formula)`` pairs just written under ``match`` into the scope's top-k hint.
+
+        Called by the write paths (labels, screening). A formula written again replaces its earlier
+        value. The hint is advisory: :meth:`top_k` checks it against the live documents.
+        """
+        best = sorted(((float(v), str(f)) for v, f in entries if v is not None and math.isfinite(v)),
+                      key=lambda e: (-e[0], e[1]))[:HINT_SIZE]
+        if not best:
+            return
+        for _ in range(5):  # optimistic concurrency on the hint's version
+            hint = self.db[SUMMARIES].find_one({"_id": _hint_id(collection, match, field)}) or {}
+            merged = {f: v for v, f in hint.get("entries", [])}
+            merged.update({f: v for v, f in best})
+            if self._write_hint(collection, match, field, [(v, f) for f, v in merged.items()], hint.get("version")):
+                return
+        self.forget_top(collection, match, field)  # contended: drop it (top_k then rebuilds it)
+
+    def forget_top(self, collection: str, match: Mapping[str, Any] | None = None, field: str | None = None,
+                   **where: Any) -> None:
+        """Delete top-k hints: one scope (``match`` and ``field``), or all of ``collection`` whose scope has
+        the fields ``where`` (e.g. ``pool="p"`` when a pool is re-screened)."""
+        if match is not None and field is not None:
+            self.db[SUMMARIES].delete_one({"_id": _hint_id(collection, match, field)})
+            return
+        self.db[SUMMARIES].delete_many({"kind": "top", "collection": collection,
+                                        **{f"match.{k}": v for k, v in where.items()}})
+
+    def _write_hint(self, collection: str, match: Mapping[str, Any], field: str,
+                    entries: list[tuple[float, str]], version: int | None) -> bool:
+        """Store a hint (best :data:`HINT_SIZE` entries); with ``version``, only if it is still that one."""
+        hint_id = _hint_id(collection, match, field)
+        entries = sorted(entries, key=lambda e: (-e[0], e[1]))[:HINT_SIZE]
+        body = {"kind": "top", "collection": collection, "match": dict(match), "field": field,
+                "entries": [[v, f] for v, f in entries], "updated_at": utcnow()}
+        if version is None:
+            self.db[SUMMARIES].update_one({"_id": hint_id}, {"$set": body, "$inc": {"version": 1}}, upsert=True)
+            return True
+        res = self.db[SUMMARIES].update_one({"_id": hint_id, "version": version},
+                                            {"$set": body, "$inc": {"version": 1}})
+        return res.matched_count == 1
+
     # ------------------------------------------------------------------ labels
     def upsert_labels(self, campaign: str, records: Iterable[Mapping[str, Any]], prop: str = "band_gap") -> int:
         """Upsert labels ``{formula, value, source, iteration?, std?}``; returns how many were written.
@@ -324,7 +546,11 @@ class Store:
                 raise InvalidLabelError(f"label for {r['formula']!r} is {value}; labels must be finite numbers "
                                         "(nothing was written)")
             docs.append({**r, "campaign": campaign, "property": prop, "value": value})
-        return self.bulk_upsert("labels", docs)
+        n = self.bulk_upsert("labels", docs)
+        self.note_top("labels", {"campaign": campaign, "property": prop}, "value",
+                      ((d["value"], d["formula"]) for d in docs))
+        self._refresh_iteration_summaries(campaign, {d.get("iteration") for d in docs})
+        return n
 
     def labels(self, campaign: str, prop: str = "band_gap") -> list[dict[str, Any]]:
         """All labels of a campaign for one property, sorted by formula (deterministic order)."""
@@ -332,14 +558,16 @@ class Store:
                     .sort("formula", ASCENDING))
 
     def top_labels(self, campaign: str, k: int = 10, prop: str = "band_gap") -> list[dict[str, Any]]:
-        """The ``k`` highest labels of a campaign (uses the (campaign, property, value) index)."""
-        return list(self.db.labels.find({"campaign": campaign, "property": prop}, {"_id": 0})
-                    .sort("value", DESCENDING).limit(k))
+        """The ``k`` highest labels of a campaign, ties by formula (:meth:`top_k` on the
+        (campaign, property, value) index; exact, and fast at any number of labels)."""
+        return self.top_k("labels", {"campaign": campaign, "property": prop}, "value", k)
 
     # ------------------------------------------------------------------ candidates, pools, structures
     def upsert_candidates(self, campaign: str, iteration: int, docs: Iterable[Mapping[str, Any]]) -> int:
         """Upsert candidate documents of one iteration (keyed by formula); returns the count."""
-        return self.bulk_upsert("candidates", ({**d, "campaign": campaign, "iteration": iteration} for d in docs))
+        n = self.bulk_upsert("candidates", ({**d, "campaign": campaign, "iteration": iteration} for d in docs))
+        self._refresh_iteration_summaries(campaign, {iteration})
+        return n
 
     def candidates(self, campaign: str, iteration: int | None = None, status: str | None = None,
                    ) -> list[dict[str, Any]]:
@@ -352,8 +580,20 @@ class Store:
         return list(self.db.candidates.find(query, {"_id": 0}).sort([("iteration", 1), ("rank", 1), ("formula", 1)]))
 
     def upsert_pool(self, pool: str, docs: Iterable[Mapping[str, Any]]) -> int:
-        """Upsert pool members ``{formula, generator, seed, ...}`` into pool ``pool``; returns the count."""
-        return self.bulk_upsert("pools", ({**d, "pool": pool} for d in docs))
+        """Upsert pool members ``{formula, generator, seed, ...}`` into pool ``pool``; returns the count.
+
+        Drops the screening counts of the batches written to (all of the pool's if a document names
+        no batch), so :func:`flows.screen_flow.screen_counts` counts them live until re-screened.
+        """
+        docs = [{**d, "pool": pool} for d in docs]
+        n = self.bulk_upsert("pools", docs)
+        batches = {d.get("batch") for d in docs}
+        where: dict[str, Any] = {"kind": "screen", "pool": pool}
+        if None not in batches:
+            where["batch"] = {"$in": sorted(batches)}
+        if docs:
+            self.db[SUMMARIES].delete_many(where)
+        return n
 
     def upsert_structures(self, docs: Iterable[Mapping[str, Any]]) -> int:
         """Upsert structure documents keyed by ``(campaign, formula, template_id)``; returns the count.
@@ -412,6 +652,51 @@ class Store:
         query = {"metadata.kind": kind, **{f"metadata.{k}": v for k, v in where.items()}}
         doc = self.db["models.files"].find_one(query, sort=[("uploadDate", DESCENDING)])
         return doc["metadata"]["sha256"] if doc else None
+
+
+#: What the status counts group: collection -> field.
+COUNTED: dict[str, str] = {"candidates": "status", "labels": "source"}
+
+
+def _hint_id(collection: str, match: Mapping[str, Any], field: str) -> str:
+    """The ``summaries`` ``_id`` of the top-k hint of one query scope."""
+    return "top:" + json.dumps([collection, dict(match), field], sort_keys=True, default=str)
+
+
+def group_rows(coll, match: Mapping[str, Any], group: Sequence[str]) -> list[dict[str, Any]]:
+    """``[{"k": [values of group...], "n": count}, ...]`` for the documents matching ``match``."""
+    rows = coll.aggregate([{"$match": dict(match)},
+                           {"$group": {"_id": [f"${g}" for g in group], "n": {"$sum": 1}}}])
+    return sorted(({"k": list(r["_id"]), "n": int(r["n"])} for r in rows), key=lambda r: str(r["k"]))
+
+
+def partitioned_counts(coll, scope: Mapping[str, Any], part: str, group: Sequence[str],
+                       snapshots: Mapping[int, Sequence[Mapping[str, Any]]]) -> Counter:
+    """Counts of the documents matching ``scope`` grouped by ``group`` (a Counter keyed by value tuples).
+
+    ``part`` is an integer field that splits ``scope`` into partitions (iteration, pool batch);
+    ``snapshots`` maps partition values to stored :func:`group_rows` results, which are summed as
+    they are. Everything else is counted live with indexed range queries on ``(*scope, part)``:
+    values below the first and above the last snapshot, each gap between, and documents whose
+    ``part`` is missing or null. With no snapshot it is one grouping of the whole scope.
+    """
+    totals: Counter = Counter()
+    for rows in snapshots.values():
+        for r in rows:
+            totals[tuple(r["k"])] += int(r["n"])
+    parts = sorted(snapshots)
+    if parts and parts[-1] - parts[0] + 1 > 2 * len(parts):  # sparse snapshots: one live count is cheaper
+        totals.clear()
+        parts = []
+    if not parts:
+        live: list[dict[str, Any]] = [dict(scope)]
+    else:
+        live = [{**scope, part: {"$lt": parts[0]}}, {**scope, part: {"$gt": parts[-1]}}, {**scope, part: None}]
+        live += [{**scope, part: p} for p in range(parts[0] + 1, parts[-1]) if p not in snapshots]
+    for q in live:
+        for r in group_rows(coll, q, group):
+            totals[tuple(r["k"])] += r["n"]
+    return totals
 
 
 def _comparable(config: Mapping[str, Any]) -> dict[str, Any]:

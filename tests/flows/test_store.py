@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import time
@@ -50,6 +51,31 @@ def test_campaign_create_is_idempotent_and_detects_config_change(store):
         store.create_campaign("x", {"seed": 2, "iterations": 3})
     with pytest.raises(CampaignNotFoundError, match="known: \\['x'\\]"):
         store.get_campaign("nope")
+
+
+def test_lease_of_a_dead_local_process_is_taken_over_at_once(store):
+    """A crashed runner on this host (its pid no longer exists) does not block a restart for the
+    lease's lifetime; a live process, another host or a custom owner name still does."""
+    import socket
+
+    from flows.store import owner_is_dead_local_process
+
+    host = socket.gethostname()
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True)
+    dead = f"{host}:{int(finished.stdout)}"
+    assert owner_is_dead_local_process(dead)
+    for alive in (f"{host}:{os.getpid()}", f"other-host:{int(finished.stdout)}", "nightly-runner"):
+        assert not owner_is_dead_local_process(alive)
+
+    store.create_campaign("crashed", {"x": 1})
+    store.acquire_lease("crashed", dead, ttl_s=600)
+    lease = store.acquire_lease("crashed", "restarted", ttl_s=600)
+    assert lease["owner"] == "restarted"
+    store.create_campaign("busy", {"x": 1})
+    store.acquire_lease("busy", f"{host}:{os.getpid()}", ttl_s=600)
+    with pytest.raises(CampaignLockedError, match="is being run by"):
+        store.acquire_lease("busy", "second", ttl_s=600)
 
 
 def test_lease_is_exclusive_and_expires(store):
