@@ -191,6 +191,12 @@ def test_labels_for_unknown_candidates_need_allow_new(tmp_path, monkeypatch, cap
     assert {d["formula"] for d in store.labels("ext")} == {"NaCl", "CsI"}
 
 
+def test_allow_new_still_refuses_formulas_the_encoder_cannot_hold(tmp_path, monkeypatch, capsys, store):
+    """--allow-new adds extra labels, but never one the next fit stage could not encode (Na9Cl: count 9)."""
+    code, _, err = _import(tmp_path, "formula,value\nCsI,6.1\nNa9Cl,1.0\n", monkeypatch, capsys, store, "--allow-new")
+    _assert_refused(code, err, store, "Na9Cl", "above the encoding maximum", "cannot use it")
+
+
 def test_too_large_import(tmp_path, monkeypatch, capsys, store):
     code, _, err = _import(tmp_path, "formula,value\nNaCl,5.0\n", monkeypatch, capsys, store,
                            ALFLOW_MAX_IMPORT_BYTES="10")

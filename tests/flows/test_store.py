@@ -43,6 +43,17 @@ def test_nan_labels_are_refused(store):
     assert store.db.labels.count_documents({}) == 0
 
 
+def test_a_bad_label_deep_in_a_large_batch_writes_nothing(store):
+    """Validation happens before the first bulk batch (5,000) is written, not lazily per batch."""
+    from alcore.errors import InvalidLabelError
+
+    records = [{"formula": f"Na{i % 7 + 1}Cl{i % 5 + 1}", "value": 1.0, "source": "x"} for i in range(6_000)]
+    records[5_999]["value"] = float("inf")
+    with pytest.raises(InvalidLabelError, match="nothing was written"):
+        store.upsert_labels("big", records)
+    assert store.db.labels.count_documents({"campaign": "big"}) == 0
+
+
 def test_campaign_create_is_idempotent_and_detects_config_change(store):
     a = store.create_campaign("x", {"seed": 1, "iterations": 3})
     b = store.create_campaign("x", {"seed": 1, "iterations": 9})  # iteration target may grow
