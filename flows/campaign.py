@@ -256,6 +256,7 @@ def _acquire(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
     accepted: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     attempts = 0
+    sides: list[float] = []  # trust-region side of each continuous-mode attempt
     if cfg.mode == "pool":
         all_formulas, all_z = ctx.pool
         keep = np.array([f not in labelled_set for f in all_formulas], dtype=bool)
@@ -271,13 +272,16 @@ def _acquire(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
         seen: set[str] = set()
         _, y_labelled = ctx.labelled()
         order = np.argsort(-y_labelled, kind="stable")
+        side = cfg.acquisition.trust_region
         while len(accepted) < q and attempts < cfg.acquisition.max_attempts:
             need = q - len(accepted)
             settings = AcquisitionSettings(cfg.acquisition.beta, need, cfg.acquisition.num_restarts,
                                            cfg.acquisition.raw_samples, cfg.acquisition.maxiter,
                                            cfg.acquisition.mc_samples)
             centre = x_labelled[order[attempts % len(order)]]
-            local = trust_region(centre, box, cfg.acquisition.trust_region)
+            local = trust_region(centre, box, side)
+            sides.append(side)
+            n_before = len(accepted)
             z, value = acquire_continuous(gp, local, settings, stage_seed(cfg.seed, iteration, "acq", attempts),
                                           x_pending=pending if len(pending) else None)
             attempts += 1
@@ -290,6 +294,8 @@ def _acquire(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
                 (rejected if reasons else accepted).append(doc)
                 if formula:
                     seen.add(formula)
+            if len(accepted) == n_before:  # this region only decodes to known formulas: look wider next
+                side = min(1.0, 2.0 * side)
         if not accepted:
             ctx.store.upsert_candidates(ctx.name, iteration, rejected)
             raise AcquisitionError(
@@ -303,7 +309,7 @@ def _acquire(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
     fault_point(f"acquire:{iteration}:mid-candidates")
     ctx.store.upsert_candidates(ctx.name, iteration, everything[len(everything) // 2 :])
     return {"n_accepted": len(accepted), "n_rejected": len(rejected), "attempts": attempts,
-            "formulas": [c["formula"] for c in accepted]}
+            "formulas": [c["formula"] for c in accepted], "trust_region_sides": sides}
 
 
 def _rejection_reasons(ctx: CampaignContext, formula: str | None, labelled: set[str], seen: set[str]) -> list[str]:

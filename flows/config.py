@@ -37,7 +37,8 @@ class AcquisitionSpec(_Strict):
     """UCB and optimiser settings (see :class:`alcore.acquisition.AcquisitionSettings`) plus the
     decode budget: ``max_attempts`` rounds of re-acquisition to collect ``q`` valid candidates.
     ``trust_region`` (continuous mode): side of the local search box as a fraction of the latent
-    box, centred on the best labelled point (attempt a: the a-th best), TuRBO style."""
+    box, centred on the best labelled point (attempt a: the a-th best), TuRBO style; doubled (up to
+    the whole box) after an attempt whose decodes were all known, invalid or duplicates."""
 
     beta: float = 25.0
     q: int = 4

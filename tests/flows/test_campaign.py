@@ -109,3 +109,28 @@ def test_continuous_campaign_decodes_only_valid_formulas(store, tiny_ae, prefect
     for c in cands:
         if not c["valid"]:
             assert c["reasons"], c
+
+
+def test_trust_region_widens_after_an_attempt_that_only_decodes_known_formulas(store, tiny_ae, prefect_harness,
+                                                                               monkeypatch):
+    """An exhausted neighbourhood (every decode already labelled) doubles the search box for the next
+    attempt instead of failing the iteration after max_attempts (agd-exp3 got stuck at iteration 27)."""
+    cfg = _config(tiny_ae, "widen", mode="continuous", iterations=1, oracle="resnet-agd",
+                  autoencoder="autoencoder_agd87",
+                  acquisition={"q": 2, "beta": 25.0, "num_restarts": 2, "raw_samples": 32, "maxiter": 10,
+                               "mc_samples": 32, "max_attempts": 6, "trust_region": 0.2})
+    real_decode = campaign_mod.decode_latents
+    calls = {"n": 0}
+
+    def decode_first_two_attempts_to_a_seed(model, encoder, z):
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            seed = store.labels("widen")[0]["formula"]
+            return [seed] * len(z)
+        return real_decode(model, encoder, z)
+
+    monkeypatch.setattr(campaign_mod, "decode_latents", decode_first_two_attempts_to_a_seed)
+    assert run_campaign_in(store, cfg)["status"] == "finished"
+    result = store.stage_result("widen", 1, "acquire")
+    assert result["trust_region_sides"][:3] == [0.2, 0.4, 0.8]
+    assert result["n_accepted"] >= 1
