@@ -87,10 +87,14 @@ def build_pool(setup: RecoverySetup, progress: Callable[[int, int], None] | None
 def labelled_pool(setup: RecoverySetup, oracle_name: str, cache_dir: Path,
                   progress: Callable[[int, int], None] | None = None) -> tuple[list[str], np.ndarray]:
     """``(formulas, oracle eV (N,))`` of the pool, from the cache file in ``cache_dir`` or built and
-    labelled now (then cached)."""
+    labelled now (then cached). The cache is keyed by the settings and the generator's weights hash
+    (a retrained MatGAN gets a new pool)."""
+    weights = (getattr(get_generator(setup.generator), "metadata", None) or {}).get("weights_sha256")
     key = {"generator": setup.generator, "draws": setup.draws, "pool_seed": setup.pool_seed,
-           "max_atoms": setup.max_atoms, "max_elements": setup.max_elements, "oracle": oracle_name}
-    path = cache_dir / ("pool-" + "-".join(str(v) for v in key.values()) + ".json.gz")
+           "max_atoms": setup.max_atoms, "max_elements": setup.max_elements, "oracle": oracle_name,
+           "generator_weights": weights}
+    name = [setup.generator, setup.draws, setup.pool_seed, setup.max_atoms, setup.max_elements, oracle_name]
+    path = cache_dir / ("pool-" + "-".join(map(str, name)) + ".json.gz")
     if path.exists():
         data = json.loads(gzip.decompress(path.read_bytes()))
         if data.get("key") == key:
