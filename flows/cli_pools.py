@@ -182,6 +182,13 @@ def agd_recovery_cmd(
         table.add_row(s["arm"], str(s["labels"]), str(s["wide_labels"]), f"{s['recall']:.1%} ± {s['recall_sd']:.1%}",
                       f"{s['precision']:.1%}", f"{s['recovered']:.1f}", f"{s['predicted']:.1f}", f"{s['pool_mae_eV']:.3f}")
     console.print(table)
+    found = Table(title="the reference formulas: share of each arm's models that also predict them above "
+                        f"{threshold} eV")
+    for col in ("formula", "oracle eV", *(s["arm"] for s in result["summary"])):
+        found.add_column(col)
+    for e in result["reference"]:
+        found.add_row(e["formula"], f"{e['oracle_eV']:.2f}", *(f"{v:.0%}" for v in e["found_by"].values()))
+    console.print(found)
     for name, ratio in result["ratios"].items():
         console.print(f"{name}: {ratio:.2f}x")
     png = plot_recovery(result, Path(out_dir) / f"recovery-{result['campaign']}.png")

@@ -77,6 +77,20 @@ def test_experiment_scores_four_arms_and_resumes(tmp_path, store, mongo_uri, pre
     assert store.db.labels.count_documents({"campaign": "recovery", "source": {"$ne": "seed"}}) == acquired
     assert json.dumps(again["summary"]) == json.dumps(result["summary"])  # NaN-safe equality
 
+    # the CLI command on the finished campaign: prints both tables, writes the JSON and the plot
+    from typer.testing import CliRunner
+
+    from flows.cli_pools import app
+
+    out = tmp_path / "cli.json"
+    cli = CliRunner().invoke(app, ["agd-recovery", str(path), "--draws", "2000", "--generator", "fixed",
+                                   "--model-seeds", "1", "--out-dir", str(tmp_path / "out"), "--json", str(out)])
+    assert cli.exit_code == 0, cli.output
+    assert "seeds + AL" in cli.output and "LiF" in cli.output
+    saved = json.loads(out.read_text())
+    assert saved["pool"] == result["pool"] and len(saved["rows"]) == 4
+    assert (tmp_path / "out" / "recovery-recovery.png").stat().st_size > 10_000
+
 
 def _encoder(config):
     from alcore.composition import CompositionEncoder
