@@ -32,8 +32,8 @@ def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _bar(desc: str) -> tuple[tqdm, Callable[[int, int], None]]:
-    bar = tqdm(desc=desc, unit="batch")
+def _bar(desc: str, unit: str = "batch") -> tuple[tqdm, Callable[[int, int], None]]:
+    bar = tqdm(desc=desc, unit=unit, unit_scale=unit != "batch")
 
     def update(done: int, total: int) -> None:
         bar.total = total
@@ -163,13 +163,7 @@ def agd_recovery_cmd(
 
     setup = RecoverySetup(draws=draws, generator=generator, pool_seed=pool_seed, threshold=threshold,
                           max_atoms=max_atoms, max_elements=max_elements, model_seeds=tuple(range(model_seeds)))
-    bar = tqdm(desc="pool draws", unit="draw", unit_scale=True)
-
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
+    bar, update = _bar("pool draws", unit="draw")
     try:
         result = agd_recovery_flow(config, setup, out_dir=out_dir, progress=update)
     finally:
