@@ -29,8 +29,8 @@ from pymongo.errors import PyMongoError
 
 from alcore.acquisition import AcquisitionSettings, acquire_continuous, acquire_discrete, trust_region
 from alcore.autoencoder import CompositionAutoencoder, decode_latents, encode_formulas, load_weights
-from alcore.composition import CompositionEncoder
-from alcore.errors import AcquisitionError, AlflowError
+from alcore.composition import CompositionEncoder, canonical_formula
+from alcore.errors import AcquisitionError, AlflowError, InvalidFormulaError
 from alcore.paths import WEIGHTS_DIR
 from alcore.surrogate import fit_gp, posterior, torch_threads
 from alcore.validity import ValidityRules, check_validity
@@ -116,8 +116,17 @@ class CampaignContext:
 
     @cached_property
     def known(self) -> frozenset[str]:
-        """Canonical formulas of known MP materials (for the novelty flag)."""
-        return known_formulas()
+        """Canonical formulas of known materials (for the novelty flag): the MP compounds of
+        ``data/known`` plus every element, whose solid is known (that list holds compounds only)."""
+        from pymatgen.core.periodic_table import Element
+
+        elements = set()
+        for element in Element:
+            try:
+                elements.add(canonical_formula(element.symbol))
+            except InvalidFormulaError:
+                continue
+        return known_formulas() | elements
 
     @cached_property
     def validity_rules(self) -> ValidityRules:

@@ -134,3 +134,10 @@ def test_trust_region_widens_after_an_attempt_that_only_decodes_known_formulas(s
     result = store.stage_result("widen", 1, "acquire")
     assert result["trust_region_sides"][:3] == [0.2, 0.4, 0.8]
     assert result["n_accepted"] >= 1
+
+
+def test_elements_count_as_known_for_the_novelty_flag(tiny_ae):
+    """The committed MP list holds compounds only; an elemental decode (Ba) must not be called novel."""
+    ctx = campaign_mod.CampaignContext(None, _config(tiny_ae, "novelty"), owner="test")
+    assert {"Ba", "Ca", "O2", "Si"} <= ctx.known
+    assert "NaCl" in ctx.known and "Li2BH3OF4" not in ctx.known
