@@ -25,7 +25,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -70,13 +69,20 @@ def pool_arrays(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
     return mean, passed
 
 
-def pool_docs(lo: int, hi: int, mean: np.ndarray, passed: np.ndarray, batch: int) -> Iterator[dict[str, Any]]:
-    """Screened pool members ``lo..hi-1`` as the screening flow leaves them."""
+def pool_docs(lo: int, hi: int, batch: int) -> Iterator[dict[str, Any]]:
+    """Pool members ``lo..hi-1`` as the generation flow stores them."""
+    for i in range(lo, hi):
+        yield {"pool": POOL, "formula": synthetic_formula(i), "generator": "synthetic", "seed": 0, "batch": batch,
+               "n_atoms": 6, "n_elements": 3}
+
+
+def screening_docs(lo: int, hi: int, mean: np.ndarray, passed: np.ndarray, batch: int) -> Iterator[dict[str, Any]]:
+    """The verdicts of members ``lo..hi-1`` as the screening flow stores them (``screenings``)."""
     for i in range(lo, hi):
         m = float(mean[i]) if np.isfinite(mean[i]) else None
-        yield {"pool": POOL, "formula": synthetic_formula(i), "generator": "synthetic", "seed": 0, "batch": batch,
-               "n_atoms": 6, "n_elements": 3, "screen_key": KEY, "verdict": "pass" if passed[i] else "fail",
-               "screen_reasons": [] if passed[i] else ["window"], "pred_mean": m, "pred_std": 0.1 if m else None}
+        yield {"pool": POOL, "key": KEY, "batch": batch, "formula": synthetic_formula(i),
+               "verdict": "pass" if passed[i] else "fail", "reasons": [] if passed[i] else ["window"],
+               "pred_mean": m, "pred_std": 0.1 if m else None}
 
 
 def iteration_of_label(i: int, n: int, n_iter: int) -> int:
@@ -147,14 +153,10 @@ def full_top(store: Store, coll: str, match: dict[str, Any], field: str, k: int)
 
 
 def full_screen_counts(store: Store) -> dict[Any, int]:
-    """The "before": the pool's documents of this screening key by verdict, grouped over the whole pool."""
-    rows = store.db.pools.aggregate([{"$match": {"pool": POOL}},
-                                     {"$group": {"_id": ["$screen_key", "$verdict"], "n": {"$sum": 1}}}])
-    out: Counter = Counter()
-    for r in rows:
-        if r["_id"][0] == KEY:
-            out[r["_id"][1]] += r["n"]
-    return dict(out)
+    """The "before": the pool's verdicts of this screening key, grouped over all of them."""
+    rows = store.db.screenings.aggregate([{"$match": {"pool": POOL, "key": KEY}},
+                                          {"$group": {"_id": "$verdict", "n": {"$sum": 1}}}])
+    return {r["_id"]: r["n"] for r in sorted(rows, key=lambda r: r["_id"])}
 
 
 def _memory_server() -> tuple[subprocess.Popen, str]:
@@ -193,18 +195,20 @@ def fill(store: Store, args: argparse.Namespace, rows: list[dict[str, Any]]) -> 
 
     def write_pool() -> None:
         for b, lo in enumerate(starts):
-            store.bulk_insert_new("pools", pool_docs(lo, min(args.pool, lo + args.batch), mean, passed, b),
-                                  batch=args.write_batch)
+            hi = min(args.pool, lo + args.batch)
+            store.bulk_insert_new("pools", pool_docs(lo, hi, b), batch=args.write_batch)
+            store.bulk_insert_new("screenings", screening_docs(lo, hi, mean, passed, b), batch=args.write_batch)
             if b % 10 == 9:
                 print(f"  pool batch {b + 1}/{len(starts)}", flush=True)
 
     def pool_summaries() -> None:
         for b, lo in enumerate(starts):
             hi = min(args.pool, lo + args.batch)
-            note_screen_top(store, POOL, [synthetic_formula(i) for i in range(lo, hi)], passed[lo:hi], mean[lo:hi])
-            record_screen_batch(store, POOL, b)
+            note_screen_top(store, POOL, KEY, [synthetic_formula(i) for i in range(lo, hi)], passed[lo:hi],
+                            mean[lo:hi])
+            record_screen_batch(store, POOL, KEY, b)
 
-    timed("fill pools (bulk_insert_new)", args.pool, write_pool)
+    timed("fill pools + screenings (bulk_insert_new)", 2 * args.pool, write_pool)
     timed("screening summaries (per batch: hint + counts)", len(starts), pool_summaries)
     values = rng.gamma(2.0, 1.0, args.labels)
 
@@ -273,9 +277,10 @@ def main() -> None:
              lambda: full_top(store, "labels", label_scope, "value", 10), len),
             ("top-100 labels", lambda: store.top_labels(CAMPAIGN, 100),
              lambda: full_top(store, "labels", label_scope, "value", 100), len),
-            ("top-10 pool (passed, by pred_mean)", lambda: top_members(store, POOL, 10),
-             lambda: full_top(store, "pools", {"pool": POOL, "verdict": "pass"}, "pred_mean", 10), len),
-            ("top-20 pool (pass or fail)", lambda: top_members(store, POOL, 20, passed_only=False), None, len),
+            ("top-10 pool (passed, by pred_mean)", lambda: top_members(store, POOL, 10, key=KEY),
+             lambda: full_top(store, "screenings", {"pool": POOL, "key": KEY, "verdict": "pass"}, "pred_mean", 10),
+             len),
+            ("top-20 pool (pass or fail)", lambda: top_members(store, POOL, 20, passed_only=False, key=KEY), None, len),
             ("pool screening counts (by verdict)", lambda: screen_counts(store, POOL, KEY),
              lambda: full_screen_counts(store), lambda r: sum(r.values())),
             ("iteration docs (all)", lambda: store.iterations(CAMPAIGN), None, len),

@@ -8,6 +8,7 @@ Usage (each part merges its numbers into benchmarks/results/structures.json and 
     python benchmarks/bench_structures.py sanity          # NaCl, MgO, SrF2, SrTiO3: E_form, E_hull
     python benchmarks/bench_structures.py dft --n 40      # E_form MAE vs MP DFT (single point, relaxed)
     python benchmarks/bench_structures.py pipeline --n 6  # N candidates structured+relaxed+judged
+    python benchmarks/bench_structures.py flow            # the goal: 100 candidates through the flow
     python benchmarks/bench_structures.py relax --n 6     # relaxations per minute (substituted templates)
 
 ElMD (GPL) is imported here only as the reference, never by product code. Machine: 2 CPU cores shared
@@ -277,22 +278,29 @@ def bench_relax(args) -> None:
                     "rows": rows})
 
 
-def bench_pipeline(args) -> None:
-    from generators.templates import propose_structures
-
-    lib, chk = _checker()
-    rng = np.random.default_rng(2)
-    # novel-ish candidates: ternary oxides/halides from element swaps of known ABX3 / AB2X4 / ABX2
+def _pipeline_candidates(n: int) -> list[str]:
+    """``n`` novel-ish candidates: ternary oxides/halides/sulfides from element swaps of ABX3 / ABX2 /
+    A2BX4 patterns (seeded)."""
     from alcore.composition import canonical_formula
+
+    rng = np.random.default_rng(2)
     a = ["Li", "Na", "K", "Rb", "Cs", "Mg", "Ca", "Sr", "Ba"]
     b = ["Ti", "Zr", "Sn", "Ge", "Al", "Ga", "In", "Sc", "Y", "Nb", "Ta"]
     x = ["O", "F", "Cl", "S"]
     pat = ["{a}{b}{x}3", "{a}{b}{x}2", "{a}2{b}{x}4"]
     cands: list[str] = []
-    while len(cands) < args.n:
+    while len(cands) < n:
         f = canonical_formula(str(rng.choice(pat)).format(a=rng.choice(a), b=rng.choice(b), x=rng.choice(x)))
         if f not in cands:
             cands.append(f)
+    return cands
+
+
+def bench_pipeline(args) -> None:
+    from generators.templates import propose_structures
+
+    lib, chk = _checker()
+    cands = _pipeline_candidates(args.n)
     t0 = time.perf_counter()
     counts: dict[str, int] = {}
     n_trials = 0
@@ -313,12 +321,67 @@ def bench_pipeline(args) -> None:
                        "verdicts": counts, "candidates": cands})
 
 
+def bench_flow(args) -> None:
+    """The issue's goal as the product runs it: ``structures`` flow on N candidates (default 100),
+    ``--workers`` worker processes (Dask LocalCluster, 1 thread each) or threads, results in a
+    fresh embedded SecantusDB. The committed CHGNet caches (elemental references, competing phases)
+    are used as they are; what the run adds to them is counted and reported."""
+    import os
+    import tempfile
+
+    from flows.embedded import start_server, stop_server
+    from flows.structures_flow import run_structures
+    from generators.stability import PHASES_PATH, REFS_PATH
+
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
+    n = args.n or 100
+    cands = _pipeline_candidates(n)
+    cached = {p.name: len(json.loads(p.read_text())) if p.exists() else 0 for p in (REFS_PATH, PHASES_PATH)}
+    data = Path(tempfile.mkdtemp(prefix="alflow-bench-structures-"))
+    server = start_server(data, 27990)
+    load0 = os.getloadavg()[0]
+    try:
+        t0 = time.perf_counter()
+        out = run_structures(cands, runner=args.runner, workers=args.workers, k_templates=args.k,
+                             campaign="bench-structures", mongo_uri=server.uri, database="bench")
+        dt = time.perf_counter() - t0
+        from pymongo import MongoClient
+
+        docs = list(MongoClient(server.uri)["bench"].structures.find(
+            {"campaign": "bench-structures"}, {"formula": 1, "verdict": 1, "reason": 1, "relax": 1, "e_hull": 1}))
+    finally:
+        stop_server(data)
+    added = {p.name: (len(json.loads(p.read_text())) if p.exists() else 0) - cached[p.name]
+             for p in (REFS_PATH, PHASES_PATH)}
+    steps = [d["relax"]["steps"] for d in docs if d.get("relax")]
+    secs = [d["relax"]["seconds"] for d in docs if d.get("relax") and d["relax"]["seconds"]]
+    reasons: dict[str, int] = {}
+    for d in docs:
+        if d["verdict"] == "failed":
+            key = (d.get("reason") or "")[:40]
+            reasons[key] = reasons.get(key, 0) + 1
+    res = {"n_candidates": len(cands), "k_templates": args.k, "runner": args.runner, "workers": args.workers,
+           "trials": out["trials"], "relaxed": out["relaxed"], "wall_s": dt, "min_per_100": dt / len(cands) * 100 / 60,
+           "verdicts": out["verdicts"], "failed_reasons": reasons,
+           "median_steps": float(np.median(steps)) if steps else None,
+           "median_relax_s": float(np.median(secs)) if secs else None,
+           "cached_at_start": cached, "added_to_caches": added, "load_start": load0, "load_end": os.getloadavg()[0],
+           "candidates": cands}
+    _table([(len(cands), out["trials"], f"{dt:.0f}", f"{res['min_per_100']:.1f}", res["median_relax_s"],
+             json.dumps(out["verdicts"]))],
+           ("candidates", "trials", "wall s", "min per 100", "median relax s", "verdicts"))
+    print(f"caches at start {cached}, added {added}; failed: {reasons}")
+    _save("flow", res)
+
+
 def main() -> None:
     import torch
 
     torch.set_num_threads(1)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("part", choices=["emd", "search", "sanity", "dft", "pipeline", "relax"])
+    p.add_argument("part", choices=["emd", "search", "sanity", "dft", "pipeline", "relax", "flow"])
+    p.add_argument("--runner", choices=["dask", "thread"], default="dask")
+    p.add_argument("--workers", type=int, default=2)
     p.add_argument("--n", type=int, default=None)
     p.add_argument("--k", type=int, default=1)
     p.add_argument("--elmd-queries", type=int, default=3)

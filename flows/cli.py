@@ -206,7 +206,8 @@ def labels_import(
         err.print(f"  line {line}: {msg}")
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """Write ``columns`` of ``rows`` to the CSV file ``path`` (list values joined with ``;``)."""
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -219,7 +220,7 @@ def labels_export(campaign: Annotated[str, typer.Argument(help="Campaign name.")
                   path: Annotated[Path, typer.Argument(help="Output CSV.")]) -> None:
     """Export a campaign's labels to CSV (formula, value, std, source, iteration)."""
     rows = _store().labels(campaign)
-    _write_csv(path, rows, ["formula", "value", "std", "source", "iteration"])
+    write_csv(path, rows, ["formula", "value", "std", "source", "iteration"])
     console.print(f"wrote {len(rows)} label(s) to {path}")
 
 
@@ -228,7 +229,7 @@ def candidates_export(campaign: Annotated[str, typer.Argument(help="Campaign nam
                       path: Annotated[Path, typer.Argument(help="Output CSV.")]) -> None:
     """Export a campaign's candidates (accepted and rejected, with reasons) to CSV."""
     rows = _store().candidates(campaign)
-    _write_csv(path, rows, ["iteration", "rank", "formula", "status", "valid", "novel", "gp_mean", "gp_std",
+    write_csv(path, rows, ["iteration", "rank", "formula", "status", "valid", "novel", "gp_mean", "gp_std",
                             "acq_value", "reasons"])
     console.print(f"wrote {len(rows)} candidate(s) to {path}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -97,11 +98,12 @@ def screen_pool_cmd(
     max_atoms: int = typer.Option(7, help="Most atoms in the reduced formula (AGD: 7); 0 = no limit."),
     max_elements: int = typer.Option(3, help="Most distinct elements (AGD: 3); 0 = no limit."),
     predict_all: bool = typer.Option(False, help="Run the model on formulas failing the composition filters too."),
-    rescreen: bool = typer.Option(False, help="Screen again documents already screened with the same setup."),
+    rescreen: bool = typer.Option(False, help="Delete this setup's verdicts and screen the whole pool again."),
     dask_address: str = typer.Option("", help="Run the batches on this Dask scheduler (tcp://host:8786)."),
     dask_local: bool = typer.Option(False, help="Run the batches on a local Dask cluster."),
 ) -> None:
-    """Screen a pool: composition filters + model prediction window; verdicts go into the pool docs."""
+    """Screen a pool: composition filters + model prediction window; verdicts go into `screenings`
+    (one document per member and setup; an interrupted run resumes where it stopped)."""
     from flows.screen_flow import screen_pool_flow
 
     bar, update = _bar(f"screen {pool}")
@@ -121,19 +123,33 @@ def top_cmd(
     pool: str = typer.Option(..., "--pool", help="Pool to list."),
     k: int = typer.Option(20, "-k", help="How many members."),
     all_verdicts: bool = typer.Option(False, "--all", help="Include members that failed screening."),
+    key: str = typer.Option("", help="Screening key (see `screen-pool` output); default: the latest screening."),
+    csv: Path = typer.Option(None, help="Also write the rows to this CSV file."),
 ) -> None:
     """The k pool members with the highest predicted property (passing members only by default)."""
     from flows.pool_flow import open_store
-    from flows.screen_flow import top_members
+    from flows.screen_flow import latest_key, screen_counts, screen_setup, top_members
 
-    rows = top_members(open_store(), pool, k, passed_only=not all_verdicts)
-    table = Table(title=f"top {k} of pool {pool}")
-    for col in ("formula", "pred_mean", "pred_std", "verdict", "generator", "batch"):
+    store = open_store()
+    key = key or latest_key(store, pool) or ""
+    rows = top_members(store, pool, k, passed_only=not all_verdicts, key=key or None)
+    setup = screen_setup(store, pool, key) if key else None
+    title = f"top {k} of pool {pool}"
+    if setup:
+        title += f" (screening {key}: {setup['model']}, {setup['filters']}; {screen_counts(store, pool, key)})"
+    columns = ("formula", "pred_mean", "pred_std", "verdict", "reasons", "batch")
+    table = Table(title=title)
+    for col in columns:
         table.add_column(col)
     for r in rows:
         table.add_row(r["formula"], _fmt(r.get("pred_mean")), _fmt(r.get("pred_std")), str(r.get("verdict")),
-                      str(r.get("generator")), str(r.get("batch")))
+                      "; ".join(r.get("reasons") or []), str(r.get("batch")))
     console.print(table)
+    if csv is not None:
+        from flows.cli import write_csv
+
+        write_csv(csv, [{**r, "key": key} for r in rows], [*columns, "key"])
+        console.print(f"wrote {len(rows)} rows to {csv}")
 
 
 def _fmt(x: Any) -> str:

@@ -66,6 +66,7 @@ UNIQUE_KEYS: dict[str, list[str]] = {
     "labels": ["campaign", "formula", "property"],
     "candidates": ["campaign", "iteration", "formula"],
     "pools": ["pool", "formula"],
+    "screenings": ["pool", "key", "formula"],
     "structures": ["campaign", "formula", "template_id"],
     "pool_batches": ["pool", "batch"],
 }
@@ -76,8 +77,9 @@ SECONDARY_INDEXES: dict[str, list[list[tuple[str, int]]]] = {
                [("campaign", ASCENDING), ("iteration", ASCENDING)]],
     "candidates": [[("campaign", ASCENDING), ("status", ASCENDING)],
                    [("campaign", ASCENDING), ("pred_mean", DESCENDING)]],
-    "pools": [[("pool", ASCENDING), ("verdict", ASCENDING), ("pred_mean", DESCENDING)],
-              [("pool", ASCENDING), ("batch", ASCENDING)]],
+    "pools": [[("pool", ASCENDING), ("batch", ASCENDING)]],
+    "screenings": [[("pool", ASCENDING), ("key", ASCENDING), ("verdict", ASCENDING), ("pred_mean", DESCENDING)],
+                   [("pool", ASCENDING), ("key", ASCENDING), ("batch", ASCENDING)]],
     "structures": [[("campaign", ASCENDING), ("verdict", ASCENDING), ("e_hull", ASCENDING)]],
     "summaries": [[("kind", ASCENDING), ("pool", ASCENDING)]],
 }
@@ -582,8 +584,9 @@ class Store:
     def upsert_pool(self, pool: str, docs: Iterable[Mapping[str, Any]]) -> int:
         """Upsert pool members ``{formula, generator, seed, ...}`` into pool ``pool``; returns the count.
 
-        Drops the screening counts of the batches written to (all of the pool's if a document names
-        no batch), so :func:`flows.screen_flow.screen_counts` counts them live until re-screened.
+        Drops the screening counts of the batches written to, under every screening key (all of the
+        pool's if a document names no batch), so the next ``screen-pool`` run screens the new members
+        and :func:`flows.screen_flow.screen_counts` counts those batches live until then.
         """
         docs = [{**d, "pool": pool} for d in docs]
         n = self.bulk_upsert("pools", docs)

@@ -20,12 +20,14 @@ Weights are committed as ``data/weights/matgan_generator.safetensors`` and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -359,28 +361,79 @@ class SampleBatch:
     ok: np.ndarray
 
 
+#: Latent rows per generator forward pass (outputs do not depend on it, tested).
+SAMPLE_CHUNK = 512
+#: Sample with PyTorch's native CPU convolution kernels instead of oneDNN: for these small-channel
+#: transposed convolutions on one thread they are ~2x faster (16 k vs 7.7 k draws/s here), and the
+#: decoded counts equal the oneDNN path's (400,000 of 400,000 draws measured; tested on 5,000).
+NATIVE_CONV = True
+
+
 def _chunked_randn(n: int, dim: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(int(seed))
     return torch.randn(n, dim, generator=g)
 
 
+def reduced_sizes(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Atoms and elements of the reduced formulas of ``(N, E)`` integer count rows.
+
+    Returns ``(n_atoms, n_elements)``, two (N,) int64 arrays: the row sum divided by the gcd of the
+    row (0 for an all-zero row) and the number of non-zero entries. Equal to counting
+    :func:`alcore.composition.reduced_counts` of the row's canonical formula (tested), without
+    parsing a string.
+    """
+    c = np.asarray(counts).astype(np.int64, copy=False)
+    g = np.gcd.reduce(c, axis=1) if c.shape[1] else np.zeros(len(c), dtype=np.int64)
+    total = c.sum(axis=1)
+    n_atoms = np.where(g > 0, total // np.maximum(g, 1), 0)
+    return n_atoms.astype(np.int64), (c > 0).sum(axis=1).astype(np.int64)
+
+
+@contextlib.contextmanager
+def _conv_kernels(native: bool | None = None) -> Iterator[None]:
+    """Within the block, CPU convolutions use PyTorch's native kernels if ``native`` (default
+    :data:`NATIVE_CONV`), else the defaults (oneDNN). The switch is process-wide while the block runs."""
+    if not (NATIVE_CONV if native is None else native):
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a TF32 notice about Intel GPUs
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
+
+
 @torch.no_grad()
-def sample_batch(generator: Generator, n: int, seed: int, chunk: int = 16384) -> SampleBatch:
+def iter_sample_batches(generator: Generator, n: int, seed: int, chunk: int = SAMPLE_CHUNK,
+                        part: int = 16 * SAMPLE_CHUNK) -> Iterator[SampleBatch]:
+    """The ``n`` draws of :func:`sample_batch` (same seed, same order, same results), yielded as
+    consecutive :class:`SampleBatch` parts of at most ``part`` rows, so a caller can store one part
+    while the next is computed. ``chunk`` rows go through the generator per forward pass."""
+    enc = encoder()
+    ff = fast_formula()
+    generator.eval()
+    z = _chunked_randn(n, generator.latent_dim, seed)
+    for p0 in range(0, n, part):
+        p1 = min(n, p0 + part)
+        counts = np.empty((p1 - p0, len(enc.symbols)), dtype=np.uint8)
+        with _conv_kernels():  # not held across the yield: the caller's torch work keeps the defaults
+            for s in range(p0, p1, chunk):
+                e = min(p1, s + chunk)
+                counts[s - p0:e - p0] = enc.decode_counts(generator(z[s:e]).numpy())
+        n_el = (counts > 0).sum(1)
+        ok = (n_el > 0) & (n_el <= enc.max_elements)
+        yield SampleBatch(counts, ff.formulas(counts), ok)
+
+
+def sample_batch(generator: Generator, n: int, seed: int, chunk: int = SAMPLE_CHUNK) -> SampleBatch:
     """Draw ``n`` samples from ``generator`` with latent noise from ``seed`` (deterministic).
 
     Returns a :class:`SampleBatch`; decoding and canonicalisation are vectorised (``decode_counts``
     on whole chunks, :class:`FastFormula` with ``np.unique`` dedup).
     """
-    enc = encoder()
-    generator.eval()
-    z = _chunked_randn(n, generator.latent_dim, seed)
-    counts = np.empty((n, len(enc.symbols)), dtype=np.uint8)
-    for s in range(0, n, chunk):
-        counts[s:s + chunk] = enc.decode_counts(generator(z[s:s + chunk]).numpy())
-    n_el = (counts > 0).sum(1)
-    ok = (n_el > 0) & (n_el <= enc.max_elements)
-    formulas = fast_formula().formulas(counts)
-    return SampleBatch(counts, formulas, ok)
+    parts = list(iter_sample_batches(generator, n, seed, chunk=chunk, part=max(int(n), 1)))
+    if not parts:
+        return SampleBatch(np.zeros((0, len(encoder().symbols)), dtype=np.uint8), [], np.zeros(0, dtype=bool))
+    return parts[0]
 
 
 class MatGANSampler:
@@ -422,6 +475,17 @@ class MatGANSampler:
         """``n`` draws for ``seed``; returns the canonical formulas of the representable ones (<= n)."""
         b = self.sample_batch(n, seed)
         return [f for f, ok in zip(b.formulas, b.ok, strict=True) if ok]
+
+    def sample_sized(self, n: int, seed: int, part: int = 16 * SAMPLE_CHUNK,
+                     ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+        """The formulas of :meth:`sample` ``(n, seed)`` (same list, same order) in consecutive parts,
+        each with the reduced formulas' atom and element counts taken from the decoded count matrix:
+        yields ``(formulas, n_atoms (k,) int64, n_elements (k,) int64)``. Pool generation stores one
+        part while the next is sampled, without re-parsing the strings."""
+        for b in iter_sample_batches(self.generator, n, seed, part=part):
+            idx = np.flatnonzero(b.ok)
+            atoms, elems = reduced_sizes(b.counts[idx])
+            yield [b.formulas[i] for i in idx], atoms, elems
 
     @torch.no_grad()
     def reachable(self, formulas: Sequence[str]) -> np.ndarray:

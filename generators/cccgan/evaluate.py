@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,13 +149,28 @@ def mark_stability(candidates: Sequence[Candidate], references: list[dict], max_
                    steps: int = 150, progress: Callable[[int, int], None] | None = None) -> None:
     """Relax up to ``max_relax`` novel valid candidates with CHGNet and set ``e_hull`` (eV/atom).
 
-    ``references`` are cached reference records (see :func:`load_references`). A relaxation that
-    fails marks the candidate invalid with the reason.
+    The candidates relaxed are those with the lowest CHGNet single-point energy per atom as
+    generated (one batched prediction over all novel valid candidates, stored in
+    ``extra["initial_energy_per_atom"]``), so the relaxation budget goes to the most promising
+    ones. ``references`` are cached reference records (see :func:`load_references`). A relaxation
+    that fails marks the candidate invalid with the reason.
     """
     from generators.cccgan.stability import e_hull, phase_diagram, relax
+    from generators.stability import single_points
 
     pd = phase_diagram(references)
-    todo = [c for c in candidates if c.valid and c.novel][:max_relax]
+    pool = [c for c in candidates if c.valid and c.novel]
+    if len(pool) > max_relax:
+        try:
+            energies = single_points([c.structure for c in pool])
+        except Exception as exc:  # a structure CHGNet cannot graph: keep the generation order
+            log.warning("single-point ranking failed (%s); relaxing in generation order", exc)
+            energies = [0.0] * len(pool)
+        for c, e in zip(pool, energies, strict=True):
+            c.extra["initial_energy_per_atom"] = round(e, 5)
+        pool = [pool[i] for i in sorted(range(len(pool)),
+                                       key=lambda i: energies[i] if math.isfinite(energies[i]) else math.inf)]
+    todo = pool[:max_relax]
     for k, c in enumerate(todo):
         try:
             r = relax(c.structure, steps=steps)

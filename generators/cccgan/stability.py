@@ -22,6 +22,7 @@ from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Structure
 
 from alcore.errors import StructureError
+from generators.stability import one_blas_thread
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def relax(structure: Structure, steps: int = MAX_STEPS, fmax: float = FMAX) -> R
     Raises :class:`StructureError` if the energy is not finite or the cell collapses/explodes.
     """
     opt = _optimizer()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), one_blas_thread():
         warnings.simplefilter("ignore")
         out = opt.relax(structure.copy(), fmax=fmax, steps=steps, relax_cell=True, verbose=False)
     final: Structure = out["final_structure"]

@@ -9,7 +9,7 @@ import pytest
 
 from alcore.errors import ConfigError, EmptyPoolError
 from flows.pool_flow import batch_plan, batch_seed, generate_pool_flow
-from flows.screen_flow import ScreenFilters, screen_formulas, screen_pool_flow, top_members
+from flows.screen_flow import ScreenFilters, screen_counts, screen_formulas, screen_pool_flow, top_members
 from generators.base import register_generator
 from oracles.base import Prediction
 
@@ -114,29 +114,95 @@ def test_screen_filter_semantics() -> None:
     assert screen_formulas(["NaCl"], model, ScreenFilters(gap_max=1.9)).reasons[0] == ["predicted 2.000 > 1.9"]
 
 
+def _verdicts(store, pool: str, key: str) -> dict[str, dict]:
+    return {d["formula"]: d for d in store.db.screenings.find({"pool": pool, "key": key}, {"_id": 0})}
+
+
+def _strip_times(verdicts: dict[str, dict], also: tuple[str, ...] = ()) -> dict[str, dict]:
+    return {f: {k: v for k, v in d.items() if k not in ("created_at", "updated_at", *also)}
+            for f, d in verdicts.items()}
+
+
 def test_screen_pool_writes_verdicts_and_resumes(store, mongo_uri, prefect_harness) -> None:
     db = dict(mongodb_uri=mongo_uri, database=store.db.name)
     with pytest.raises(EmptyPoolError):
         screen_pool_flow("nothing", AtomCountOracle(), **db)
     generate_pool_flow(pool="p", n=80, generator="toy", seed=1, batch_size=20, **db)
+    assert top_members(store, "p") == [] and screen_counts(store, "p") == {}  # not screened yet
     summary = screen_pool_flow("p", AtomCountOracle(), gap_min=1.8, gap_max=3.0, **db)
-    n_pool = store.db.pools.count_documents({"pool": "p"})
-    assert summary["screened"] == n_pool
-    for d in store.db.pools.find({"pool": "p"}):
-        ok = d["n_atoms"] <= 7 and d["n_elements"] <= 3
-        if ok:
-            assert d["pred_mean"] == pytest.approx(len(d["formula"]) / 2)
-            assert d["pred_std"] == pytest.approx(0.1)
-            assert d["verdict"] == ("pass" if 1.8 <= d["pred_mean"] <= 3.0 else "fail")
+    members = {d["formula"]: d for d in store.db.pools.find({"pool": "p"})}
+    verdicts = _verdicts(store, "p", summary["screen_key"])
+    assert summary["screened"] == len(members) == len(verdicts)
+    for f, d in members.items():
+        v = verdicts[f]
+        assert v["batch"] == d["batch"]
+        if d["n_atoms"] <= 7 and d["n_elements"] <= 3:
+            assert v["pred_mean"] == pytest.approx(len(f) / 2) and v["pred_std"] == pytest.approx(0.1)
+            assert v["verdict"] == ("pass" if 1.8 <= v["pred_mean"] <= 3.0 else "fail")
         else:
-            assert d["verdict"] == "fail" and d["pred_mean"] is None and d["screen_reasons"]
-    assert summary["passed_total"] == store.db.pools.count_documents({"pool": "p", "verdict": "pass"}) > 0
-    # same setup again: nothing left to screen; a new window re-screens everything
+            assert v["verdict"] == "fail" and v["pred_mean"] is None and v["reasons"]
+        assert "verdict" not in d  # the pool documents are not rewritten
+    n_pass = sum(v["verdict"] == "pass" for v in verdicts.values())
+    assert summary["passed_total"] == n_pass > 0
+    assert screen_counts(store, "p") == {"pass": n_pass, "fail": len(members) - n_pass}
+    # same setup again: nothing left to screen; a new window is a second screening beside the first
     assert screen_pool_flow("p", AtomCountOracle(), gap_min=1.8, gap_max=3.0, **db)["screened"] == 0
     again = screen_pool_flow("p", AtomCountOracle(), gap_min=0.0, gap_max=10.0, **db)
-    assert again["screened"] == n_pool
-    top = top_members(store, "p", k=3)
+    assert again["screened"] == len(members) and again["screen_key"] != summary["screen_key"]
+    assert len(_verdicts(store, "p", summary["screen_key"])) == len(members)
+    top = top_members(store, "p", k=3)  # the latest screening
     assert len(top) == 3 and top[0]["pred_mean"] >= top[1]["pred_mean"] >= top[2]["pred_mean"]
+    assert {t["formula"] for t in top} <= {f for f, v in _verdicts(store, "p", again["screen_key"]).items()
+                                           if v["verdict"] == "pass"}
+    # a re-screen deletes and rewrites this setup's verdicts only
+    redo = screen_pool_flow("p", AtomCountOracle(), gap_min=1.8, gap_max=3.0, rescreen=True, **db)
+    assert redo["screened"] == len(members)
+    assert _strip_times(_verdicts(store, "p", summary["screen_key"])) == _strip_times(verdicts)
+
+
+def test_pools_top_cli_lists_the_latest_screening_and_writes_csv(store, mongo_uri, prefect_harness, tmp_path,
+                                                                 monkeypatch) -> None:
+    import csv
+
+    from typer.testing import CliRunner
+
+    import flows.pool_flow as pf
+    from flows import cli_pools
+
+    db = dict(mongodb_uri=mongo_uri, database=store.db.name)
+    generate_pool_flow(pool="cli", n=60, generator="toy", seed=6, batch_size=30, **db)
+    summary = screen_pool_flow("cli", AtomCountOracle(), gap_min=1.8, **db)
+    monkeypatch.setattr(pf, "open_store", lambda *a, **k: store)
+    res = CliRunner().invoke(cli_pools.app, ["top", "--pool", "cli", "-k", "4", "--csv", str(tmp_path / "t.csv")])
+    assert res.exit_code == 0, res.output
+    assert summary["screen_key"] in res.output and "letters" in res.output
+    with open(tmp_path / "t.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["formula"] for r in rows] == [d["formula"] for d in top_members(store, "cli", 4)]
+    assert {r["key"] for r in rows} == {summary["screen_key"]} and {r["verdict"] for r in rows} == {"pass"}
+
+
+def test_an_interrupted_screening_resumes_to_the_same_verdicts(store, mongo_uri, prefect_harness) -> None:
+    """Half of a batch stored and no batch counts (a kill mid-batch): the next run inserts only the
+    missing verdicts, and counts and top-k equal a straight run's."""
+    db = dict(mongodb_uri=mongo_uri, database=store.db.name)
+    for pool in ("cut", "whole"):
+        generate_pool_flow(pool=pool, n=80, generator="toy", seed=4, batch_size=40, **db)
+    whole = screen_pool_flow("whole", AtomCountOracle(), gap_min=1.8, **db)
+    first = screen_pool_flow("cut", AtomCountOracle(), gap_min=1.8, **db)
+    key = first["screen_key"]
+    kept = store.db.screenings.find_one({"pool": "cut", "key": key, "batch": 0})["formula"]
+    store.db.screenings.delete_many({"pool": "cut", "key": key, "batch": 0, "formula": {"$ne": kept}})
+    store.db.summaries.delete_many({"kind": "screen", "pool": "cut"})
+    resumed = screen_pool_flow("cut", AtomCountOracle(), gap_min=1.8, **db)
+    n0 = store.db.pools.count_documents({"pool": "cut", "batch": 0})
+    assert resumed["screened"] == n0 - 1  # batch 1 lost its counts only: its verdicts are all there
+    assert _strip_times(_verdicts(store, "cut", key), ("pool",)) == _strip_times(_verdicts(store, "whole", key),
+                                                                                ("pool",))
+    assert screen_counts(store, "cut") == screen_counts(store, "whole") == {
+        k: store.db.screenings.count_documents({"pool": "whole", "key": key, "verdict": k}) for k in ("fail", "pass")}
+    assert [d["formula"] for d in top_members(store, "cut", 5)] == [d["formula"] for d in top_members(store, "whole", 5)]
+    assert whole["screened"] == first["screened"]
 
 
 def test_screen_pool_on_dask_local_cluster(store, mongo_uri, prefect_harness) -> None:
@@ -145,4 +211,49 @@ def test_screen_pool_on_dask_local_cluster(store, mongo_uri, prefect_harness) ->
     summary = screen_pool_flow("d", AtomCountOracle(), gap_min=1.8, dask_local=True, dask_workers=2,
                                dask_processes=False, **db)
     assert summary["batches"] == 3
-    assert summary["screened"] == store.db.pools.count_documents({"pool": "d", "verdict": {"$exists": True}})
+    assert summary["screened"] == store.db.screenings.count_documents({"pool": "d", "key": summary["screen_key"]})
+    assert summary["screened"] == store.db.pools.count_documents({"pool": "d"})
+
+
+def test_matgan_pool_resume_equals_straight_run_and_sizes_come_from_counts(store, mongo_uri, prefect_harness) -> None:
+    """The MatGAN path (parts written by the writer thread, already-stored formulas skipped within a run)
+    stores the same documents as the plain write of ``sample()``, also across an interrupted run."""
+    from flows.pool_flow import formula_sizes, write_pool_batch
+    from generators.matgan import MatGANSampler
+
+    db = dict(mongodb_uri=mongo_uri, database=store.db.name)
+    common = dict(n=3000, generator="matgan", seed=5, batch_size=1000, **db)
+    generate_pool_flow(pool="m-resumed", max_batches=1, **common)
+    generate_pool_flow(pool="m-resumed", **common)
+    straight = generate_pool_flow(pool="m-straight", **common)
+    sampler = MatGANSampler.pretrained(with_autoencoder=False)
+    for k in range(3):  # the reference: the former write of each batch's sample(), in batch order
+        write_pool_batch(store, "m-ref", sampler.sample(1000, batch_seed(5, k)), {"generator": "matgan", "seed": 5,
+                                                                                   "batch": k})
+
+    def docs(pool: str) -> list[tuple]:
+        return sorted((d["formula"], d["batch"], d["n_atoms"], d["n_elements"], d["generator"], d["seed"])
+                      for d in store.db.pools.find({"pool": pool}))
+
+    assert docs("m-resumed") == docs("m-straight") == docs("m-ref")
+    assert straight["pool_size"] == len(docs("m-ref")) > 500
+    assert straight["inserted"] == len(docs("m-ref"))
+    forms = [d[0] for d in docs("m-ref")]
+    atoms, elems = formula_sizes(forms)
+    assert [d[2] for d in docs("m-ref")] == atoms.tolist() and [d[3] for d in docs("m-ref")] == elems.tolist()
+
+
+def test_pool_batches_equal_distinct_batches(store, mongo_uri, prefect_harness) -> None:
+    from flows.screen_flow import pool_batches, screen_setup
+
+    db = dict(mongodb_uri=mongo_uri, database=store.db.name)
+    generate_pool_flow(pool="pb", n=60, generator="toy", seed=3, batch_size=10, **db)
+    distinct = sorted(store.db.pools.distinct("batch", {"pool": "pb"}))
+    assert pool_batches(store, "pb") == distinct  # batches that added nothing new are left out
+    store.upsert_pool("pb", [{"formula": "ZnS", "batch": 40}, {"formula": "CdS", "batch": -3}])  # not from markers
+    assert pool_batches(store, "pb") == sorted([*distinct, 40, -3])
+    assert pool_batches(store, "none") == []
+    summary = screen_pool_flow("pb", AtomCountOracle(), gap_min=1.8, **db)
+    assert summary["screened"] == store.db.pools.count_documents({"pool": "pb"})
+    setup = screen_setup(store, "pb", summary["screen_key"])
+    assert setup["model"] == "letters" and setup["filters"]["gap_min"] == 1.8 and setup["predict_all"] is False

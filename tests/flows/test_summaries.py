@@ -19,7 +19,8 @@ from pymongo import DESCENDING, MongoClient, monitoring
 from alcore.errors import EmptyPoolError
 from flows.screen_flow import (
     ScreenFilters,
-    _reset_summaries,
+    _forget_screening,
+    _record_setup,
     screen_batch_task,
     screen_counts,
     screen_key,
@@ -162,22 +163,23 @@ class _HashOracle:
         return Prediction(mean, np.full(len(formulas), 0.1))
 
 
-def _full_top_pool(store: Store, pool: str, k: int, verdicts: list[str]) -> list[dict[str, Any]]:
-    return list(store.db.pools.find({"pool": pool, "verdict": {"$in": verdicts}, "pred_mean": {"$ne": None}},
-                                    {"_id": 0}).sort([("pred_mean", DESCENDING), ("formula", 1)]).limit(k))
+def _full_top_pool(store: Store, pool: str, key: str, k: int, verdicts: list[str]) -> list[dict[str, Any]]:
+    return list(store.db.screenings.find({"pool": pool, "key": key, "verdict": {"$in": verdicts},
+                                          "pred_mean": {"$ne": None}},
+                                         {"_id": 0}).sort([("pred_mean", DESCENDING), ("formula", 1)]).limit(k))
 
 
-def _full_screen_counts(store: Store, pool: str, key: str | None) -> dict[Any, int]:
-    docs = store.db.pools.find({"pool": pool}, {"screen_key": 1, "verdict": 1})
-    return dict(Counter(d.get("verdict") for d in docs if key is None or d.get("screen_key") == key))
+def _full_screen_counts(store: Store, pool: str, key: str) -> dict[Any, int]:
+    docs = store.db.screenings.find({"pool": pool, "key": key}, {"verdict": 1})
+    return dict(sorted(Counter(d["verdict"] for d in docs).items()))
 
 
 def _screen(store: Store, pool: str, model: _HashOracle, filters: ScreenFilters, rescreen: bool = False) -> str:
-    """What ``screen_pool_flow`` does, without Prefect: reset the summaries, screen every batch."""
+    """What ``screen_pool_flow`` does, without Prefect: record the setup, screen every batch."""
     key = screen_key(model.name, filters, False)
-    _reset_summaries(store, pool, key, rescreen)
     if rescreen:
-        store.db.pools.update_many({"pool": pool}, {"$unset": {"screen_key": ""}})
+        _forget_screening(store, pool, key)
+    _record_setup(store, pool, key, model.name, filters, False)
     for b in range(4):
         screen_batch_task.fn(pool, b, model, filters, key, False, None, None)
     return key
@@ -195,33 +197,47 @@ def test_screen_summaries_equal_the_full_queries(store: Store, monkeypatch: pyte
     assert store.bulk_insert_new("pools", [{**d, "pool": "p"} for d in docs]) == 240
     assert store.bulk_insert_new("pools", [{**d, "pool": "p"} for d in docs]) == 0  # idempotent
 
-    def check(key: str | None) -> None:
+    def check(key: str) -> None:
         assert screen_counts(store, "p", key) == _full_screen_counts(store, "p", key)
-        assert screen_counts(store, "p") == _full_screen_counts(store, "p", None)
         for k in (1, 7, 25):
-            assert top_members(store, "p", k) == _full_top_pool(store, "p", k, ["pass"]), k
-            assert top_members(store, "p", k, passed_only=False) == _full_top_pool(store, "p", k, ["pass", "fail"])
+            assert top_members(store, "p", k, key=key) == _full_top_pool(store, "p", key, k, ["pass"]), k
+            assert top_members(store, "p", k, passed_only=False, key=key) == _full_top_pool(
+                store, "p", key, k, ["pass", "fail"])
 
-    check(None)  # nothing screened: all live
+    assert top_members(store, "p") == [] and screen_counts(store, "p") == {}  # nothing screened yet
     model, window = _HashOracle(), ScreenFilters(gap_min=1.5, max_atoms=7)
     key = _screen(store, "p", model, window)
     check(key)
+    assert screen_counts(store, "p") == screen_counts(store, "p", key)  # the latest screening by default
     assert store.db[SUMMARIES].count_documents({"kind": "screen", "pool": "p"}) == 4
-    # an interrupted batch: its summary was dropped before the rewrite, half its documents carry the key
+    assert sum(screen_counts(store, "p", key).values()) == 240
+    # an interrupted batch: no counts yet, half its verdicts stored
     store.db[SUMMARIES].delete_one({"kind": "screen", "pool": "p", "batch": 1})
-    half = [d["_id"] for d in store.db.pools.find({"pool": "p", "batch": 1}, {"_id": 1})][:30]
-    store.db.pools.update_many({"_id": {"$in": half}}, {"$unset": {"screen_key": ""}, "$set": {"verdict": None}})
+    half = [d["_id"] for d in store.db.screenings.find({"pool": "p", "key": key, "batch": 1}, {"_id": 1})][:30]
+    store.db.screenings.delete_many({"_id": {"$in": half}})
     check(key)
     key = _screen(store, "p", model, window)  # the resume finishes it
     check(key)
-    # another window (new key) re-screens everything; verdicts flip, the old hints are dropped
+    assert sum(screen_counts(store, "p", key).values()) == 240
+    # another setup (new key) is stored beside the first; the first's answers are unchanged
     key2 = _screen(store, "p", _HashOracle("hash2"), ScreenFilters(gap_min=3.0, max_atoms=7))
-    assert key2 != key
+    assert key2 != key and screen_counts(store, "p") == screen_counts(store, "p", key2)
     check(key2)
-    check(key)  # nothing is left under the old key
+    check(key)
     # --rescreen with the first setup
     key = _screen(store, "p", model, window, rescreen=True)
     check(key)
-    # a direct upsert into a screened batch drops that batch's counts: counted live until re-screened
-    store.upsert_pool("p", [{"formula": "Z5", "batch": 0, "verdict": "pass", "pred_mean": 9.0}])
+    assert screen_counts(store, "p") == screen_counts(store, "p", key)
+    # a member added to a screened batch drops that batch's counts (every key): counted live, then screened
+    store.upsert_pool("p", [{"formula": "Z999", "batch": 0, "n_atoms": 2, "n_elements": 2}])
+    assert store.db[SUMMARIES].count_documents({"kind": "screen", "pool": "p", "batch": 0}) == 0
     check(key)
+    check(key2)
+    key = _screen(store, "p", model, window)
+    check(key)
+    assert sum(screen_counts(store, "p", key).values()) == 241
+    # a verdict deleted behind the hints' back: top-k must not serve the stale entry
+    best = top_members(store, "p", 1, key=key)[0]
+    store.db.screenings.delete_one({"pool": "p", "key": key, "formula": best["formula"]})
+    for k in (1, 7, 25):
+        assert top_members(store, "p", k, key=key) == _full_top_pool(store, "p", key, k, ["pass"]), k

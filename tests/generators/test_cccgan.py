@@ -172,3 +172,21 @@ def test_reference_hull_is_consistent() -> None:
         composition = Composition(mgo["formula"])
 
     assert abs(e_hull(pd, _S(), mgo["energy"])) < 1e-6
+
+
+def test_relaxation_budget_goes_to_the_lowest_single_point_energies(ds) -> None:
+    """``mark_stability`` with room for one relaxation relaxes the candidate with the lowest CHGNet
+    single-point energy (a real structure beats the same structure squeezed by 12 %)."""
+    from generators.cccgan.evaluate import Candidate, mark_stability
+    from generators.cccgan.representation import image_to_structure
+    from generators.stability import single_point
+
+    real = image_to_structure(ds.images[0])
+    squeezed = real.copy()
+    squeezed.scale_lattice(real.volume * 0.88 ** 3)
+    cands = [Candidate(i, (0, 0, 0), ds.images[0], structure=s, decodes=True, composition_ok=True, valid=True,
+                       novel=True) for i, s in enumerate([squeezed, real])]
+    mark_stability(cands, load_references(), max_relax=1, steps=3)
+    assert [c.relaxed for c in cands] == [False, True]
+    assert cands[1].extra["initial_energy_per_atom"] == pytest.approx(single_point(real), abs=1e-4)
+    assert cands[1].e_hull is not None and cands[0].e_hull is None

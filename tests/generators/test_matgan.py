@@ -76,6 +76,42 @@ def test_sampling_is_deterministic_and_canonical() -> None:
     assert get_generator("matgan").name == "matgan"
 
 
+def test_sampling_parts_and_chunk_sizes_give_identical_results() -> None:
+    """The pool path (``sample_sized``: parts, 2,048-row forward passes, sizes from the count matrix)
+    returns exactly what ``sample`` returns, and the forward-pass chunk does not change a bit."""
+    from alcore.composition import reduced_counts
+
+    torch.set_num_threads(1)
+    sampler = M.MatGANSampler.pretrained(with_autoencoder=False)
+    ref = M.sample_batch(sampler.generator, 5000, seed=3, chunk=16384)
+    new = M.sample_batch(sampler.generator, 5000, seed=3)
+    assert np.array_equal(ref.counts, new.counts) and ref.formulas == new.formulas
+    # the former path: one 16,384-row pass with the default (oneDNN) kernels decodes to the same counts
+    with torch.no_grad(), M._conv_kernels(native=False):
+        z = M._chunked_randn(5000, sampler.generator.latent_dim, 3)
+        onednn = M.encoder().decode_counts(sampler.generator(z).numpy())
+    assert np.array_equal(onednn, new.counts)
+    parts = list(sampler.sample_sized(5000, seed=3, part=1500))
+    assert len(parts) == 4
+    forms = [f for p in parts for f in p[0]]
+    assert forms == sampler.sample(5000, seed=3)
+    atoms = np.concatenate([p[1] for p in parts])
+    elems = np.concatenate([p[2] for p in parts])
+    expected = [reduced_counts(f) for f in forms]
+    assert atoms.tolist() == [sum(c for _, c in rc) for rc in expected]
+    assert elems.tolist() == [len(rc) for rc in expected]
+    # the reduction by the gcd and the special formulas: O (-> "O2", 1 atom), Li2O2 (-> "Li2O2", 2 atoms)
+    enc = M.encoder()
+    rows = np.zeros((4, len(enc.symbols)), dtype=np.uint8)
+    rows[0, enc.index["O"]] = 2
+    rows[1, enc.index["Li"]], rows[1, enc.index["O"]] = 2, 2
+    rows[2, enc.index["Ba"]], rows[2, enc.index["P"]], rows[2, enc.index["O"]] = 2, 4, 8
+    a, e = M.reduced_sizes(rows)
+    assert a.tolist() == [1, 2, 7, 0] and e.tolist() == [1, 2, 3, 0]
+    assert M.fast_formula().formulas(rows[:3]) == ["O2", "Li2O2", "Ba(PO2)2"]
+    assert [sum(c for _, c in reduced_counts(f)) for f in ["O2", "Li2O2", "Ba(PO2)2"]] == [1, 2, 7]
+
+
 @pytest.mark.slow  # SMACT on many-element formulas: ~100 s on the loaded 2-core machine
 def test_pretrained_generator_makes_valid_novel_formulas() -> None:
     sampler = M.MatGANSampler.pretrained()

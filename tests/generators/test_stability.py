@@ -10,7 +10,9 @@ from pymatgen.core import Lattice, Structure
 
 from generators.stability import (
     REFS_PATH,
+    RELAXED_PHASE_SOURCES,
     ElementalReferences,
+    PhaseEnergies,
     StabilityChecker,
     dimer,
     energy_above_hull,
@@ -19,6 +21,7 @@ from generators.stability import (
     min_distance,
     relax,
     single_point,
+    single_points,
 )
 from generators.templates import Trial
 
@@ -73,6 +76,39 @@ def test_tiny_chgnet_relaxation_lowers_the_energy() -> None:
     assert res.steps <= 60
 
 
+def test_batched_single_points_equal_one_at_a_time() -> None:
+    model = get_model(threads=1)
+    structs = [_rocksalt(5.64), _rocksalt(6.0), dimer("O", 1.21)]
+    batched = single_points(structs, model, batch_size=2)
+    assert batched == pytest.approx([single_point(s, model) for s in structs], abs=1e-5)
+    assert single_points([], model) == []
+
+
+def test_competing_phases_single_point_dft_structures_and_relax_the_others(tmp_path) -> None:
+    """Na-Cl-O from the real library: MP/OQMD phases get a single point (steps 0), AMCSD/prototype
+    phases a relaxation; ``always_relax`` relaxes all; energies are cached by template id."""
+    from generators.templates import TemplateLibrary
+
+    lib = TemplateLibrary.load()
+    model = get_model(threads=1)
+    phases = PhaseEnergies(lib, path=tmp_path / "p.json", model=model, max_phases=4, steps=5)
+    rows = phases.phase_rows(["Na", "Cl", "O"])
+    assert 0 < len(rows) <= 4
+    got = phases.energies(["Na", "Cl", "O"])
+    assert [tid for _, tid, _ in got] == [str(lib.tids[r]) for r in rows]
+    for r, (_, tid, e) in zip(rows, got, strict=True):
+        hit = phases.cache.get(tid)
+        relaxed = str(lib.sources[r]) in RELAXED_PHASE_SOURCES
+        assert hit["method"] == ("relaxed" if relaxed else "single-point") and math.isfinite(e)
+        if not relaxed:
+            assert e == pytest.approx(single_point(lib.template(r).structure(), model), abs=1e-5)
+    again = PhaseEnergies(lib, path=tmp_path / "p.json", model=model, max_phases=4)
+    assert again.energies(["Na", "Cl", "O"]) == got  # from the cache
+    every = PhaseEnergies(lib, path=tmp_path / "r.json", model=model, max_phases=2, steps=5, always_relax=True)
+    every.energies(["Na", "Cl", "O"])
+    assert {h["method"] for h in every.cache.data.values()} == {"relaxed"}
+
+
 def test_dimer_box() -> None:
     d = dimer("O", 1.21)
     assert len(d) == 2 and min_distance(d) == pytest.approx(1.21, abs=1e-6)
@@ -87,3 +123,13 @@ def test_nacl_formation_energy_near_dft() -> None:
     v = chk.evaluate_structure(_rocksalt(), "NaCl", "rocksalt")
     assert v.verdict == "stable"
     assert v.e_form == pytest.approx(-2.1, abs=0.15)
+
+
+def test_json_cache_merges_entries_written_by_another_process(tmp_path) -> None:
+    from generators.stability import _JsonCache
+
+    a, b = _JsonCache(tmp_path / "c.json"), _JsonCache(tmp_path / "c.json")  # two workers, one file
+    a.put("x", {"e": 1.0})
+    b.put("y", {"e": 2.0})  # b never saw x: the write must keep it
+    assert _JsonCache(tmp_path / "c.json").data == {"x": {"e": 1.0}, "y": {"e": 2.0}}
+    assert b.get("x") == {"e": 1.0}
