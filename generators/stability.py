@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pymatgen.core import Composition, Lattice, Structure
+from pymatgen.core import Composition, Element, Lattice, Structure
 
 from alcore.composition import canonical_formula, reduced_counts
 from alcore.errors import StructureError
@@ -145,7 +145,8 @@ def relax(structure: Structure, model=None, fmax: float = 0.1, steps: int = 200,
 
     model = model or get_model()
     t0 = time.perf_counter()
-    opt = StructOptimizer(model=model, optimizer_class="FIRE")  # one calculator per call: thread-safe
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints "CHGNet will run on cpu" every time
+        opt = StructOptimizer(model=model, optimizer_class="FIRE")  # one calculator per call: thread-safe
     try:
         with warnings.catch_warnings(), one_blas_thread():
             warnings.simplefilter("ignore")
@@ -310,6 +311,9 @@ def formation_energy(formula: str | Composition, energy_per_atom: float, refs: d
     return float(energy_per_atom - sum(float(x) * refs[el.symbol] for el, x in frac.items()))
 
 
+#: Highest atomic number CHGNet 0.4.2 embeds (its element embedding has 94 rows: H..Pu).
+MAX_Z = 94
+
 #: Template sources whose structures are not DFT-relaxed (experimental minerals, idealised prototypes):
 #: their competing-phase energies come from a relaxation; all others (Materials Project, OQMD) are
 #: taken as they are (a single point).
@@ -469,6 +473,10 @@ class StabilityChecker:
                            template_id: str = "") -> Verdict:
         """Relax ``structure`` and judge it (see class doc); ``formula`` defaults to its composition."""
         formula = canonical_formula(formula or structure.composition.reduced_formula)
+        beyond = [e for e, _ in reduced_counts(formula) if Element(e).Z > MAX_Z]
+        if beyond:
+            return Verdict(formula, template_id, "failed",
+                           f"{', '.join(beyond)} beyond CHGNet's elements (Z <= {MAX_Z}, H..Pu)", structure)
         d0 = min_distance(structure)
         if d0 < self.min_dist:
             return Verdict(formula, template_id, "failed",

@@ -48,6 +48,13 @@ def test_overlapping_atoms_give_a_failed_verdict_not_an_exception(tmp_path) -> N
     assert math.isnan(v.e_form)
 
 
+def test_elements_beyond_chgnet_give_a_failed_verdict_with_the_reason(tmp_path) -> None:
+    chk = StabilityChecker(refs=ElementalReferences(path=tmp_path / "r.json"), compute_hull=False)
+    am = Structure(Lattice.cubic(3.5), ["Am", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    v = chk.evaluate_structure(am, "AmO", "t")
+    assert v.verdict == "failed" and "Am beyond CHGNet's elements" in v.reason
+
+
 def test_missing_structure_gives_a_failed_verdict(tmp_path) -> None:
     chk = StabilityChecker(refs=ElementalReferences(path=tmp_path / "r.json"), compute_hull=False)
     v = chk.evaluate(Trial("KNaF13", "none", None, {"id": "none"}, reason="no template"))
