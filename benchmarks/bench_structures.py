@@ -387,11 +387,11 @@ def main() -> None:
     p.add_argument("--elmd-queries", type=int, default=3)
     p.add_argument("--formulas", nargs="*", default=["NaCl", "MgO", "SrF2", "SrTiO3"])
     args = p.parse_args()
-    defaults = {"search": 1000, "dft": 40, "pipeline": 6, "relax": 6}
+    defaults = {"search": 1000, "dft": 40, "pipeline": 6, "relax": 6, "flow": 100}
     if args.n is None:
         args.n = defaults.get(args.part, 0)
     {"emd": bench_emd, "search": bench_search, "sanity": bench_sanity, "dft": bench_dft,
-     "pipeline": bench_pipeline, "relax": bench_relax}[args.part](args)
+     "pipeline": bench_pipeline, "flow": bench_flow, "relax": bench_relax}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def test_sampling_is_deterministic_and_canonical() -> None:
 
 
 def test_sampling_parts_and_chunk_sizes_give_identical_results() -> None:
-    """The pool path (``sample_sized``: parts, 2,048-row forward passes, sizes from the count matrix)
+    """The pool path (``sample_sized``: parts, SAMPLE_CHUNK-row forward passes, sizes from the count matrix)
     returns exactly what ``sample`` returns, and the forward-pass chunk does not change a bit."""
     from alcore.composition import reduced_counts
 
