@@ -371,7 +371,7 @@ def bench_flow(args) -> None:
              json.dumps(out["verdicts"]))],
            ("candidates", "trials", "wall s", "min per 100", "median relax s", "verdicts"))
     print(f"caches at start {cached}, added {added}; failed: {reasons}")
-    _save("flow", res)
+    _save(f"flow_k{args.k}", res)
 
 
 def main() -> None:
