@@ -343,7 +343,6 @@ class PhaseEnergies:
         self.max_sites = max_sites
         self.max_phases = max_phases
         self.always_relax = always_relax
-        self._lock = threading.Lock()
         self._elements: list[frozenset[str]] | None = None
 
     def _element_sets(self) -> list[frozenset[str]]:
