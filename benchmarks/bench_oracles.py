@@ -165,8 +165,8 @@ def main() -> None:
     """Run the selected benchmarks, print a table, write benchmarks/results/oracles.json."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--matbench-folds", default="", help="comma-separated folds to retrain (default: none)")
-    ap.add_argument("--epochs", type=int, default=15)
-    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--members", type=int, default=5)
     ap.add_argument("--roost-n", type=int, default=0, help="train a small Roost on this many rows (0: skip)")
     ap.add_argument("--roost-epochs", type=int, default=4)

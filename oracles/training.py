@@ -48,11 +48,11 @@ RECIPES: dict[str, Recipe] = {
     ),
     "resnet-mp-gap": Recipe(
         "resnet-mp-gap", "band_gap", ("bandgap", "matbench_mp_gap.csv"), "formula", "target",
-        "matbench_fold0", "bandgap_resnet_mp_gap", TrainConfig(hidden=128, n_members=5, epochs=15),
+        "matbench_fold0", "bandgap_resnet_mp_gap", TrainConfig(hidden=256, n_members=5, epochs=40),
     ),
     "eform": Recipe(
         "eform", "e_form", ("formation", "matbench_mp_e_form.csv"), "formula", "target", "random10",
-        "eform_resnet_mp", TrainConfig(hidden=128, n_members=5, epochs=15), dedupe_min=True,
+        "eform_resnet_mp", TrainConfig(hidden=256, n_members=5, epochs=40), dedupe_min=True,
     ),
 }
 
