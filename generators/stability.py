@@ -133,6 +133,22 @@ def single_points(structures: Sequence[Structure], model=None, batch_size: int =
     return [float(np.asarray(p["e"]).ravel()[0]) for p in preds]
 
 
+_OPTIMIZERS = threading.local()
+
+
+def _thread_optimizer(model):
+    """This thread's CHGNet ``StructOptimizer`` (FIRE) for ``model``: one per thread, so concurrent
+    relaxations never share a calculator, built once (building one prints a line)."""
+    cache = getattr(_OPTIMIZERS, "by_model", None)
+    if cache is None:
+        cache = _OPTIMIZERS.by_model = {}
+    if id(model) not in cache:
+        from chgnet.model import StructOptimizer
+
+        cache[id(model)] = StructOptimizer(model=model, optimizer_class="FIRE")
+    return cache[id(model)]
+
+
 def relax(structure: Structure, model=None, fmax: float = 0.1, steps: int = 200, relax_cell: bool = True,
           ) -> RelaxResult:
     """Relax ``structure`` with CHGNet (FIRE; cell too unless ``relax_cell`` is False).
@@ -141,17 +157,17 @@ def relax(structure: Structure, model=None, fmax: float = 0.1, steps: int = 200,
     :class:`RelaxResult`. Raises :class:`StructureError` if the model fails or the energy is not
     finite.
     """
-    from chgnet.model import StructOptimizer
-
     model = model or get_model()
     t0 = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints "CHGNet will run on cpu" every time
-        opt = StructOptimizer(model=model, optimizer_class="FIRE")  # one calculator per call: thread-safe
+    opt = _thread_optimizer(model)
     try:
         with warnings.catch_warnings(), one_blas_thread():
             warnings.simplefilter("ignore")
-            out = opt.relax(structure, fmax=fmax, steps=steps, relax_cell=relax_cell, verbose=False,
-                            assign_magmoms=False)
+            # verbose=True with logfile=None: ASE logs to devnull and CHGNet does not swap the
+            # process-wide sys.stdout (its verbose=False does, and swaps from several relaxation
+            # threads at once leaked FIRE lines into the logs or left sys.stdout on a dead buffer)
+            out = opt.relax(structure, fmax=fmax, steps=steps, relax_cell=relax_cell, verbose=True,
+                            logfile=None, assign_magmoms=False)
     except Exception as exc:
         raise StructureError(f"CHGNet relaxation failed: {type(exc).__name__}: {exc}") from None
     traj = out["trajectory"]

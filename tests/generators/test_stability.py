@@ -116,6 +116,21 @@ def test_competing_phases_single_point_dft_structures_and_relax_the_others(tmp_p
     assert {h["method"] for h in every.cache.data.values()} == {"relaxed"}
 
 
+def test_concurrent_relaxations_leave_stdout_alone(capsys) -> None:
+    """Two relaxation threads: no FIRE log on stdout and sys.stdout is the same object afterwards
+    (CHGNet's verbose=False swapped the process-wide sys.stdout per call)."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = get_model(threads=1)
+    before = sys.stdout
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda a: relax(_rocksalt(a), model, steps=8), [5.9, 6.0, 5.8, 6.1]))
+    assert sys.stdout is before
+    assert all(math.isfinite(r.energy_per_atom) for r in results)
+    assert "FIRE" not in capsys.readouterr().out
+
+
 def test_dimer_box() -> None:
     d = dimer("O", 1.21)
     assert len(d) == 2 and min_distance(d) == pytest.approx(1.21, abs=1e-6)
