@@ -58,9 +58,10 @@ def relax(structure: Structure, steps: int = MAX_STEPS, fmax: float = FMAX) -> R
     Raises :class:`StructureError` if the energy is not finite or the cell collapses/explodes.
     """
     opt = _optimizer()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), one_blas_thread():
+    with warnings.catch_warnings(), one_blas_thread():
         warnings.simplefilter("ignore")
-        out = opt.relax(structure.copy(), fmax=fmax, steps=steps, relax_cell=True, verbose=False)
+        # ASE log to devnull without swapping sys.stdout (see generators.stability.relax)
+        out = opt.relax(structure.copy(), fmax=fmax, steps=steps, relax_cell=True, verbose=True, logfile=None)
     final: Structure = out["final_structure"]
     traj = out["trajectory"]
     energy = float(traj.energies[-1])
