@@ -159,25 +159,6 @@ def _generator(name: str, kwargs: dict[str, Any]) -> CompositionGenerator:
     return _GENERATORS[key]
 
 
-def write_pool_batch(store: Store, pool: str, formulas: Sequence[str], meta: dict[str, Any],
-                     n_atoms: np.ndarray | None = None, n_elements: np.ndarray | None = None) -> tuple[int, int]:
-    """Insert the distinct ``formulas`` of one batch into ``pools`` (existing ones are left as they are).
-
-    ``meta`` (generator, seed, batch) is stored on each new document; ``n_atoms``/``n_elements``
-    ((N,) ints aligned with ``formulas``) are computed when not given. Returns ``(distinct, inserted)``.
-    """
-    first: dict[str, int] = {}
-    for i, f in enumerate(formulas):
-        first.setdefault(f, i)
-    uniq = sorted(first)
-    if n_atoms is None or n_elements is None:
-        atoms, elems = formula_sizes(uniq)
-    else:
-        idx = [first[f] for f in uniq]
-        atoms, elems = np.asarray(n_atoms)[idx], np.asarray(n_elements)[idx]
-    return len(uniq), store.bulk_insert_new("pools", _pool_docs(pool, uniq, atoms, elems, meta), WRITE_CHUNK)
-
-
 def _pool_docs(pool: str, formulas: Sequence[str], atoms: np.ndarray, elems: np.ndarray,
                meta: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"pool": pool, "formula": f, **meta, "n_atoms": int(a), "n_elements": int(e)}

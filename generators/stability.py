@@ -136,7 +136,7 @@ def single_points(structures: Sequence[Structure], model=None, batch_size: int =
 _OPTIMIZERS = threading.local()
 
 
-def _thread_optimizer(model):
+def thread_optimizer(model):
     """This thread's CHGNet ``StructOptimizer`` (FIRE) for ``model``: one per thread, so concurrent
     relaxations never share a calculator, built once (building one prints a line)."""
     cache = getattr(_OPTIMIZERS, "by_model", None)
@@ -159,7 +159,7 @@ def relax(structure: Structure, model=None, fmax: float = 0.1, steps: int = 200,
     """
     model = model or get_model()
     t0 = time.perf_counter()
-    opt = _thread_optimizer(model)
+    opt = thread_optimizer(model)
     try:
         with warnings.catch_warnings(), one_blas_thread():
             warnings.simplefilter("ignore")

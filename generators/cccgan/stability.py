@@ -1,7 +1,7 @@
-"""Minimal CHGNet helpers for the crystal GAN: bounded relaxation and E_hull in Mg-Mn-O.
+"""CHGNet helpers for the crystal GAN: bounded relaxation and E_hull in Mg-Mn-O.
 
-(A project-wide ``generators/stability.py`` did not exist when this was written; this private
-helper keeps the same model for references and candidates, which is what E_hull needs.)
+Relaxations use the shared model and per-thread optimizer of :mod:`generators.stability`, so
+references and candidates see the same model, which is what E_hull needs.
 
 Energies are CHGNet 0.4.2 total energies (eV; the model is trained on MP-compatible energies), so
 E_hull is measured against references relaxed by the same model, never mixed with DFT numbers.
@@ -9,20 +9,17 @@ E_hull is measured against references relaxed by the same model, never mixed wit
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import math
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Structure
 
 from alcore.errors import StructureError
-from generators.stability import one_blas_thread
+from generators.stability import get_model, one_blas_thread, thread_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -41,23 +38,12 @@ class Relaxed:
     converged: bool
 
 
-@lru_cache(maxsize=1)
-def _optimizer():
-    import torch
-    from chgnet.model import CHGNet, StructOptimizer
-
-    torch.set_num_threads(1)
-    with contextlib.redirect_stdout(io.StringIO()):
-        model = CHGNet.load(verbose=False)
-        return StructOptimizer(model=model, use_device="cpu")
-
-
 def relax(structure: Structure, steps: int = MAX_STEPS, fmax: float = FMAX) -> Relaxed:
     """Relax positions and cell with CHGNet (FIRE) for at most ``steps`` steps to ``fmax`` eV/Å.
 
     Raises :class:`StructureError` if the energy is not finite or the cell collapses/explodes.
     """
-    opt = _optimizer()
+    opt = thread_optimizer(get_model(threads=1))  # the shared CHGNet of generators.stability
     with warnings.catch_warnings(), one_blas_thread():
         warnings.simplefilter("ignore")
         # ASE log to devnull without swapping sys.stdout (see generators.stability.relax)

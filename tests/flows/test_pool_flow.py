@@ -218,8 +218,15 @@ def test_screen_pool_on_dask_local_cluster(store, mongo_uri, prefect_harness) ->
 def test_matgan_pool_resume_equals_straight_run_and_sizes_come_from_counts(store, mongo_uri, prefect_harness) -> None:
     """The MatGAN path (parts written by the writer thread, already-stored formulas skipped within a run)
     stores the same documents as the plain write of ``sample()``, also across an interrupted run."""
-    from flows.pool_flow import formula_sizes, write_pool_batch
+    from flows.pool_flow import formula_sizes
     from generators.matgan import MatGANSampler
+
+    def write_pool_batch(pool: str, formulas: list[str], meta: dict) -> None:
+        """The reference: the distinct formulas, sizes parsed from the strings, inserted if new."""
+        uniq = sorted(set(formulas))
+        atoms, elems = formula_sizes(uniq)
+        store.bulk_insert_new("pools", [{"pool": pool, "formula": f, **meta, "n_atoms": int(a), "n_elements": int(e)}
+                                        for f, a, e in zip(uniq, atoms, elems, strict=True)])
 
     db = dict(mongodb_uri=mongo_uri, database=store.db.name)
     common = dict(n=3000, generator="matgan", seed=5, batch_size=1000, **db)
@@ -228,8 +235,7 @@ def test_matgan_pool_resume_equals_straight_run_and_sizes_come_from_counts(store
     straight = generate_pool_flow(pool="m-straight", **common)
     sampler = MatGANSampler.pretrained(with_autoencoder=False)
     for k in range(3):  # the reference: the former write of each batch's sample(), in batch order
-        write_pool_batch(store, "m-ref", sampler.sample(1000, batch_seed(5, k)), {"generator": "matgan", "seed": 5,
-                                                                                   "batch": k})
+        write_pool_batch("m-ref", sampler.sample(1000, batch_seed(5, k)), {"generator": "matgan", "seed": 5, "batch": k})
 
     def docs(pool: str) -> list[tuple]:
         return sorted((d["formula"], d["batch"], d["n_atoms"], d["n_elements"], d["generator"], d["seed"])
