@@ -1,16 +1,19 @@
 """The AGD recovery experiment (DESIGN.md section 6): does active learning teach a screening model
 to find the oracle's wide-gap materials in a generated pool, and is it better than random labels?
 
-1. Run (or resume) the campaign of a config (e.g. ``deploy/campaigns/agd_exp3.yaml``: 300 MP seed
-   labels + 50 x 20 acquisitions labelled by the oracle).
-2. Pool: ``draws`` samples of a generator (MatGAN by default), canonical and deduplicated, kept if
+1. Pool: ``draws`` samples of a generator (MatGAN by default), canonical and deduplicated, kept if
    <= ``max_atoms`` atoms, 2..``max_elements`` elements and SMACT-valid; the oracle labels it and
    its hits above ``threshold`` are the reference set. Cached as a JSON file per (generator, draws,
-   seed, filters, oracle) in ``out_dir`` so a re-run skips it.
+   seed, filters, oracle) in ``out_dir`` so a re-run skips it. A pool-mode config with a
+   ``pool_collection`` (``agd_exp3_pool.yaml``) gets this pool written to MongoDB under that name:
+   its campaign chooses among the pool's formulas (AGD's "AL + Roost with MATGAN" route).
+2. Run (or resume) the campaign of a config (e.g. ``deploy/campaigns/agd_exp3.yaml``: 300 MP seed
+   labels + 50 x 20 acquisitions labelled by the oracle).
 3. Screening models with identical settings are trained on (a) the seed labels, (b) the seeds plus
-   the campaign's acquisitions, (c1) the seeds plus as many random valid decodes of the latent box
-   labelled by the oracle (random search in the loop's own space), (c2) the seeds plus as many random
-   MP rows with their DFT labels; each several times with different model seeds.
+   the campaign's acquisitions, (c1) the seeds plus as many random labels from the loop's own design
+   space, labelled by the oracle: valid decodes of random latent points (continuous mode) or random
+   pool members (pool mode), (c2) the seeds plus as many random MP rows with their DFT labels; each
+   several times with different model seeds.
 4. Each is scored by :func:`alcore.recovery.recovery_score` on the pool.
 """
 
@@ -27,7 +30,7 @@ from typing import Any
 import numpy as np
 from prefect import flow, get_run_logger
 
-from alcore.errors import AlflowError, EmptyPoolError
+from alcore.errors import AlflowError, ConfigError, EmptyPoolError
 from alcore.recovery import hits, recovery_score
 from alcore.validity import check_validity_batch
 from flows.campaign import CampaignContext, run_campaign_in, seed_table
@@ -43,7 +46,6 @@ from oracles.registry import fit_screening_model, get_oracle
 POOL_CHUNK = 100_000
 #: Rounds of 4 x n latent draws before random_decodes gives up.
 RANDOM_DECODE_ROUNDS = 50
-ARMS = ("seeds", "seeds + AL", "seeds + random decodes", "seeds + random MP")
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,23 @@ def labelled_pool(setup: RecoverySetup, oracle_name: str, cache_dir: Path,
     return formulas, values
 
 
+def store_pool(store: Store, name: str, pool: list[str], setup: RecoverySetup) -> int:
+    """Write the experiment's ``pool`` into MongoDB's ``pools`` collection as pool ``name`` (members
+    not stored yet; the generator and pool seed recorded); returns how many were new. Raises
+    :class:`ConfigError` if a pool of that name holds other formulas."""
+    stored = set(store.pool_formulas(name))
+    if not stored <= set(pool):
+        raise ConfigError(f"MongoDB pool {name!r} holds {len(stored - set(pool))} formulas that are not in this "
+                          f"experiment's pool ({setup.generator}, {setup.draws} draws, seed {setup.pool_seed}); "
+                          "give the config a new pool_collection name")
+    missing = [f for f in pool if f not in stored]
+    atoms, elements = formula_sizes(missing)
+    meta = {"generator": setup.generator, "seed": setup.pool_seed, "batch": 0, "source": "agd-recovery"}
+    return store.bulk_insert_new("pools", ({"pool": name, "formula": f, **meta, "n_atoms": int(a),
+                                            "n_elements": int(e)}
+                                           for f, a, e in zip(missing, atoms.tolist(), elements.tolist(), strict=True)))
+
+
 def random_decodes(ctx: CampaignContext, n: int, exclude: set[str], seed: int) -> list[str]:
     """``n`` distinct formulas from uniform random points of the campaign's latent box that pass the
     campaign's validity rules and are not in ``exclude`` (the random-search counterpart of the loop)."""
@@ -131,7 +150,8 @@ def random_decodes(ctx: CampaignContext, n: int, exclude: set[str], seed: int) -
 def training_sets(store: Store, config: CampaignConfig, seed: int) -> dict[str, tuple[list[str], np.ndarray]]:
     """``{arm: (formulas, eV)}`` for the four arms (see the module docstring): every seed row of the
     config (also those the one-hot encoding cannot hold, which the loop itself skipped), plus the
-    finished campaign's acquisitions from ``store`` or as many random labels."""
+    finished campaign's acquisitions from ``store`` or as many random labels (the in-space random arm
+    is ``seeds + random decodes`` in continuous mode, ``seeds + random pool`` in pool mode)."""
     # Every seed row: the descriptor-based screening model needs no latent vector. With ``seeds.n``
     # the loop sampled among representable rows only, so the same sample is taken here.
     ctx = CampaignContext(store, config, owner="agd-recovery")
@@ -141,8 +161,14 @@ def training_sets(store: Store, config: CampaignConfig, seed: int) -> dict[str, 
     if not acquired:
         raise AlflowError(f"campaign {config.name!r} has no acquired labels; run it first")
     seed_set = {f for f, _ in seeds}
-    decodes = random_decodes(ctx, len(acquired), seed_set, seed)
-    decode_values = ctx.oracle_predict(decodes).mean
+    if config.mode == "pool":
+        members = [f for f in ctx.pool[0] if f not in seed_set]
+        random_arm = "seeds + random pool"
+        in_space = sorted(np.random.default_rng(seed).choice(members, size=len(acquired), replace=False).tolist())
+    else:
+        random_arm = "seeds + random decodes"
+        in_space = random_decodes(ctx, len(acquired), seed_set, seed)
+    in_space_values = ctx.oracle_predict(in_space).mean
     mp = band_gap_table("agd_exp1_42k")
     mp = mp[~mp["formula"].isin(seed_set)].sample(n=len(acquired), random_state=seed)
 
@@ -153,7 +179,7 @@ def training_sets(store: Store, config: CampaignConfig, seed: int) -> dict[str, 
     return {
         "seeds": arm(seeds),
         "seeds + AL": arm(seeds + acquired),
-        "seeds + random decodes": arm(seeds + list(zip(decodes, map(float, decode_values), strict=True))),
+        random_arm: arm(seeds + list(zip(in_space, map(float, in_space_values), strict=True))),
         "seeds + random MP": arm(seeds + list(zip(mp["formula"], mp["value"].astype(float), strict=True))),
     }
 
@@ -223,15 +249,18 @@ def agd_recovery_flow(config_path: str, setup: RecoverySetup = RecoverySetup(), 
     config = load_config(config_path)
     store = Store.connect(get_settings())
     try:
+        t1 = time.perf_counter()
+        pool, oracle_values = labelled_pool(setup, config.oracle, Path(out_dir), progress)
+        logger.info("pool: %d formulas, %d oracle hits > %.1f eV (%.0f s)", len(pool),
+                    int(hits(oracle_values, setup.threshold).sum()), setup.threshold, time.perf_counter() - t1)
+        if config.pool_collection is not None:
+            new = store_pool(store, config.pool_collection, pool, setup)
+            logger.info("MongoDB pool %s: %d formulas, %d new", config.pool_collection, len(pool), new)
         t0 = time.perf_counter()
         campaign = run_campaign_in(store, config)
         if campaign["status"] != "finished":
             raise AlflowError(f"campaign {config.name!r} ended {campaign['status']!r}; finish it before scoring")
         logger.info("campaign %s finished (%.0f s)", config.name, time.perf_counter() - t0)
-        t1 = time.perf_counter()
-        pool, oracle_values = labelled_pool(setup, config.oracle, Path(out_dir), progress)
-        logger.info("pool: %d formulas, %d oracle hits > %.1f eV (%.0f s)", len(pool),
-                    int(hits(oracle_values, setup.threshold).sum()), setup.threshold, time.perf_counter() - t1)
         sets = training_sets(store, config, seed=config.seed)
         rows = score_arms(sets, pool, oracle_values, setup)
     finally:
@@ -239,7 +268,7 @@ def agd_recovery_flow(config_path: str, setup: RecoverySetup = RecoverySetup(), 
     summary = summarise(rows)
     by_arm = {s["arm"]: s["recall"] for s in summary}
     ratios = {f"AL / {arm}": by_arm["seeds + AL"] / by_arm[arm] if by_arm[arm] else float("inf")
-              for arm in ARMS if arm != "seeds + AL"}
+              for arm in by_arm if arm != "seeds + AL"}
     return {"setup": asdict(setup), "campaign": config.name, "config": config_path,
             "pool": {"size": len(pool), "reference": int(hits(oracle_values, setup.threshold).sum())},
             "rows": rows, "summary": summary, "ratios": ratios,

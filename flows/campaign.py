@@ -30,10 +30,10 @@ from pymongo.errors import PyMongoError
 from alcore.acquisition import AcquisitionSettings, acquire_continuous, acquire_discrete, trust_region
 from alcore.autoencoder import CompositionAutoencoder, decode_latents, encode_formulas, load_weights
 from alcore.composition import CompositionEncoder, canonical_formula
-from alcore.errors import AcquisitionError, AlflowError, InvalidFormulaError
+from alcore.errors import AcquisitionError, AlflowError, EmptyPoolError, InvalidFormulaError
 from alcore.paths import WEIGHTS_DIR
 from alcore.surrogate import fit_gp, posterior, torch_threads
-from alcore.validity import ValidityRules, check_validity
+from alcore.validity import ValidityRules, check_validity, check_validity_batch
 from flows.config import CampaignConfig
 from flows.datasets import band_gap_table, known_formulas
 from flows.store import Store, default_owner
@@ -136,9 +136,20 @@ class CampaignContext:
 
     @cached_property
     def pool(self) -> tuple[list[str], np.ndarray]:
-        """Pool mode: the candidate formulas (sorted, representable) and their latents ``(M, d)``."""
-        formulas = [f for f in band_gap_table(self.config.pool)["formula"] if self.encoder.representable(f)[0]]
-        formulas = sorted(formulas)
+        """Pool mode: the candidate formulas (sorted, representable) and their latents ``(M, d)``:
+        the ``pool`` data set's, or the valid members of the MongoDB pool ``pool_collection``.
+        Raises :class:`EmptyPoolError` if none is left."""
+        if self.config.pool_collection is None:
+            formulas = list(band_gap_table(self.config.pool)["formula"])
+        else:
+            stored = self.store.pool_formulas(self.config.pool_collection)
+            formulas = [v.formula for v in check_validity_batch(stored, self.validity_rules) if v.valid]
+        formulas = sorted(f for f in formulas if self.encoder.representable(f)[0])
+        if not formulas:
+            where = (f"MongoDB pool {self.config.pool_collection!r}" if self.config.pool_collection
+                     else f"data set {self.config.pool!r}")
+            raise EmptyPoolError(f"{where} has no formula the campaign can choose (representable by "
+                                 f"{self.config.element_list!r} and valid); generate or fill the pool first")
         if self.config.pool_size is not None and self.config.pool_size < len(formulas):
             rng = np.random.default_rng(self.config.seed)
             formulas = sorted(rng.choice(formulas, size=self.config.pool_size, replace=False).tolist())

@@ -96,8 +96,10 @@ class CampaignConfig(_Strict):
     """A whole campaign. ``mode``: ``continuous`` (optimise UCB in the autoencoder's latent box and
     decode) or ``pool`` (choose among an encoded data set's formulas). ``oracle``: ``lookup`` (the
     ``lookup_table`` data set's values), a registered model oracle (e.g. ``resnet-agd``) or
-    ``external`` (labels are imported later through the CLI). In pool mode ``pool_size`` takes a
-    seeded random subset of the pool data set (None = all representable formulas)."""
+    ``external`` (labels are imported later through the CLI). In pool mode the candidates are the
+    ``pool`` data set's formulas, or with ``pool_collection`` the members of that generated pool in
+    MongoDB's ``pools`` collection (``alflow pools generate``) that pass ``validity``; ``pool_size``
+    takes a seeded random subset (None = all representable formulas)."""
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
     property: Literal["band_gap"] = "band_gap"
@@ -108,6 +110,7 @@ class CampaignConfig(_Strict):
     oracle: str = "resnet-agd"
     lookup_table: str = "agd_exp1_42k"
     pool: str = "agd_exp1_42k"
+    pool_collection: str | None = Field(default=None, min_length=1, max_length=100)
     pool_size: int | None = Field(default=None, ge=1)
     validation: str = "agd_test_500"
     element_list: str = "agd87"
@@ -122,6 +125,8 @@ class CampaignConfig(_Strict):
     @model_validator(mode="after")
     def _check(self) -> CampaignConfig:
         self.acquisition.settings()  # raises ConfigError on bad beta/q
+        if self.pool_collection is not None and self.mode != "pool":
+            raise ValueError(f"pool_collection {self.pool_collection!r} needs mode: pool (got {self.mode!r})")
         for field_name in ("lookup_table", "pool", "validation"):
             if getattr(self, field_name) not in BANDGAP_FILES:
                 raise ValueError(f"{field_name}: unknown data set {getattr(self, field_name)!r}; known: "

@@ -598,6 +598,10 @@ class Store:
             self.db[SUMMARIES].delete_many(where)
         return n
 
+    def pool_formulas(self, pool: str) -> list[str]:
+        """The distinct formulas of pool ``pool`` (sorted); empty if there is no such pool."""
+        return sorted(self.db["pools"].distinct("formula", {"pool": pool}))
+
     def upsert_structures(self, docs: Iterable[Mapping[str, Any]]) -> int:
         """Upsert structure documents keyed by ``(campaign, formula, template_id)``; returns the count.
 
@@ -704,5 +708,6 @@ def partitioned_counts(coll, scope: Mapping[str, Any], part: str, group: Sequenc
 
 def _comparable(config: Mapping[str, Any]) -> dict[str, Any]:
     """A config without fields that may legitimately differ between runs: the iteration target and
-    the settings of the post-loop structure stage (they do not change any stored loop state)."""
-    return {k: v for k, v in dict(config).items() if k not in {"iterations", "structures"}}
+    the settings of the post-loop structure stage (they do not change any stored loop state). Unset
+    (None) fields are dropped, so a field added later with a None default does not change old configs."""
+    return {k: v for k, v in dict(config).items() if k not in {"iterations", "structures"} and v is not None}

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import yaml
 
-from flows.agd_recovery import ARMS, RecoverySetup, agd_recovery_flow, labelled_pool
-from flows.campaign import seed_table
+from alcore.errors import ConfigError
+from flows.agd_recovery import RecoverySetup, agd_recovery_flow, labelled_pool, random_decodes, store_pool
+from flows.campaign import CampaignContext, seed_table
 from flows.config import load_config
 from generators.base import register_generator
 from oracles.registry import get_oracle
@@ -34,12 +35,16 @@ class FixedGenerator:
 register_generator("fixed", lambda: FixedGenerator())
 
 
+ARMS = ["seeds", "seeds + AL", "seeds + random pool", "seeds + random MP"]
+
+
 def test_experiment_scores_four_arms_and_resumes(tmp_path, store, mongo_uri, prefect_harness, tiny_ae,
                                                  monkeypatch) -> None:
+    """The pool route: the experiment's pool goes to MongoDB and the campaign chooses among it."""
     monkeypatch.setenv("ALFLOW_MONGODB_URI", mongo_uri)
     monkeypatch.setenv("ALFLOW_DATABASE", store.db.name)
-    config = pool_config(tiny_ae, "recovery", oracle="resnet-agd", iterations=2, pool_size=300,
-                         autoencoder="autoencoder_agd87")  # random decodes need a trained decoder
+    config = pool_config(tiny_ae, "recovery", oracle="resnet-agd", iterations=2, pool_size=None,
+                         pool_collection="recovery-pool", validity={"max_elements": 3, "max_atoms": 7})
     path = tmp_path / "recovery.yaml"
     path.write_text(yaml.safe_dump(config.resolved()))
     setup = RecoverySetup(draws=2000, generator="fixed", model_seeds=(0, 1), screening={"epochs": 15})
@@ -53,13 +58,14 @@ def test_experiment_scores_four_arms_and_resumes(tmp_path, store, mongo_uri, pre
     assert result["pool"]["reference"] >= 3  # fluorides are wide-gap for the oracle
     np.testing.assert_allclose(oracle, get_oracle("resnet-agd").predict(pool).mean, rtol=1e-6)
 
+    assert store.pool_formulas("recovery-pool") == pool  # the campaign's pool, in MongoDB
     n_seeds = len(seed_table(load_config(path), None if config.seeds.n is None else _encoder(config)))
-    acquired = store.db.labels.count_documents({"campaign": "recovery", "source": {"$ne": "seed"}})
-    assert acquired == 2 * config.acquisition.q
+    acquired = [d["formula"] for d in store.labels("recovery") if d["source"] != "seed"]
+    assert len(acquired) == 2 * config.acquisition.q and set(acquired) <= set(pool)
     labels = {s["arm"]: s["labels"] for s in result["summary"]}
-    assert list(labels) == list(ARMS)
-    assert labels == {"seeds": n_seeds, "seeds + AL": n_seeds + acquired,
-                      "seeds + random decodes": n_seeds + acquired, "seeds + random MP": n_seeds + acquired}
+    assert list(labels) == ARMS
+    assert labels == {"seeds": n_seeds, "seeds + AL": n_seeds + len(acquired),
+                      "seeds + random pool": n_seeds + len(acquired), "seeds + random MP": n_seeds + len(acquired)}
     assert len(result["rows"]) == 4 * 2
     assert [e["formula"] for e in result["reference"]] == sorted(
         (f for f, v in zip(pool, oracle, strict=True) if v > 6.0), key=lambda f: -oracle[pool.index(f)])
@@ -74,7 +80,8 @@ def test_experiment_scores_four_arms_and_resumes(tmp_path, store, mongo_uri, pre
     assert len(list((tmp_path / "out").glob("pool-fixed-2000-*.json.gz"))) == 1
 
     again = agd_recovery_flow(str(path), setup, out_dir=str(tmp_path / "out"))  # campaign finished: resumes
-    assert store.db.labels.count_documents({"campaign": "recovery", "source": {"$ne": "seed"}}) == acquired
+    assert store.db.labels.count_documents({"campaign": "recovery", "source": {"$ne": "seed"}}) == len(acquired)
+    assert store.db.pools.count_documents({"pool": "recovery-pool"}) == len(pool)
     assert json.dumps(again["summary"]) == json.dumps(result["summary"])  # NaN-safe equality
 
     # the CLI command on the finished campaign: prints both tables, writes the JSON and the plot
@@ -90,6 +97,28 @@ def test_experiment_scores_four_arms_and_resumes(tmp_path, store, mongo_uri, pre
     saved = json.loads(out.read_text())
     assert saved["pool"] == result["pool"] and len(saved["rows"]) == 4
     assert (tmp_path / "out" / "recovery-recovery.png").stat().st_size > 10_000
+
+
+def test_store_pool_refuses_a_pool_of_other_formulas(store) -> None:
+    setup = RecoverySetup(draws=10, generator="fixed")
+    assert store_pool(store, "p", ["LiF", "NaF"], setup) == 2
+    assert store_pool(store, "p", ["LiF", "NaF", "KF"], setup) == 1  # an interrupted write is completed
+    with pytest.raises(ConfigError, match="new pool_collection name"):
+        store_pool(store, "p", ["LiF"], setup)
+    assert store.pool_formulas("p") == ["KF", "LiF", "NaF"]
+
+
+def test_random_decodes_are_new_valid_formulas_of_the_latent_box(store, tiny_ae) -> None:
+    """The continuous mode's in-space random arm: valid decodes of random latent points, none excluded."""
+    config = pool_config(tiny_ae, "decodes", mode="continuous", autoencoder="autoencoder_agd87")
+    ctx = CampaignContext(store, config, owner="test")
+    exclude = {"LiF", "NaCl"}
+    formulas = random_decodes(ctx, 30, exclude, seed=4)
+    assert len(formulas) == len(set(formulas)) == 30 and not set(formulas) & exclude
+    assert formulas == random_decodes(ctx, 30, exclude, seed=4)
+    from alcore.validity import check_validity_batch
+
+    assert all(v.valid for v in check_validity_batch(formulas, ctx.validity_rules))
 
 
 def _encoder(config):

@@ -255,6 +255,7 @@ def test_unknown_cli_command_is_a_usage_message(monkeypatch, capsys, store):
     ({"acquisition": {"trust_region": 0.0}}, "trust_region"),
     ({"acquisition": {"trust_region": 1.5}}, "trust_region"),
     ({"mode": "sideways"}, "mode"),
+    ({"mode": "continuous", "pool_collection": "mine"}, "pool_collection 'mine' needs mode: pool"),
     ({"iterations": 0}, "iterations"),
     ({"name": "has spaces/slash"}, "name"),
     ({"surprise": 1}, "surprise"),
@@ -288,6 +289,18 @@ def test_existing_campaign_with_a_different_config(store):
     assert store.get_campaign("same")["config"]["seed"] == 1
     # raising only the iteration target is allowed (continuing a campaign)
     store.create_campaign("same", parse_config(_config(name="same", iterations=5)).resolved())
+    # a config stored before an optional field existed equals one with that field unset
+    older = {k: v for k, v in parse_config(_config(name="older")).resolved().items() if k != "pool_collection"}
+    store.create_campaign("older", older)
+    store.create_campaign("older", parse_config(_config(name="older")).resolved())
+
+
+def test_campaign_on_an_empty_mongodb_pool_says_how_to_fill_it(store):
+    from flows.campaign import CampaignContext
+
+    cfg = parse_config(_config(name="nopool", pool_collection="never-generated"))
+    with pytest.raises(EmptyPoolError, match="MongoDB pool 'never-generated' has no formula.*generate or fill"):
+        _ = CampaignContext(store, cfg, owner="test").pool
 
 
 def test_unknown_campaign_lookup(store):
