@@ -49,6 +49,7 @@ def main() -> None:
                     help="largest size whose distinct formulas are all checked")
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--weights", default=None, help="weights folder (default data/weights)")
+    ap.add_argument("--out", default=str(RESULTS), help=f"JSON result file (default {RESULTS})")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -82,8 +83,9 @@ def main() -> None:
                                                            "seconds", "config")},
         "seed": args.seed, "results": rows, "published": PUBLISHED,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    out_path = Path(args.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(out, indent=2, default=str) + "\n")
 
     print()
     print(f"{'metric':34s}" + "".join(f"{r['samples']:>14,d}" for r in rows) + f"{'published':>14s}")
@@ -104,7 +106,7 @@ def main() -> None:
     print(f"{'sampling + decoding (s)':34s}" + "".join(f"{r['sample_seconds']:>14.1f}" for r in rows))
     print(f"{'validity method':34s}" + "  |  ".join(r["validity_method"] for r in rows))
     print(f"published ICSD-trained validity: {PUBLISHED['validity_icsd_trained']:.1%}")
-    print(f"wrote {RESULTS}")
+    print(f"wrote {out_path}")
 
 
 if __name__ == "__main__":

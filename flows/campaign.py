@@ -142,7 +142,8 @@ class CampaignContext:
         if self.config.pool_collection is None:
             formulas = list(band_gap_table(self.config.pool)["formula"])
         else:
-            stored = self.store.pool_formulas(self.config.pool_collection)
+            limits = self.config.validity  # size limits in the query, so SMACT sees only the rest
+            stored = self.store.pool_formulas(self.config.pool_collection, limits.max_atoms, limits.max_elements)
             formulas = [v.formula for v in check_validity_batch(stored, self.validity_rules) if v.valid]
         formulas = sorted(f for f in formulas if self.encoder.representable(f)[0])
         if not formulas:

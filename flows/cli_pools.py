@@ -53,6 +53,8 @@ def train_matgan_cmd(
     seed: int = typer.Option(0, help="Random seed of both trainings."),
     out: str = typer.Option("", help="Folder for the weights (default: data/weights)."),
     threads: int = typer.Option(1, help="torch threads."),
+    valid_only: bool = typer.Option(False, help="Train on the SMACT-valid MP formulas only (generator "
+                                                "'matgan-valid' reads data/weights/matgan_valid)."),
 ) -> None:
     """Train MatGAN and its reachability autoencoder on the MP formulas and write the weights."""
     import torch
@@ -62,7 +64,7 @@ def train_matgan_cmd(
     torch.set_num_threads(threads)
     meta = train_matgan(out or None, GANConfig(epochs=epochs, seed=seed, time_budget_s=gan_minutes * 60),
                         AEConfig(epochs=10_000, seed=seed, time_budget_s=ae_minutes * 60),
-                        log_fn=lambda m: console.print(m, highlight=False))
+                        log_fn=lambda m: console.print(m, highlight=False), valid_only=valid_only)
     console.print(f"saved; metrics: {meta['metrics']}")
 
 

@@ -598,9 +598,16 @@ class Store:
             self.db[SUMMARIES].delete_many(where)
         return n
 
-    def pool_formulas(self, pool: str) -> list[str]:
-        """The distinct formulas of pool ``pool`` (sorted); empty if there is no such pool."""
-        return sorted(self.db["pools"].distinct("formula", {"pool": pool}))
+    def pool_formulas(self, pool: str, max_atoms: int | None = None, max_elements: int | None = None) -> list[str]:
+        """The distinct formulas of pool ``pool`` (sorted), optionally only those with at most
+        ``max_atoms`` atoms / ``max_elements`` elements in the reduced formula (the members'
+        ``n_atoms``/``n_elements``); empty if there is no such pool."""
+        query: dict[str, Any] = {"pool": pool}
+        if max_atoms is not None:
+            query["n_atoms"] = {"$lte": max_atoms}
+        if max_elements is not None:
+            query["n_elements"] = {"$lte": max_elements}
+        return sorted(self.db["pools"].distinct("formula", query))
 
     def upsert_structures(self, docs: Iterable[Mapping[str, Any]]) -> int:
         """Upsert structure documents keyed by ``(campaign, formula, template_id)``; returns the count.

@@ -61,7 +61,17 @@ def _register_builtins() -> None:
         from generators.matgan import MatGANSampler
 
         _FACTORIES["matgan"] = MatGANSampler.pretrained
+        _FACTORIES["matgan-valid"] = _matgan_valid
     if "latent-random" not in _FACTORIES:
         from generators.latent_sampler import LatentSampler
 
         _FACTORIES["latent-random"] = LatentSampler.pretrained
+
+
+def _matgan_valid(**kwargs: object) -> CompositionGenerator:
+    """MatGAN trained on the SMACT-valid MP formulas only (``data/weights/matgan_valid``)."""
+    from alcore.paths import WEIGHTS_DIR
+    from generators.matgan import MatGANSampler
+
+    return MatGANSampler.pretrained(kwargs.pop("weights_dir", WEIGHTS_DIR / "matgan_valid"), name="matgan-valid",
+                                    **kwargs)

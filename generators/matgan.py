@@ -97,15 +97,21 @@ def known_formulas(path: str | Path | None = None) -> frozenset[str]:
     return _known_formulas_cached(str(path))
 
 
-def training_formulas(path: str | Path | None = None, min_elements: int = 2) -> list[str]:
+def training_formulas(path: str | Path | None = None, min_elements: int = 2, valid_only: bool = False) -> list[str]:
     """MatGAN training set: sorted canonical MP formulas that fit matgan85 / max count 8 and have at
-    least ``min_elements`` elements (the paper drops single-element compounds); list of str."""
+    least ``min_elements`` elements (the paper drops single-element compounds); with ``valid_only``
+    only those that pass SMACT charge neutrality and electronegativity balance (73 % of them; the
+    paper's ICSD training set is charge balanced by construction). Returns a list of str."""
     enc = encoder()
     out = []
     for f in sorted(known_formulas(path)):
         ok, _ = enc.representable(f)
         if ok and len(enc.counts(f)) >= min_elements:
             out.append(f)
+    if valid_only:
+        from alcore.validity import ValidityRules, check_validity_batch
+
+        out = [v.formula for v in check_validity_batch(out, ValidityRules()) if v.valid]
     return out
 
 
@@ -453,8 +459,10 @@ class MatGANSampler:
         self.metadata = metadata or {}
 
     @classmethod
-    def pretrained(cls, weights_dir: str | Path | None = None, with_autoencoder: bool = True) -> MatGANSampler:
-        """Load the committed weights from ``data/weights`` (or ``weights_dir``).
+    def pretrained(cls, weights_dir: str | Path | None = None, with_autoencoder: bool = True,
+                   name: str = "matgan") -> MatGANSampler:
+        """Load the committed weights from ``data/weights`` (or ``weights_dir``); ``name`` is the
+        generator name recorded with pool members.
 
         Raises :class:`CorruptModelError` if the files are missing or do not match the architecture
         (retrain with ``alflow pools train-matgan``).
@@ -465,7 +473,9 @@ class MatGANSampler:
         if with_autoencoder and (wdir / f"{AUTOENCODER_NAME}.safetensors").exists():
             ae, _ = load_module(wdir, AUTOENCODER_NAME,
                                 lambda m: Autoencoder(m["params"]["latent_dim"], m["params"]["ch"]))
-        return cls(gen, ae, meta)
+        sampler = cls(gen, ae, meta)
+        sampler.name = name
+        return sampler
 
     def sample_batch(self, n: int, seed: int) -> SampleBatch:
         """All ``n`` decoded draws for ``seed`` (see :func:`sample_batch`)."""
@@ -614,8 +624,10 @@ def train_matgan(
     holdout: float = 0.05,
     eval_samples: int = 5000,
     log_fn: Callable[[str], None] | None = None,
+    valid_only: bool = False,
 ) -> dict[str, Any]:
-    """Train the MatGAN generator and its autoencoder on the MP training formulas and save both.
+    """Train the MatGAN generator and its autoencoder on the MP training formulas (only the
+    SMACT-valid ones with ``valid_only``, see :func:`training_formulas`) and save both.
 
     Writes ``matgan_generator`` and ``matgan_autoencoder`` (``.safetensors`` + ``.json``) into
     ``weights_dir`` (default ``data/weights``). The AE is fit on ``1 - holdout`` of the formulas and
@@ -624,7 +636,7 @@ def train_matgan(
     """
     say = log_fn or log.info
     gan, ae = gan or GANConfig(), ae or AEConfig()
-    forms = training_formulas()
+    forms = training_formulas(valid_only=valid_only)
     data = encode_formulas(forms)
     dh = data_hash(forms)
     say(f"training formulas: {len(forms)} (sha256 {dh[:12]})")
@@ -648,7 +660,8 @@ def train_matgan(
     }
     say(f"metrics: {metrics}")
     common = {
-        "data": "data/known/mp_formulas_spacegroups.csv (pretty_formula; canonical, dedup, matgan85/max 8, >= 2 elements)",
+        "data": "data/known/mp_formulas_spacegroups.csv (pretty_formula; canonical, dedup, matgan85/max 8, >= 2 elements"
+                + (", SMACT-valid only)" if valid_only else ")"),
         "data_sha256": dh, "n_formulas": len(forms), "elements": ELEMENTS, "max_count": MAX_COUNT,
         "torch": torch.__version__, "metrics": metrics,
     }

@@ -141,3 +141,23 @@ def test_elements_count_as_known_for_the_novelty_flag(tiny_ae):
     ctx = campaign_mod.CampaignContext(None, _config(tiny_ae, "novelty"), owner="test")
     assert {"Ba", "Ca", "O2", "Si"} <= ctx.known
     assert "NaCl" in ctx.known and "Li2BH3OF4" not in ctx.known
+
+
+def test_pool_mode_chooses_among_a_generated_mongodb_pool(store, tiny_ae, prefect_harness):
+    """``pool_collection``: the candidates are the generated pool's members within the size limits
+    that pass SMACT (here LiF, MgO, KF, Al2O3), and only they are acquired."""
+    from flows.campaign import CampaignContext
+    from flows.pool_flow import formula_sizes
+
+    members = ["LiF", "MgO", "KF", "Al2O3", "NaCl2", "Ba2YCu3O7", "LiBF4"]  # NaCl2 invalid, the last two too big
+    atoms, elements = formula_sizes(members)
+    store.bulk_insert_new("pools", [{"pool": "gen", "formula": f, "generator": "test", "seed": 0, "batch": 0,
+                                     "n_atoms": int(a), "n_elements": int(e)}
+                                    for f, a, e in zip(members, atoms.tolist(), elements.tolist(), strict=True)])
+    cfg = _config(tiny_ae, "genpool", pool_collection="gen", pool_size=None, iterations=1,
+                  validity={"max_atoms": 5, "max_elements": 2}, acquisition={"q": 2})
+    formulas, latents = CampaignContext(store, cfg, owner="test").pool
+    assert formulas == ["Al2O3", "KF", "LiF", "MgO"] and latents.shape[0] == 4
+    assert run_campaign_in(store, cfg)["status"] == "finished"
+    acquired = {d["formula"] for d in store.labels("genpool") if d["source"] != "seed"}
+    assert len(acquired) == 2 and acquired <= set(formulas)

@@ -149,3 +149,20 @@ def test_missing_weights_raise_clear_error(tmp_path) -> None:
 
     with pytest.raises(CorruptModelError, match="train-matgan"):
         M.MatGANSampler.pretrained(tmp_path)
+
+
+def test_valid_only_training_set_keeps_the_charge_balanced_formulas(tmp_path) -> None:
+    csv = tmp_path / "known.csv"
+    csv.write_text("pretty_formula\nNaCl\nMgO\nNaCl2\nFe3Al\nFe\nAl2O3\n")
+    assert M.training_formulas(csv) == ["Al2O3", "AlFe3", "MgO", "NaCl", "NaCl2"]
+    assert M.training_formulas(csv, valid_only=True) == ["Al2O3", "MgO", "NaCl"]
+
+
+def test_matgan_valid_generator_loads_its_own_weights() -> None:
+    """``matgan-valid``: the committed weights trained on the SMACT-valid MP formulas only."""
+    sampler = get_generator("matgan-valid")
+    assert sampler.name == "matgan-valid" and get_generator("matgan").name == "matgan"
+    assert sampler.metadata["n_formulas"] < M.MatGANSampler.pretrained().metadata["n_formulas"]
+    assert "SMACT-valid only" in sampler.metadata["data"]
+    batch = sampler.sample_batch(300, seed=5)
+    assert _validity(batch) > 0.5
