@@ -236,8 +236,11 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @flow(name="agd-recovery", log_prints=True)
 def agd_recovery_flow(config_path: str, setup: RecoverySetup = RecoverySetup(), out_dir: str = "runs/agd_recovery",
-                      progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                      progress: Callable[[int, int], None] | None = None,
+                      campaign_seed: int | None = None) -> dict[str, Any]:
     """Prefect flow: the whole experiment for the campaign in ``config_path`` (run or resumed first).
+    ``campaign_seed`` replaces the config's seed (GP, acquisition and random arms) and names the
+    campaign ``<name>-s<seed>``, so several campaign seeds of one config live side by side.
 
     Returns ``{"setup", "campaign", "pool", "rows" (per model), "summary" (per arm), "ratios"}``;
     ``ratios`` are the AL arm's mean recall divided by each random arm's. Writes nothing but the pool
@@ -247,6 +250,8 @@ def agd_recovery_flow(config_path: str, setup: RecoverySetup = RecoverySetup(), 
     from flows.settings import get_settings
 
     config = load_config(config_path)
+    if campaign_seed is not None:
+        config = load_config(config_path, seed=campaign_seed, name=f"{config.name}-s{campaign_seed}")
     store = Store.connect(get_settings())
     try:
         t1 = time.perf_counter()

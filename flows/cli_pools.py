@@ -171,6 +171,8 @@ def agd_recovery_cmd(
     model_seeds: int = typer.Option(3, help="Screening models per arm (seeds 0..N-1)."),
     out_dir: str = typer.Option("runs/agd_recovery", help="Pool cache and the recall plot (PNG)."),
     json_out: str = typer.Option("", "--json", help="Also write the full result here."),
+    campaign_seed: int = typer.Option(-1, help="Replace the config's seed and run campaign '<name>-s<seed>' "
+                                               "(-1: the config as it is)."),
 ) -> None:
     """The AGD recovery experiment: run/resume the campaign, build and label a generated pool, train
     screening models on seeds / seeds + the loop's acquisitions / seeds + random labels, print recall."""
@@ -183,7 +185,8 @@ def agd_recovery_cmd(
                           max_atoms=max_atoms, max_elements=max_elements, model_seeds=tuple(range(model_seeds)))
     bar, update = _bar("pool draws", unit="draw")
     try:
-        result = agd_recovery_flow(config, setup, out_dir=out_dir, progress=update)
+        result = agd_recovery_flow(config, setup, out_dir=out_dir, progress=update,
+                                   campaign_seed=None if campaign_seed < 0 else campaign_seed)
     finally:
         bar.close()
     table = Table(title=f"recovery of the oracle's {result['pool']['reference']} wide-gap formulas "

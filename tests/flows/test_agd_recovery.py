@@ -84,19 +84,23 @@ def test_experiment_scores_four_arms_and_resumes(tmp_path, store, mongo_uri, pre
     assert store.db.pools.count_documents({"pool": "recovery-pool"}) == len(pool)
     assert json.dumps(again["summary"]) == json.dumps(result["summary"])  # NaN-safe equality
 
-    # the CLI command on the finished campaign: prints both tables, writes the JSON and the plot
+    # the CLI command with another campaign seed: a second campaign beside the first; prints both
+    # tables, writes the JSON and the plot
     from typer.testing import CliRunner
 
     from flows.cli_pools import app
 
     out = tmp_path / "cli.json"
     cli = CliRunner().invoke(app, ["agd-recovery", str(path), "--draws", "2000", "--generator", "fixed",
-                                   "--model-seeds", "1", "--out-dir", str(tmp_path / "out"), "--json", str(out)])
+                                   "--model-seeds", "1", "--out-dir", str(tmp_path / "out"), "--json", str(out),
+                                   "--campaign-seed", "5"])
     assert cli.exit_code == 0, cli.output
+    assert store.get_campaign("recovery-s5")["config"]["seed"] == 5
+    assert store.db.labels.count_documents({"campaign": "recovery", "source": {"$ne": "seed"}}) == len(acquired)
     assert "seeds + AL" in cli.output and "LiF" in cli.output
     saved = json.loads(out.read_text())
     assert saved["pool"] == result["pool"] and len(saved["rows"]) == 4
-    assert (tmp_path / "out" / "recovery-recovery.png").stat().st_size > 10_000
+    assert (tmp_path / "out" / "recovery-recovery-s5.png").stat().st_size > 10_000
 
 
 def test_store_pool_refuses_a_pool_of_other_formulas(store) -> None:
