@@ -98,7 +98,7 @@ class CampaignConfig(_Strict):
     ``lookup_table`` data set's values), a registered model oracle (e.g. ``resnet-agd``) or
     ``external`` (labels are imported later through the CLI). In pool mode the candidates are the
     ``pool`` data set's formulas, or with ``pool_collection`` the members of that generated pool in
-    MongoDB's ``pools`` collection (``alflow pools generate``) that pass ``validity``; ``pool_size``
+    MongoDB's ``pools`` collection (``alflow pools generate-pool``) that pass ``validity``; ``pool_size``
     takes a seeded random subset (None = all representable formulas)."""
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")

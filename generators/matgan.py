@@ -100,8 +100,8 @@ def known_formulas(path: str | Path | None = None) -> frozenset[str]:
 def training_formulas(path: str | Path | None = None, min_elements: int = 2, valid_only: bool = False) -> list[str]:
     """MatGAN training set: sorted canonical MP formulas that fit matgan85 / max count 8 and have at
     least ``min_elements`` elements (the paper drops single-element compounds); with ``valid_only``
-    only those that pass SMACT charge neutrality and electronegativity balance (73 % of them; the
-    paper's ICSD training set is charge balanced by construction). Returns a list of str."""
+    only those that pass SMACT charge neutrality and electronegativity balance (73 % of the MP
+    ones). Returns a list of str."""
     enc = encoder()
     out = []
     for f in sorted(known_formulas(path)):
