@@ -133,6 +133,12 @@ def single_points(structures: Sequence[Structure], model=None, batch_size: int =
     return [float(np.asarray(p["e"]).ravel()[0]) for p in preds]
 
 
+# ASE's FrechetCellFilter takes scipy's logm of 3x3 cell matrices, whose "may be inaccurate" warning
+# reports errors of ~1e-13. warnings.catch_warnings is not thread-safe (the structures flow relaxes in
+# two threads, and one thread leaving it restores the filters under the other), so this one harmless
+# warning is filtered process-wide.
+warnings.filterwarnings("ignore", message="logm result may be inaccurate", category=RuntimeWarning)
+
 _OPTIMIZERS = threading.local()
 
 
