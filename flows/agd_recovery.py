@@ -36,7 +36,7 @@ from alcore.validity import check_validity_batch
 from flows.campaign import CampaignContext, run_campaign_in, seed_table
 from flows.config import CampaignConfig, load_config
 from flows.datasets import band_gap_table
-from flows.pool_flow import formula_sizes
+from flows.pool_flow import formula_sizes, pool_member_docs
 from flows.store import Store
 from generators.base import get_generator
 from generators.latent_sampler import LatentSampler
@@ -124,9 +124,7 @@ def store_pool(store: Store, name: str, pool: list[str], setup: RecoverySetup) -
     missing = [f for f in pool if f not in stored]
     atoms, elements = formula_sizes(missing)
     meta = {"generator": setup.generator, "seed": setup.pool_seed, "batch": 0, "source": "agd-recovery"}
-    return store.bulk_insert_new("pools", ({"pool": name, "formula": f, **meta, "n_atoms": int(a),
-                                            "n_elements": int(e)}
-                                           for f, a, e in zip(missing, atoms.tolist(), elements.tolist(), strict=True)))
+    return store.bulk_insert_new("pools", pool_member_docs(name, missing, atoms, elements, meta))
 
 
 def random_decodes(ctx: CampaignContext, n: int, exclude: set[str], seed: int) -> list[str]:

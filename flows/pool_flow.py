@@ -159,8 +159,10 @@ def _generator(name: str, kwargs: dict[str, Any]) -> CompositionGenerator:
     return _GENERATORS[key]
 
 
-def _pool_docs(pool: str, formulas: Sequence[str], atoms: np.ndarray, elems: np.ndarray,
-               meta: dict[str, Any]) -> list[dict[str, Any]]:
+def pool_member_docs(pool: str, formulas: Sequence[str], atoms: np.ndarray, elems: np.ndarray,
+                     meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """``pools`` documents of pool ``pool``: one per formula with ``meta`` (generator, seed, batch,
+    ...) and its reduced formula's ``n_atoms`` / ``n_elements`` from the (N,) arrays ``atoms``/``elems``."""
     return [{"pool": pool, "formula": f, **meta, "n_atoms": int(a), "n_elements": int(e)}
             for f, a, e in zip(formulas, atoms.tolist(), elems.tolist(), strict=True)]
 
@@ -209,7 +211,7 @@ def generate_batch_task(pool: str, generator: str, generator_kwargs: dict[str, A
                 a, e = formula_sizes(new)
             else:
                 a, e = atoms[idx], elems[idx]
-            writer.submit(store.bulk_insert_new, "pools", _pool_docs(pool, new, a, e, meta), WRITE_CHUNK)
+            writer.submit(store.bulk_insert_new, "pools", pool_member_docs(pool, new, a, e, meta), WRITE_CHUNK)
         t1 = time.perf_counter()
         inserted = sum(writer.results())
     if run and run in _SEEN:

@@ -450,10 +450,9 @@ class MatGANSampler:
     (needs an autoencoder; raises ``RuntimeError`` without one).
     """
 
-    name = "matgan"
-
     def __init__(self, generator: Generator, autoencoder: Autoencoder | None = None,
-                 metadata: dict[str, Any] | None = None) -> None:
+                 metadata: dict[str, Any] | None = None, name: str = "matgan") -> None:
+        self.name = name
         self.generator = generator.eval()
         self.autoencoder = autoencoder.eval() if autoencoder is not None else None
         self.metadata = metadata or {}
@@ -473,9 +472,7 @@ class MatGANSampler:
         if with_autoencoder and (wdir / f"{AUTOENCODER_NAME}.safetensors").exists():
             ae, _ = load_module(wdir, AUTOENCODER_NAME,
                                 lambda m: Autoencoder(m["params"]["latent_dim"], m["params"]["ch"]))
-        sampler = cls(gen, ae, meta)
-        sampler.name = name
-        return sampler
+        return cls(gen, ae, meta, name)
 
     def sample_batch(self, n: int, seed: int) -> SampleBatch:
         """All ``n`` decoded draws for ``seed`` (see :func:`sample_batch`)."""

@@ -147,13 +147,12 @@ def test_pool_mode_chooses_among_a_generated_mongodb_pool(store, tiny_ae, prefec
     """``pool_collection``: the candidates are the generated pool's members within the size limits
     that pass SMACT (here LiF, MgO, KF, Al2O3), and only they are acquired."""
     from flows.campaign import CampaignContext
-    from flows.pool_flow import formula_sizes
+    from flows.pool_flow import formula_sizes, pool_member_docs
 
     members = ["LiF", "MgO", "KF", "Al2O3", "NaCl2", "Ba2YCu3O7", "LiBF4"]  # NaCl2 invalid, the last two too big
     atoms, elements = formula_sizes(members)
-    store.bulk_insert_new("pools", [{"pool": "gen", "formula": f, "generator": "test", "seed": 0, "batch": 0,
-                                     "n_atoms": int(a), "n_elements": int(e)}
-                                    for f, a, e in zip(members, atoms.tolist(), elements.tolist(), strict=True)])
+    store.bulk_insert_new("pools", pool_member_docs("gen", members, atoms, elements,
+                                                    {"generator": "test", "seed": 0, "batch": 0}))
     cfg = _config(tiny_ae, "genpool", pool_collection="gen", pool_size=None, iterations=1,
                   validity={"max_atoms": 5, "max_elements": 2}, acquisition={"q": 2})
     formulas, latents = CampaignContext(store, cfg, owner="test").pool
