@@ -55,16 +55,20 @@ def train_matgan_cmd(
     threads: int = typer.Option(1, help="torch threads."),
     valid_only: bool = typer.Option(False, help="Train on the SMACT-valid MP formulas only (generator "
                                                 "'matgan-valid' reads data/weights/matgan_valid)."),
+    ch: int = typer.Option(8, help="Channel width of generator, critic and autoencoder."),
+    checkpoint: str = typer.Option("", help="GAN checkpoint file, resumed if it exists "
+                                            "(default: <out>/checkpoints/matgan_gan.pt)."),
+    store: bool = typer.Option(True, help="Also store both models in MongoDB (GridFS)."),
 ) -> None:
-    """Train MatGAN and its reachability autoencoder on the MP formulas and write the weights."""
-    import torch
+    """Train MatGAN and its reachability autoencoder on the MP formulas and write the weights
+    (Prefect flow ``train-matgan``).
 
-    from generators.matgan import AEConfig, GANConfig, train_matgan
+    The GAN training is checkpointed: running the command again continues it (EPOCHS is the total)."""
+    from flows.matgan_flow import train_matgan_flow
 
-    torch.set_num_threads(threads)
-    meta = train_matgan(out or None, GANConfig(epochs=epochs, seed=seed, time_budget_s=gan_minutes * 60),
-                        AEConfig(epochs=10_000, seed=seed, time_budget_s=ae_minutes * 60),
-                        log_fn=lambda m: console.print(m, highlight=False), valid_only=valid_only)
+    meta = train_matgan_flow(gan_minutes=gan_minutes, ae_minutes=ae_minutes, epochs=epochs, seed=seed, ch=ch,
+                             valid_only=valid_only, out=out or None, checkpoint=checkpoint or None,
+                             threads=threads, store_weights=store)
     console.print(f"saved; metrics: {meta['metrics']}")
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from alcore.composition import canonical_formula
+from alcore.errors import CorruptModelError
 from alcore.validity import check_validity
 from generators import matgan as M
 from generators.base import CompositionGenerator, get_generator
@@ -145,8 +148,6 @@ def test_reachability_of_training_formulas() -> None:
 
 
 def test_missing_weights_raise_clear_error(tmp_path) -> None:
-    from alcore.errors import CorruptModelError
-
     with pytest.raises(CorruptModelError, match="train-matgan"):
         M.MatGANSampler.pretrained(tmp_path)
 
@@ -166,3 +167,64 @@ def test_matgan_valid_generator_loads_its_own_weights() -> None:
     assert "SMACT-valid only" in sampler.metadata["data"]
     batch = sampler.sample_batch(300, seed=5)
     assert _validity(batch) > 0.5
+
+
+def _tiny_data() -> torch.Tensor:
+    return M.encode_formulas(M.training_formulas(valid_only=True)[:640])  # 10 batches of 64
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_gan_training_resumes_from_a_checkpoint_exactly(tmp_path: Path) -> None:
+    """Stopped mid-epoch by its time budget and resumed (3 runs of one checkpoint), training ends with
+    the weights, w-distance history and step count of one uninterrupted run."""
+    torch.set_num_threads(1)
+    data = _tiny_data()
+    straight, h_straight = M.train_gan(data, M.GANConfig(epochs=2, seed=0))
+    ckpt = tmp_path / "gan.pt"
+    g, h = M.train_gan(data, M.GANConfig(epochs=2, seed=0, time_budget_s=0.0), checkpoint=ckpt)
+    assert h["epochs"] == pytest.approx(0.1) and ckpt.exists()  # stopped after the first batch
+    assert not _same_weights(g, straight)
+    runs = 1
+    while h["epochs"] < 2:
+        g, h = M.train_gan(data, M.GANConfig(epochs=2, seed=0, time_budget_s=0.0), checkpoint=ckpt)
+        runs += 1
+    assert runs == 20 and h["runs"] == 20  # one batch per run
+    assert _same_weights(g, straight)
+    assert h["w_distance"] == h_straight["w_distance"] and h["steps"] == h_straight["steps"] == 10
+    # a finished checkpoint with a larger epoch target trains on
+    _, h3 = M.train_gan(data, M.GANConfig(epochs=3, seed=0), checkpoint=ckpt)
+    assert h3["epochs"] == 3 and len(h3["w_distance"]) == 3
+
+
+def test_gan_checkpoint_of_other_data_settings_or_bytes_is_refused(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    data = _tiny_data()
+    ckpt = tmp_path / "gan.pt"
+    M.train_gan(data, M.GANConfig(epochs=1, seed=0), checkpoint=ckpt)
+    with pytest.raises(ValueError, match="other formulas"):
+        M.train_gan(data[:320], M.GANConfig(epochs=2, seed=0), checkpoint=ckpt)
+    with pytest.raises(ValueError, match="other settings.*'lr'"):
+        M.train_gan(data, M.GANConfig(epochs=2, seed=0, lr=1e-4), checkpoint=ckpt)
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    with pytest.raises(CorruptModelError, match="delete it to start over"):
+        M.train_gan(data, M.GANConfig(epochs=2, seed=0), checkpoint=ckpt)
+
+
+def test_generation_metrics_on_a_hand_made_batch() -> None:
+    """6 draws: NaCl x2, LiF, Fe (elemental), NaCl2 (not charge balanced), one empty decode."""
+    enc = M.encoder()
+    forms = ["NaCl", "NaCl", "LiF", "Fe", "NaCl2"]
+    counts = np.vstack([enc.decode_counts(enc.encode_batch(forms).matrices), np.zeros((1, len(enc.symbols)), np.uint8)])
+    batch = M.SampleBatch(counts, [*forms, None], np.array([True] * 5 + [False]))
+    m = M.generation_metrics(batch, known=frozenset({"NaCl", "LiF"}), training=frozenset({"NaCl"}))
+    assert m["samples"] == 6 and m["representable"] == pytest.approx(5 / 6)
+    assert m["unique_formulas"] == 4 and m["uniqueness"] == pytest.approx(4 / 6)
+    assert m["validity"] == pytest.approx(4 / 6)  # NaCl x2, LiF, Fe (SMACT passes elements)
+    assert m["validity_multi_element"] == pytest.approx(3 / 6) and m["single_element_share"] == pytest.approx(1 / 6)
+    assert m["novelty_samples"] == pytest.approx(2 / 5) and m["novelty_unique"] == pytest.approx(2 / 4)
+    assert m["novelty_vs_training_samples"] == pytest.approx(3 / 5)
+    assert m["valid_novel_unique"] == 1  # Fe

@@ -1,0 +1,99 @@
+"""Prefect flow "train-matgan": (re)train MatGAN and its reachability autoencoder, resumably.
+
+The WGAN-GP part is checkpointed (:func:`generators.matgan.train_gan`), so a scheduled or repeated
+run with a time budget continues one long training instead of starting over. The weights go to a
+folder (``data/weights`` for generator ``matgan``, ``data/weights/matgan_valid`` for
+``matgan-valid``) and, unless ``store_weights`` is off, into MongoDB GridFS (kinds
+``matgan_generator`` / ``matgan_autoencoder``, metadata = the training metadata) through
+:meth:`flows.store.Store.save_model`. A markdown artifact shows the generation metrics.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from prefect import flow, get_run_logger, task
+
+from alcore.paths import WEIGHTS_DIR
+from generators.matgan import AUTOENCODER_NAME, GENERATOR_NAME, AEConfig, GANConfig, load_module, train_matgan
+
+
+def _metrics_markdown(meta: dict[str, Any], out: Path) -> str:
+    m = meta["metrics"]
+    gh = meta["gan_history"]
+    rows = [
+        ("training formulas", f"{meta['n_formulas']:,}"),
+        ("GAN epochs (total) / runs", f"{gh['epochs']:.1f} / {gh['runs']}"),
+        ("GAN seconds (total)", f"{gh['seconds']:.0f}"),
+        (f"validity (SMACT, {m['gen_samples']:,} samples)", f"{m['gen_validity']:.1%}"),
+        ("validity, >= 2 elements", f"{m['gen_validity_multi_element']:.1%}"),
+        ("novelty (samples)", f"{m['gen_novelty_samples']:.1%}"),
+        ("uniqueness", f"{m['gen_uniqueness']:.1%}"),
+        ("AE exact reconstruction (held out)", f"{m['ae_exact_reconstruction_heldout']:.1%}"),
+    ]
+    return "\n".join([f"# MatGAN training ({out})", "", "| metric | value |", "|---|---|",
+                      *(f"| {k} | {v} |" for k, v in rows)])
+
+
+@task(name="train-matgan-models")
+def _train_task(out: str, gan: GANConfig, ae: AEConfig, valid_only: bool, checkpoint: str | None,
+                threads: int) -> dict[str, Any]:
+    logger = get_run_logger()
+    torch.set_num_threads(threads)
+    return train_matgan(out, gan, ae, log_fn=logger.info, valid_only=valid_only, checkpoint=checkpoint)
+
+
+@flow(name="train-matgan", log_prints=True)
+def train_matgan_flow(
+    gan_minutes: float = 8.0,
+    ae_minutes: float = 4.0,
+    epochs: int = 200,
+    seed: int = 0,
+    ch: int = 8,
+    valid_only: bool = False,
+    out: str | None = None,
+    checkpoint: str | None = None,
+    threads: int = 1,
+    store_weights: bool = True,
+    mongodb_uri: str | None = None,
+    database: str | None = None,
+) -> dict[str, Any]:
+    """Train (or continue training) MatGAN for ``gan_minutes`` and its autoencoder for ``ae_minutes``.
+
+    ``epochs`` is the total GAN epoch target across resumed runs; ``ch`` the channel width of
+    generator, critic and autoencoder; ``valid_only`` trains on the SMACT-valid MP formulas only.
+    Weights go to ``out`` (default ``data/weights``); ``checkpoint`` defaults to
+    ``<out>/checkpoints/matgan_gan.pt``. With ``store_weights`` both models are also stored in
+    MongoDB (``mongodb_uri``/``database``, else the configured store). Returns the training
+    metadata plus ``model_sha256`` (kind -> GridFS sha256) when stored.
+    """
+    from prefect.artifacts import create_markdown_artifact
+
+    wdir = Path(out) if out else WEIGHTS_DIR
+    gan = GANConfig(epochs=epochs, seed=seed, ch=ch, time_budget_s=gan_minutes * 60)
+    ae = AEConfig(epochs=10_000, seed=seed, ch=ch, time_budget_s=ae_minutes * 60)
+    meta = _train_task(str(wdir), gan, ae, valid_only, checkpoint, threads)
+    if store_weights:
+        from flows.pool_flow import open_store
+
+        store = open_store(mongodb_uri, database)
+        meta["model_sha256"] = {}
+        for name in (GENERATOR_NAME, AUTOENCODER_NAME):
+            module, module_meta = load_module(wdir, name, partial(_build, name))
+            meta["model_sha256"][name] = store.save_model(name, module.state_dict(),
+                                                          {**module_meta, "weights_dir": str(wdir)})
+    create_markdown_artifact(_metrics_markdown(meta, wdir), key="matgan-training",
+                             description="MatGAN generation metrics after training")
+    print(f"MatGAN weights in {wdir}: validity {meta['metrics']['gen_validity']:.1%}, "
+          f"novelty {meta['metrics']['gen_novelty_samples']:.1%}")
+    return meta
+
+
+def _build(name: str, meta: dict[str, Any]) -> torch.nn.Module:
+    from generators.matgan import Autoencoder, Generator
+
+    cls = Generator if name == GENERATOR_NAME else Autoencoder
+    return cls(meta["params"]["latent_dim"], meta["params"]["ch"])
