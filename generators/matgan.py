@@ -264,6 +264,13 @@ def encode_formulas(formulas: Sequence[str]) -> torch.Tensor:
 #: (137 ms vs 232 ms).
 NATIVE_TRAIN_MAX_CH = 8
 CHECKPOINT_VERSION = 1
+#: GANConfig fields that may change between a checkpoint and its resumption.
+RESUMABLE_FIELDS = ("epochs", "time_budget_s")
+
+
+def _fixed_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """GANConfig fields a resumed run must keep (tuples as lists: a loaded checkpoint may hold either)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items() if k not in RESUMABLE_FIELDS}
 
 
 def _checkpoint_state(G: Generator, D: Critic, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
@@ -295,18 +302,12 @@ def _load_checkpoint(path: Path, cfg: GANConfig, data_sha: str) -> dict[str, Any
     if state["data_sha256"] != data_sha:
         raise ValueError(f"MatGAN checkpoint {path} was trained on other formulas (sha256 "
                          f"{state['data_sha256'][:12]} vs {data_sha[:12]}); use another checkpoint path or delete it")
-    fixed = {k: v for k, v in asdict(cfg).items() if k not in RESUMABLE_FIELDS}
-    stored = {k: (list(v) if isinstance(v, tuple) else v) for k, v in state["config"].items() if k not in RESUMABLE_FIELDS}
-    fixed = {k: (list(v) if isinstance(v, tuple) else v) for k, v in fixed.items()}
-    if stored != fixed:
-        diff = {k: (stored.get(k), fixed.get(k)) for k in fixed if stored.get(k) != fixed.get(k)}
+    stored, asked = _fixed_settings(state["config"]), _fixed_settings(asdict(cfg))
+    if stored != asked:
+        diff = {k: (stored.get(k), asked.get(k)) for k in asked if stored.get(k) != asked.get(k)}
         raise ValueError(f"MatGAN checkpoint {path} was trained with other settings {diff} (stored, asked); "
                          "resume with the stored settings, or use another checkpoint path")
     return state
-
-
-#: GANConfig fields that may change between a checkpoint and its resumption.
-RESUMABLE_FIELDS = ("epochs", "time_budget_s")
 
 
 def train_gan(
