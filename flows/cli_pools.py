@@ -56,6 +56,7 @@ def train_matgan_cmd(
     valid_only: bool = typer.Option(False, help="Train on the SMACT-valid MP formulas only (generator "
                                                 "'matgan-valid' reads data/weights/matgan_valid)."),
     ch: int = typer.Option(8, help="Channel width of generator, critic and autoencoder."),
+    lr: float = typer.Option(1e-3, help="GAN learning rate (may change when resuming: fine-tune lower)."),
     checkpoint: str = typer.Option("", help="GAN checkpoint file, resumed if it exists "
                                             "(default: <out>/checkpoints/matgan_gan.pt)."),
     store: bool = typer.Option(True, help="Also store both models in MongoDB (GridFS)."),
@@ -67,7 +68,7 @@ def train_matgan_cmd(
     from flows.matgan_flow import train_matgan_flow
 
     meta = train_matgan_flow(gan_minutes=gan_minutes, ae_minutes=ae_minutes, epochs=epochs, seed=seed, ch=ch,
-                             valid_only=valid_only, out=out or None, checkpoint=checkpoint or None,
+                             lr=lr, valid_only=valid_only, out=out or None, checkpoint=checkpoint or None,
                              threads=threads, store_weights=store)
     console.print(f"saved; metrics: {meta['metrics']}")
 

@@ -53,6 +53,7 @@ def train_matgan_flow(
     epochs: int = 200,
     seed: int = 0,
     ch: int = 8,
+    lr: float = 1e-3,
     valid_only: bool = False,
     out: str | None = None,
     checkpoint: str | None = None,
@@ -64,7 +65,8 @@ def train_matgan_flow(
     """Train (or continue training) MatGAN for ``gan_minutes`` and its autoencoder for ``ae_minutes``.
 
     ``epochs`` is the total GAN epoch target across resumed runs; ``ch`` the channel width of
-    generator, critic and autoencoder; ``valid_only`` trains on the SMACT-valid MP formulas only.
+    generator, critic and autoencoder; ``lr`` the GAN
+    learning rate (a resumed run may change it: fine-tuning at a lower rate); ``valid_only`` trains on the SMACT-valid MP formulas only.
     Weights go to ``out`` (default ``data/weights``); ``checkpoint`` defaults to
     ``<out>/checkpoints/matgan_gan.pt``. With ``store_weights`` both models are also stored in
     MongoDB (``mongodb_uri``/``database``, else the configured store). Returns the training
@@ -73,7 +75,7 @@ def train_matgan_flow(
     from prefect.artifacts import create_markdown_artifact
 
     wdir = Path(out) if out else WEIGHTS_DIR
-    gan = GANConfig(epochs=epochs, seed=seed, ch=ch, time_budget_s=gan_minutes * 60)
+    gan = GANConfig(epochs=epochs, seed=seed, ch=ch, lr=lr, time_budget_s=gan_minutes * 60)
     ae = AEConfig(epochs=10_000, seed=seed, ch=ch, time_budget_s=ae_minutes * 60)
     meta = _train_task(str(wdir), gan, ae, valid_only, checkpoint, threads)
     if store_weights:

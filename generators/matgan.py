@@ -264,8 +264,9 @@ def encode_formulas(formulas: Sequence[str]) -> torch.Tensor:
 #: (137 ms vs 232 ms).
 NATIVE_TRAIN_MAX_CH = 8
 CHECKPOINT_VERSION = 1
-#: GANConfig fields that may change between a checkpoint and its resumption.
-RESUMABLE_FIELDS = ("epochs", "time_budget_s")
+#: GANConfig fields that may change between a checkpoint and its resumption (a new ``lr`` is applied
+#: to both optimisers and recorded in the history's ``lr_schedule``).
+RESUMABLE_FIELDS = ("epochs", "time_budget_s", "lr")
 
 
 def _fixed_settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -327,8 +328,10 @@ def train_gan(
     position inside the epoch are written there atomically every ``checkpoint_every_s`` seconds, at
     each epoch's end and when training stops; an existing checkpoint is resumed, so a killed or
     time-limited run continues where it stopped and ``config.epochs`` is the total target.
-    A resumed run equals an uninterrupted one (same weights; tested). Raises ``ValueError`` for a
-    checkpoint of other data or other settings (only ``epochs``/``time_budget_s`` may change) and
+    A resumed run equals an uninterrupted one (same weights; tested). A resumed run may lower ``lr``
+    (fine-tuning; recorded in ``history["lr_schedule"]`` as ``[from epoch, lr]`` pairs). Raises
+    ``ValueError`` for a checkpoint of other data or other settings (only ``epochs``,
+    ``time_budget_s`` and ``lr`` may change) and
     :class:`CorruptModelError` for an unreadable one.
     """
     cfg = config or GANConfig()
@@ -342,7 +345,7 @@ def train_gan(
     data_sha = hashlib.sha256(data.numpy().tobytes()).hexdigest()
     ckpt = Path(checkpoint) if checkpoint else None
     history: dict[str, Any] = {"w_distance": [], "steps": 0, "epochs": 0.0, "seconds": 0.0, "runs": 0}
-    start_epoch, start_batch, perm = 0, 0, None
+    start_epoch, start_batch, perm, first_lr = 0, 0, None, cfg.lr
     if ckpt is not None and ckpt.exists():
         state = _load_checkpoint(ckpt, cfg, data_sha)
         G.load_state_dict(state["generator"])
@@ -352,7 +355,14 @@ def train_gan(
         gen_rng.set_state(state["rng"])
         history = state["history"]
         start_epoch, start_batch, perm = state["epoch"], state["next_batch"], state["perm"]
+        first_lr = state["config"]["lr"]
+        for opt in (opt_g, opt_d):
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr
         log.info("resuming MatGAN training from %s at epoch %.2f", ckpt, history["epochs"])
+    schedule = history.setdefault("lr_schedule", [[0.0, first_lr]])
+    if schedule[-1][1] != cfg.lr:
+        schedule.append([history["epochs"], cfg.lr])  # [from epoch, learning rate]
     history["runs"] += 1
     seconds_before = history["seconds"]
     t0 = last_save = time.perf_counter()

@@ -207,8 +207,11 @@ def test_gan_checkpoint_of_other_data_settings_or_bytes_is_refused(tmp_path: Pat
     M.train_gan(data, M.GANConfig(epochs=1, seed=0), checkpoint=ckpt)
     with pytest.raises(ValueError, match="other formulas"):
         M.train_gan(data[:320], M.GANConfig(epochs=2, seed=0), checkpoint=ckpt)
-    with pytest.raises(ValueError, match="other settings.*'lr'"):
-        M.train_gan(data, M.GANConfig(epochs=2, seed=0, lr=1e-4), checkpoint=ckpt)
+    with pytest.raises(ValueError, match="other settings.*'batch_size'"):
+        M.train_gan(data, M.GANConfig(epochs=2, seed=0, batch_size=32), checkpoint=ckpt)
+    # a lower learning rate is allowed (fine-tuning) and recorded
+    _, h = M.train_gan(data, M.GANConfig(epochs=2, seed=0, lr=1e-4), checkpoint=ckpt)
+    assert h["lr_schedule"] == [[0.0, 1e-3], [1.0, 1e-4]] and h["epochs"] == 2
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
     with pytest.raises(CorruptModelError, match="delete it to start over"):
         M.train_gan(data, M.GANConfig(epochs=2, seed=0), checkpoint=ckpt)
