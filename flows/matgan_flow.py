@@ -10,7 +10,6 @@ folder (``data/weights`` for generator ``matgan``, ``data/weights/matgan_valid``
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,14 @@ import torch
 from prefect import flow, get_run_logger, task
 
 from alcore.paths import WEIGHTS_DIR
-from generators.matgan import AUTOENCODER_NAME, GENERATOR_NAME, AEConfig, GANConfig, load_module, train_matgan
+from generators.matgan import (
+    AUTOENCODER_NAME,
+    GENERATOR_NAME,
+    AEConfig,
+    GANConfig,
+    load_trained,
+    train_matgan,
+)
 
 
 def _metrics_markdown(meta: dict[str, Any], out: Path) -> str:
@@ -65,9 +71,8 @@ def train_matgan_flow(
     """Train (or continue training) MatGAN for ``gan_minutes`` and its autoencoder for ``ae_minutes``.
 
     ``epochs`` is the total GAN epoch target across resumed runs; ``ch`` the channel width of
-    generator, critic and autoencoder; ``lr`` the GAN
-    learning rate (a resumed run may change it: fine-tuning at a lower rate); ``valid_only`` trains on the SMACT-valid MP formulas only.
-    Weights go to ``out`` (default ``data/weights``); ``checkpoint`` defaults to
+    generator, critic and autoencoder; ``lr`` the GAN learning rate (a resumed run may lower it:
+    fine-tuning); ``valid_only`` trains on the SMACT-valid MP formulas only. Weights go to ``out`` (default ``data/weights``); ``checkpoint`` defaults to
     ``<out>/checkpoints/matgan_gan.pt``. With ``store_weights`` both models are also stored in
     MongoDB (``mongodb_uri``/``database``, else the configured store). Returns the training
     metadata plus ``model_sha256`` (kind -> GridFS sha256) when stored.
@@ -84,7 +89,7 @@ def train_matgan_flow(
         store = open_store(mongodb_uri, database)
         meta["model_sha256"] = {}
         for name in (GENERATOR_NAME, AUTOENCODER_NAME):
-            module, module_meta = load_module(wdir, name, partial(_build, name))
+            module, module_meta = load_trained(wdir, name)
             meta["model_sha256"][name] = store.save_model(name, module.state_dict(),
                                                           {**module_meta, "weights_dir": str(wdir)})
     create_markdown_artifact(_metrics_markdown(meta, wdir), key="matgan-training",
@@ -93,9 +98,3 @@ def train_matgan_flow(
           f"novelty {meta['metrics']['gen_novelty_samples']:.1%}")
     return meta
 
-
-def _build(name: str, meta: dict[str, Any]) -> torch.nn.Module:
-    from generators.matgan import Autoencoder, Generator
-
-    cls = Generator if name == GENERATOR_NAME else Autoencoder
-    return cls(meta["params"]["latent_dim"], meta["params"]["ch"])

@@ -581,11 +581,10 @@ class MatGANSampler:
         (retrain with ``alflow pools train-matgan``).
         """
         wdir = Path(weights_dir) if weights_dir else WEIGHTS_DIR
-        gen, meta = load_module(wdir, GENERATOR_NAME, lambda m: Generator(m["params"]["latent_dim"], m["params"]["ch"]))
+        gen, meta = load_trained(wdir, GENERATOR_NAME)
         ae = None
         if with_autoencoder and (wdir / f"{AUTOENCODER_NAME}.safetensors").exists():
-            ae, _ = load_module(wdir, AUTOENCODER_NAME,
-                                lambda m: Autoencoder(m["params"]["latent_dim"], m["params"]["ch"]))
+            ae, _ = load_trained(wdir, AUTOENCODER_NAME)
         return cls(gen, ae, meta, name)
 
     def sample_batch(self, n: int, seed: int) -> SampleBatch:
@@ -657,6 +656,13 @@ def load_module(weights_dir: str | Path, name: str, build: Callable[[dict[str, A
     except (RuntimeError, KeyError) as exc:
         raise CorruptModelError(f"{path} does not fit the {type(module).__name__} architecture: {exc}") from None
     return module.eval(), meta
+
+
+def load_trained(weights_dir: str | Path, name: str) -> tuple[nn.Module, dict]:
+    """Load the saved ``matgan_generator`` or ``matgan_autoencoder`` (``name``) of ``weights_dir``,
+    sized by its metadata; returns ``(module in eval mode, metadata)`` (errors as :func:`load_module`)."""
+    cls = {GENERATOR_NAME: Generator, AUTOENCODER_NAME: Autoencoder}[name]
+    return load_module(weights_dir, name, lambda m: cls(m["params"]["latent_dim"], m["params"]["ch"]))
 
 
 def _jsonable(obj: Any) -> Any:

@@ -28,7 +28,7 @@ def test_train_matgan_flow_stores_models_and_resumes(prefect_harness: None, stor
     sha = second["model_sha256"][M.GENERATOR_NAME]
     assert store.latest_model(M.GENERATOR_NAME) == sha
     state, meta = store.load_model(sha, kind=M.GENERATOR_NAME)
-    on_disk, _ = M.load_module(tmp_path, M.GENERATOR_NAME, lambda m: M.Generator(m["params"]["latent_dim"], 8))
+    on_disk, _ = M.load_trained(tmp_path, M.GENERATOR_NAME)
     assert all(torch.equal(state[k], v) for k, v in on_disk.state_dict().items())
     assert meta["runs"] == 2 and meta["n_formulas"] == first["n_formulas"]
     assert store.latest_model(M.AUTOENCODER_NAME) == second["model_sha256"][M.AUTOENCODER_NAME]
