@@ -370,7 +370,7 @@ def random_symmetric(formula: str, spg: int, trials: int = 3, seed: int = 0, max
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    xtal.from_random(3, spg, els, [counts[e] * z for e in els], seed=seed + t)
+                    xtal.from_random(3, spg, els, [counts[e] * z for e in els], random_state=seed + t)
                     if not xtal.valid:
                         continue
                     s = xtal.to_pymatgen()

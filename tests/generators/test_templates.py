@@ -94,6 +94,20 @@ def test_random_symmetric_fallback() -> None:
     assert bad[0].structure is None and bad[0].reason
 
 
+def test_random_symmetric_is_reproducible_from_its_seed() -> None:
+    """pyxtal ignores ``seed`` for atomic crystals; the trials pass ``random_state`` so that a trial id
+    (``pyxtal:<spg>:z<z>:s<seed>``) always names the same structure (a rerun of the structures stage
+    rebuilds what it stored)."""
+    a = random_symmetric("Li2BH3OF4", 63, trials=2, seed=0)
+    b = random_symmetric("Li2BH3OF4", 63, trials=2, seed=0)
+    c = random_symmetric("Li2BH3OF4", 63, trials=1, seed=5)
+    assert [t.template_id for t in a] == [t.template_id for t in b]
+    for x, y in zip(a, b, strict=True):
+        assert np.allclose(x.structure.lattice.matrix, y.structure.lattice.matrix)
+        assert np.allclose(x.structure.frac_coords, y.structure.frac_coords)
+    assert not np.allclose(a[0].structure.lattice.abc, c[0].structure.lattice.abc)
+
+
 def test_fallback_used_when_no_template_has_the_anonymised_formula(library: TemplateLibrary) -> None:
     formula = "KNaF13"  # an anonymised formula (1-1-13) no template has
     assert len(library.rows_with_anon(anonymised_key(formula))) == 0
