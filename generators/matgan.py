@@ -798,7 +798,7 @@ def train_matgan(
     save_module(wdir, GENERATOR_NAME, G, {
         **common, "kind": "matgan_generator", "params": {"latent_dim": gan.latent_dim, "ch": gan.ch},
         "config": asdict(gan), "epochs": gh["epochs"], "generator_steps": gh["steps"],
-        "seconds": gh["seconds"], "runs": gh["runs"], "w_distance": gh["w_distance"],
+        "seconds": gh["seconds"], "runs": gh["runs"], "lr_schedule": gh["lr_schedule"], "w_distance": gh["w_distance"],
     })
     save_module(wdir, AUTOENCODER_NAME, A, {
         **common, "kind": "matgan_autoencoder", "params": {"latent_dim": ae.latent_dim, "ch": ae.ch},

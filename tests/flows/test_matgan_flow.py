@@ -30,6 +30,6 @@ def test_train_matgan_flow_stores_models_and_resumes(prefect_harness: None, stor
     state, meta = store.load_model(sha, kind=M.GENERATOR_NAME)
     on_disk, _ = M.load_trained(tmp_path, M.GENERATOR_NAME)
     assert all(torch.equal(state[k], v) for k, v in on_disk.state_dict().items())
-    assert meta["runs"] == 2 and meta["n_formulas"] == first["n_formulas"]
+    assert meta["runs"] == 2 and meta["lr_schedule"] == [[0.0, 1e-3]] and meta["n_formulas"] == first["n_formulas"]
     assert store.latest_model(M.AUTOENCODER_NAME) == second["model_sha256"][M.AUTOENCODER_NAME]
     assert 0 <= second["metrics"]["gen_validity"] <= 1
