@@ -367,10 +367,12 @@ def train_gan(
     seconds_before = history["seconds"]
     t0 = last_save = time.perf_counter()
 
-    def save(epoch: int, next_batch: int, perm_now: torch.Tensor | None, w_partial: tuple[float, int]) -> None:
+    def save(epoch: int, next_batch: int, perm_now: torch.Tensor | None,
+             w_partial: tuple[float, int] | None = None) -> None:
+        """Checkpoint; mid-epoch (``w_partial`` given) also the epoch's running w-distance sum."""
         history["seconds"] = seconds_before + time.perf_counter() - t0
         if ckpt is not None:
-            state_history = {**history, "w_partial": w_partial} if next_batch else history
+            state_history = history if w_partial is None else {**history, "w_partial": w_partial}
             _save_checkpoint(ckpt, _checkpoint_state(G, D, opt_g, opt_d, gen_rng, cfg, data_sha, epoch,
                                                      next_batch, perm_now, state_history))
 
@@ -413,7 +415,7 @@ def train_gan(
             if stop:
                 break
             history["w_distance"].append(w_sum / max(w_n, 1))
-            save(epoch + 1, 0, None, (0.0, 0))
+            save(epoch + 1, 0, None)
             last_save = time.perf_counter()
             if progress:
                 progress(epoch, {"w_distance": history["w_distance"][-1], "seconds": history["seconds"]})
