@@ -46,8 +46,9 @@ class AcquisitionSettings:
             raise ConfigError("need num_restarts >= 1, raw_samples >= num_restarts and maxiter >= 1")
 
 
-def make_ucb(model: Model, settings: AcquisitionSettings, seed: int,
-             x_pending: torch.Tensor | None = None) -> AcquisitionFunction:
+def make_ucb(
+    model: Model, settings: AcquisitionSettings, seed: int, x_pending: torch.Tensor | None = None
+) -> AcquisitionFunction:
     """Analytic UCB for q = 1 (and no pending points), else seeded ``qUpperConfidenceBound``."""
     if settings.q == 1 and x_pending is None:
         return UpperConfidenceBound(model, beta=settings.beta)
@@ -55,8 +56,9 @@ def make_ucb(model: Model, settings: AcquisitionSettings, seed: int,
     return qUpperConfidenceBound(model, beta=settings.beta, sampler=sampler, X_pending=x_pending)
 
 
-def acquire_continuous(model: Model, bounds: np.ndarray, settings: AcquisitionSettings, seed: int,
-                       x_pending: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+def acquire_continuous(
+    model: Model, bounds: np.ndarray, settings: AcquisitionSettings, seed: int, x_pending: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
     """Maximise UCB inside the latent box ``bounds`` (2, d).
 
     Returns ``(x, value)``: ``x`` (q, d) float64 latent points and the joint acquisition value.
@@ -69,15 +71,24 @@ def acquire_continuous(model: Model, bounds: np.ndarray, settings: AcquisitionSe
     with warnings.catch_warnings(), gpytorch.settings.max_cholesky_size(CHOLESKY_MAX):
         warnings.simplefilter("ignore")
         x, value = optimize_acqf(
-            acq, bounds=torch.as_tensor(bounds, dtype=torch.float64), q=settings.q,
-            num_restarts=settings.num_restarts, raw_samples=settings.raw_samples,
+            acq,
+            bounds=torch.as_tensor(bounds, dtype=torch.float64),
+            q=settings.q,
+            num_restarts=settings.num_restarts,
+            raw_samples=settings.raw_samples,
             options={"maxiter": settings.maxiter, "seed": seed},
         )
     return x.detach().numpy(), float(value.detach().sum())
 
 
-def acquire_discrete(model: Model, choices: np.ndarray, settings: AcquisitionSettings, seed: int,
-                     max_batch_size: int = 2048, method: str = "bucb") -> tuple[np.ndarray, np.ndarray]:
+def acquire_discrete(
+    model: Model,
+    choices: np.ndarray,
+    settings: AcquisitionSettings,
+    seed: int,
+    max_batch_size: int = 2048,
+    method: str = "bucb",
+) -> tuple[np.ndarray, np.ndarray]:
     """Pick ``q`` rows of ``choices`` (M, d) that maximise UCB.
 
     ``method="bucb"`` (default): GP-BUCB (Desautels et al. 2014): greedy analytic UCB where each
@@ -108,8 +119,9 @@ def acquire_discrete(model: Model, choices: np.ndarray, settings: AcquisitionSet
     return picked, values.detach().numpy().reshape(-1)
 
 
-def _bucb(model: Model, choices: np.ndarray, settings: AcquisitionSettings,
-          max_batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def _bucb(
+    model: Model, choices: np.ndarray, settings: AcquisitionSettings, max_batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """GP-BUCB batch selection (see :func:`acquire_discrete`) with exact rank-one variance updates.
 
     With V = L^-1 K(X, P) (L the Cholesky factor of the noisy training covariance), the posterior
@@ -128,9 +140,13 @@ def _bucb(model: Model, choices: np.ndarray, settings: AcquisitionSettings,
         noise = model.likelihood.noise.reshape(-1)[0]
         k_train = kernel(xt).to_dense() + noise * torch.eye(len(xt), dtype=xt.dtype)
         chol = torch.linalg.cholesky(k_train)
-        v = torch.cat([torch.linalg.solve_triangular(chol, kernel(xt, pt[i : i + max_batch_size]).to_dense(),
-                                                     upper=False)
-                       for i in range(0, len(pt), max_batch_size)], dim=1)
+        v = torch.cat(
+            [
+                torch.linalg.solve_triangular(chol, kernel(xt, pt[i : i + max_batch_size]).to_dense(), upper=False)
+                for i in range(0, len(pt), max_batch_size)
+            ],
+            dim=1,
+        )
         var = (kernel(pt, diag=True) - (v * v).sum(0)).clamp_min(1e-12)
         scale = float(model.outcome_transform.stdvs.reshape(-1)[0]) if hasattr(model, "outcome_transform") else 1.0
         mean_t = torch.as_tensor(mean)

@@ -55,13 +55,16 @@ class CompositionAutoencoder(nn.Module):
         self.h = math.ceil(config.n_elements / 2)
         self.w = math.ceil(config.max_count / 2)
         self.encoder_conv = nn.Sequential(
-            nn.Conv2d(1, c1, kernel_size=(5, 3), padding=(2, 1)), nn.ReLU(),
-            nn.Conv2d(c1, c2, kernel_size=(5, 3), stride=2, padding=(2, 1)), nn.ReLU(),
+            nn.Conv2d(1, c1, kernel_size=(5, 3), padding=(2, 1)),
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, kernel_size=(5, 3), stride=2, padding=(2, 1)),
+            nn.ReLU(),
         )
         self.encoder_fc = nn.Linear(c2 * self.h * self.w, config.latent_dim)
         self.decoder_fc = nn.Linear(config.latent_dim, c2 * self.h * self.w)
         self.decoder_conv = nn.Sequential(
-            nn.ConvTranspose2d(c2, c1, kernel_size=(4, 4), stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(c2, c1, kernel_size=(4, 4), stride=2, padding=1),
+            nn.ReLU(),
             nn.ConvTranspose2d(c1, 2, kernel_size=(5, 3), padding=(2, 1)),
         )
 
@@ -100,8 +103,9 @@ class TrainResult:
     metrics: dict[str, Any]
 
 
-def exact_match_rate(model: CompositionAutoencoder, encoder: CompositionEncoder, x: np.ndarray,
-                     batch: int = 4096) -> float:
+def exact_match_rate(
+    model: CompositionAutoencoder, encoder: CompositionEncoder, x: np.ndarray, batch: int = 4096
+) -> float:
     """Fraction of matrices ``x`` (N, E, C) whose decoded counts equal the input counts exactly."""
     model.eval()
     hits = 0
@@ -203,9 +207,15 @@ def save_weights(model: CompositionAutoencoder, path: Path, metadata: dict[str, 
 
 def model_from_state(state: dict[str, torch.Tensor], config: dict[str, Any] | AEConfig) -> CompositionAutoencoder:
     """Build an autoencoder from a state dict and its config; raises CorruptModelError on mismatch."""
-    cfg = config if isinstance(config, AEConfig) else AEConfig(
-        n_elements=config["n_elements"], max_count=config["max_count"],
-        latent_dim=config["latent_dim"], channels=tuple(config["channels"]),
+    cfg = (
+        config
+        if isinstance(config, AEConfig)
+        else AEConfig(
+            n_elements=config["n_elements"],
+            max_count=config["max_count"],
+            latent_dim=config["latent_dim"],
+            channels=tuple(config["channels"]),
+        )
     )
     model = CompositionAutoencoder(cfg)
     try:
@@ -225,16 +235,14 @@ def load_weights(path: Path) -> tuple[CompositionAutoencoder, dict[str, Any]]:
     return model_from_state(load_file(str(path)), meta["config"]), meta
 
 
-def encode_formulas(model: CompositionAutoencoder, encoder: CompositionEncoder,
-                    formulas: Sequence[str]) -> np.ndarray:
+def encode_formulas(model: CompositionAutoencoder, encoder: CompositionEncoder, formulas: Sequence[str]) -> np.ndarray:
     """Latent vectors ``(N, latent_dim)`` float64 for formulas (raises on unrepresentable ones)."""
     x = encoder.encode_batch(list(formulas)).matrices
     with torch.no_grad():
         return model.encode(torch.from_numpy(x)).double().numpy()
 
 
-def decode_latents(model: CompositionAutoencoder, encoder: CompositionEncoder,
-                   z: np.ndarray) -> list[str | None]:
+def decode_latents(model: CompositionAutoencoder, encoder: CompositionEncoder, z: np.ndarray) -> list[str | None]:
     """Canonical formulas decoded from latent vectors ``(N, latent_dim)`` (None for an empty decode)."""
     with torch.no_grad():
         probs = model.decode(torch.as_tensor(np.asarray(z), dtype=torch.float32)).numpy()

@@ -193,9 +193,7 @@ class CompositionEncoder:
                 formula, f"element(s) {', '.join(unknown)} not in the {len(self.symbols)}-element list"
             )
         if len(counts) > self.max_elements:
-            raise InvalidFormulaError(
-                formula, f"{len(counts)} elements, more than the maximum of {self.max_elements}"
-            )
+            raise InvalidFormulaError(formula, f"{len(counts)} elements, more than the maximum of {self.max_elements}")
         too_many = {s: c for s, c in counts.items() if c > self.max_count}
         if too_many:
             raise InvalidFormulaError(

@@ -51,6 +51,10 @@ def recovery_score(reference_values: np.ndarray, screening_values: np.ndarray, t
     if ref.shape != pred.shape:
         raise ValueError(f"oracle and screening predictions differ in length: {ref.shape} vs {pred.shape}")
     n_ref, n_pred, n_both = int(ref.sum()), int(pred.sum()), int((ref & pred).sum())
-    return RecoveryScore(n_ref, n_pred, n_both,
-                         recall=n_both / n_ref if n_ref else float("nan"),
-                         precision=n_both / n_pred if n_pred else float("nan"))
+    return RecoveryScore(
+        n_ref,
+        n_pred,
+        n_both,
+        recall=n_both / n_ref if n_ref else float("nan"),
+        precision=n_both / n_pred if n_pred else float("nan"),
+    )

@@ -102,15 +102,17 @@ def fit_gp(
             # encoded labels may sit slightly outside the training-set box; Normalize handles it
             warnings.simplefilter("ignore", InputDataWarning)
             model = SingleTaskGP(
-                tx, ty,
+                tx,
+                ty,
                 input_transform=Normalize(d=x.shape[1], bounds=torch.from_numpy(bounds)),
                 outcome_transform=Standardize(m=1),
             )
         warm = False
         if warm_start:
             own = model.state_dict()
-            hyper = {k: v for k, v in warm_start.items()
-                     if k in own and own[k].shape == v.shape and _is_hyperparameter(k)}
+            hyper = {
+                k: v for k, v in warm_start.items() if k in own and own[k].shape == v.shape and _is_hyperparameter(k)
+            }
             if hyper:
                 model.load_state_dict(hyper, strict=False)
                 warm = True

@@ -46,9 +46,7 @@ def _smact_ok(canonical: str, use_pauling_test: bool, include_alloys: bool) -> b
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return bool(
-            smact_validity(canonical, use_pauling_test=use_pauling_test, include_alloys=include_alloys)
-        )
+        return bool(smact_validity(canonical, use_pauling_test=use_pauling_test, include_alloys=include_alloys))
 
 
 def check_validity(formula: str, rules: ValidityRules | None = None) -> Verdict:
@@ -73,8 +71,7 @@ def check_validity(formula: str, rules: ValidityRules | None = None) -> Verdict:
         reasons.append(f"{n_atoms} atoms > max_atoms {rules.max_atoms}")
     if not reasons and not _smact_ok(canonical, rules.use_pauling_test, rules.include_alloys):
         reasons.append(
-            "fails SMACT charge neutrality"
-            + (" / electronegativity balance" if rules.use_pauling_test else "")
+            "fails SMACT charge neutrality" + (" / electronegativity balance" if rules.use_pauling_test else "")
         )
     return Verdict(formula, canonical, not reasons, reasons)
 

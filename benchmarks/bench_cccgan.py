@@ -34,28 +34,42 @@ def main() -> None:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     g, meta = load_or_train()
-    summary, cands = evaluate_compositions(g, args.compositions, args.n, args.seed, args.max_relax, args.steps,
-                                           log=lambda m: print(m, flush=True))
+    summary, cands = evaluate_compositions(
+        g, args.compositions, args.n, args.seed, args.max_relax, args.steps, log=lambda m: print(m, flush=True)
+    )
     seconds = time.perf_counter() - t0
     cols = ["generated", "decodes", "composition_ok", "valid", "novel", "relaxed", "metastable", "synthesisable"]
     print(f"{'composition':12s} {'train':5s} " + " ".join(f"{c[:8]:>8s}" for c in cols) + "  best E_hull")
     for key, s in summary.items():
         best = "-" if s["best_e_hull"] is None else f"{1000 * s['best_e_hull']:.0f} meV/atom"
-        print(f"{key:12s} {'yes' if s['in_training'] else 'no':5s} " + " ".join(f"{s[c]:8d}" for c in cols)
-              + f"  {best}")
+        print(
+            f"{key:12s} {'yes' if s['in_training'] else 'no':5s} " + " ".join(f"{s[c]:8d}" for c in cols) + f"  {best}"
+        )
     totals = {c: sum(s[c] for s in summary.values()) for c in cols}
     print(f"{'total':12s} {'':5s} " + " ".join(f"{totals[c]:8d}" for c in cols))
     hulls = {k: [c.e_hull for c in cs if c.e_hull is not None] for k, cs in cands.items()}
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({
-        "benchmark": "cccgan Mg-Mn-O", "weights_sha256": weights_sha(), "train_metrics": meta.get("metrics"),
-        "params": vars(args), "summary": summary, "totals": totals, "e_hull_eV_per_atom": hulls,
-        "seconds": round(seconds, 1), "machine": f"{platform.machine()}, 2 shared cores, 1 torch thread",
-        "published": "Kim et al. 2020: 23 new Mg-Mn-O structures with reasonable stability and band gap after "
-                     "DFT (E_hull <= 200 meV/atom metastable, <= 80 meV/atom potentially synthesisable); "
-                     "3,300 generated for 11 MP compositions gave 368 metastable new ones; 6,000 for 20 new "
-                     "compositions gave 753 metastable, 113 synthesisable",
-    }, indent=1) + "\n")
+    OUT.write_text(
+        json.dumps(
+            {
+                "benchmark": "cccgan Mg-Mn-O",
+                "weights_sha256": weights_sha(),
+                "train_metrics": meta.get("metrics"),
+                "params": vars(args),
+                "summary": summary,
+                "totals": totals,
+                "e_hull_eV_per_atom": hulls,
+                "seconds": round(seconds, 1),
+                "machine": f"{platform.machine()}, 2 shared cores, 1 torch thread",
+                "published": "Kim et al. 2020: 23 new Mg-Mn-O structures with reasonable stability and band gap after "
+                "DFT (E_hull <= 200 meV/atom metastable, <= 80 meV/atom potentially synthesisable); "
+                "3,300 generated for 11 MP compositions gave 368 metastable new ones; 6,000 for 20 new "
+                "compositions gave 753 metastable, 113 synthesisable",
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"wrote {OUT} in {seconds:.0f} s")
 
 

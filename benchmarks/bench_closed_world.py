@@ -29,8 +29,9 @@ from alcore.surrogate import fit_gp  # noqa: E402
 from flows.datasets import band_gap_table  # noqa: E402
 
 
-def run_al(z: np.ndarray, y: np.ndarray, box: np.ndarray, seed: int, n_seed: int, q: int, iterations: int,
-           beta: float) -> tuple[list[int], list[float]]:
+def run_al(
+    z: np.ndarray, y: np.ndarray, box: np.ndarray, seed: int, n_seed: int, q: int, iterations: int, beta: float
+) -> tuple[list[int], list[float]]:
     """One active-learning run; returns the order in which pool rows were labelled and fit+acq times."""
     rng = np.random.default_rng(seed)
     labelled = list(rng.choice(len(z), size=n_seed, replace=False))
@@ -74,9 +75,17 @@ def main() -> None:
         order, times = run_al(z, y, box, s, args.n_seed, args.q, args.iterations, args.beta)
         acquired = np.array(order[args.n_seed :])
         curves[f"AL seed {s}"] = np.cumsum(top[acquired])
-        rows.append({"method": "GP-UCB (BUCB batches)", "seed": s, "acquired": len(acquired),
-                     "top1pct_found": int(top[acquired].sum()), "mean_acquired_eV": float(y[acquired].mean()),
-                     "best_eV": float(y[acquired].max()), "median_iter_s": float(np.median(times))})
+        rows.append(
+            {
+                "method": "GP-UCB (BUCB batches)",
+                "seed": s,
+                "acquired": len(acquired),
+                "top1pct_found": int(top[acquired].sum()),
+                "mean_acquired_eV": float(y[acquired].mean()),
+                "best_eV": float(y[acquired].max()),
+                "median_iter_s": float(np.median(times)),
+            }
+        )
     random_found = []
     for s in range(args.random_seeds):
         rng = np.random.default_rng(10_000 + s)
@@ -86,8 +95,15 @@ def main() -> None:
         random_found.append(int(top[pick].sum()))
         curves.setdefault("random (mean)", np.zeros(budget))
         curves["random (mean)"] = curves["random (mean)"] + np.cumsum(top[pick]) / args.random_seeds
-    rows.append({"method": "random", "seed": f"{args.random_seeds} seeds", "acquired": budget,
-                 "top1pct_found": float(np.mean(random_found)), "mean_acquired_eV": float(y.mean())})
+    rows.append(
+        {
+            "method": "random",
+            "seed": f"{args.random_seeds} seeds",
+            "acquired": budget,
+            "top1pct_found": float(np.mean(random_found)),
+            "mean_acquired_eV": float(y.mean()),
+        }
+    )
     al = [r["top1pct_found"] for r in rows if r["method"] != "random"]
     factor = float(np.mean(al) / max(np.mean(random_found), 1e-9))
     import matplotlib
@@ -105,9 +121,21 @@ def main() -> None:
     fig.tight_layout()
     png = PROJECT_ROOT / "docs" / "closed_world_discovery.png"
     fig.savefig(png, dpi=110)
-    report("closed_world", rows, {"pool": len(z), "top1pct_threshold_eV": float(threshold), "top1pct_count": int(top.sum()),
-                                  "enhancement_factor": factor, "budget": budget, "q": args.q, "beta": args.beta,
-                                  "random_found": random_found, "plot": str(png)})
+    report(
+        "closed_world",
+        rows,
+        {
+            "pool": len(z),
+            "top1pct_threshold_eV": float(threshold),
+            "top1pct_count": int(top.sum()),
+            "enhancement_factor": factor,
+            "budget": budget,
+            "q": args.q,
+            "beta": args.beta,
+            "random_found": random_found,
+            "plot": str(png),
+        },
+    )
     print(f"enhancement factor (top 1 %): {factor:.2f}x")
 
 

@@ -39,15 +39,25 @@ def main() -> None:
     if args.merge:
         parts = [json.loads(f.read_text()) for f in args.merge]
         runs = [r for part in parts for r in part["runs"]]
-        res = {"config": parts[0]["config"] | {"seeds": [r["seed"] for r in runs]}, "runs": runs,
-               "summary": summarise(runs), "wall_s": sum(pt["wall_s"] for pt in parts),
-               "torch_threads": 1, "merged_from": [str(f) for f in args.merge]}
+        res = {
+            "config": parts[0]["config"] | {"seeds": [r["seed"] for r in runs]},
+            "runs": runs,
+            "summary": summarise(runs),
+            "wall_s": sum(pt["wall_s"] for pt in parts),
+            "torch_threads": 1,
+            "merged_from": [str(f) for f in args.merge],
+        }
     else:
-        res = run_comparison(args.epochs1, args.epochs2, args.seeds, args.gen_steps, show=True,
-                             save_stem=args.save_weights)
-    res["machine"] = {"platform": platform.platform(), "python": platform.python_version(),
-                      "torch": torch.__version__, "threads": 1,
-                      "note": "2-core machine shared with ~6 other agents; wall times are inflated"}
+        res = run_comparison(
+            args.epochs1, args.epochs2, args.seeds, args.gen_steps, show=True, save_stem=args.save_weights
+        )
+    res["machine"] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": 1,
+        "note": "2-core machine shared with ~6 other agents; wall times are inflated",
+    }
     print(format_table(res["summary"]))
     print(f"total wall time {res['wall_s']} s")
     write_json(res, args.out)

@@ -58,8 +58,9 @@ def main() -> None:
         ("project, warm-started (maxiter 25)", dict(maxiter=25, threads=1, warm_start=prev.state), None, True),
     ]
     if not args.skip_default:
-        variants.insert(0, ("BoTorch defaults (no maxiter, CG > 800, 2 threads)", dict(maxiter=None, threads=2), 800,
-                            False))
+        variants.insert(
+            0, ("BoTorch defaults (no maxiter, CG > 800, 2 threads)", dict(maxiter=None, threads=2), 800, False)
+        )
     rows, picks = [], {}
     for label, kw, cholesky, _exact in variants:
         ctx = gpytorch.settings.max_cholesky_size(cholesky) if cholesky else _null()
@@ -80,15 +81,34 @@ def main() -> None:
             fit.model.train()
             value = float(mll(fit.model(*fit.model.train_inputs), fit.model.train_targets))
             fit.model.eval()
-        rows.append({"variant": label, "fit_s": fit_s, "acquire_q4_continuous_s": acq_s,
-                     "fit_plus_acquire_s": fit_s + acq_s, "pool_q50_s": disc_s, "mll": value,
-                     "picks_mean_eV": float(yp[idx].mean()), "picks_in_top1pct": int(top1[idx].sum()),
-                     "noise": fit.hyperparameters["noise"]})
+        rows.append(
+            {
+                "variant": label,
+                "fit_s": fit_s,
+                "acquire_q4_continuous_s": acq_s,
+                "fit_plus_acquire_s": fit_s + acq_s,
+                "pool_q50_s": disc_s,
+                "mll": value,
+                "picks_mean_eV": float(yp[idx].mean()),
+                "picks_in_top1pct": int(top1[idx].sum()),
+                "noise": fit.hyperparameters["noise"],
+            }
+        )
     ref = rows[0]["variant"]
     for r in rows:
         r["overlap_with_first"] = len(picks[r["variant"]] & picks[ref])
-    report(args.out_name, rows, {"n": args.n, "d": int(x.shape[1]), "pool": args.pool, "q": args.q,
-                        "pool_mean_eV": float(yp.mean()), "pool_top1_count": int(top1.sum())})
+    report(
+        args.out_name,
+        rows,
+        {
+            "n": args.n,
+            "d": int(x.shape[1]),
+            "pool": args.pool,
+            "q": args.q,
+            "pool_mean_eV": float(yp.mean()),
+            "pool_top1_count": int(top1.sum()),
+        },
+    )
 
 
 class _null:

@@ -42,11 +42,84 @@ from flows.campaign import campaign_summary  # noqa: E402
 from flows.screen_flow import note_screen_top, record_screen_batch, screen_counts, top_members  # noqa: E402
 from flows.store import Store  # noqa: E402
 
-ELEMENTS = ["H", "Li", "Be", "B", "C", "N", "O", "F", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "K", "Ca", "Sc",
-            "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge", "As", "Se", "Br", "Rb", "Sr", "Y", "Zr",
-            "Nb", "Mo", "Ru", "Rh", "Pd", "Ag", "Cd", "In", "Sn", "Sb", "Te", "I", "Cs", "Ba", "La", "Ce", "Pr",
-            "Nd", "Sm", "Eu", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Yb", "Lu", "Hf", "Ta", "W", "Re", "Os", "Ir",
-            "Pt", "Au", "Hg", "Tl", "Pb", "Bi"]
+ELEMENTS = [
+    "H",
+    "Li",
+    "Be",
+    "B",
+    "C",
+    "N",
+    "O",
+    "F",
+    "Na",
+    "Mg",
+    "Al",
+    "Si",
+    "P",
+    "S",
+    "Cl",
+    "K",
+    "Ca",
+    "Sc",
+    "Ti",
+    "V",
+    "Cr",
+    "Mn",
+    "Fe",
+    "Co",
+    "Ni",
+    "Cu",
+    "Zn",
+    "Ga",
+    "Ge",
+    "As",
+    "Se",
+    "Br",
+    "Rb",
+    "Sr",
+    "Y",
+    "Zr",
+    "Nb",
+    "Mo",
+    "Ru",
+    "Rh",
+    "Pd",
+    "Ag",
+    "Cd",
+    "In",
+    "Sn",
+    "Sb",
+    "Te",
+    "I",
+    "Cs",
+    "Ba",
+    "La",
+    "Ce",
+    "Pr",
+    "Nd",
+    "Sm",
+    "Eu",
+    "Gd",
+    "Tb",
+    "Dy",
+    "Ho",
+    "Er",
+    "Tm",
+    "Yb",
+    "Lu",
+    "Hf",
+    "Ta",
+    "W",
+    "Re",
+    "Os",
+    "Ir",
+    "Pt",
+    "Au",
+    "Hg",
+    "Tl",
+    "Pb",
+    "Bi",
+]
 CAMPAIGN = "bench"
 POOL = "bench"
 KEY = "bench-screen-key"
@@ -72,17 +145,31 @@ def pool_arrays(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
 def pool_docs(lo: int, hi: int, batch: int) -> Iterator[dict[str, Any]]:
     """Pool members ``lo..hi-1`` as the generation flow stores them."""
     for i in range(lo, hi):
-        yield {"pool": POOL, "formula": synthetic_formula(i), "generator": "synthetic", "seed": 0, "batch": batch,
-               "n_atoms": 6, "n_elements": 3}
+        yield {
+            "pool": POOL,
+            "formula": synthetic_formula(i),
+            "generator": "synthetic",
+            "seed": 0,
+            "batch": batch,
+            "n_atoms": 6,
+            "n_elements": 3,
+        }
 
 
 def screening_docs(lo: int, hi: int, mean: np.ndarray, passed: np.ndarray, batch: int) -> Iterator[dict[str, Any]]:
     """The verdicts of members ``lo..hi-1`` as the screening flow stores them (``screenings``)."""
     for i in range(lo, hi):
         m = float(mean[i]) if np.isfinite(mean[i]) else None
-        yield {"pool": POOL, "key": KEY, "batch": batch, "formula": synthetic_formula(i),
-               "verdict": "pass" if passed[i] else "fail", "reasons": [] if passed[i] else ["window"],
-               "pred_mean": m, "pred_std": 0.1 if m else None}
+        yield {
+            "pool": POOL,
+            "key": KEY,
+            "batch": batch,
+            "formula": synthetic_formula(i),
+            "verdict": "pass" if passed[i] else "fail",
+            "reasons": [] if passed[i] else ["window"],
+            "pred_mean": m,
+            "pred_std": 0.1 if m else None,
+        }
 
 
 def iteration_of_label(i: int, n: int, n_iter: int) -> int:
@@ -92,9 +179,16 @@ def iteration_of_label(i: int, n: int, n_iter: int) -> int:
 
 def label_records(lo: int, hi: int, n: int, n_iter: int, values: np.ndarray) -> list[dict[str, Any]]:
     """Label records ``lo..hi-1`` (values eV) for :meth:`Store.upsert_labels`."""
-    return [{"formula": synthetic_formula(i), "value": float(values[i]), "std": 0.0,
-             "source": "seed" if i < 300 else "lookup", "iteration": iteration_of_label(i, n, n_iter)}
-            for i in range(lo, hi)]
+    return [
+        {
+            "formula": synthetic_formula(i),
+            "value": float(values[i]),
+            "std": 0.0,
+            "source": "seed" if i < 300 else "lookup",
+            "iteration": iteration_of_label(i, n, n_iter),
+        }
+        for i in range(lo, hi)
+    ]
 
 
 def candidate_docs(n: int, n_iter: int, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
@@ -107,55 +201,90 @@ def candidate_docs(n: int, n_iter: int, rng: np.random.Generator) -> Iterator[di
             status = "labelled" if u[i] < 0.6 else "rejected" if u[i] < 0.95 else "label_failed"
         else:
             status = "awaiting_label" if u[i] < 0.6 else "rejected"
-        yield {"campaign": CAMPAIGN, "iteration": it, "formula": synthetic_formula(i), "rank": i % PER_ITERATION,
-               "status": status, "valid": status != "rejected", "gp_mean": float(i % 97) / 10, "gp_std": 0.2,
-               "acq_value": float(i % 89), "novel": bool(i % 2), "latent": [0.0] * 8}
+        yield {
+            "campaign": CAMPAIGN,
+            "iteration": it,
+            "formula": synthetic_formula(i),
+            "rank": i % PER_ITERATION,
+            "status": status,
+            "valid": status != "rejected",
+            "gp_mean": float(i % 97) / 10,
+            "gp_std": 0.2,
+            "acq_value": float(i % 89),
+            "novel": bool(i % 2),
+            "latent": [0.0] * 8,
+        }
 
 
 def iteration_docs(n: int) -> Iterator[dict[str, Any]]:
     """``n`` iteration documents with stage states and metrics; the last one is still running."""
     for it in range(1, n + 1):
         last = it == n
-        yield {"campaign": CAMPAIGN, "iteration": it,
-               "stages": {s: {"status": "running" if last and s == "label" else "done", "attempt": 1,
-                              "result": {"seconds": 1.0}}
-                          for s in (("fit", "acquire", "label") if last else ("fit", "acquire", "label", "retrain",
-                                                                            "metrics"))},
-               **({} if last else {
-                   "metrics": {"n_labels": 300 + 100 * it, "n_acquired_labels": 100 * it, "best_value": 9.0,
-                               "best_formula": "X", "count_above_threshold": it, "acquired_above_threshold": it,
-                               "best_acquired": 8.0, "val_mae": 0.5},
-                   "timings": {"fit": 1.0, "acquire": 1.0}})}
+        yield {
+            "campaign": CAMPAIGN,
+            "iteration": it,
+            "stages": {
+                s: {"status": "running" if last and s == "label" else "done", "attempt": 1, "result": {"seconds": 1.0}}
+                for s in (("fit", "acquire", "label") if last else ("fit", "acquire", "label", "retrain", "metrics"))
+            },
+            **(
+                {}
+                if last
+                else {
+                    "metrics": {
+                        "n_labels": 300 + 100 * it,
+                        "n_acquired_labels": 100 * it,
+                        "best_value": 9.0,
+                        "best_formula": "X",
+                        "count_above_threshold": it,
+                        "acquired_above_threshold": it,
+                        "best_acquired": 8.0,
+                        "val_mae": 0.5,
+                    },
+                    "timings": {"fit": 1.0, "acquire": 1.0},
+                }
+            ),
+        }
 
 
 def campaign_show(store: Store) -> dict[str, Any]:
     """What ``alflow campaign show`` reads: the campaign, its iterations, the counts and the summary."""
     doc = store.get_campaign(CAMPAIGN)
     its = store.iterations(CAMPAIGN)
-    return {"status": doc["status"], "iterations": len(its), "counts": store.campaign_counts(CAMPAIGN, its),
-            "summary": campaign_summary(store, CAMPAIGN)}
+    return {
+        "status": doc["status"],
+        "iterations": len(its),
+        "counts": store.campaign_counts(CAMPAIGN, its),
+        "summary": campaign_summary(store, CAMPAIGN),
+    }
 
 
 def full_counts(store: Store) -> dict[str, dict[Any, int]]:
     """The "before": candidates by status and labels by source, grouped over the whole campaign."""
     out = {}
     for coll, field in (("candidates", "status"), ("labels", "source")):
-        rows = store.db[coll].aggregate([{"$match": {"campaign": CAMPAIGN}},
-                                         {"$group": {"_id": f"${field}", "n": {"$sum": 1}}}])
+        rows = store.db[coll].aggregate(
+            [{"$match": {"campaign": CAMPAIGN}}, {"$group": {"_id": f"${field}", "n": {"$sum": 1}}}]
+        )
         out[coll] = dict(sorted(((r["_id"], r["n"]) for r in rows), key=lambda kv: str(kv[0])))
     return out
 
 
 def full_top(store: Store, coll: str, match: dict[str, Any], field: str, k: int) -> list[dict[str, Any]]:
     """The "before": a top-k as one sorted query over all matching documents."""
-    return list(store.db[coll].find({**match, field: {"$gte": -np.inf}}, {"_id": 0})
-                .sort([(field, -1), ("formula", 1)]).limit(k))
+    return list(
+        store.db[coll]
+        .find({**match, field: {"$gte": -np.inf}}, {"_id": 0})
+        .sort([(field, -1), ("formula", 1)])
+        .limit(k)
+    )
 
 
 def full_screen_counts(store: Store) -> dict[Any, int]:
     """The "before": the pool's verdicts of this screening key, grouped over all of them."""
-    rows = store.db.screenings.aggregate([{"$match": {"pool": POOL, "key": KEY}},
-                                          {"$group": {"_id": "$verdict", "n": {"$sum": 1}}}])
+    rows = store.db.screenings.aggregate(
+        [{"$match": {"pool": POOL, "key": KEY}}, {"$group": {"_id": "$verdict", "n": {"$sum": 1}}}]
+    )
     return {r["_id"]: r["n"] for r in sorted(rows, key=lambda r: r["_id"])}
 
 
@@ -166,8 +295,19 @@ def _memory_server() -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([_secantusd_executable(), "--host", "127.0.0.1", "--port", str(port), "--storage-path",
-                             ":memory:", "--log-level", "WARNING"])
+    proc = subprocess.Popen(
+        [
+            _secantusd_executable(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            ":memory:",
+            "--log-level",
+            "WARNING",
+        ]
+    )
     uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
     deadline = time.monotonic() + 120
     while not ping(uri, timeout_s=0.5):
@@ -204,8 +344,7 @@ def fill(store: Store, args: argparse.Namespace, rows: list[dict[str, Any]]) -> 
     def pool_summaries() -> None:
         for b, lo in enumerate(starts):
             hi = min(args.pool, lo + args.batch)
-            note_screen_top(store, POOL, KEY, [synthetic_formula(i) for i in range(lo, hi)], passed[lo:hi],
-                            mean[lo:hi])
+            note_screen_top(store, POOL, KEY, [synthetic_formula(i) for i in range(lo, hi)], passed[lo:hi], mean[lo:hi])
             record_screen_batch(store, POOL, KEY, b)
 
     timed("fill pools + screenings (bulk_insert_new)", 2 * args.pool, write_pool)
@@ -214,15 +353,24 @@ def fill(store: Store, args: argparse.Namespace, rows: list[dict[str, Any]]) -> 
 
     def write_labels() -> None:
         for lo in range(0, args.labels, args.write_batch):
-            store.upsert_labels(CAMPAIGN, label_records(lo, min(args.labels, lo + args.write_batch), args.labels,
-                                                        n_iter, values))
+            store.upsert_labels(
+                CAMPAIGN, label_records(lo, min(args.labels, lo + args.write_batch), args.labels, n_iter, values)
+            )
 
     timed("fill labels (Store.upsert_labels)", args.labels, write_labels)
-    timed("fill candidates (Store.bulk_upsert)", args.candidates,
-          lambda: store.bulk_upsert("candidates", candidate_docs(args.candidates, n_iter, rng), batch=args.write_batch))
-    timed("fill iterations (Store.bulk_upsert)", n_iter, lambda: store.bulk_upsert("iterations", iteration_docs(n_iter)))
-    timed("iteration summaries (record_iteration_summary)", n_iter - 1,
-          lambda: [store.record_iteration_summary(CAMPAIGN, it) for it in range(1, n_iter)])
+    timed(
+        "fill candidates (Store.bulk_upsert)",
+        args.candidates,
+        lambda: store.bulk_upsert("candidates", candidate_docs(args.candidates, n_iter, rng), batch=args.write_batch),
+    )
+    timed(
+        "fill iterations (Store.bulk_upsert)", n_iter, lambda: store.bulk_upsert("iterations", iteration_docs(n_iter))
+    )
+    timed(
+        "iteration summaries (record_iteration_summary)",
+        n_iter - 1,
+        lambda: [store.record_iteration_summary(CAMPAIGN, it) for it in range(1, n_iter)],
+    )
     store.update_campaign(CAMPAIGN, status="running", iteration=n_iter)
     return n_iter
 
@@ -232,15 +380,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pool", type=int, default=1_000_000, help="pool members (default 1,000,000)")
     parser.add_argument("--labels", type=int, default=100_000, help="labels (default 100,000)")
-    parser.add_argument("--candidates", type=int, default=100_000,
-                        help=f"candidates, {PER_ITERATION} an iteration (default 100,000)")
+    parser.add_argument(
+        "--candidates", type=int, default=100_000, help=f"candidates, {PER_ITERATION} an iteration (default 100,000)"
+    )
     parser.add_argument("--batch", type=int, default=10_000, help="pool generation/screening batch size")
     parser.add_argument("--write-batch", type=int, default=10_000, help="documents per bulk write")
     parser.add_argument("--repeats", type=int, default=5, help="runs per query (median reported)")
     parser.add_argument("--baseline-repeats", type=int, default=5, help="runs per full query (0: skip them)")
     parser.add_argument("--uri", default=None, help="MongoDB URI (default: a secantusd-py :memory: child process)")
-    parser.add_argument("--in-process", action="store_true",
-                        help="run SecantusDB inside this process (shares the GIL with the client)")
+    parser.add_argument(
+        "--in-process", action="store_true", help="run SecantusDB inside this process (shares the GIL with the client)"
+    )
     args = parser.parse_args()
 
     server, child = None, None
@@ -267,42 +417,82 @@ def main() -> None:
         label_scope = {"campaign": CAMPAIGN, "property": "band_gap"}
         # name, summary answer, full query giving the same answer (None: no "before"), size of the answer
         queries: list[tuple[str, Callable[[], Any], Callable[[], Any] | None, Callable[[Any], int]]] = [
-            ("status: campaign show (campaign, iterations, counts, summary)", lambda: campaign_show(store),
-             None, lambda r: r["iterations"]),
-            ("status: candidate/label counts", lambda: store.campaign_counts(CAMPAIGN), lambda: full_counts(store),
-             lambda r: sum(r["candidates"].values()) + sum(r["labels"].values())),
-            ("campaign_summary (metrics + top 10)", lambda: campaign_summary(store, CAMPAIGN), None,
-             lambda r: len(r["iterations"])),
-            ("top-10 labels", lambda: store.top_labels(CAMPAIGN, 10),
-             lambda: full_top(store, "labels", label_scope, "value", 10), len),
-            ("top-100 labels", lambda: store.top_labels(CAMPAIGN, 100),
-             lambda: full_top(store, "labels", label_scope, "value", 100), len),
-            ("top-10 pool (passed, by pred_mean)", lambda: top_members(store, POOL, 10, key=KEY),
-             lambda: full_top(store, "screenings", {"pool": POOL, "key": KEY, "verdict": "pass"}, "pred_mean", 10),
-             len),
+            (
+                "status: campaign show (campaign, iterations, counts, summary)",
+                lambda: campaign_show(store),
+                None,
+                lambda r: r["iterations"],
+            ),
+            (
+                "status: candidate/label counts",
+                lambda: store.campaign_counts(CAMPAIGN),
+                lambda: full_counts(store),
+                lambda r: sum(r["candidates"].values()) + sum(r["labels"].values()),
+            ),
+            (
+                "campaign_summary (metrics + top 10)",
+                lambda: campaign_summary(store, CAMPAIGN),
+                None,
+                lambda r: len(r["iterations"]),
+            ),
+            (
+                "top-10 labels",
+                lambda: store.top_labels(CAMPAIGN, 10),
+                lambda: full_top(store, "labels", label_scope, "value", 10),
+                len,
+            ),
+            (
+                "top-100 labels",
+                lambda: store.top_labels(CAMPAIGN, 100),
+                lambda: full_top(store, "labels", label_scope, "value", 100),
+                len,
+            ),
+            (
+                "top-10 pool (passed, by pred_mean)",
+                lambda: top_members(store, POOL, 10, key=KEY),
+                lambda: full_top(store, "screenings", {"pool": POOL, "key": KEY, "verdict": "pass"}, "pred_mean", 10),
+                len,
+            ),
             ("top-20 pool (pass or fail)", lambda: top_members(store, POOL, 20, passed_only=False, key=KEY), None, len),
-            ("pool screening counts (by verdict)", lambda: screen_counts(store, POOL, KEY),
-             lambda: full_screen_counts(store), lambda r: sum(r.values())),
+            (
+                "pool screening counts (by verdict)",
+                lambda: screen_counts(store, POOL, KEY),
+                lambda: full_screen_counts(store),
+                lambda r: sum(r.values()),
+            ),
             ("iteration docs (all)", lambda: store.iterations(CAMPAIGN), None, len),
             ("candidates of one iteration", lambda: store.candidates(CAMPAIGN, iteration=n_iter // 2), None, len),
             ("candidates awaiting_label", lambda: store.candidates(CAMPAIGN, status="awaiting_label"), None, len),
-            ("pool member lookup (formula)",
-             lambda: store.db.pools.find_one({"pool": POOL, "formula": synthetic_formula(args.pool // 2)}), None,
-             lambda r: int(r is not None)),
+            (
+                "pool member lookup (formula)",
+                lambda: store.db.pools.find_one({"pool": POOL, "formula": synthetic_formula(args.pool // 2)}),
+                None,
+                lambda r: int(r is not None),
+            ),
         ]
         for name, fn, full, size in queries:
             seconds, result = median_time(fn, repeats=args.repeats)
-            row: dict[str, Any] = {"operation": name, "n": size(result), "seconds": round(seconds, 4),
-                                   "under_1s": seconds < 1.0}
+            row: dict[str, Any] = {
+                "operation": name,
+                "n": size(result),
+                "seconds": round(seconds, 4),
+                "under_1s": seconds < 1.0,
+            }
             if full is not None and args.baseline_repeats > 0:
                 full_s, expected = median_time(full, repeats=args.baseline_repeats)
                 row["full_query_s"] = round(full_s, 4)
                 row["equal_to_full"] = result == expected
                 if not row["equal_to_full"]:
                     print(f"MISMATCH {name}: {result!r:.300} != {expected!r:.300}", flush=True)
-            print(f"{name}: {seconds * 1000:.1f} ms" + (f" (full query {row['full_query_s'] * 1000:.0f} ms, "
-                                                         f"equal: {row['equal_to_full']})" if "full_query_s" in row
-                                                        else ""), flush=True)
+            print(
+                f"{name}: {seconds * 1000:.1f} ms"
+                + (
+                    f" (full query {row['full_query_s'] * 1000:.0f} ms, equal: {row['equal_to_full']})"
+                    if "full_query_s" in row
+                    else ""
+                ),
+                flush=True,
+            )
             rows.append(row)
     finally:
         store.close()
@@ -311,10 +501,23 @@ def main() -> None:
         if child is not None:
             child.terminate()
             child.wait(timeout=120)
-    report("load", rows, {"sizes": {"pool": args.pool, "labels": args.labels, "candidates": args.candidates,
-                                    "iterations": n_iter, "pool_batch": args.batch},
-                          "repeats": args.repeats, "baseline_repeats": args.baseline_repeats,
-                          "fill_minutes": round(fill_s / 60, 1), "server": where})
+    report(
+        "load",
+        rows,
+        {
+            "sizes": {
+                "pool": args.pool,
+                "labels": args.labels,
+                "candidates": args.candidates,
+                "iterations": n_iter,
+                "pool_batch": args.batch,
+            },
+            "repeats": args.repeats,
+            "baseline_repeats": args.baseline_repeats,
+            "fill_minutes": round(fill_s / 60, 1),
+            "server": where,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ PUBLISHED = {
     "validity_icsd_trained": 0.845,
     "validity_2M": 1.69 / 2.0,
     "note": "published models were trained on OQMD/ICSD/MP for 1000 epochs on GPUs; ours on MP for minutes of one "
-            "shared CPU core",
+    "shared CPU core",
 }
 
 
@@ -44,10 +44,15 @@ def main() -> None:
     """Sample, measure, print the table and write the JSON."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    ap.add_argument("--validity-sample", type=int, default=5_000,
-                    help="samples checked with SMACT for sizes above --full-validity-max")
-    ap.add_argument("--full-validity-max", type=int, default=0,
-                    help="largest size whose distinct formulas are all checked")
+    ap.add_argument(
+        "--validity-sample",
+        type=int,
+        default=5_000,
+        help="samples checked with SMACT for sizes above --full-validity-max",
+    )
+    ap.add_argument(
+        "--full-validity-max", type=int, default=0, help="largest size whose distinct formulas are all checked"
+    )
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--weights", default=None, help="weights folder (default data/weights)")
     ap.add_argument("--out", default=str(RESULTS), help=f"JSON result file (default {RESULTS})")
@@ -81,10 +86,14 @@ def main() -> None:
         print(f"n={n:,}: {m}", flush=True)
     out = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores shared with other agents; load average at start "
-                   f"{load[0]:.1f}; torch threads 1",
-        "weights": {k: sampler.metadata.get(k) for k in ("data_sha256", "n_formulas", "epochs", "generator_steps",
-                                                           "seconds", "config")},
-        "seed": args.seed, "results": rows, "published": PUBLISHED,
+        f"{load[0]:.1f}; torch threads 1",
+        "weights": {
+            k: sampler.metadata.get(k)
+            for k in ("data_sha256", "n_formulas", "epochs", "generator_steps", "seconds", "config")
+        },
+        "seed": args.seed,
+        "results": rows,
+        "published": PUBLISHED,
     }
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -62,10 +62,14 @@ def eval_shipped() -> dict:
         f = df[recipe.formula_col].astype(str).to_numpy()[test]
         y = df[recipe.target_col].to_numpy(dtype=float)[test]
         pred = oracle.predict(list(f))
-        out[name] = {"split": recipe.split, "n_test": int(len(test)), "data_sha256": sha,
-                     **metrics(y, pred.mean, pred.std),
-                     "train_info": {k: oracle.info.get(k) for k in ("n_train", "epochs", "wall_s", "torch_threads")},
-                     "config": {k: getattr(oracle.config, k) for k in ("hidden", "n_layers", "n_members", "epochs")}}
+        out[name] = {
+            "split": recipe.split,
+            "n_test": int(len(test)),
+            "data_sha256": sha,
+            **metrics(y, pred.mean, pred.std),
+            "train_info": {k: oracle.info.get(k) for k in ("n_train", "epochs", "wall_s", "torch_threads")},
+            "config": {k: getattr(oracle.config, k) for k in ("hidden", "n_layers", "n_members", "epochs")},
+        }
         if name == "resnet-agd":
             # AGD test set also scored by band-gap class: how many Eg > 6 eV compounds come out > 6 eV
             hi = y > 6
@@ -104,9 +108,13 @@ def throughput(n: int = 20000) -> dict:
             oracle.predict(formulas)
         with Timer() as w:
             oracle.predict(formulas)  # warm descriptor cache: network only
-        out[f"{threads}_threads"] = {"cold_formulas_per_s": round(n / t.wall), "cold_wall_s": t.wall,
-                                     "cold_cpu_s": t.cpu, "warm_formulas_per_s": round(n / w.wall),
-                                     "warm_wall_s": w.wall}
+        out[f"{threads}_threads"] = {
+            "cold_formulas_per_s": round(n / t.wall),
+            "cold_wall_s": t.wall,
+            "cold_cpu_s": t.cpu,
+            "warm_formulas_per_s": round(n / w.wall),
+            "warm_wall_s": w.wall,
+        }
     torch.set_num_threads(1)
     return out
 
@@ -118,7 +126,9 @@ def train_threads(n: int = 10000) -> dict:
     for threads in (1, 2):
         torch.set_num_threads(threads)
         with Timer() as t:
-            train_resnet(df.composition.tolist(), df.Eg.to_numpy(), config=TrainConfig(hidden=128, n_members=5, epochs=1))
+            train_resnet(
+                df.composition.tolist(), df.Eg.to_numpy(), config=TrainConfig(hidden=128, n_members=5, epochs=1)
+            )
         out[f"{threads}_threads"] = {"wall_s": t.wall, "cpu_s": t.cpu}
     torch.set_num_threads(1)
     return out
@@ -134,9 +144,13 @@ def screening_timing() -> dict:
         with Timer() as t:
             o = fit_screening_model(tr.composition.tolist(), tr.Eg.to_numpy(), seed=0)
         p = o.predict(te.composition.tolist())
-        out[str(n)] = {"wall_s": t.wall, "cpu_s": t.cpu, "epochs": o.config.epochs,
-                       "mae_2000_heldout": float(np.abs(p.mean - te.Eg.to_numpy()).mean()),
-                       "mean_predictor_mae": float(np.abs(tr.Eg.mean() - te.Eg.to_numpy()).mean())}
+        out[str(n)] = {
+            "wall_s": t.wall,
+            "cpu_s": t.cpu,
+            "epochs": o.config.epochs,
+            "mae_2000_heldout": float(np.abs(p.mean - te.Eg.to_numpy()).mean()),
+            "mean_predictor_mae": float(np.abs(tr.Eg.mean() - te.Eg.to_numpy()).mean()),
+        }
     return out
 
 
@@ -151,13 +165,23 @@ def roost_vs_resnet(n: int, epochs: int) -> dict:
     with Timer() as t:
         r = train_roost(tr.composition.tolist(), tr.Eg.to_numpy(), epochs=epochs, lr=1e-3)
     p = r.predict(test.composition.tolist())
-    out["roost_small"] = {**metrics(test.Eg.to_numpy(), p.mean, p.std), "wall_s": t.wall, "cpu_s": t.cpu,
-                          "params": r.info["params"]}
+    out["roost_small"] = {
+        **metrics(test.Eg.to_numpy(), p.mean, p.std),
+        "wall_s": t.wall,
+        "cpu_s": t.cpu,
+        "params": r.info["params"],
+    }
     with Timer() as t:
-        o = train_resnet(tr.composition.tolist(), tr.Eg.to_numpy(), config=TrainConfig(hidden=128, n_members=5, epochs=30))
+        o = train_resnet(
+            tr.composition.tolist(), tr.Eg.to_numpy(), config=TrainConfig(hidden=128, n_members=5, epochs=30)
+        )
     p = o.predict(test.composition.tolist())
-    out["resnet_ensemble"] = {**metrics(test.Eg.to_numpy(), p.mean, p.std), "wall_s": t.wall, "cpu_s": t.cpu,
-                              "epochs": 30}
+    out["resnet_ensemble"] = {
+        **metrics(test.Eg.to_numpy(), p.mean, p.std),
+        "wall_s": t.wall,
+        "cpu_s": t.cpu,
+        "epochs": 30,
+    }
     return out
 
 
@@ -176,8 +200,14 @@ def main() -> None:
     torch.set_num_threads(1)
     out_path = Path(args.out)
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
-    results.update({"machine": f"{platform.machine()} shared 2-core VM, loaded by ~6 other agents",
-                    "torch": torch.__version__, "references": REFERENCES, "date": time.strftime("%Y-%m-%d %H:%M")})
+    results.update(
+        {
+            "machine": f"{platform.machine()} shared 2-core VM, loaded by ~6 other agents",
+            "torch": torch.__version__,
+            "references": REFERENCES,
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+        }
+    )
     print("evaluating shipped weights ...", flush=True)
     results["shipped"] = eval_shipped()
     if args.matbench_folds:
@@ -196,26 +226,42 @@ def main() -> None:
 
     print(f"\n{'benchmark':46s} {'ours':>10s}  reference")
     s = results["shipped"]
-    print(f"{'matbench_mp_gap fold 0 MAE (eV), resnet-mp-gap':46s} {s['resnet-mp-gap']['mae']:10.4f}  "
-          "CrabNet 0.2655, MODNet 0.2199, RF-Magpie 0.3452 (5-fold mean)")
+    print(
+        f"{'matbench_mp_gap fold 0 MAE (eV), resnet-mp-gap':46s} {s['resnet-mp-gap']['mae']:10.4f}  "
+        "CrabNet 0.2655, MODNet 0.2199, RF-Magpie 0.3452 (5-fold mean)"
+    )
     if "matbench_mp_gap" in results:  # merged per-fold results (see docs/oracles.md)
         m = results["matbench_mp_gap"]
-        print(f"{'matbench_mp_gap folds ' + ','.join(m['folds_run']) + ' mean MAE (eV)':46s} {m['mean_mae']:10.4f}  goal <= 0.26")
+        print(
+            f"{'matbench_mp_gap folds ' + ','.join(m['folds_run']) + ' mean MAE (eV)':46s} "
+            f"{m['mean_mae']:10.4f}  goal <= 0.26"
+        )
     if "matbench_mp_gap_retrain" in results and results["matbench_mp_gap_retrain"].get("mean_mae"):
         m = results["matbench_mp_gap_retrain"]
         print(f"{'matbench_mp_gap folds ' + ','.join(map(str, m['folds'])) + ' mean MAE':46s} {m['mean_mae']:10.4f}")
     print(f"{'AGD agd_test_500 MAE (eV), resnet-agd':46s} {s['resnet-agd']['mae']:10.4f}")
-    print(f"{'mp_e_form ground-state 10% split MAE (eV/atom)':46s} {s['eform']['mae']:10.4f}  CrabNet 0.0862 (matbench 5-fold)")
+    print(
+        f"{'mp_e_form ground-state 10% split MAE (eV/atom)':46s} {s['eform']['mae']:10.4f}  "
+        "CrabNet 0.0862 (matbench 5-fold)"
+    )
     if "throughput" in results:
         t = results["throughput"]
         for k in ("1_threads", "2_threads"):
-            print(f"{'predict throughput cold, ' + k + ' (formulas/s)':46s} {t[k]['cold_formulas_per_s']:10d}  goal 2000")
+            print(
+                f"{'predict throughput cold, ' + k + ' (formulas/s)':46s} {t[k]['cold_formulas_per_s']:10d}  goal 2000"
+            )
     if "screening_fit" in results:
         for n, v in results["screening_fit"].items():
-            print(f"{'screening fit ' + n + ' labels wall/cpu s':46s} {v['wall_s']:5.1f}/{v['cpu_s']:4.1f}  MAE {v['mae_2000_heldout']:.3f} (mean predictor {v['mean_predictor_mae']:.3f})")
+            print(
+                f"{'screening fit ' + n + ' labels wall/cpu s':46s} {v['wall_s']:5.1f}/{v['cpu_s']:4.1f}  "
+                f"MAE {v['mae_2000_heldout']:.3f} (mean predictor {v['mean_predictor_mae']:.3f})"
+            )
     if "roost_vs_resnet" in results:
         r = results["roost_vs_resnet"]
-        print(f"{'small Roost (n=' + str(r['n_train']) + ') agd_test_500 MAE':46s} {r['roost_small']['mae']:10.4f}  ResNet same data {r['resnet_ensemble']['mae']:.4f}")
+        print(
+            f"{'small Roost (n=' + str(r['n_train']) + ') agd_test_500 MAE':46s} {r['roost_small']['mae']:10.4f}  "
+            f"ResNet same data {r['resnet_ensemble']['mae']:.4f}"
+        )
     print(f"\nwrote {out_path}")
 
 

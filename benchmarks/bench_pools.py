@@ -69,8 +69,12 @@ class LoadSampler:
         self._stop.set()
         self.values.append(os.getloadavg()[0])
         v = self.values
-        return {"start": round(v[0], 2), "mean": round(float(np.mean(v)), 2), "max": round(max(v), 2),
-                "end": round(v[-1], 2)}
+        return {
+            "start": round(v[0], 2),
+            "mean": round(float(np.mean(v)), 2),
+            "max": round(max(v), 2),
+            "end": round(v[-1], 2),
+        }
 
 
 def _cpu_s(pid: int) -> float:
@@ -88,8 +92,19 @@ def start_standalone(data_dir: Path, port: int):
 
     storage = data_dir / "db"
     storage.mkdir(parents=True, exist_ok=True)
-    cmd = [_secantusd_executable(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(storage),
-           "--sync-on-commit", "--log-level", "WARNING", "--standalone"]
+    cmd = [
+        _secantusd_executable(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--storage-path",
+        str(storage),
+        "--sync-on-commit",
+        "--log-level",
+        "WARNING",
+        "--standalone",
+    ]
     log = open(data_dir / "secantusd.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = EmbeddedServer(proc.pid, port, storage)
@@ -106,8 +121,11 @@ def _measure(fn, server_pid: int) -> tuple[Any, dict[str, float]]:
     """Run ``fn()``; returns its result and ``{wall_s, client_cpu_s, server_cpu_s}``."""
     c0, s0, w0 = time.process_time(), _cpu_s(server_pid), time.perf_counter()
     out = fn()
-    return out, {"wall_s": round(time.perf_counter() - w0, 2), "client_cpu_s": round(time.process_time() - c0, 2),
-                 "server_cpu_s": round(_cpu_s(server_pid) - s0, 2)}
+    return out, {
+        "wall_s": round(time.perf_counter() - w0, 2),
+        "client_cpu_s": round(time.process_time() - c0, 2),
+        "server_cpu_s": round(_cpu_s(server_pid) - s0, 2),
+    }
 
 
 def _markers(store, pool: str) -> list[dict[str, Any]]:
@@ -115,41 +133,79 @@ def _markers(store, pool: str) -> list[dict[str, Any]]:
 
 
 def _gen_stats(markers: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"batches": len(markers), "draws": int(sum(m["samples"] for m in markers)),
-            "inserted": int(sum(m["inserted"] for m in markers)),
-            "sampling_s": round(sum(m["sample_s"] for m in markers), 1),
-            "writer_busy_s": round(sum(m["write_s"] for m in markers), 1),
-            "write_wait_after_sampling_s": round(sum(m.get("wait_s", 0.0) for m in markers), 1)}
+    return {
+        "batches": len(markers),
+        "draws": int(sum(m["samples"] for m in markers)),
+        "inserted": int(sum(m["inserted"] for m in markers)),
+        "sampling_s": round(sum(m["sample_s"] for m in markers), 1),
+        "writer_busy_s": round(sum(m["write_s"] for m in markers), 1),
+        "write_wait_after_sampling_s": round(sum(m.get("wait_s", 0.0) for m in markers), 1),
+    }
 
 
-def generate(store, uri: str, db: str, pool: str, server_pid: int, batch: int, samples: int | None,
-             pool_size: int, first_batches: int | None) -> dict[str, Any]:
+def generate(
+    store,
+    uri: str,
+    db: str,
+    pool: str,
+    server_pid: int,
+    batch: int,
+    samples: int | None,
+    pool_size: int,
+    first_batches: int | None,
+) -> dict[str, Any]:
     """Run ``generate-pool`` until the pool has ``samples`` draws (small run) or >= ``pool_size`` documents."""
     from flows.pool_flow import generate_pool_flow
 
     calls = []
     if samples is not None:
-        out, m = _measure(lambda: generate_pool_flow(pool=pool, n=samples, generator="matgan", seed=0,
-                                                     batch_size=batch, mongodb_uri=uri, database=db), server_pid)
+        out, m = _measure(
+            lambda: generate_pool_flow(
+                pool=pool, n=samples, generator="matgan", seed=0, batch_size=batch, mongodb_uri=uri, database=db
+            ),
+            server_pid,
+        )
         calls.append({**m, "flow_s": round(out["seconds"], 2), "batches": out["batches_run"]})
         size = out["pool_size"]
     else:
         n_max = 40 * pool_size  # far beyond what is needed: batches are taken with max_batches
         first_batches = first_batches or -(-pool_size // batch)
-        out, m = _measure(lambda: generate_pool_flow(pool=pool, n=n_max, generator="matgan", seed=0, batch_size=batch,
-                                                     max_batches=first_batches, mongodb_uri=uri, database=db),
-                          server_pid)
+        out, m = _measure(
+            lambda: generate_pool_flow(
+                pool=pool,
+                n=n_max,
+                generator="matgan",
+                seed=0,
+                batch_size=batch,
+                max_batches=first_batches,
+                mongodb_uri=uri,
+                database=db,
+            ),
+            server_pid,
+        )
         calls.append({**m, "flow_s": round(out["seconds"], 2), "batches": out["batches_run"]})
         size = out["pool_size"]
         while size < pool_size:
             recent = [mk["inserted"] for mk in _markers(store, pool)[-10:]]
             per_batch = max(1.0, float(np.mean(recent)))
             more = int(np.ceil((pool_size - size) / per_batch * 1.02)) + 1
-            print(f"  pool has {size:,} documents; {per_batch:,.0f} new per batch lately -> {more} more batches",
-                  flush=True)
-            out, m = _measure(lambda more=more: generate_pool_flow(
-                pool=pool, n=n_max, generator="matgan", seed=0, batch_size=batch, max_batches=more,
-                mongodb_uri=uri, database=db), server_pid)
+            print(
+                f"  pool has {size:,} documents; {per_batch:,.0f} new per batch lately -> {more} more batches",
+                flush=True,
+            )
+            out, m = _measure(
+                lambda more=more: generate_pool_flow(
+                    pool=pool,
+                    n=n_max,
+                    generator="matgan",
+                    seed=0,
+                    batch_size=batch,
+                    max_batches=more,
+                    mongodb_uri=uri,
+                    database=db,
+                ),
+                server_pid,
+            )
             calls.append({**m, "flow_s": round(out["seconds"], 2), "batches": out["batches_run"]})
             size = out["pool_size"]
     total = {k: round(sum(c[k] for c in calls), 2) for k in ("wall_s", "client_cpu_s", "server_cpu_s", "flow_s")}
@@ -160,11 +216,20 @@ def screen(uri: str, db: str, pool: str, server_pid: int, oracle, gap: tuple[flo
     """One ``screen-pool`` run over every document of ``pool``; returns timings and counts."""
     from flows.screen_flow import screen_pool_flow
 
-    out, m = _measure(lambda: screen_pool_flow(pool, oracle, gap_min=gap[0], gap_max=gap[1], mongodb_uri=uri,
-                                               database=db), server_pid)
-    return {**m, "flow_s": round(out["seconds"], 2), "screened": out["screened"], "batches": out["batches"],
-            "predicted": out["predicted"], "passed": out["passed_total"], "model_and_filters_s": round(out["predict_s"], 2),
-            "writer_busy_s": round(out["write_s"], 2), "screen_key": out["screen_key"]}
+    out, m = _measure(
+        lambda: screen_pool_flow(pool, oracle, gap_min=gap[0], gap_max=gap[1], mongodb_uri=uri, database=db), server_pid
+    )
+    return {
+        **m,
+        "flow_s": round(out["seconds"], 2),
+        "screened": out["screened"],
+        "batches": out["batches"],
+        "predicted": out["predicted"],
+        "passed": out["passed_total"],
+        "model_and_filters_s": round(out["predict_s"], 2),
+        "writer_busy_s": round(out["write_s"], 2),
+        "screen_key": out["screen_key"],
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -182,9 +247,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     base.mkdir(parents=True, exist_ok=True)
     server = start_standalone(base, args.port) if args.standalone else start_server(base, args.port)
     loads = LoadSampler()
-    result: dict[str, Any] = {"data_dir": str(base), "server": "secantusd-py --sync-on-commit"
-                              + (" --standalone (no oplog; comparison only)" if args.standalone else
-                                 " (the product's embedded server, replica-set mode with oplog)")}
+    result: dict[str, Any] = {
+        "data_dir": str(base),
+        "server": "secantusd-py --sync-on-commit"
+        + (
+            " --standalone (no oplog; comparison only)"
+            if args.standalone
+            else " (the product's embedded server, replica-set mode with oplog)"
+        ),
+    }
     try:
         store = Store.from_uri(server.uri, "bench")
         generate_pool_flow(pool="warm-up", n=10, batch_size=10, mongodb_uri=server.uri, database="bench")
@@ -192,8 +263,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for r in range(args.repeat):
             pool = f"bench-{r}"
             print(f"generate-pool {pool} ...", flush=True)
-            gens.append(generate(store, server.uri, "bench", pool, server.pid, args.batch, args.samples,
-                                 args.pool_size, args.first_batches))
+            gens.append(
+                generate(
+                    store,
+                    server.uri,
+                    "bench",
+                    pool,
+                    server.pid,
+                    args.batch,
+                    args.samples,
+                    args.pool_size,
+                    args.first_batches,
+                )
+            )
             print("  ", {k: v for k, v in gens[-1].items() if k != "flow_calls"}, flush=True)
         for r in range(args.repeat):
             # every repeat is a first screening of its own pool (re-screening documents that already
@@ -210,14 +292,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     med = {k: statistics.median(s[k] for s in screens) for k in ("wall_s", "flow_s", "server_cpu_s", "client_cpu_s")}
     gmed = {k: statistics.median(g[k] for g in gens) for k in ("wall_s", "flow_s", "server_cpu_s", "client_cpu_s")}
     docs = screens[0]["screened"]
-    result.update({
-        "oracle": getattr(oracle, "name", args.oracle), "gap_window": [args.gap_min, args.gap_max],
-        "filters": {"max_atoms": 7, "max_elements": 3}, "generator": "matgan (seed 0)", "batch_draws": args.batch,
-        "repeats": args.repeat, "generate": gens, "screen": screens,
-        "generate_median": gmed, "screen_median": med,
-        "screen_docs_per_s": round(docs / med["wall_s"], 1),
-        "screen_s_per_1M_docs": round(med["wall_s"] * 1e6 / docs, 1),
-    })
+    result.update(
+        {
+            "oracle": getattr(oracle, "name", args.oracle),
+            "gap_window": [args.gap_min, args.gap_max],
+            "filters": {"max_atoms": 7, "max_elements": 3},
+            "generator": "matgan (seed 0)",
+            "batch_draws": args.batch,
+            "repeats": args.repeat,
+            "generate": gens,
+            "screen": screens,
+            "generate_median": gmed,
+            "screen_median": med,
+            "screen_docs_per_s": round(docs / med["wall_s"], 1),
+            "screen_s_per_1M_docs": round(med["wall_s"] * 1e6 / docs, 1),
+        }
+    )
     return result
 
 
@@ -227,8 +317,12 @@ def main() -> None:
     ap.add_argument("--pool-size", type=int, default=1_000_000, help="documents the pool must reach (default run)")
     ap.add_argument("--samples", type=int, default=None, help="small run: the pool of exactly this many draws")
     ap.add_argument("--batch", type=int, default=50_000, help="MatGAN draws per generation batch")
-    ap.add_argument("--first-batches", type=int, default=None,
-                    help="batches of the first generate-pool call (default: pool size / batch, as if every draw were new)")
+    ap.add_argument(
+        "--first-batches",
+        type=int,
+        default=None,
+        help="batches of the first generate-pool call (default: pool size / batch, as if every draw were new)",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="repeat generation (fresh pools) and screening (new key)")
     ap.add_argument("--oracle", default="resnet-agd")
     ap.add_argument("--gap-min", type=float, default=1.6)
@@ -244,11 +338,15 @@ def main() -> None:
     # the ephemeral Prefect API can start slowly on a loaded machine (the 20 s default timed out here)
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
     label = args.label or ("1M" if args.samples is None else f"samples-{args.samples}") + (
-        "-standalone" if args.standalone else "")
+        "-standalone" if args.standalone else ""
+    )
     t0 = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     res = run(args)
-    res = {"started": t0, "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch 1 thread, "
-                                     f"nice {os.nice(0)}", **res}
+    res = {
+        "started": t0,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch 1 thread, nice {os.nice(0)}",
+        **res,
+    }
     out = Path(args.out)
     doc = json.loads(out.read_text()) if out.exists() else {}
     if "runs" not in doc:
@@ -258,22 +356,31 @@ def main() -> None:
     if "1M" in doc["runs"]:
         r = doc["runs"]["1M"]
         doc["answer"] = {
-            "pool_documents": r["screen"][0]["screened"], "screen_pool_s": r["screen_median"]["wall_s"],
-            "screen_s_per_1M_docs": r["screen_s_per_1M_docs"], "goal_s": GOAL_S,
-            "met": r["screen_s_per_1M_docs"] <= GOAL_S, "load": r["load"],
-            "generate_pool_s": r["generate_median"]["wall_s"], "draws": r["generate"][0]["draws"]}
+            "pool_documents": r["screen"][0]["screened"],
+            "screen_pool_s": r["screen_median"]["wall_s"],
+            "screen_s_per_1M_docs": r["screen_s_per_1M_docs"],
+            "goal_s": GOAL_S,
+            "met": r["screen_s_per_1M_docs"] <= GOAL_S,
+            "load": r["load"],
+            "generate_pool_s": r["generate_median"]["wall_s"],
+            "draws": r["generate"][0]["draws"],
+        }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     g, s = res["generate"][0], res["screen"][0]
     print(f"\n{label}: server {res['server']}; load {res['load']}")
     print(f"{'stage':40s} {'items':>12s} {'wall s':>9s} {'flow s':>9s} {'srv cpu':>8s} {'cli cpu':>8s} {'items/s':>9s}")
-    print(f"{'generate-pool: MatGAN draws':40s} {g['draws']:>12,d} {res['generate_median']['wall_s']:>9.1f} "
-          f"{res['generate_median']['flow_s']:>9.1f} {res['generate_median']['server_cpu_s']:>8.1f} "
-          f"{res['generate_median']['client_cpu_s']:>8.1f} {g['draws'] / res['generate_median']['wall_s']:>9,.0f}")
+    print(
+        f"{'generate-pool: MatGAN draws':40s} {g['draws']:>12,d} {res['generate_median']['wall_s']:>9.1f} "
+        f"{res['generate_median']['flow_s']:>9.1f} {res['generate_median']['server_cpu_s']:>8.1f} "
+        f"{res['generate_median']['client_cpu_s']:>8.1f} {g['draws'] / res['generate_median']['wall_s']:>9,.0f}"
+    )
     print(f"{'  -> pool documents inserted':40s} {g['pool_size']:>12,d}")
-    print(f"{'screen-pool: documents screened+stored':40s} {s['screened']:>12,d} {res['screen_median']['wall_s']:>9.1f} "
-          f"{res['screen_median']['flow_s']:>9.1f} {res['screen_median']['server_cpu_s']:>8.1f} "
-          f"{res['screen_median']['client_cpu_s']:>8.1f} {res['screen_docs_per_s']:>9,.0f}")
+    print(
+        f"{'screen-pool: documents screened+stored':40s} {s['screened']:>12,d} {res['screen_median']['wall_s']:>9.1f} "
+        f"{res['screen_median']['flow_s']:>9.1f} {res['screen_median']['server_cpu_s']:>8.1f} "
+        f"{res['screen_median']['client_cpu_s']:>8.1f} {res['screen_docs_per_s']:>9,.0f}"
+    )
     print(f"{'  -> model predictions / passed':40s} {s['predicted']:>12,d} {s['passed']:>9,d}")
     print(f"screen-pool per 1 M documents: {res['screen_s_per_1M_docs']:.0f} s (goal {GOAL_S:.0f} s)")
     print(f"wrote {out} [{label}]")

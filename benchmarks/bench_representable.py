@@ -20,8 +20,10 @@ from alcore.paths import data_file  # noqa: E402
 
 
 def main() -> None:
-    sets = {"agd_exp1_42k": pd.read_csv(data_file("bandgap", "agd_exp1_42k.csv"))["composition"],
-            "matbench_mp_gap": pd.read_csv(data_file("bandgap", "matbench_mp_gap.csv"))["formula"]}
+    sets = {
+        "agd_exp1_42k": pd.read_csv(data_file("bandgap", "agd_exp1_42k.csv"))["composition"],
+        "matbench_mp_gap": pd.read_csv(data_file("bandgap", "matbench_mp_gap.csv"))["formula"],
+    }
     rows = []
     for name, formulas in sets.items():
         formulas = list(formulas.astype(str))
@@ -29,9 +31,16 @@ def main() -> None:
             enc = CompositionEncoder(lst, max_count=8, max_elements=8)
             res = enc.encode_batch(formulas, errors="mask")
             why = Counter(r.split(" ")[0] + (" count" if "maximum" in r else "") for r in res.reasons if r)
-            rows.append({"dataset": name, "rows": len(formulas), "element_list": lst,
-                         "representable": int(res.valid.sum()), "fraction": float(res.valid.mean()),
-                         "top_reason": why.most_common(1)[0][0] if why else ""})
+            rows.append(
+                {
+                    "dataset": name,
+                    "rows": len(formulas),
+                    "element_list": lst,
+                    "representable": int(res.valid.sum()),
+                    "fraction": float(res.valid.mean()),
+                    "top_reason": why.most_common(1)[0][0] if why else "",
+                }
+            )
     report("representable", rows)
 
 

@@ -31,11 +31,19 @@ def main() -> None:
         return enc.encode_batch(formulas, errors="mask")
 
     t, res = median_time(encode_cold, 3)
-    rows.append({"task": "encode 100k formulas (cold cache)", "n": len(formulas), "median_s": t,
-                 "per_s": len(formulas) / t, "note": f"{res.valid.mean():.1%} representable (z103, max 8)"})
+    rows.append(
+        {
+            "task": "encode 100k formulas (cold cache)",
+            "n": len(formulas),
+            "median_s": t,
+            "per_s": len(formulas) / t,
+            "note": f"{res.valid.mean():.1%} representable (z103, max 8)",
+        }
+    )
     t, _ = median_time(lambda: enc.encode_batch(formulas, errors="mask"), 3)
-    rows.append({"task": "encode 100k formulas (warm cache)", "n": len(formulas), "median_s": t,
-                 "per_s": len(formulas) / t})
+    rows.append(
+        {"task": "encode 100k formulas (warm cache)", "n": len(formulas), "median_s": t, "per_s": len(formulas) / t}
+    )
     sample = list(dict.fromkeys(formulas))[:10_000]
 
     def validity_cold():
@@ -43,8 +51,15 @@ def main() -> None:
         return validity.check_validity_batch(sample)
 
     t, verdicts = median_time(validity_cold, 3)
-    rows.append({"task": "SMACT validity 10k unique formulas", "n": len(sample), "median_s": t,
-                 "per_s": len(sample) / t, "note": f"{np.mean([v.valid for v in verdicts]):.1%} valid"})
+    rows.append(
+        {
+            "task": "SMACT validity 10k unique formulas",
+            "n": len(sample),
+            "median_s": t,
+            "per_s": len(sample) / t,
+            "note": f"{np.mean([v.valid for v in verdicts]):.1%} valid",
+        }
+    )
     server = SecantusDBServer(storage_path=":memory:")
     server.start()
     try:
@@ -52,11 +67,25 @@ def main() -> None:
         rng = np.random.default_rng(0)
         recs = [{"formula": f"X{i}", "value": float(v), "source": "bench"} for i, v in enumerate(rng.random(100_000))]
         t, _ = median_time(lambda: store.upsert_labels("bench", recs), 1)  # one pass: ~minutes on SecantusDB
-        rows.append({"task": "upsert 100k labels (bulk, 5k/batch, 1 run)", "n": 100_000, "median_s": t,
-                     "per_s": 100_000 / t, "note": "embedded SecantusDB, in memory"})
+        rows.append(
+            {
+                "task": "upsert 100k labels (bulk, 5k/batch, 1 run)",
+                "n": 100_000,
+                "median_s": t,
+                "per_s": 100_000 / t,
+                "note": "embedded SecantusDB, in memory",
+            }
+        )
         t, top = median_time(lambda: store.top_labels("bench", 100), 5)
-        rows.append({"task": "top 100 labels by value (indexed)", "n": 100, "median_s": t, "per_s": 100 / t,
-                     "note": f"best {top[0]['value']:.4f}"})
+        rows.append(
+            {
+                "task": "top 100 labels by value (indexed)",
+                "n": 100,
+                "median_s": t,
+                "per_s": 100 / t,
+                "note": f"best {top[0]['value']:.4f}",
+            }
+        )
     finally:
         server.stop()
     report("spine", rows)

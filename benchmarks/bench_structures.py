@@ -107,22 +107,38 @@ def bench_emd(args) -> None:
     t_kernel = (time.perf_counter() - t) * len(queries) / nq
     ours_t, ours_d = best["ours (EMDIndex, sparse exact)"]
     err = float(np.abs(ours_d[:nq] - ref).max())
-    rows = [(f"ElMD loop (objects prebuilt; extrapolated from {nq} queries)", f"{t_elmd:.2f}", "1.0"),
-            ("ElMD's numba simple_emd kernel in a loop (vectors prebuilt)", f"{t_kernel:.2f}",
-             f"{t_elmd / t_kernel:.0f}"),
-            ("scipy cdist (cumulative vectors prebuilt)", f"{t_cdist_pre:.3f}", f"{t_elmd / t_cdist_pre:.0f}"),
-            ("scipy cdist (incl. building vectors)", f"{best['scipy cdist on cumulative vectors'][0]:.3f}",
-             f"{t_elmd / best['scipy cdist on cumulative vectors'][0]:.0f}"),
-            ("ours: EMDIndex.distances (index prebuilt)", f"{ours_t:.3f}", f"{t_elmd / ours_t:.0f}")]
+    rows = [
+        (f"ElMD loop (objects prebuilt; extrapolated from {nq} queries)", f"{t_elmd:.2f}", "1.0"),
+        ("ElMD's numba simple_emd kernel in a loop (vectors prebuilt)", f"{t_kernel:.2f}", f"{t_elmd / t_kernel:.0f}"),
+        ("scipy cdist (cumulative vectors prebuilt)", f"{t_cdist_pre:.3f}", f"{t_elmd / t_cdist_pre:.0f}"),
+        (
+            "scipy cdist (incl. building vectors)",
+            f"{best['scipy cdist on cumulative vectors'][0]:.3f}",
+            f"{t_elmd / best['scipy cdist on cumulative vectors'][0]:.0f}",
+        ),
+        ("ours: EMDIndex.distances (index prebuilt)", f"{ours_t:.3f}", f"{t_elmd / ours_t:.0f}"),
+    ]
     print("100 x 40,000 EMD (mod_petti)")
     _table(rows, ("method", "seconds", "speed-up vs ElMD"))
     print(f"max |ours - ElMD| over {nq} x 40,000 = {err:.2e}; index build {t_build:.1f} s (cached in npz)")
     print(f"ours vs ElMD kernel loop: {t_kernel / ours_t:.0f}x; vs cdist: {t_cdist_pre / ours_t:.1f}x")
-    _save("emd", {"pairs": 100 * 40_000, "elmd_s": t_elmd, "elmd_kernel_loop_s": t_kernel,
-                  "speedup_vs_elmd_kernel_loop": t_kernel / ours_t, "elmd_queries_timed": nq, "cdist_s": t_cdist_pre,
-                  "cdist_incl_vectors_s": best["scipy cdist on cumulative vectors"][0], "ours_s": ours_t,
-                  "speedup_vs_elmd": t_elmd / ours_t, "speedup_vs_cdist": t_cdist_pre / ours_t,
-                  "max_abs_err_vs_elmd": err, "index_build_s": t_build})
+    _save(
+        "emd",
+        {
+            "pairs": 100 * 40_000,
+            "elmd_s": t_elmd,
+            "elmd_kernel_loop_s": t_kernel,
+            "speedup_vs_elmd_kernel_loop": t_kernel / ours_t,
+            "elmd_queries_timed": nq,
+            "cdist_s": t_cdist_pre,
+            "cdist_incl_vectors_s": best["scipy cdist on cumulative vectors"][0],
+            "ours_s": ours_t,
+            "speedup_vs_elmd": t_elmd / ours_t,
+            "speedup_vs_cdist": t_cdist_pre / ours_t,
+            "max_abs_err_vs_elmd": err,
+            "index_build_s": t_build,
+        },
+    )
 
 
 def bench_search(args) -> None:
@@ -135,9 +151,35 @@ def bench_search(args) -> None:
     rng = np.random.default_rng(1)
     # candidates: library formulas with one element swapped for a random element of the same count
     cands = []
-    els = ["Li", "Na", "K", "Mg", "Ca", "Sr", "Ba", "Al", "Ga", "Y", "La", "Ti", "Zr", "Nb", "Ta", "Zn", "Cd",
-           "O", "S", "Se", "F", "Cl", "Br", "N", "P"]
+    els = [
+        "Li",
+        "Na",
+        "K",
+        "Mg",
+        "Ca",
+        "Sr",
+        "Ba",
+        "Al",
+        "Ga",
+        "Y",
+        "La",
+        "Ti",
+        "Zr",
+        "Nb",
+        "Ta",
+        "Zn",
+        "Cd",
+        "O",
+        "S",
+        "Se",
+        "F",
+        "Cl",
+        "Br",
+        "N",
+        "P",
+    ]
     from alcore.composition import canonical_formula, reduced_counts
+
     while len(cands) < args.n:
         f = dict(reduced_counts(str(rng.choice(forms))))
         old = list(f)[int(rng.integers(len(f)))]
@@ -154,18 +196,33 @@ def bench_search(args) -> None:
     n_sub = min(200, len(cands))
     ok = 0
     for f in cands[:n_sub]:
-        trials = [x for x in propose_structures(f, lib, k=3) if x.template["source"] != "pyxtal_random"] \
-            if lib.search(f, 1) else []
+        trials = (
+            [x for x in propose_structures(f, lib, k=3) if x.template["source"] != "pyxtal_random"]
+            if lib.search(f, 1)
+            else []
+        )
         ok += sum(1 for x in trials if x.structure is not None)
     t_sub = time.perf_counter() - t
-    rows = [("load library + index (cached npz)", f"{t_load:.2f}"),
-            (f"top-3 template search for {len(cands)} candidates", f"{t_search:.2f}"),
-            (f"substitute top-3 for {n_sub} candidates", f"{t_sub:.2f}")]
+    rows = [
+        ("load library + index (cached npz)", f"{t_load:.2f}"),
+        (f"top-3 template search for {len(cands)} candidates", f"{t_search:.2f}"),
+        (f"substitute top-3 for {n_sub} candidates", f"{t_sub:.2f}"),
+    ]
     _table(rows, ("step", "seconds"))
     print(f"candidates with a same-anonymised-formula template: {covered}/{len(cands)}")
-    _save("search", {"n_candidates": len(cands), "load_s": t_load, "search_s": t_search,
-                     "with_template": covered, "substitute_n": n_sub, "substitute_s": t_sub,
-                     "structures_made": ok, "library_size": len(lib)})
+    _save(
+        "search",
+        {
+            "n_candidates": len(cands),
+            "load_s": t_load,
+            "search_s": t_search,
+            "with_template": covered,
+            "substitute_n": n_sub,
+            "substitute_s": t_sub,
+            "structures_made": ok,
+            "library_size": len(lib),
+        },
+    )
 
 
 def _checker(compute_hull=True):
@@ -187,12 +244,30 @@ def bench_sanity(args) -> None:
         trial = propose_structures(f, lib, k=1)[0]  # its own MP structure (EMD 0)
         v = chk.evaluate(trial)
         dt = time.perf_counter() - t
-        rows.append((f, trial.template_id, trial.template.get("mpid"), f"{v.energy_per_atom:.3f}",
-                     f"{v.e_form:.3f}", f"{v.e_hull:.3f}", v.extra.get("n_competing_phases"), v.verdict,
-                     f"{dt:.0f}"))
-        out[f] = {"template": trial.template_id, "mpid": trial.template.get("mpid"), "e": v.energy_per_atom,
-                  "e_form": v.e_form, "e_hull": v.e_hull, "verdict": v.verdict, "reason": v.reason,
-                  "n_phases": v.extra.get("n_competing_phases"), "seconds": dt}
+        rows.append(
+            (
+                f,
+                trial.template_id,
+                trial.template.get("mpid"),
+                f"{v.energy_per_atom:.3f}",
+                f"{v.e_form:.3f}",
+                f"{v.e_hull:.3f}",
+                v.extra.get("n_competing_phases"),
+                v.verdict,
+                f"{dt:.0f}",
+            )
+        )
+        out[f] = {
+            "template": trial.template_id,
+            "mpid": trial.template.get("mpid"),
+            "e": v.energy_per_atom,
+            "e_form": v.e_form,
+            "e_hull": v.e_hull,
+            "verdict": v.verdict,
+            "reason": v.reason,
+            "n_phases": v.extra.get("n_competing_phases"),
+            "seconds": dt,
+        }
         print(rows[-1], flush=True)
     _table(rows, ("formula", "template", "mpid", "E (eV/at)", "E_form", "E_hull", "phases", "verdict", "s"))
     _save("sanity", out)
@@ -241,16 +316,23 @@ def bench_dft(args) -> None:
 
 def _save_dft(rows, sp_err, rx_err, per, t_all) -> None:
     sp, rx = np.abs(np.array(sp_err)), np.abs(np.array(rx_err))
-    _save("dft", {"n": len(rx), "mae_single_point": float(sp.mean()), "mae_relaxed": float(rx.mean()),
-                  "median_abs_relaxed": float(np.median(rx)),
-                  "sample": "data/structures/dft_sample_mp60.jsonl.gz (random, seed 0, MP records with <= 12 sites), "
-                            "first n records",
-                  "relaxations": len(per), "relax_seconds_total": float(sum(p[1] for p in per)),
-                  "relaxations_per_minute": 60 * len(per) / max(1e-9, sum(p[1] for p in per)),
-                  "mean_sites": float(np.mean([p[0] for p in per])) if per else None,
-                  "wall_s_incl_reference_relaxations": time.perf_counter() - t_all,
-                  "rows": [dict(zip(("formula", "mpid", "sites", "dft", "sp", "relaxed"), x, strict=True))
-                           for x in rows]})
+    _save(
+        "dft",
+        {
+            "n": len(rx),
+            "mae_single_point": float(sp.mean()),
+            "mae_relaxed": float(rx.mean()),
+            "median_abs_relaxed": float(np.median(rx)),
+            "sample": "data/structures/dft_sample_mp60.jsonl.gz (random, seed 0, MP records with <= 12 sites), "
+            "first n records",
+            "relaxations": len(per),
+            "relax_seconds_total": float(sum(p[1] for p in per)),
+            "relaxations_per_minute": 60 * len(per) / max(1e-9, sum(p[1] for p in per)),
+            "mean_sites": float(np.mean([p[0] for p in per])) if per else None,
+            "wall_s_incl_reference_relaxations": time.perf_counter() - t_all,
+            "rows": [dict(zip(("formula", "mpid", "sites", "dft", "sp", "relaxed"), x, strict=True)) for x in rows],
+        },
+    )
 
 
 def bench_relax(args) -> None:
@@ -259,8 +341,26 @@ def bench_relax(args) -> None:
 
     lib = TemplateLibrary.load()
     model = get_model(threads=1)
-    pool = ["KMgF3", "BaZrO3", "LiGaO2", "CaSnO3", "NaBr", "RbCaCl3", "ZnSe", "KAlO2", "CsSrCl3", "RbZrF3",
-            "NaScO2", "KInS2", "LiYCl4", "BaGeS3", "SrHfS3", "CsGaCl4", "KNbS3", "RbAlF4"]
+    pool = [
+        "KMgF3",
+        "BaZrO3",
+        "LiGaO2",
+        "CaSnO3",
+        "NaBr",
+        "RbCaCl3",
+        "ZnSe",
+        "KAlO2",
+        "CsSrCl3",
+        "RbZrF3",
+        "NaScO2",
+        "KInS2",
+        "LiYCl4",
+        "BaGeS3",
+        "SrHfS3",
+        "CsGaCl4",
+        "KNbS3",
+        "RbAlF4",
+    ]
     # only substituted structures (nearest template is another composition): EMD > 0
     forms = [f for f in pool if lib.search(f, 1) and lib.search(f, 1)[0][1] > 0][: args.n]
     rows, secs = [], []
@@ -273,9 +373,18 @@ def bench_relax(args) -> None:
     _table(rows, ("formula", "template", "sites", "steps", "converged", "seconds"))
     rpm = 60 * len(secs) / sum(secs)
     print(f"{rpm:.1f} relaxations/minute (1 process, 1 torch thread, loaded machine)")
-    _save("relax", {"n": len(secs), "relaxations_per_minute": rpm, "mean_s": float(np.mean(secs)),
-                    "mean_sites": float(np.mean([r[2] for r in rows])), "fmax": 0.1, "max_steps": 200,
-                    "rows": rows})
+    _save(
+        "relax",
+        {
+            "n": len(secs),
+            "relaxations_per_minute": rpm,
+            "mean_s": float(np.mean(secs)),
+            "mean_sites": float(np.mean([r[2] for r in rows])),
+            "fmax": 0.1,
+            "max_steps": 200,
+            "rows": rows,
+        },
+    )
 
 
 def _pipeline_candidates(n: int) -> list[str]:
@@ -309,16 +418,35 @@ def bench_pipeline(args) -> None:
             v = chk.evaluate(tr)
             n_trials += 1
             counts[v.verdict] = counts.get(v.verdict, 0) + 1
-            print(f, tr.template_id, v.verdict, f"E_form={v.e_form:.3f} E_hull={v.e_hull:.3f}", v.reason or "",
-                  f"{time.perf_counter() - t0:.0f}s", flush=True)
+            print(
+                f,
+                tr.template_id,
+                v.verdict,
+                f"E_form={v.e_form:.3f} E_hull={v.e_hull:.3f}",
+                v.reason or "",
+                f"{time.perf_counter() - t0:.0f}s",
+                flush=True,
+            )
     dt = time.perf_counter() - t0
     per_cand = dt / len(cands)
-    print(f"{len(cands)} candidates x top-{args.k} templates = {n_trials} trials in {dt:.0f} s "
-          f"({per_cand:.0f} s/candidate, 1 process); 100 candidates extrapolated: {100 * per_cand / 60:.0f} min "
-          f"(uncached phases/references included); verdicts {counts}")
-    _save("pipeline", {"n_candidates": len(cands), "k_templates": args.k, "trials": n_trials, "wall_s": dt,
-                       "s_per_candidate": per_cand, "extrapolated_100_min": 100 * per_cand / 60,
-                       "verdicts": counts, "candidates": cands})
+    print(
+        f"{len(cands)} candidates x top-{args.k} templates = {n_trials} trials in {dt:.0f} s "
+        f"({per_cand:.0f} s/candidate, 1 process); 100 candidates extrapolated: {100 * per_cand / 60:.0f} min "
+        f"(uncached phases/references included); verdicts {counts}"
+    )
+    _save(
+        "pipeline",
+        {
+            "n_candidates": len(cands),
+            "k_templates": args.k,
+            "trials": n_trials,
+            "wall_s": dt,
+            "s_per_candidate": per_cand,
+            "extrapolated_100_min": 100 * per_cand / 60,
+            "verdicts": counts,
+            "candidates": cands,
+        },
+    )
 
 
 def bench_flow(args) -> None:
@@ -342,17 +470,28 @@ def bench_flow(args) -> None:
     load0 = os.getloadavg()[0]
     try:
         t0 = time.perf_counter()
-        out = run_structures(cands, runner=args.runner, workers=args.workers, k_templates=args.k,
-                             campaign="bench-structures", mongo_uri=server.uri, database="bench")
+        out = run_structures(
+            cands,
+            runner=args.runner,
+            workers=args.workers,
+            k_templates=args.k,
+            campaign="bench-structures",
+            mongo_uri=server.uri,
+            database="bench",
+        )
         dt = time.perf_counter() - t0
         from pymongo import MongoClient
 
-        docs = list(MongoClient(server.uri)["bench"].structures.find(
-            {"campaign": "bench-structures"}, {"formula": 1, "verdict": 1, "reason": 1, "relax": 1, "e_hull": 1}))
+        docs = list(
+            MongoClient(server.uri)["bench"].structures.find(
+                {"campaign": "bench-structures"}, {"formula": 1, "verdict": 1, "reason": 1, "relax": 1, "e_hull": 1}
+            )
+        )
     finally:
         stop_server(data)
-    added = {p.name: (len(json.loads(p.read_text())) if p.exists() else 0) - cached[p.name]
-             for p in (REFS_PATH, PHASES_PATH)}
+    added = {
+        p.name: (len(json.loads(p.read_text())) if p.exists() else 0) - cached[p.name] for p in (REFS_PATH, PHASES_PATH)
+    }
     steps = [d["relax"]["steps"] for d in docs if d.get("relax")]
     secs = [d["relax"]["seconds"] for d in docs if d.get("relax") and d["relax"]["seconds"]]
     reasons: dict[str, int] = {}
@@ -360,16 +499,38 @@ def bench_flow(args) -> None:
         if d["verdict"] == "failed":
             key = (d.get("reason") or "")[:40]
             reasons[key] = reasons.get(key, 0) + 1
-    res = {"n_candidates": len(cands), "k_templates": args.k, "runner": args.runner, "workers": args.workers,
-           "trials": out["trials"], "relaxed": out["relaxed"], "wall_s": dt, "min_per_100": dt / len(cands) * 100 / 60,
-           "verdicts": out["verdicts"], "failed_reasons": reasons,
-           "median_steps": float(np.median(steps)) if steps else None,
-           "median_relax_s": float(np.median(secs)) if secs else None,
-           "cached_at_start": cached, "added_to_caches": added, "load_start": load0, "load_end": os.getloadavg()[0],
-           "candidates": cands}
-    _table([(len(cands), out["trials"], f"{dt:.0f}", f"{res['min_per_100']:.1f}", res["median_relax_s"],
-             json.dumps(out["verdicts"]))],
-           ("candidates", "trials", "wall s", "min per 100", "median relax s", "verdicts"))
+    res = {
+        "n_candidates": len(cands),
+        "k_templates": args.k,
+        "runner": args.runner,
+        "workers": args.workers,
+        "trials": out["trials"],
+        "relaxed": out["relaxed"],
+        "wall_s": dt,
+        "min_per_100": dt / len(cands) * 100 / 60,
+        "verdicts": out["verdicts"],
+        "failed_reasons": reasons,
+        "median_steps": float(np.median(steps)) if steps else None,
+        "median_relax_s": float(np.median(secs)) if secs else None,
+        "cached_at_start": cached,
+        "added_to_caches": added,
+        "load_start": load0,
+        "load_end": os.getloadavg()[0],
+        "candidates": cands,
+    }
+    _table(
+        [
+            (
+                len(cands),
+                out["trials"],
+                f"{dt:.0f}",
+                f"{res['min_per_100']:.1f}",
+                res["median_relax_s"],
+                json.dumps(out["verdicts"]),
+            )
+        ],
+        ("candidates", "trials", "wall s", "min per 100", "median relax s", "verdicts"),
+    )
     print(f"caches at start {cached}, added {added}; failed: {reasons}")
     _save(f"flow_k{args.k}", res)
 
@@ -390,8 +551,15 @@ def main() -> None:
     defaults = {"search": 1000, "dft": 40, "pipeline": 6, "relax": 6, "flow": 100}
     if args.n is None:
         args.n = defaults.get(args.part, 0)
-    {"emd": bench_emd, "search": bench_search, "sanity": bench_sanity, "dft": bench_dft,
-     "pipeline": bench_pipeline, "flow": bench_flow, "relax": bench_relax}[args.part](args)
+    {
+        "emd": bench_emd,
+        "search": bench_search,
+        "sanity": bench_sanity,
+        "dft": bench_dft,
+        "pipeline": bench_pipeline,
+        "flow": bench_flow,
+        "relax": bench_relax,
+    }[args.part](args)
 
 
 if __name__ == "__main__":

@@ -77,24 +77,36 @@ def build_pool(setup: RecoverySetup, progress: Callable[[int, int], None] | None
             progress(start + n, setup.draws)
     formulas = sorted(distinct)
     atoms, elements = formula_sizes(formulas)
-    small = [f for f, a, e in zip(formulas, atoms, elements, strict=True)
-             if a <= setup.max_atoms and 2 <= e <= setup.max_elements]
+    small = [
+        f
+        for f, a, e in zip(formulas, atoms, elements, strict=True)
+        if a <= setup.max_atoms and 2 <= e <= setup.max_elements
+    ]
     pool = [v.formula for v in check_validity_batch(small) if v.valid]
     if not pool:
-        raise EmptyPoolError(f"{setup.draws} draws of {setup.generator!r} left no valid formula with <= "
-                             f"{setup.max_atoms} atoms and <= {setup.max_elements} elements; draw more")
+        raise EmptyPoolError(
+            f"{setup.draws} draws of {setup.generator!r} left no valid formula with <= "
+            f"{setup.max_atoms} atoms and <= {setup.max_elements} elements; draw more"
+        )
     return pool
 
 
-def labelled_pool(setup: RecoverySetup, oracle_name: str, cache_dir: Path,
-                  progress: Callable[[int, int], None] | None = None) -> tuple[list[str], np.ndarray]:
+def labelled_pool(
+    setup: RecoverySetup, oracle_name: str, cache_dir: Path, progress: Callable[[int, int], None] | None = None
+) -> tuple[list[str], np.ndarray]:
     """``(formulas, oracle eV (N,))`` of the pool, from the cache file in ``cache_dir`` or built and
     labelled now (then cached). The cache is keyed by the settings and the generator's weights hash
     (a retrained MatGAN gets a new pool)."""
     weights = (getattr(get_generator(setup.generator), "metadata", None) or {}).get("weights_sha256")
-    key = {"generator": setup.generator, "draws": setup.draws, "pool_seed": setup.pool_seed,
-           "max_atoms": setup.max_atoms, "max_elements": setup.max_elements, "oracle": oracle_name,
-           "generator_weights": weights}
+    key = {
+        "generator": setup.generator,
+        "draws": setup.draws,
+        "pool_seed": setup.pool_seed,
+        "max_atoms": setup.max_atoms,
+        "max_elements": setup.max_elements,
+        "oracle": oracle_name,
+        "generator_weights": weights,
+    }
     name = [setup.generator, setup.draws, setup.pool_seed, setup.max_atoms, setup.max_elements, oracle_name]
     path = cache_dir / ("pool-" + "-".join(map(str, name)) + ".json.gz")
     if path.exists():
@@ -105,9 +117,13 @@ def labelled_pool(setup: RecoverySetup, oracle_name: str, cache_dir: Path,
     values = np.asarray(get_oracle(oracle_name).predict(formulas).mean, dtype=np.float64)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(gzip.compress(json.dumps({"key": key, "formulas": formulas,
-                                              "oracle": [None if not np.isfinite(v) else float(v) for v in values]}
-                                             ).encode()))
+    tmp.write_bytes(
+        gzip.compress(
+            json.dumps(
+                {"key": key, "formulas": formulas, "oracle": [None if not np.isfinite(v) else float(v) for v in values]}
+            ).encode()
+        )
+    )
     tmp.replace(path)
     return formulas, values
 
@@ -118,9 +134,11 @@ def store_pool(store: Store, name: str, pool: list[str], setup: RecoverySetup) -
     :class:`ConfigError` if a pool of that name holds other formulas."""
     stored = set(store.pool_formulas(name))
     if not stored <= set(pool):
-        raise ConfigError(f"MongoDB pool {name!r} holds {len(stored - set(pool))} formulas that are not in this "
-                          f"experiment's pool ({setup.generator}, {setup.draws} draws, seed {setup.pool_seed}); "
-                          "give the config a new pool_collection name")
+        raise ConfigError(
+            f"MongoDB pool {name!r} holds {len(stored - set(pool))} formulas that are not in this "
+            f"experiment's pool ({setup.generator}, {setup.draws} draws, seed {setup.pool_seed}); "
+            "give the config a new pool_collection name"
+        )
     missing = [f for f in pool if f not in stored]
     atoms, elements = formula_sizes(missing)
     meta = {"generator": setup.generator, "seed": setup.pool_seed, "batch": 0, "source": "agd-recovery"}
@@ -140,9 +158,11 @@ def random_decodes(ctx: CampaignContext, n: int, exclude: set[str], seed: int) -
         out.extend(v.formula for v in check_validity_batch(fresh, ctx.validity_rules) if v.valid)
         if len(out) >= n:
             return out[:n]
-    raise AlflowError(f"only {len(out)} of {n} random decodes passed the validity rules after {RANDOM_DECODE_ROUNDS} "
-                      f"rounds of {4 * n} draws; the autoencoder {ctx.config.autoencoder!r} decodes too few valid "
-                      "formulas: use a trained one (e.g. autoencoder_agd87) or relax the validity limits")
+    raise AlflowError(
+        f"only {len(out)} of {n} random decodes passed the validity rules after {RANDOM_DECODE_ROUNDS} "
+        f"rounds of {4 * n} draws; the autoencoder {ctx.config.autoencoder!r} decodes too few valid "
+        "formulas: use a trained one (e.g. autoencoder_agd87) or relax the validity limits"
+    )
 
 
 def training_sets(store: Store, config: CampaignConfig, seed: int) -> dict[str, tuple[list[str], np.ndarray]]:
@@ -182,8 +202,9 @@ def training_sets(store: Store, config: CampaignConfig, seed: int) -> dict[str, 
     }
 
 
-def score_arms(sets: dict[str, tuple[list[str], np.ndarray]], pool: list[str], oracle_values: np.ndarray,
-               setup: RecoverySetup) -> list[dict[str, Any]]:
+def score_arms(
+    sets: dict[str, tuple[list[str], np.ndarray]], pool: list[str], oracle_values: np.ndarray, setup: RecoverySetup
+) -> list[dict[str, Any]]:
     """Train one screening model per arm and model seed, predict the pool and score it; returns one
     row per (arm, model seed): labels, wide-gap labels, recall, precision, counts, MAE vs the oracle (eV),
     and ``reference_predictions`` (the model's eV for each reference formula, in pool order)."""
@@ -195,16 +216,24 @@ def score_arms(sets: dict[str, tuple[list[str], np.ndarray]], pool: list[str], o
             model = fit_screening_model(formulas, values, seed=model_seed, **setup.screening)
             pred = np.asarray(model.predict(pool).mean, dtype=np.float64)
             score = recovery_score(oracle_values, pred, setup.threshold)
-            rows.append({"arm": arm_name, "model_seed": model_seed, "n_labels": len(formulas),
-                         "n_wide_labels": int(hits(values, setup.threshold).sum()), **score.as_dict(),
-                         "pool_mae_eV": float(np.nanmean(np.abs(pred - oracle_values))),
-                         "reference_predictions": [float(v) for v in pred[reference]],
-                         "seconds": time.perf_counter() - t0})
+            rows.append(
+                {
+                    "arm": arm_name,
+                    "model_seed": model_seed,
+                    "n_labels": len(formulas),
+                    "n_wide_labels": int(hits(values, setup.threshold).sum()),
+                    **score.as_dict(),
+                    "pool_mae_eV": float(np.nanmean(np.abs(pred - oracle_values))),
+                    "reference_predictions": [float(v) for v in pred[reference]],
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
     return rows
 
 
-def reference_table(pool: list[str], oracle_values: np.ndarray, rows: list[dict[str, Any]],
-                    threshold: float) -> list[dict[str, Any]]:
+def reference_table(
+    pool: list[str], oracle_values: np.ndarray, rows: list[dict[str, Any]], threshold: float
+) -> list[dict[str, Any]]:
     """One entry per reference formula (oracle eV > ``threshold``), best first: formula, oracle eV and,
     per arm, the share of its screening models that also put it above the threshold."""
     reference = np.flatnonzero(hits(oracle_values, threshold))
@@ -223,19 +252,32 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rs = [r for r in rows if r["arm"] == arm_name]
         recall = np.array([r["recall"] for r in rs])
         precision = np.array([r["precision"] for r in rs])
-        out.append({"arm": arm_name, "labels": rs[0]["n_labels"], "wide_labels": rs[0]["n_wide_labels"],
-                    "reference": rs[0]["n_reference"], "recovered": float(np.mean([r["n_recovered"] for r in rs])),
-                    "predicted": float(np.mean([r["n_predicted"] for r in rs])),
-                    "recall": float(recall.mean()), "recall_sd": float(recall.std()),
-                    "precision": float(np.nanmean(precision)) if np.isfinite(precision).any() else float("nan"),
-                    "pool_mae_eV": float(np.mean([r["pool_mae_eV"] for r in rs])), "models": len(rs)})
+        out.append(
+            {
+                "arm": arm_name,
+                "labels": rs[0]["n_labels"],
+                "wide_labels": rs[0]["n_wide_labels"],
+                "reference": rs[0]["n_reference"],
+                "recovered": float(np.mean([r["n_recovered"] for r in rs])),
+                "predicted": float(np.mean([r["n_predicted"] for r in rs])),
+                "recall": float(recall.mean()),
+                "recall_sd": float(recall.std()),
+                "precision": float(np.nanmean(precision)) if np.isfinite(precision).any() else float("nan"),
+                "pool_mae_eV": float(np.mean([r["pool_mae_eV"] for r in rs])),
+                "models": len(rs),
+            }
+        )
     return out
 
 
 @flow(name="agd-recovery", log_prints=True)
-def agd_recovery_flow(config_path: str, setup: RecoverySetup = RecoverySetup(), out_dir: str = "runs/agd_recovery",
-                      progress: Callable[[int, int], None] | None = None,
-                      campaign_seed: int | None = None) -> dict[str, Any]:
+def agd_recovery_flow(
+    config_path: str,
+    setup: RecoverySetup = RecoverySetup(),
+    out_dir: str = "runs/agd_recovery",
+    progress: Callable[[int, int], None] | None = None,
+    campaign_seed: int | None = None,
+) -> dict[str, Any]:
     """Prefect flow: the whole experiment for the campaign in ``config_path`` (run or resumed first).
     ``campaign_seed`` replaces the config's seed (GP, acquisition and random arms) and names the
     campaign ``<name>-s<seed>``, so several campaign seeds of one config live side by side.
@@ -254,8 +296,13 @@ def agd_recovery_flow(config_path: str, setup: RecoverySetup = RecoverySetup(), 
     try:
         t1 = time.perf_counter()
         pool, oracle_values = labelled_pool(setup, config.oracle, Path(out_dir), progress)
-        logger.info("pool: %d formulas, %d oracle hits > %.1f eV (%.0f s)", len(pool),
-                    int(hits(oracle_values, setup.threshold).sum()), setup.threshold, time.perf_counter() - t1)
+        logger.info(
+            "pool: %d formulas, %d oracle hits > %.1f eV (%.0f s)",
+            len(pool),
+            int(hits(oracle_values, setup.threshold).sum()),
+            setup.threshold,
+            time.perf_counter() - t1,
+        )
         if config.pool_collection is not None:
             new = store_pool(store, config.pool_collection, pool, setup)
             logger.info("MongoDB pool %s: %d formulas, %d new", config.pool_collection, len(pool), new)
@@ -270,12 +317,21 @@ def agd_recovery_flow(config_path: str, setup: RecoverySetup = RecoverySetup(), 
         store.close()
     summary = summarise(rows)
     by_arm = {s["arm"]: s["recall"] for s in summary}
-    ratios = {f"AL / {arm}": by_arm["seeds + AL"] / by_arm[arm] if by_arm[arm] else float("inf")
-              for arm in by_arm if arm != "seeds + AL"}
-    return {"setup": asdict(setup), "campaign": config.name, "config": config_path,
-            "pool": {"size": len(pool), "reference": int(hits(oracle_values, setup.threshold).sum())},
-            "rows": rows, "summary": summary, "ratios": ratios,
-            "reference": reference_table(pool, oracle_values, rows, setup.threshold)}
+    ratios = {
+        f"AL / {arm}": by_arm["seeds + AL"] / by_arm[arm] if by_arm[arm] else float("inf")
+        for arm in by_arm
+        if arm != "seeds + AL"
+    }
+    return {
+        "setup": asdict(setup),
+        "campaign": config.name,
+        "config": config_path,
+        "pool": {"size": len(pool), "reference": int(hits(oracle_values, setup.threshold).sum())},
+        "rows": rows,
+        "summary": summary,
+        "ratios": ratios,
+        "reference": reference_table(pool, oracle_values, rows, setup.threshold),
+    }
 
 
 def plot_recovery(result: dict[str, Any], path: Path) -> Path:
@@ -289,13 +345,21 @@ def plot_recovery(result: dict[str, Any], path: Path) -> Path:
     summary = result["summary"]
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     x = np.arange(len(summary))
-    ax.bar(x, [100 * s["recall"] for s in summary], yerr=[100 * s["recall_sd"] for s in summary],
-           color=["#999999", "#1f77b4", "#ff7f0e", "#ffbb78"][: len(summary)], capsize=4)
+    ax.bar(
+        x,
+        [100 * s["recall"] for s in summary],
+        yerr=[100 * s["recall_sd"] for s in summary],
+        color=["#999999", "#1f77b4", "#ff7f0e", "#ffbb78"][: len(summary)],
+        capsize=4,
+    )
     ax.set_xticks(x, [s["arm"].replace(" + ", "\n+ ") for s in summary])
     ax.set_ylabel("recall of the oracle's wide-gap set (%)")
     ax.set_ylim(0, 105)
-    ax.set_title(f"{result['campaign']}: pool {result['pool']['size']:,}, reference {result['pool']['reference']} "
-                 "(AGD Exp 3: AL 57.8 %, baseline 2.9 %)", fontsize=8)
+    ax.set_title(
+        f"{result['campaign']}: pool {result['pool']['size']:,}, reference {result['pool']['reference']} "
+        "(AGD Exp 3: AL 57.8 %, baseline 2.9 %)",
+        fontsize=8,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -21,8 +21,14 @@ from flows.datasets import autoencoder_corpus, file_sha256, split_indices
 
 
 def train_and_save_autoencoder(
-    out: Path, element_list: str = "agd87", epochs: int = 8, max_train: int | None = None,
-    val_fraction: float = 0.05, seed: int = 0, threads: int = 1, progress: bool = True,
+    out: Path,
+    element_list: str = "agd87",
+    epochs: int = 8,
+    max_train: int | None = None,
+    val_fraction: float = 0.05,
+    seed: int = 0,
+    threads: int = 1,
+    progress: bool = True,
     corpus: list[str] | None = None,
 ) -> dict[str, Any]:
     """Train on the MP corpus (or ``corpus``), evaluate on a held-out split, save to ``out``.
@@ -47,10 +53,15 @@ def train_and_save_autoencoder(
         "loss_history": result.metrics["loss_history"],
         "box": box.tolist(),
         "corpus_size": len(formulas),
-        "split": {"val_fraction": val_fraction, "seed": seed, "n_train": int(len(train_idx)),
-                  "n_val": int(len(val_idx))},
+        "split": {
+            "val_fraction": val_fraction,
+            "seed": seed,
+            "n_train": int(len(train_idx)),
+            "n_val": int(len(val_idx)),
+        },
         "data_sha256": {"known/mp_formulas_spacegroups.csv": file_sha256("known", "mp_formulas_spacegroups.csv")}
-        if corpus is None else {"corpus": "given"},
+        if corpus is None
+        else {"corpus": "given"},
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     meta["sha256"] = save_weights(result.model, out, meta)
@@ -70,13 +81,13 @@ def random_latent_validity(model_path: Path, n: int = 2000, seed: int = 0) -> di
     formulas = decode_latents(model, encoder, z)
     decoded = [f for f in formulas if f]
     valid = [f for f in decoded if check_validity(f).valid]
-    return {"n": n, "decoded": len(decoded) / n, "valid": len(valid) / n,
-            "unique_valid": len(set(valid)) / n}
+    return {"n": n, "decoded": len(decoded) / n, "valid": len(valid) / n, "unique_valid": len(set(valid)) / n}
 
 
 @flow(name="train-autoencoder", log_prints=True)
-def train_autoencoder_flow(epochs: int = 8, element_list: str = "agd87", seed: int = 0,
-                           out: str | None = None) -> dict[str, Any]:
+def train_autoencoder_flow(
+    epochs: int = 8, element_list: str = "agd87", seed: int = 0, out: str | None = None
+) -> dict[str, Any]:
     """Prefect flow: retrain the autoencoder and write weights (default: the committed file)."""
     path = Path(out) if out else WEIGHTS_DIR / f"autoencoder_{element_list}.safetensors"
     meta = train_and_save_autoencoder(path, element_list=element_list, epochs=epochs, seed=seed)

@@ -147,10 +147,15 @@ class CampaignContext:
             formulas = [v.formula for v in check_validity_batch(stored, self.validity_rules) if v.valid]
         formulas = sorted(f for f in formulas if self.encoder.representable(f)[0])
         if not formulas:
-            where = (f"MongoDB pool {self.config.pool_collection!r}" if self.config.pool_collection
-                     else f"data set {self.config.pool!r}")
-            raise EmptyPoolError(f"{where} has no formula the campaign can choose (representable by "
-                                 f"{self.config.element_list!r} and valid); generate or fill the pool first")
+            where = (
+                f"MongoDB pool {self.config.pool_collection!r}"
+                if self.config.pool_collection
+                else f"data set {self.config.pool!r}"
+            )
+            raise EmptyPoolError(
+                f"{where} has no formula the campaign can choose (representable by "
+                f"{self.config.element_list!r} and valid); generate or fill the pool first"
+            )
         if self.config.pool_size is not None and self.config.pool_size < len(formulas):
             rng = np.random.default_rng(self.config.seed)
             formulas = sorted(rng.choice(formulas, size=self.config.pool_size, replace=False).tolist())
@@ -162,8 +167,9 @@ class CampaignContext:
             from oracles.lookup import LookupOracle
 
             table = band_gap_table(self.config.lookup_table)
-            oracle = LookupOracle(dict(zip(table["formula"], table["value"], strict=True)),
-                                  name=f"lookup:{self.config.lookup_table}")
+            oracle = LookupOracle(
+                dict(zip(table["formula"], table["value"], strict=True)), name=f"lookup:{self.config.lookup_table}"
+            )
             return oracle.predict(formulas)
         from oracles.registry import get_oracle
 
@@ -176,8 +182,13 @@ class CampaignContext:
 
 
 # ---------------------------------------------------------------------------- stage runner
-def run_stage(ctx: CampaignContext, iteration: int, stage: str,
-              body: Callable[[], dict[str, Any]], reset: Callable[[], None] | None = None) -> dict[str, Any]:
+def run_stage(
+    ctx: CampaignContext,
+    iteration: int,
+    stage: str,
+    body: Callable[[], dict[str, Any]],
+    reset: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """Run one stage idempotently: return the stored result if done; otherwise renew the lease,
     undo any partial writes of an interrupted attempt (``reset``), run ``body`` and store its result."""
     done = ctx.store.stage_result(ctx.name, iteration, stage)
@@ -228,8 +239,10 @@ def seed_labels(ctx: CampaignContext) -> dict[str, Any]:
     """Iteration 0: write the seed labels (source ``seed``) from the configured data set."""
     spec = ctx.config.seeds
     table = seed_table(ctx.config, ctx.encoder)
-    records = [{"formula": f, "value": float(v), "source": "seed", "iteration": 0, "std": 0.0}
-               for f, v in zip(table["formula"], table["value"], strict=True)]
+    records = [
+        {"formula": f, "value": float(v), "source": "seed", "iteration": 0, "std": 0.0}
+        for f, v in zip(table["formula"], table["value"], strict=True)
+    ]
     n = ctx.store.upsert_labels(ctx.name, records, ctx.config.property)
     return {"n_seed": n, "dataset": spec.dataset}
 
@@ -246,10 +259,18 @@ def fit_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
             warm, _ = ctx.store.load_model(prev["gp_sha"], kind="gp")
     maxiter = ctx.config.gp.warm_maxiter if warm is not None else ctx.config.gp.maxiter
     fit = fit_gp(x, y, box, warm_start=warm, maxiter=maxiter, threads=ctx.config.gp.threads)
-    sha = ctx.store.save_model("gp", fit.state, {"campaign": ctx.name, "iteration": iteration,
-                                                 "n_labels": len(y), "hyperparameters": fit.hyperparameters})
-    return {"gp_sha": sha, "n_labels": len(y), "fit_s": round(fit.fit_s, 3), "warm_started": fit.warm_started,
-            "hyperparameters": fit.hyperparameters}
+    sha = ctx.store.save_model(
+        "gp",
+        fit.state,
+        {"campaign": ctx.name, "iteration": iteration, "n_labels": len(y), "hyperparameters": fit.hyperparameters},
+    )
+    return {
+        "gp_sha": sha,
+        "n_labels": len(y),
+        "fit_s": round(fit.fit_s, 3),
+        "warm_started": fit.warm_started,
+        "hyperparameters": fit.hyperparameters,
+    }
 
 
 def _gp_for(ctx: CampaignContext, iteration: int):
@@ -296,22 +317,42 @@ def _acquire(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
         side = cfg.acquisition.trust_region
         while len(accepted) < q and attempts < cfg.acquisition.max_attempts:
             need = q - len(accepted)
-            settings = AcquisitionSettings(cfg.acquisition.beta, need, cfg.acquisition.num_restarts,
-                                           cfg.acquisition.raw_samples, cfg.acquisition.maxiter,
-                                           cfg.acquisition.mc_samples)
+            settings = AcquisitionSettings(
+                cfg.acquisition.beta,
+                need,
+                cfg.acquisition.num_restarts,
+                cfg.acquisition.raw_samples,
+                cfg.acquisition.maxiter,
+                cfg.acquisition.mc_samples,
+            )
             centre = x_labelled[order[attempts % len(order)]]
             local = trust_region(centre, box, side)
             sides.append(side)
             n_before = len(accepted)
-            z, value = acquire_continuous(gp, local, settings, stage_seed(cfg.seed, iteration, "acq", attempts),
-                                          x_pending=pending if len(pending) else None)
+            z, value = acquire_continuous(
+                gp,
+                local,
+                settings,
+                stage_seed(cfg.seed, iteration, "acq", attempts),
+                x_pending=pending if len(pending) else None,
+            )
             attempts += 1
             pending = np.vstack([pending, z])
             mean, std = posterior(gp, z)
             for zi, formula, m, s in zip(z, decode_latents(ae, ctx.encoder, z), mean, std, strict=True):
                 reasons = _rejection_reasons(ctx, formula, labelled_set, seen)
-                doc = _candidate(ctx, formula or f"<empty decode {len(rejected)}>", zi, value, float(m), float(s),
-                                 len(accepted) + len(rejected), reasons, not reasons, attempt=attempts)
+                doc = _candidate(
+                    ctx,
+                    formula or f"<empty decode {len(rejected)}>",
+                    zi,
+                    value,
+                    float(m),
+                    float(s),
+                    len(accepted) + len(rejected),
+                    reasons,
+                    not reasons,
+                    attempt=attempts,
+                )
                 (rejected if reasons else accepted).append(doc)
                 if formula:
                     seen.add(formula)
@@ -329,8 +370,13 @@ def _acquire(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
     ctx.store.upsert_candidates(ctx.name, iteration, everything[: len(everything) // 2])
     fault_point(f"acquire:{iteration}:mid-candidates")
     ctx.store.upsert_candidates(ctx.name, iteration, everything[len(everything) // 2 :])
-    return {"n_accepted": len(accepted), "n_rejected": len(rejected), "attempts": attempts,
-            "formulas": [c["formula"] for c in accepted], "trust_region_sides": sides}
+    return {
+        "n_accepted": len(accepted),
+        "n_rejected": len(rejected),
+        "attempts": attempts,
+        "formulas": [c["formula"] for c in accepted],
+        "trust_region_sides": sides,
+    }
 
 
 def _rejection_reasons(ctx: CampaignContext, formula: str | None, labelled: set[str], seen: set[str]) -> list[str]:
@@ -344,12 +390,29 @@ def _rejection_reasons(ctx: CampaignContext, formula: str | None, labelled: set[
     return reasons
 
 
-def _candidate(ctx: CampaignContext, formula: str, z: np.ndarray, acq_value: float, mean: float, std: float,
-               rank: int, reasons: list[str], valid: bool, attempt: int = 1) -> dict[str, Any]:
+def _candidate(
+    ctx: CampaignContext,
+    formula: str,
+    z: np.ndarray,
+    acq_value: float,
+    mean: float,
+    std: float,
+    rank: int,
+    reasons: list[str],
+    valid: bool,
+    attempt: int = 1,
+) -> dict[str, Any]:
     return {
-        "formula": formula, "latent": [round(float(v), 6) for v in z], "acq_value": acq_value,
-        "gp_mean": mean, "gp_std": std, "rank": rank, "attempt": attempt, "valid": valid,
-        "reasons": reasons, "novel": formula not in ctx.known,
+        "formula": formula,
+        "latent": [round(float(v), 6) for v in z],
+        "acq_value": acq_value,
+        "gp_mean": mean,
+        "gp_std": std,
+        "rank": rank,
+        "attempt": attempt,
+        "valid": valid,
+        "reasons": reasons,
+        "novel": formula not in ctx.known,
         "status": "acquired" if valid else "rejected",
     }
 
@@ -360,12 +423,17 @@ def label_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
     todo = [c for c in cands if c["status"] in {"acquired", "awaiting_label", "labelled"}]
     formulas = [c["formula"] for c in todo]
     if ctx.config.oracle == "external":
-        labels = {d["formula"]: d for d in ctx.store.db.labels.find(
-            {"campaign": ctx.name, "property": ctx.config.property, "formula": {"$in": formulas}})}
+        labels = {
+            d["formula"]: d
+            for d in ctx.store.db.labels.find(
+                {"campaign": ctx.name, "property": ctx.config.property, "formula": {"$in": formulas}}
+            )
+        }
         missing = [f for f in formulas if f not in labels]
         ctx.store.db.candidates.update_many(
             {"campaign": ctx.name, "iteration": iteration, "formula": {"$in": missing}},
-            {"$set": {"status": "awaiting_label"}})
+            {"$set": {"status": "awaiting_label"}},
+        )
         if missing:
             ctx.store.update_campaign(ctx.name, status="awaiting_labels")
             raise WaitingForLabels(
@@ -375,28 +443,43 @@ def label_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
             )
         ctx.store.db.candidates.update_many(
             {"campaign": ctx.name, "iteration": iteration, "formula": {"$in": formulas}},
-            {"$set": {"status": "labelled"}})
+            {"$set": {"status": "labelled"}},
+        )
         values = [labels[f]["value"] for f in formulas]
         return {"n_labelled": len(formulas), "source": "external", "max": float(max(values, default=np.nan))}
     pred = ctx.oracle_predict(formulas)
     records, failed = [], []
     for f, m, s, why in zip(formulas, pred.mean, pred.std, pred.reasons, strict=True):
         if np.isfinite(m):
-            records.append({"formula": f, "value": float(max(m, 0.0)), "std": float(s), "iteration": iteration,
-                            "source": ctx.config.oracle})
+            records.append(
+                {
+                    "formula": f,
+                    "value": float(max(m, 0.0)),
+                    "std": float(s),
+                    "iteration": iteration,
+                    "source": ctx.config.oracle,
+                }
+            )
         else:
             failed.append((f, why or "oracle returned NaN"))
     ctx.store.upsert_labels(ctx.name, records[: len(records) // 2], ctx.config.property)
     fault_point(f"label:{iteration}:mid-labels")
     ctx.store.upsert_labels(ctx.name, records[len(records) // 2 :], ctx.config.property)
     for f, why in failed:
-        ctx.store.db.candidates.update_one({"campaign": ctx.name, "iteration": iteration, "formula": f},
-                                           {"$set": {"status": "label_failed", "label_error": why}})
+        ctx.store.db.candidates.update_one(
+            {"campaign": ctx.name, "iteration": iteration, "formula": f},
+            {"$set": {"status": "label_failed", "label_error": why}},
+        )
     ok = [r["formula"] for r in records]
-    ctx.store.db.candidates.update_many({"campaign": ctx.name, "iteration": iteration, "formula": {"$in": ok}},
-                                        {"$set": {"status": "labelled"}})
-    return {"n_labelled": len(records), "n_failed": len(failed), "source": ctx.config.oracle,
-            "max": float(max((r["value"] for r in records), default=float("nan")))}
+    ctx.store.db.candidates.update_many(
+        {"campaign": ctx.name, "iteration": iteration, "formula": {"$in": ok}}, {"$set": {"status": "labelled"}}
+    )
+    return {
+        "n_labelled": len(records),
+        "n_failed": len(failed),
+        "source": ctx.config.oracle,
+        "max": float(max((r["value"] for r in records), default=float("nan"))),
+    }
 
 
 def retrain_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
@@ -404,15 +487,17 @@ def retrain_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
     from oracles.registry import fit_screening_model, screening_state
 
     formulas, y = ctx.labelled()
-    model = fit_screening_model(formulas, y, seed=stage_seed(ctx.config.seed, iteration, "retrain"),
-                                epochs=ctx.config.screening_epochs)
+    model = fit_screening_model(
+        formulas, y, seed=stage_seed(ctx.config.seed, iteration, "retrain"), epochs=ctx.config.screening_epochs
+    )
     val = band_gap_table(ctx.config.validation)
     pred = model.predict(list(val["formula"]))
     ok = pred.ok
     mae = float(np.mean(np.abs(pred.mean[ok] - val["value"].to_numpy()[ok]))) if ok.any() else float("nan")
     state, meta = screening_state(model)
-    sha = ctx.store.save_model("screening", state, {**meta, "campaign": ctx.name, "iteration": iteration,
-                                                    "n_labels": len(y), "val_mae": mae})
+    sha = ctx.store.save_model(
+        "screening", state, {**meta, "campaign": ctx.name, "iteration": iteration, "n_labels": len(y), "val_mae": mae}
+    )
     return {"screening_sha": sha, "val_mae": mae, "n_val": int(ok.sum()), "n_labels": len(y)}
 
 
@@ -427,15 +512,24 @@ def metrics_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
         hits = (y >= t.window_lo) & (y <= t.window_hi)
     acquired_hits = int(np.sum(acquired >= t.threshold)) if len(acquired) else 0
     best_i = int(np.argmax(y)) if len(y) else -1
-    out = {"n_labels": len(y), "n_acquired_labels": len(acquired), "best_value": float(y[best_i]) if len(y) else None,
-           "best_formula": formulas[best_i] if len(y) else None, "count_above_threshold": int(hits.sum()),
-           "acquired_above_threshold": acquired_hits,
-           "best_acquired": float(acquired.max()) if len(acquired) else None}
+    out = {
+        "n_labels": len(y),
+        "n_acquired_labels": len(acquired),
+        "best_value": float(y[best_i]) if len(y) else None,
+        "best_formula": formulas[best_i] if len(y) else None,
+        "count_above_threshold": int(hits.sum()),
+        "acquired_above_threshold": acquired_hits,
+        "best_acquired": float(acquired.max()) if len(acquired) else None,
+    }
     stages = {s: ctx.store.stage_result(ctx.name, iteration, s) for s in STAGES[:-1]}
     ctx.store.set_iteration_fields(
-        ctx.name, iteration, metrics={**out, "val_mae": stages["retrain"]["val_mae"]},
+        ctx.name,
+        iteration,
+        metrics={**out, "val_mae": stages["retrain"]["val_mae"]},
         gp={"hyperparameters": stages["fit"]["hyperparameters"], "sha": stages["fit"]["gp_sha"]},
-        timings={s: stages[s]["seconds"] for s in stages}, screening_sha=stages["retrain"]["screening_sha"])
+        timings={s: stages[s]["seconds"] for s in stages},
+        screening_sha=stages["retrain"]["screening_sha"],
+    )
     ctx.store.record_iteration_summary(ctx.name, iteration)  # counts snapshot: `campaign show` stays O(iterations)
     ctx.store.update_campaign(ctx.name, iteration=iteration)
     _publish_report(ctx, iteration)
@@ -456,8 +550,9 @@ def _publish_report(ctx: CampaignContext, iteration: int) -> None:
     try:
         publish_iteration(ctx.store, ctx.name, iteration, out_dir)
     except Exception as exc:  # noqa: BLE001 - reports are best effort
-        _logger().warning("campaign %s iteration %d: report not published (%s: %s)", ctx.name, iteration,
-                          type(exc).__name__, exc)
+        _logger().warning(
+            "campaign %s iteration %d: report not published (%s: %s)", ctx.name, iteration, type(exc).__name__, exc
+        )
 
 
 # ---------------------------------------------------------------------------- Prefect tasks + flow
@@ -487,8 +582,9 @@ def _reset_candidates(ctx: CampaignContext, iteration: int) -> Callable[[], None
 def _reset_labels(ctx: CampaignContext, iteration: int) -> Callable[[], None]:
     if ctx.config.oracle == "external":
         return lambda: None
-    return lambda: ctx.store.db.labels.delete_many({"campaign": ctx.name, "iteration": iteration,
-                                                    "source": {"$ne": "seed"}})
+    return lambda: ctx.store.db.labels.delete_many(
+        {"campaign": ctx.name, "iteration": iteration, "source": {"$ne": "seed"}}
+    )
 
 
 @task(name="iteration-stage", cache_policy=NO_CACHE, task_run_name="{stage}-{iteration}", **RETRY)
@@ -505,8 +601,12 @@ def stage_task(ctx: CampaignContext, iteration: int, stage: str) -> dict[str, An
     return run_stage(ctx, iteration, stage, body, reset)
 
 
-def run_campaign_in(store: Store, config: CampaignConfig, owner: str | None = None,
-                    on_iteration: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def run_campaign_in(
+    store: Store,
+    config: CampaignConfig,
+    owner: str | None = None,
+    on_iteration: Callable[[int, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Run (or resume) a campaign against ``store``; returns a summary dict.
 
     Takes the lease (raises :class:`~alcore.errors.CampaignLockedError` if another runner holds it),
@@ -549,8 +649,14 @@ def campaign_summary(store: Store, name: str) -> dict[str, Any]:
     for it in store.iterations(name):
         m = it.get("metrics")
         if m:
-            rows.append({"iteration": it["iteration"], **m, "fit_s": it.get("timings", {}).get("fit"),
-                         "acquire_s": it.get("timings", {}).get("acquire")})
+            rows.append(
+                {
+                    "iteration": it["iteration"],
+                    **m,
+                    "fit_s": it.get("timings", {}).get("fit"),
+                    "acquire_s": it.get("timings", {}).get("acquire"),
+                }
+            )
     return {"campaign": name, "iterations": rows, "top": store.top_labels(name, 10)}
 
 
@@ -591,11 +697,16 @@ def structure_top_candidates(store: Store, config: CampaignConfig, settings) -> 
     if not formulas:
         return {"formulas": [], "verdicts": {}}
     cif_dir = settings.output_dir / config.name / "cif"
-    result = structures_flow(formulas=formulas, campaign=config.name,
-                             k_templates=config.structures.templates_per_formula,
-                             e_hull_max=config.structures.e_hull_max, steps=config.structures.relax_steps,
-                             cif_dir=str(cif_dir),
-                             mongo_uri=None, database=settings.database)
+    result = structures_flow(
+        formulas=formulas,
+        campaign=config.name,
+        k_templates=config.structures.templates_per_formula,
+        e_hull_max=config.structures.e_hull_max,
+        steps=config.structures.relax_steps,
+        cif_dir=str(cif_dir),
+        mongo_uri=None,
+        database=settings.database,
+    )
     result["table"] = [
         {k: d.get(k) for k in ("formula", "template_id", "e_form", "e_hull", "verdict", "reason")}
         for d in store.db.structures.find({"campaign": config.name, "formula": {"$in": formulas}})

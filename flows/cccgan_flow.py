@@ -46,8 +46,13 @@ CAMPAIGN = "cccgan:Mg-Mn-O"
 Log = Callable[[str], Any]
 
 
-def load_or_train(name: str = DEFAULT_NAME, retrain: bool = False, config: TrainConfig | None = None,
-                  directory: Path | None = None, log: Log = print) -> tuple[Generator, dict]:
+def load_or_train(
+    name: str = DEFAULT_NAME,
+    retrain: bool = False,
+    config: TrainConfig | None = None,
+    directory: Path | None = None,
+    log: Log = print,
+) -> tuple[Generator, dict]:
     """Load ``<directory>/<name>.safetensors`` or (if missing or ``retrain``) train and save it.
 
     Returns ``(generator, metadata)``. Training uses one torch thread.
@@ -72,10 +77,17 @@ def weights_sha(name: str = DEFAULT_NAME, directory: Path | None = None) -> str 
     return hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else None
 
 
-def evaluate_compositions(generator: Generator, compositions: Sequence[str | Sequence[int]], n: int = 50,
-                          seed: int = 0, max_relax: int = 5, steps: int = 150, min_dist: float = MIN_DIST,
-                          references: list[dict] | None = None, log: Log = print,
-                          ) -> tuple[dict[str, dict[str, Any]], dict[str, list[Candidate]]]:
+def evaluate_compositions(
+    generator: Generator,
+    compositions: Sequence[str | Sequence[int]],
+    n: int = 50,
+    seed: int = 0,
+    max_relax: int = 5,
+    steps: int = 150,
+    min_dist: float = MIN_DIST,
+    references: list[dict] | None = None,
+    log: Log = print,
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[Candidate]]]:
     """Generate ``n`` images per cell composition and evaluate them.
 
     ``max_relax`` novel valid candidates per composition are relaxed (0 disables stability; then no
@@ -111,10 +123,19 @@ def _model_task(name: str, retrain: bool, config: dict[str, Any], directory: str
 
 
 @task(name="cccgan-evaluate", cache_policy=NO_CACHE)
-def _evaluate_task(generator: Generator, compositions: list[str], n: int, seed: int, max_relax: int,
-                   steps: int, min_dist: float, sha: str | None) -> tuple[dict, list[dict[str, Any]]]:
-    summaries, cands = evaluate_compositions(generator, compositions, n, seed, max_relax, steps, min_dist,
-                                             log=get_run_logger().info)
+def _evaluate_task(
+    generator: Generator,
+    compositions: list[str],
+    n: int,
+    seed: int,
+    max_relax: int,
+    steps: int,
+    min_dist: float,
+    sha: str | None,
+) -> tuple[dict, list[dict[str, Any]]]:
+    summaries, cands = evaluate_compositions(
+        generator, compositions, n, seed, max_relax, steps, min_dist, log=get_run_logger().info
+    )
     docs = []
     for cs in cands.values():
         for c in cs:
@@ -137,11 +158,20 @@ def _store_task(docs: list[dict[str, Any]], mongodb_uri: str | None, database: s
 
 
 @flow(name="cccgan")
-def cccgan_flow(compositions: list[str] | None = None, n_per_composition: int = 50, seed: int = 0,
-                max_relax: int = 5, relax_steps: int = 150, min_dist: float = MIN_DIST,
-                weights: str = DEFAULT_NAME, weights_dir: str | None = None, retrain: bool = False,
-                train_config: dict[str, Any] | None = None, mongodb_uri: str | None = None,
-                database: str | None = None) -> dict[str, Any]:
+def cccgan_flow(
+    compositions: list[str] | None = None,
+    n_per_composition: int = 50,
+    seed: int = 0,
+    max_relax: int = 5,
+    relax_steps: int = 150,
+    min_dist: float = MIN_DIST,
+    weights: str = DEFAULT_NAME,
+    weights_dir: str | None = None,
+    retrain: bool = False,
+    train_config: dict[str, Any] | None = None,
+    mongodb_uri: str | None = None,
+    database: str | None = None,
+) -> dict[str, Any]:
     """Load or train the GAN, generate ``n_per_composition`` structures per cell composition, evaluate
     and store them all (invalid ones too, with their verdict).
 
@@ -156,5 +186,9 @@ def cccgan_flow(compositions: list[str] | None = None, n_per_composition: int = 
     sha = weights_sha(weights, Path(weights_dir) if weights_dir else None)
     summaries, docs = _evaluate_task(g, comps, n_per_composition, seed, max_relax, relax_steps, min_dist, sha)
     written = _store_task(docs, mongodb_uri, database)
-    return {"campaign": CAMPAIGN, "summary": summaries, "written": written,
-            "template_ids": [d["template_id"] for d in docs]}
+    return {
+        "campaign": CAMPAIGN,
+        "summary": summaries,
+        "written": written,
+        "template_ids": [d["template_id"] for d in docs],
+    }

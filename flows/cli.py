@@ -21,10 +21,14 @@ from alcore.errors import AlflowError
 console = Console()
 err = Console(stderr=True)
 
-app = typer.Typer(help="Active-learning materials discovery: campaigns, database, labels, generators.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-db_app = typer.Typer(help="The embedded database (SecantusDB) used when ALFLOW_MONGODB_URI is unset.",
-                     no_args_is_help=True)
+app = typer.Typer(
+    help="Active-learning materials discovery: campaigns, database, labels, generators.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(
+    help="The embedded database (SecantusDB) used when ALFLOW_MONGODB_URI is unset.", no_args_is_help=True
+)
 campaign_app = typer.Typer(help="Create, list and inspect campaigns.", no_args_is_help=True)
 labels_app = typer.Typer(help="Import and export labels.", no_args_is_help=True)
 candidates_app = typer.Typer(help="Inspect and export acquired candidates.", no_args_is_help=True)
@@ -66,13 +70,30 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def print_summary(summary: dict[str, Any]) -> None:
     """Print a campaign's per-iteration metrics and its top labels as tables."""
     table = Table(title=f"campaign {summary['campaign']}: iterations")
-    for col in ("iter", "labels", "best (eV)", "best formula", "hits >= thr", "acquired hits", "val MAE (eV)",
-                "fit s", "acquire s"):
+    for col in (
+        "iter",
+        "labels",
+        "best (eV)",
+        "best formula",
+        "hits >= thr",
+        "acquired hits",
+        "val MAE (eV)",
+        "fit s",
+        "acquire s",
+    ):
         table.add_column(col, justify="right")
     for r in summary["iterations"]:
-        table.add_row(str(r["iteration"]), str(r["n_labels"]), _fmt(r["best_value"]), str(r["best_formula"]),
-                      str(r["count_above_threshold"]), str(r["acquired_above_threshold"]), _fmt(r.get("val_mae")),
-                      _fmt(r.get("fit_s"), 1), _fmt(r.get("acquire_s"), 1))
+        table.add_row(
+            str(r["iteration"]),
+            str(r["n_labels"]),
+            _fmt(r["best_value"]),
+            str(r["best_formula"]),
+            str(r["count_above_threshold"]),
+            str(r["acquired_above_threshold"]),
+            _fmt(r.get("val_mae")),
+            _fmt(r.get("fit_s"), 1),
+            _fmt(r.get("acquire_s"), 1),
+        )
     console.print(table)
     top = Table(title="top labels")
     for col in ("formula", "value (eV)", "source", "iteration"):
@@ -100,8 +121,14 @@ def run_cmd(
         for col in ("formula", "template", "E_form (eV/atom)", "E_hull (eV/atom)", "verdict", "reason"):
             st.add_column(col)
         for d in summary["structures"]["table"]:
-            st.add_row(d["formula"], str(d["template_id"]), _fmt(d.get("e_form")), _fmt(d.get("e_hull")),
-                       str(d.get("verdict")), str(d.get("reason") or ""))
+            st.add_row(
+                d["formula"],
+                str(d["template_id"]),
+                _fmt(d.get("e_form")),
+                _fmt(d.get("e_hull")),
+                str(d.get("verdict")),
+                str(d.get("reason") or ""),
+            )
         console.print(st)
         console.print(f"CIFs in {summary['structures']['cif_dir']}")
     console.print(f"status: [bold]{summary['status']}[/bold]")
@@ -129,8 +156,13 @@ def campaign_list() -> None:
     for col in ("name", "status", "iteration", "target", "lease owner"):
         table.add_column(col)
     for d in _store().list_campaigns():
-        table.add_row(d["name"], d.get("status", "-"), str(d.get("iteration", 0)), str(d.get("target_iterations", "-")),
-                      str((d.get("lease") or {}).get("owner", "-")))
+        table.add_row(
+            d["name"],
+            d.get("status", "-"),
+            str(d.get("iteration", 0)),
+            str(d.get("target_iterations", "-")),
+            str((d.get("lease") or {}).get("owner", "-")),
+        )
     console.print(table)
 
 
@@ -145,14 +177,18 @@ def campaign_show(name: Annotated[str, typer.Argument(help="Campaign name.")]) -
 
     store = _store()
     doc = store.get_campaign(name)
-    console.print(f"[bold]{name}[/bold]: status {doc.get('status')}, iteration {doc.get('iteration')}, "
-                  f"mode {doc['config']['mode']}, oracle {doc['config']['oracle']}")
+    console.print(
+        f"[bold]{name}[/bold]: status {doc.get('status')}, iteration {doc.get('iteration')}, "
+        f"mode {doc['config']['mode']}, oracle {doc['config']['oracle']}"
+    )
     stages = Table(title="stage states")
     stages.add_column("iteration")
     stages.add_column("stages")
     its = store.iterations(name)
     for it in its:
-        stages.add_row(str(it["iteration"]), ", ".join(f"{k}:{v.get('status')}" for k, v in it.get("stages", {}).items()))
+        stages.add_row(
+            str(it["iteration"]), ", ".join(f"{k}:{v.get('status')}" for k, v in it.get("stages", {}).items())
+        )
     console.print(stages)
     counts = store.campaign_counts(name, its)
     for what, by in (("candidates", "status"), ("labels", "source")):
@@ -168,7 +204,9 @@ def labels_import(
     path: Annotated[Path, typer.Argument(help="CSV with columns formula,value[,std].")],
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Import the good rows even if some are bad.")] = False,
     source: Annotated[str, typer.Option(help="Label source recorded with each row.")] = "external",
-    allow_new: Annotated[bool, typer.Option("--allow-new", help="Accept formulas that are not candidates of the campaign.")] = False,
+    allow_new: Annotated[
+        bool, typer.Option("--allow-new", help="Accept formulas that are not candidates of the campaign.")
+    ] = False,
 ) -> None:
     """Import labels (e.g. from DFT) into a campaign, validated row by row."""
     from alcore.composition import CompositionEncoder
@@ -195,8 +233,13 @@ def labels_import(
             if r["formula"] in candidates:
                 kept.append({**r, "iteration": candidates[r["formula"]]["iteration"]})
             else:
-                parsed.problems.append((0, f"{r['formula']} is not a candidate of campaign {campaign!r} "
-                                           "(use --allow-new to add it as an extra label)"))
+                parsed.problems.append(
+                    (
+                        0,
+                        f"{r['formula']} is not a candidate of campaign {campaign!r} "
+                        "(use --allow-new to add it as an extra label)",
+                    )
+                )
         parsed.records = kept
     if parsed.problems and not skip_bad:
         raise ImportValidationError(str(path), parsed.problems)
@@ -216,8 +259,10 @@ def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> Non
 
 
 @labels_app.command("export")
-def labels_export(campaign: Annotated[str, typer.Argument(help="Campaign name.")],
-                  path: Annotated[Path, typer.Argument(help="Output CSV.")]) -> None:
+def labels_export(
+    campaign: Annotated[str, typer.Argument(help="Campaign name.")],
+    path: Annotated[Path, typer.Argument(help="Output CSV.")],
+) -> None:
     """Export a campaign's labels to CSV (formula, value, std, source, iteration)."""
     rows = _store().labels(campaign)
     write_csv(path, rows, ["formula", "value", "std", "source", "iteration"])
@@ -225,12 +270,17 @@ def labels_export(campaign: Annotated[str, typer.Argument(help="Campaign name.")
 
 
 @candidates_app.command("export")
-def candidates_export(campaign: Annotated[str, typer.Argument(help="Campaign name.")],
-                      path: Annotated[Path, typer.Argument(help="Output CSV.")]) -> None:
+def candidates_export(
+    campaign: Annotated[str, typer.Argument(help="Campaign name.")],
+    path: Annotated[Path, typer.Argument(help="Output CSV.")],
+) -> None:
     """Export a campaign's candidates (accepted and rejected, with reasons) to CSV."""
     rows = _store().candidates(campaign)
-    write_csv(path, rows, ["iteration", "rank", "formula", "status", "valid", "novel", "gp_mean", "gp_std",
-                            "acq_value", "reasons"])
+    write_csv(
+        path,
+        rows,
+        ["iteration", "rank", "formula", "status", "valid", "novel", "gp_mean", "gp_std", "acq_value", "reasons"],
+    )
     console.print(f"wrote {len(rows)} candidate(s) to {path}")
 
 
@@ -247,15 +297,23 @@ def candidates_top(
     query: dict[str, Any] = {"campaign": campaign, "formula": {"$in": list(cands)}}
     if min_value is not None:
         query["value"] = {"$gte": min_value}
-    rows = [d for d in store.db.labels.find(query, {"_id": 0}).sort("value", -1)
-            if not novel_only or cands[d["formula"]].get("novel")][:k]
+    rows = [
+        d
+        for d in store.db.labels.find(query, {"_id": 0}).sort("value", -1)
+        if not novel_only or cands[d["formula"]].get("novel")
+    ][:k]
     table = Table(title=f"top {k} candidates of {campaign}")
     for col in ("formula", "label (eV)", "GP mean ± std", "iteration", "novel"):
         table.add_column(col)
     for d in rows:
         c = cands[d["formula"]]
-        table.add_row(d["formula"], _fmt(d["value"]), f"{_fmt(c.get('gp_mean'))} ± {_fmt(c.get('gp_std'))}",
-                      str(c["iteration"]), "yes" if c.get("novel") else "no")
+        table.add_row(
+            d["formula"],
+            _fmt(d["value"]),
+            f"{_fmt(c.get('gp_mean'))} ± {_fmt(c.get('gp_std'))}",
+            str(c["iteration"]),
+            "yes" if c.get("novel") else "no",
+        )
     console.print(table)
 
 
@@ -290,8 +348,10 @@ def db_status() -> None:
     s = get_settings()
     if s.embedded:
         server = running_server(s.data_dir)
-        console.print(f"embedded: {'running, pid ' + str(server.pid) + ', ' + server.uri if server else 'not running'}"
-                      f" (data {s.data_dir})")
+        console.print(
+            f"embedded: {'running, pid ' + str(server.pid) + ', ' + server.uri if server else 'not running'}"
+            f" (data {s.data_dir})"
+        )
     else:
         store = _store()
         console.print(f"MongoDB {s.uri_masked()}: reachable, database {store.db.name}")
@@ -308,8 +368,7 @@ def ae_train(
     """Retrain the composition autoencoder on the committed MP formulas."""
     from flows.autoencoder_flow import train_autoencoder_flow
 
-    meta = train_autoencoder_flow(epochs=epochs, element_list=element_list, seed=seed,
-                                  out=str(out) if out else None)
+    meta = train_autoencoder_flow(epochs=epochs, element_list=element_list, seed=seed, out=str(out) if out else None)
     console.print(f"held-out exact reconstruction: {meta['metrics']['val_exact']:.2%}")
 
 

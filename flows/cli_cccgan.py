@@ -77,13 +77,17 @@ def generate(
             from flows.cccgan_flow import cccgan_flow
 
             try:
-                summary = cccgan_flow(compositions=list(compositions), n_per_composition=n, seed=seed,
-                                      max_relax=max_relax, weights=name)["summary"]
+                summary = cccgan_flow(
+                    compositions=list(compositions), n_per_composition=n, seed=seed, max_relax=max_relax, weights=name
+                )["summary"]
             except RuntimeError as exc:
                 if "Prefect" not in str(exc):
                     raise
-                _fail(RuntimeError(f"{exc} Start a server (`prefect server start`, set PREFECT_API_URL) "
-                                   "or rerun without --store."))
+                _fail(
+                    RuntimeError(
+                        f"{exc} Start a server (`prefect server start`, set PREFECT_API_URL) or rerun without --store."
+                    )
+                )
         else:
             from flows.cccgan_flow import evaluate_compositions, load_or_train
 

@@ -13,8 +13,10 @@ from tqdm import tqdm
 
 from alcore.errors import AlflowError
 
-app = typer.Typer(help="CrystalGAN: ternary A-H-B hydride structures from binary AH and BH (Nouira et al. 2018).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="CrystalGAN: ternary A-H-B hydride structures from binary AH and BH (Nouira et al. 2018).",
+    no_args_is_help=True,
+)
 
 
 def _fail(exc: AlflowError) -> None:
@@ -51,8 +53,9 @@ def train(
     from generators.crystalgan.train import CrystalGANConfig, generate, save_weights, train_step1, train_step2
 
     try:
-        cfg = CrystalGANConfig(domain_a=domain_a, domain_b=domain_b, epochs1=epochs1, epochs2=epochs2,
-                               seed=seed, use_geo=geo)
+        cfg = CrystalGANConfig(
+            domain_a=domain_a, domain_b=domain_b, epochs1=epochs1, epochs2=epochs2, seed=seed, use_geo=geo
+        )
         import torch
 
         torch.set_num_threads(1)
@@ -92,8 +95,10 @@ def generate(
         for d in docs:
             m = d["metrics"]
             e = m.get("chgnet_e_per_atom")
-            typer.echo(f"{d['template_id']:>20}  {d['formula']:<12} metal-metal NN {m['min_metal_nn']:.2f}-"
-                       f"{m['max_metal_nn']:.2f} Å" + (f"  CHGNet {e:.3f} eV/atom" if e is not None else ""))
+            typer.echo(
+                f"{d['template_id']:>20}  {d['formula']:<12} metal-metal NN {m['min_metal_nn']:.2f}-"
+                f"{m['max_metal_nn']:.2f} Å" + (f"  CHGNet {e:.3f} eV/atom" if e is not None else "")
+            )
         written = 0
         if store and docs:
             from flows.store import Store
@@ -105,8 +110,10 @@ def generate(
                 s.close()
     except AlflowError as exc:
         _fail(exc)
-    typer.echo(f"{len(docs)} accepted; {written} written to structures (campaign "
-               f"{campaign_name(model.metal_a, model.metal_b)})")
+    typer.echo(
+        f"{len(docs)} accepted; {written} written to structures (campaign "
+        f"{campaign_name(model.metal_a, model.metal_b)})"
+    )
 
 
 @app.command()

@@ -25,8 +25,11 @@ err = Console(stderr=True)
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POOL = "alflow-process"
 
-app = typer.Typer(help="Operations: campaign reports and Prefect deployments (serve, deploy).",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Operations: campaign reports and Prefect deployments (serve, deploy).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 
 
 def _store():
@@ -51,24 +54,46 @@ def _repo_relative(path: Path) -> str:
 
 # ---------------------------------------------------------------------------- deployable wrapper flow
 @flow(name="screen-pool-job", log_prints=True)
-def screen_pool_job(pool: str, model: str = "resnet-agd", gap_min: float | None = None,
-                    gap_max: float | None = None, max_atoms: int | None = 7, max_elements: int | None = 3,
-                    rescreen: bool = False, dask_address: str | None = None, dask_workers: int = 0
-                    ) -> dict[str, Any]:
+def screen_pool_job(
+    pool: str,
+    model: str = "resnet-agd",
+    gap_min: float | None = None,
+    gap_max: float | None = None,
+    max_atoms: int | None = 7,
+    max_elements: int | None = 3,
+    rescreen: bool = False,
+    dask_address: str | None = None,
+    dask_workers: int = 0,
+) -> dict[str, Any]:
     """Deployable entry for pool screening with plain parameters: runs the ``screen-pool`` flow as a
     subflow. ``dask_address`` (``tcp://scheduler:8786``) sends its batch tasks to a Dask cluster;
     ``dask_workers > 0`` starts a local Dask cluster of that many workers instead. Returns its summary."""
     from flows.screen_flow import screen_pool_flow
 
-    return screen_pool_flow(pool, model=model, gap_min=gap_min, gap_max=gap_max, max_atoms=max_atoms,
-                            max_elements=max_elements, rescreen=rescreen, dask_address=dask_address,
-                            dask_local=dask_workers > 0, dask_workers=max(dask_workers, 1))
+    return screen_pool_flow(
+        pool,
+        model=model,
+        gap_min=gap_min,
+        gap_max=gap_max,
+        max_atoms=max_atoms,
+        max_elements=max_elements,
+        rescreen=rescreen,
+        dask_address=dask_address,
+        dask_local=dask_workers > 0,
+        dask_workers=max(dask_workers, 1),
+    )
 
 
-def build_deployments(config: Path, cron: str | None = "0 2 * * *", interval: float | None = None,
-                      iterations: int | None = None, report_dir: str = "runs/reports",
-                      pool: str | None = None, pool_n: int = 100_000, with_structures: bool = False,
-                      ) -> list[Any]:
+def build_deployments(
+    config: Path,
+    cron: str | None = "0 2 * * *",
+    interval: float | None = None,
+    iterations: int | None = None,
+    report_dir: str = "runs/reports",
+    pool: str | None = None,
+    pool_n: int = 100_000,
+    with_structures: bool = False,
+) -> list[Any]:
     """The ``RunnerDeployment`` objects ``serve`` runs: ``campaign/<name>`` (scheduled by ``cron`` or
     every ``interval`` s; ``iterations`` raises the target on each run so a nightly run continues the
     campaign), ``campaign-report/<name>`` (on demand), and on demand ``generate-pool/<pool>`` and
@@ -83,24 +108,33 @@ def build_deployments(config: Path, cron: str | None = "0 2 * * *", interval: fl
     if iterations is not None:
         params["iterations"] = iterations
     deps = [
-        campaign_flow.to_deployment(name=cfg.name, parameters=params, tags=["alflow", "campaign"],
-                                    description=f"campaign {cfg.name} from {config}", concurrency_limit=1,
-                                    **schedule),
-        campaign_report_flow.to_deployment(name=cfg.name, parameters={"campaign_name": cfg.name,
-                                                                      "out_dir": report_dir},
-                                           tags=["alflow", "report"]),
+        campaign_flow.to_deployment(
+            name=cfg.name,
+            parameters=params,
+            tags=["alflow", "campaign"],
+            description=f"campaign {cfg.name} from {config}",
+            concurrency_limit=1,
+            **schedule,
+        ),
+        campaign_report_flow.to_deployment(
+            name=cfg.name, parameters={"campaign_name": cfg.name, "out_dir": report_dir}, tags=["alflow", "report"]
+        ),
     ]
     if pool:
         from flows.pool_flow import generate_pool_flow
 
-        deps.append(generate_pool_flow.to_deployment(name=pool, parameters={"pool": pool, "n": pool_n},
-                                                     tags=["alflow", "pool"]))
+        deps.append(
+            generate_pool_flow.to_deployment(name=pool, parameters={"pool": pool, "n": pool_n}, tags=["alflow", "pool"])
+        )
         deps.append(screen_pool_job.to_deployment(name=pool, parameters={"pool": pool}, tags=["alflow", "pool"]))
     if with_structures:
         from flows.structures_flow import structures_flow
 
-        deps.append(structures_flow.to_deployment(name=cfg.name, parameters={"campaign": cfg.name, "top_k": 20},
-                                                  tags=["alflow", "structures"]))
+        deps.append(
+            structures_flow.to_deployment(
+                name=cfg.name, parameters={"campaign": cfg.name, "top_k": 20}, tags=["alflow", "structures"]
+            )
+        )
     return deps
 
 
@@ -109,7 +143,9 @@ def build_deployments(config: Path, cron: str | None = "0 2 * * *", interval: fl
 def report_cmd(
     name: Annotated[str, typer.Argument(help="Campaign name.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the PNGs (created).")] = Path("runs/report"),
-    iteration: Annotated[int | None, typer.Option(help="Parity plot of this iteration's model (default latest).")] = None,
+    iteration: Annotated[
+        int | None, typer.Option(help="Parity plot of this iteration's model (default latest).")
+    ] = None,
 ) -> None:
     """Write a campaign's plots: discovery curve, screening parity, latent-space map (PNG)."""
     from flows.reporting import write_plots
@@ -125,7 +161,8 @@ def report_cmd(
 @app.command("serve")
 def serve_cmd(
     config: Annotated[Path, typer.Option(help="Campaign YAML served by the campaign deployment.")] = Path(
-        "deploy/campaigns/demo.yaml"),
+        "deploy/campaigns/demo.yaml"
+    ),
     cron: Annotated[str, typer.Option(help="Cron schedule of the campaign deployment (UTC).")] = "0 2 * * *",
     interval: Annotated[float | None, typer.Option(help="Run every N seconds instead of the cron schedule.")] = None,
     iterations: Annotated[int | None, typer.Option(help="Iteration target passed to each campaign run.")] = None,
@@ -139,8 +176,16 @@ def serve_cmd(
     from prefect import serve
 
     try:
-        deps = build_deployments(config, cron=cron, interval=interval, iterations=iterations,
-                                 report_dir=report_dir, pool=pool, pool_n=pool_n, with_structures=structures)
+        deps = build_deployments(
+            config,
+            cron=cron,
+            interval=interval,
+            iterations=iterations,
+            report_dir=report_dir,
+            pool=pool,
+            pool_n=pool_n,
+            with_structures=structures,
+        )
     except AlflowError as exc:
         raise _fail(exc) from None
     console.print(f"serving {len(deps)} deployment(s): {', '.join(d.name for d in deps)}")
@@ -169,10 +214,20 @@ def deploy_campaign_cmd(
     if iterations is not None:
         params["iterations"] = iterations
     deployment_id = campaign_flow.from_source(source=str(ROOT), entrypoint="flows/campaign.py:campaign_flow").deploy(
-        name=cfg.name, work_pool_name=pool, cron=cron, parameters=params, tags=["alflow", "campaign"], concurrency_limit=1,
-        build=False, push=False, print_next_steps=False)
-    console.print(f"deployment campaign/{cfg.name} ({deployment_id}) on pool {pool!r}, cron {cron!r}; "
-                  f"start a worker: prefect worker start --pool {pool}")
+        name=cfg.name,
+        work_pool_name=pool,
+        cron=cron,
+        parameters=params,
+        tags=["alflow", "campaign"],
+        concurrency_limit=1,
+        build=False,
+        push=False,
+        print_next_steps=False,
+    )
+    console.print(
+        f"deployment campaign/{cfg.name} ({deployment_id}) on pool {pool!r}, cron {cron!r}; "
+        f"start a worker: prefect worker start --pool {pool}"
+    )
 
 
 def ensure_work_pool(name: str = DEFAULT_POOL) -> None:

@@ -54,8 +54,10 @@ def predict(
         return
     pred = o.predict(formulas)
     unit = "eV" if o.property == "band_gap" else "eV/atom"
-    rows = [{"formula": f, "mean": None if not ok else float(m), "std": None if not ok else float(s), "reason": r}
-            for f, m, s, r, ok in zip(formulas, pred.mean, pred.std, pred.reasons, pred.ok, strict=True)]
+    rows = [
+        {"formula": f, "mean": None if not ok else float(m), "std": None if not ok else float(s), "reason": r}
+        for f, m, s, r, ok in zip(formulas, pred.mean, pred.std, pred.reasons, pred.ok, strict=True)
+    ]
     if as_json:
         console.print_json(json.dumps({"oracle": o.name, "property": o.property, "unit": unit, "rows": rows}))
         return
@@ -106,15 +108,16 @@ def train(
                 else:
                     bar.write(msg)
 
-            meta = train_and_save(name, epochs=epochs, seed=seed, out_dir=target, store=store,
-                                  threads=threads, log=log)
+            meta = train_and_save(name, epochs=epochs, seed=seed, out_dir=target, store=store, threads=threads, log=log)
             bar.close()
     except AlflowError as exc:
         _fail(exc)
         return
     m = meta["test_metrics"]
-    console.print(f"{name}: test MAE {m['mae']:.4f}, RMSE {m['rmse']:.4f}, R2 {m['r2']:.3f} on {m['n']} rows; "
-                  f"weights {meta.get('weights') or meta.get('sha256')}")
+    console.print(
+        f"{name}: test MAE {m['mae']:.4f}, RMSE {m['rmse']:.4f}, R2 {m['r2']:.3f} on {m['n']} rows; "
+        f"weights {meta.get('weights') or meta.get('sha256')}"
+    )
 
 
 if __name__ == "__main__":

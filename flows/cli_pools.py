@@ -14,8 +14,10 @@ from tqdm import tqdm
 
 from alcore.errors import AlflowError
 
-app = typer.Typer(help="Generated formula pools: train MatGAN, generate a pool, screen it, list the top members.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Generated formula pools: train MatGAN, generate a pool, screen it, list the top members.",
+    no_args_is_help=True,
+)
 console = Console()
 
 
@@ -53,12 +55,15 @@ def train_matgan_cmd(
     seed: int = typer.Option(0, help="Random seed of both trainings."),
     out: str = typer.Option("", help="Folder for the weights (default: data/weights)."),
     threads: int = typer.Option(1, help="torch threads."),
-    valid_only: bool = typer.Option(False, help="Train on the SMACT-valid MP formulas only (generator "
-                                                "'matgan-valid' reads data/weights/matgan_valid)."),
+    valid_only: bool = typer.Option(
+        False,
+        help="Train on the SMACT-valid MP formulas only (generator 'matgan-valid' reads data/weights/matgan_valid).",
+    ),
     ch: int = typer.Option(8, help="Channel width of generator, critic and autoencoder."),
     lr: float = typer.Option(1e-3, help="GAN learning rate (may change when resuming: fine-tune lower)."),
-    checkpoint: str = typer.Option("", help="GAN checkpoint file, resumed if it exists "
-                                            "(default: <out>/checkpoints/matgan_gan.pt)."),
+    checkpoint: str = typer.Option(
+        "", help="GAN checkpoint file, resumed if it exists (default: <out>/checkpoints/matgan_gan.pt)."
+    ),
     store: bool = typer.Option(True, help="Also store both models in MongoDB (GridFS)."),
 ) -> None:
     """Train MatGAN and its reachability autoencoder on the MP formulas and write the weights
@@ -67,9 +72,19 @@ def train_matgan_cmd(
     The GAN training is checkpointed: running the command again continues it (EPOCHS is the total)."""
     from flows.matgan_flow import train_matgan_flow
 
-    meta = train_matgan_flow(gan_minutes=gan_minutes, ae_minutes=ae_minutes, epochs=epochs, seed=seed, ch=ch,
-                             lr=lr, valid_only=valid_only, out=out or None, checkpoint=checkpoint or None,
-                             threads=threads, store_weights=store)
+    meta = train_matgan_flow(
+        gan_minutes=gan_minutes,
+        ae_minutes=ae_minutes,
+        epochs=epochs,
+        seed=seed,
+        ch=ch,
+        lr=lr,
+        valid_only=valid_only,
+        out=out or None,
+        checkpoint=checkpoint or None,
+        threads=threads,
+        store_weights=store,
+    )
     console.print(f"saved; metrics: {meta['metrics']}")
 
 
@@ -88,8 +103,15 @@ def generate_pool_cmd(
 
     bar, update = _bar(f"pool {pool}")
     try:
-        summary = generate_pool_flow(pool=pool, n=n, generator=generator, seed=seed, batch_size=batch_size,
-                                     max_batches=max_batches or None, progress=update)
+        summary = generate_pool_flow(
+            pool=pool,
+            n=n,
+            generator=generator,
+            seed=seed,
+            batch_size=batch_size,
+            max_batches=max_batches or None,
+            progress=update,
+        )
     finally:
         bar.close()
     console.print(summary)
@@ -115,10 +137,19 @@ def screen_pool_cmd(
 
     bar, update = _bar(f"screen {pool}")
     try:
-        summary = screen_pool_flow(pool=pool, model=oracle, gap_min=gap_min, gap_max=gap_max,
-                                   max_atoms=max_atoms or None, max_elements=max_elements or None,
-                                   predict_all=predict_all, rescreen=rescreen, dask_address=dask_address or None,
-                                   dask_local=dask_local, progress=update)
+        summary = screen_pool_flow(
+            pool=pool,
+            model=oracle,
+            gap_min=gap_min,
+            gap_max=gap_max,
+            max_atoms=max_atoms or None,
+            max_elements=max_elements or None,
+            predict_all=predict_all,
+            rescreen=rescreen,
+            dask_address=dask_address or None,
+            dask_local=dask_local,
+            progress=update,
+        )
     finally:
         bar.close()
     console.print(summary)
@@ -149,8 +180,14 @@ def top_cmd(
     for col in columns:
         table.add_column(col)
     for r in rows:
-        table.add_row(r["formula"], _fmt(r.get("pred_mean")), _fmt(r.get("pred_std")), str(r.get("verdict")),
-                      "; ".join(r.get("reasons") or []), str(r.get("batch")))
+        table.add_row(
+            r["formula"],
+            _fmt(r.get("pred_mean")),
+            _fmt(r.get("pred_std")),
+            str(r.get("verdict")),
+            "; ".join(r.get("reasons") or []),
+            str(r.get("batch")),
+        )
     console.print(table)
     if csv is not None:
         from flows.cli import write_csv
@@ -176,8 +213,9 @@ def agd_recovery_cmd(
     model_seeds: int = typer.Option(3, help="Screening models per arm (seeds 0..N-1)."),
     out_dir: str = typer.Option("runs/agd_recovery", help="Pool cache and the recall plot (PNG)."),
     json_out: str = typer.Option("", "--json", help="Also write the full result here."),
-    campaign_seed: int = typer.Option(-1, help="Replace the config's seed and run campaign '<name>-s<seed>' "
-                                               "(-1: the config as it is)."),
+    campaign_seed: int = typer.Option(
+        -1, help="Replace the config's seed and run campaign '<name>-s<seed>' (-1: the config as it is)."
+    ),
 ) -> None:
     """The AGD recovery experiment: run/resume the campaign, build and label a generated pool, train
     screening models on seeds / seeds + the loop's acquisitions / seeds + random labels, print recall."""
@@ -186,24 +224,43 @@ def agd_recovery_cmd(
 
     from flows.agd_recovery import RecoverySetup, agd_recovery_flow, plot_recovery
 
-    setup = RecoverySetup(draws=draws, generator=generator, pool_seed=pool_seed, threshold=threshold,
-                          max_atoms=max_atoms, max_elements=max_elements, model_seeds=tuple(range(model_seeds)))
+    setup = RecoverySetup(
+        draws=draws,
+        generator=generator,
+        pool_seed=pool_seed,
+        threshold=threshold,
+        max_atoms=max_atoms,
+        max_elements=max_elements,
+        model_seeds=tuple(range(model_seeds)),
+    )
     bar, update = _bar("pool draws", unit="draw")
     try:
-        result = agd_recovery_flow(config, setup, out_dir=out_dir, progress=update,
-                                   campaign_seed=None if campaign_seed < 0 else campaign_seed)
+        result = agd_recovery_flow(
+            config, setup, out_dir=out_dir, progress=update, campaign_seed=None if campaign_seed < 0 else campaign_seed
+        )
     finally:
         bar.close()
-    table = Table(title=f"recovery of the oracle's {result['pool']['reference']} wide-gap formulas "
-                        f"(pool {result['pool']['size']:,}, campaign {result['campaign']})")
+    table = Table(
+        title=f"recovery of the oracle's {result['pool']['reference']} wide-gap formulas "
+        f"(pool {result['pool']['size']:,}, campaign {result['campaign']})"
+    )
     for col in ("arm", "labels", "wide labels", "recall", "precision", "recovered", "predicted", "pool MAE eV"):
         table.add_column(col)
     for s in result["summary"]:
-        table.add_row(s["arm"], str(s["labels"]), str(s["wide_labels"]), f"{s['recall']:.1%} ± {s['recall_sd']:.1%}",
-                      f"{s['precision']:.1%}", f"{s['recovered']:.1f}", f"{s['predicted']:.1f}", f"{s['pool_mae_eV']:.3f}")
+        table.add_row(
+            s["arm"],
+            str(s["labels"]),
+            str(s["wide_labels"]),
+            f"{s['recall']:.1%} ± {s['recall_sd']:.1%}",
+            f"{s['precision']:.1%}",
+            f"{s['recovered']:.1f}",
+            f"{s['predicted']:.1f}",
+            f"{s['pool_mae_eV']:.3f}",
+        )
     console.print(table)
-    found = Table(title="the reference formulas: share of each arm's models that also predict them above "
-                        f"{threshold} eV")
+    found = Table(
+        title=f"the reference formulas: share of each arm's models that also predict them above {threshold} eV"
+    )
     for col in ("formula", "oracle eV", *(s["arm"] for s in result["summary"])):
         found.add_column(col)
     for e in result["reference"]:

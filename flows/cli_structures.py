@@ -21,7 +21,9 @@ def _fail(exc: Exception) -> None:
 
 @app.command("run")
 def run(
-    formulas: list[str] = typer.Argument(None, help="Formulas to structure; omit to take the campaign's top candidates."),
+    formulas: list[str] = typer.Argument(
+        None, help="Formulas to structure; omit to take the campaign's top candidates."
+    ),
     campaign: str = typer.Option("adhoc", help="Campaign the structures belong to (and whose candidates to take)."),
     top_k: int = typer.Option(20, help="With no formulas: how many top candidates (by pred_mean) to structure."),
     k_templates: int = typer.Option(3, help="Trial structures per formula (EMD-nearest templates)."),
@@ -39,9 +41,18 @@ def run(
 
     try:
         summary = run_structures(
-            formulas=list(formulas) if formulas else None, runner=runner, workers=workers, campaign=campaign,
-            top_k=top_k, k_templates=k_templates, e_hull_max=e_hull_max, steps=steps, fmax=fmax,
-            compute_hull=not no_hull, redo=redo, cif_dir=str(cif_dir) if cif_dir else None,
+            formulas=list(formulas) if formulas else None,
+            runner=runner,
+            workers=workers,
+            campaign=campaign,
+            top_k=top_k,
+            k_templates=k_templates,
+            e_hull_max=e_hull_max,
+            steps=steps,
+            fmax=fmax,
+            compute_hull=not no_hull,
+            redo=redo,
+            cif_dir=str(cif_dir) if cif_dir else None,
         )
     except AlflowError as exc:
         _fail(exc)
@@ -49,8 +60,13 @@ def run(
     table = Table(title=f"structures: campaign {campaign}")
     for col in ("formulas", "trials", "relaxed", "skipped", "verdicts"):
         table.add_column(col)
-    table.add_row(str(len(summary["formulas"])), str(summary["trials"]), str(summary["relaxed"]),
-                  str(summary["skipped"]), ", ".join(f"{k}: {v}" for k, v in sorted(summary["verdicts"].items())))
+    table.add_row(
+        str(len(summary["formulas"])),
+        str(summary["trials"]),
+        str(summary["relaxed"]),
+        str(summary["skipped"]),
+        ", ".join(f"{k}: {v}" for k, v in sorted(summary["verdicts"].items())),
+    )
     console.print(table)
 
 

@@ -51,8 +51,9 @@ class AcquisitionSpec(_Strict):
 
     def settings(self) -> AcquisitionSettings:
         """The pure-computation settings object (validates beta, q and effort)."""
-        return AcquisitionSettings(self.beta, self.q, self.num_restarts, self.raw_samples, self.maxiter,
-                                   self.mc_samples)
+        return AcquisitionSettings(
+            self.beta, self.q, self.num_restarts, self.raw_samples, self.maxiter, self.mc_samples
+        )
 
 
 class GPSpec(_Strict):
@@ -129,14 +130,16 @@ class CampaignConfig(_Strict):
             raise ValueError(f"pool_collection {self.pool_collection!r} needs mode: pool (got {self.mode!r})")
         for field_name in ("lookup_table", "pool", "validation"):
             if getattr(self, field_name) not in BANDGAP_FILES:
-                raise ValueError(f"{field_name}: unknown data set {getattr(self, field_name)!r}; known: "
-                                 f"{sorted(BANDGAP_FILES)}")
+                raise ValueError(
+                    f"{field_name}: unknown data set {getattr(self, field_name)!r}; known: {sorted(BANDGAP_FILES)}"
+                )
         if self.oracle not in {"lookup", "external"}:
             from oracles.registry import known_oracles
 
             if self.oracle not in known_oracles():
-                raise ValueError(f"unknown oracle {self.oracle!r}; known: lookup, external, "
-                                 f"{', '.join(sorted(known_oracles()))}")
+                raise ValueError(
+                    f"unknown oracle {self.oracle!r}; known: lookup, external, {', '.join(sorted(known_oracles()))}"
+                )
         return self
 
     def resolved(self) -> dict[str, Any]:

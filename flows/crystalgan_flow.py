@@ -44,8 +44,9 @@ def campaign_name(metal_a: str, metal_b: str) -> str:
     return f"crystalgan:{metal_a}-{metal_b}-H"
 
 
-def load_or_train(stem: str | Path | None = None, retrain: bool = False, cfg: CrystalGANConfig | None = None,
-                  log: Log = print) -> CrystalGANModel:
+def load_or_train(
+    stem: str | Path | None = None, retrain: bool = False, cfg: CrystalGANConfig | None = None, log: Log = print
+) -> CrystalGANModel:
     """Load ``<stem>.safetensors`` if present (and ``retrain`` is False), else train with ``cfg`` and save.
 
     Returns the model. Training runs on one torch thread.
@@ -71,8 +72,12 @@ def weights_sha(stem: str | Path) -> str | None:
     return hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else None
 
 
-def structure_documents(model: CrystalGANModel, seeds: Sequence[int | None] = (None,), accepted_only: bool = True,
-                        weights_sha256: str | None = None) -> list[dict[str, Any]]:
+def structure_documents(
+    model: CrystalGANModel,
+    seeds: Sequence[int | None] = (None,),
+    accepted_only: bool = True,
+    weights_sha256: str | None = None,
+) -> list[dict[str, Any]]:
     """Generate with each seed (None = the model's own transfer set) and build ``structures`` documents.
 
     Each document: campaign, formula (pymatgen reduced formula), template_id, structure (``as_dict``),
@@ -87,19 +92,26 @@ def structure_documents(model: CrystalGANModel, seeds: Sequence[int | None] = (N
         for tid, s, rep in zip(ids, ev["structures"], ev["reports"], strict=True):
             if s is None or rep is None or (accepted_only and not rep.good):
                 continue
-            docs.append({
-                "campaign": campaign_name(model.metal_a, model.metal_b),
-                "formula": s.composition.reduced_formula,
-                "template_id": tid,
-                "structure": s.as_dict(),
-                "cif": str(CifWriter(s)),
-                "poscar": to_poscar(s, comment=tid),
-                "metrics": rep.as_dict() | {"n_atoms": len(s), "volume": round(float(s.volume), 4)},
-                "verdict": "accepted" if rep.good else "rejected",
-                "generator": {"name": "crystalgan", "domains": [cfg.domain_a, cfg.domain_b],
-                              "seed": cfg.seed if seed is None else seed, "d1": cfg.d1, "d2": cfg.d2,
-                              "weights_sha256": weights_sha256},
-            })
+            docs.append(
+                {
+                    "campaign": campaign_name(model.metal_a, model.metal_b),
+                    "formula": s.composition.reduced_formula,
+                    "template_id": tid,
+                    "structure": s.as_dict(),
+                    "cif": str(CifWriter(s)),
+                    "poscar": to_poscar(s, comment=tid),
+                    "metrics": rep.as_dict() | {"n_atoms": len(s), "volume": round(float(s.volume), 4)},
+                    "verdict": "accepted" if rep.good else "rejected",
+                    "generator": {
+                        "name": "crystalgan",
+                        "domains": [cfg.domain_a, cfg.domain_b],
+                        "seed": cfg.seed if seed is None else seed,
+                        "d1": cfg.d1,
+                        "d2": cfg.d2,
+                        "weights_sha256": weights_sha256,
+                    },
+                }
+            )
     return docs
 
 
@@ -129,8 +141,9 @@ def _model_task(stem: str, retrain: bool, cfg: dict[str, Any]) -> CrystalGANMode
 
 
 @task(name="crystalgan-generate", cache_policy=NO_CACHE)
-def _generate_task(model: CrystalGANModel, seeds: list[int | None], sha: str | None,
-                   chgnet: bool = False) -> list[dict[str, Any]]:
+def _generate_task(
+    model: CrystalGANModel, seeds: list[int | None], sha: str | None, chgnet: bool = False
+) -> list[dict[str, Any]]:
     docs = structure_documents(model, seeds, accepted_only=True, weights_sha256=sha)
     if chgnet and docs:
         add_chgnet_energies(docs, get_run_logger().info)
@@ -150,11 +163,22 @@ def _store_task(docs: list[dict[str, Any]], mongodb_uri: str | None, database: s
 
 
 @flow(name="crystalgan")
-def crystalgan_flow(domain_a: str = "PdH", domain_b: str = "NiH", weights: str | None = None,
-                    retrain: bool = False, epochs1: int = 1000, epochs2: int = 1000, seed: int = 0,
-                    seeds: list[int] | None = None, use_geo: bool = True, d1: float = D1, d2: float = D2,
-                    chgnet: bool = False, mongodb_uri: str | None = None,
-                    database: str | None = None) -> dict[str, Any]:
+def crystalgan_flow(
+    domain_a: str = "PdH",
+    domain_b: str = "NiH",
+    weights: str | None = None,
+    retrain: bool = False,
+    epochs1: int = 1000,
+    epochs2: int = 1000,
+    seed: int = 0,
+    seeds: list[int] | None = None,
+    use_geo: bool = True,
+    d1: float = D1,
+    d2: float = D2,
+    chgnet: bool = False,
+    mongodb_uri: str | None = None,
+    database: str | None = None,
+) -> dict[str, Any]:
     """Load or train CrystalGAN on two binary domains, generate, and upsert accepted structures.
 
     ``domain_a``/``domain_b``: ``PdH``/``NiH`` (bundled), a ``.mat`` file or a folder of binary POSCARs.
@@ -164,13 +188,19 @@ def crystalgan_flow(domain_a: str = "PdH", domain_b: str = "NiH", weights: str |
     ``mongodb_uri``/``database``: explicit store (default: configured one).
     Returns ``{"campaign", "generated", "accepted", "written", "template_ids"}``.
     """
-    cfg = CrystalGANConfig(domain_a=domain_a, domain_b=domain_b, epochs1=epochs1, epochs2=epochs2, seed=seed,
-                           use_geo=use_geo, d1=d1, d2=d2)
+    cfg = CrystalGANConfig(
+        domain_a=domain_a, domain_b=domain_b, epochs1=epochs1, epochs2=epochs2, seed=seed, use_geo=use_geo, d1=d1, d2=d2
+    )
     stem = str(weights) if weights else str(default_stem(domain_a, domain_b))
     model = _model_task(stem, retrain, cfg.to_dict())
     seed_list: list[int | None] = list(seeds) if seeds else [None]
     docs = _generate_task(model, seed_list, weights_sha(stem), chgnet)
     written = _store_task(docs, mongodb_uri, database)
     n_gen = 2 * min(len(model.x_ah), len(model.y_bh)) * len(seed_list)
-    return {"campaign": campaign_name(model.metal_a, model.metal_b), "generated": n_gen,
-            "accepted": len(docs), "written": written, "template_ids": [d["template_id"] for d in docs]}
+    return {
+        "campaign": campaign_name(model.metal_a, model.metal_b),
+        "generated": n_gen,
+        "accepted": len(docs),
+        "written": written,
+        "template_ids": [d["template_id"] for d in docs],
+    }

@@ -113,11 +113,15 @@ def start_server(data_dir: Path, port: int, timeout_s: float = 60.0) -> Embedded
     logfile = open(data_dir / "secantusd.log", "ab")  # noqa: SIM115 - handed to the child
     cmd = [
         _secantusd_executable(),
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--storage-path", str(storage),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--storage-path",
+        str(storage),
         "--sync-on-commit",
-        "--log-level", "WARNING",
+        "--log-level",
+        "WARNING",
     ]
     proc = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
     server = EmbeddedServer(proc.pid, port, storage)
@@ -129,9 +133,7 @@ def start_server(data_dir: Path, port: int, timeout_s: float = 60.0) -> Embedded
                 f"(is port {port} taken? set ALFLOW_EMBEDDED_PORT)"
             )
         if ping(server.uri, timeout_s=0.5):
-            _state_file(data_dir).write_text(
-                json.dumps({"pid": proc.pid, "port": port, "storage_path": str(storage)})
-            )
+            _state_file(data_dir).write_text(json.dumps({"pid": proc.pid, "port": port, "storage_path": str(storage)}))
             log.info("embedded database started (pid %s, port %s, %s)", proc.pid, port, storage)
             return server
         time.sleep(0.2)

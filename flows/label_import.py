@@ -43,8 +43,16 @@ def parse_label_csv(path: Path, max_bytes: int, allow_negative: bool = False) ->
         raise ImportValidationError(str(path), [(0, "file not found")])
     size = path.stat().st_size
     if size > max_bytes:
-        raise ImportValidationError(str(path), [(0, f"file is {size:,} bytes, above the import limit of "
-                                                    f"{max_bytes:,} (ALFLOW_MAX_IMPORT_BYTES); split it")])
+        raise ImportValidationError(
+            str(path),
+            [
+                (
+                    0,
+                    f"file is {size:,} bytes, above the import limit of "
+                    f"{max_bytes:,} (ALFLOW_MAX_IMPORT_BYTES); split it",
+                )
+            ],
+        )
     text = path.read_text(encoding="utf-8-sig", errors="replace")
     if not text.strip():
         raise ImportValidationError(str(path), [(0, "file is empty; expected a header such as 'formula,value'")])
@@ -52,9 +60,17 @@ def parse_label_csv(path: Path, max_bytes: int, allow_negative: bool = False) ->
     header = next(reader)
     fcol, vcol = _pick(header, FORMULA_COLUMNS), _pick(header, VALUE_COLUMNS)
     if fcol is None or vcol is None:
-        raise ImportValidationError(str(path), [(1, f"header {header} lacks a formula column "
-                                                    f"({'/'.join(FORMULA_COLUMNS)}) and a value column "
-                                                    f"({'/'.join(VALUE_COLUMNS)})")])
+        raise ImportValidationError(
+            str(path),
+            [
+                (
+                    1,
+                    f"header {header} lacks a formula column "
+                    f"({'/'.join(FORMULA_COLUMNS)}) and a value column "
+                    f"({'/'.join(VALUE_COLUMNS)})",
+                )
+            ],
+        )
     fi, vi = header.index(fcol), header.index(vcol)
     si = header.index(_pick(header, ("std",))) if _pick(header, ("std",)) else None
     out = ParsedLabels()

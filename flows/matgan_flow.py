@@ -40,13 +40,15 @@ def _metrics_markdown(meta: dict[str, Any], out: Path) -> str:
         ("uniqueness", f"{m['gen_uniqueness']:.1%}"),
         ("AE exact reconstruction (held out)", f"{m['ae_exact_reconstruction_heldout']:.1%}"),
     ]
-    return "\n".join([f"# MatGAN training ({out})", "", "| metric | value |", "|---|---|",
-                      *(f"| {k} | {v} |" for k, v in rows)])
+    return "\n".join(
+        [f"# MatGAN training ({out})", "", "| metric | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    )
 
 
 @task(name="train-matgan-models")
-def _train_task(out: str, gan: GANConfig, ae: AEConfig, valid_only: bool, checkpoint: str | None,
-                threads: int) -> dict[str, Any]:
+def _train_task(
+    out: str, gan: GANConfig, ae: AEConfig, valid_only: bool, checkpoint: str | None, threads: int
+) -> dict[str, Any]:
     logger = get_run_logger()
     torch.set_num_threads(threads)
     return train_matgan(out, gan, ae, log_fn=logger.info, valid_only=valid_only, checkpoint=checkpoint)
@@ -72,9 +74,10 @@ def train_matgan_flow(
 
     ``epochs`` is the total GAN epoch target across resumed runs; ``ch`` the channel width of
     generator, critic and autoencoder; ``lr`` the GAN learning rate (a resumed run may lower it:
-    fine-tuning); ``valid_only`` trains on the SMACT-valid MP formulas only. Weights go to ``out`` (default ``data/weights``); ``checkpoint`` defaults to
-    ``<out>/checkpoints/matgan_gan.pt``. With ``store_weights`` both models are also stored in
-    MongoDB (``mongodb_uri``/``database``, else the configured store). Returns the training
+    fine-tuning); ``valid_only`` trains on the SMACT-valid MP formulas only. Weights go to ``out``
+    (default ``data/weights``); ``checkpoint`` defaults to ``<out>/checkpoints/matgan_gan.pt``.
+    With ``store_weights`` both models are also stored in MongoDB (``mongodb_uri``/``database``,
+    else the configured store). Returns the training
     metadata plus ``model_sha256`` (kind -> GridFS sha256) when stored.
     """
     from prefect.artifacts import create_markdown_artifact
@@ -90,11 +93,14 @@ def train_matgan_flow(
         meta["model_sha256"] = {}
         for name in (GENERATOR_NAME, AUTOENCODER_NAME):
             module, module_meta = load_trained(wdir, name)
-            meta["model_sha256"][name] = store.save_model(name, module.state_dict(),
-                                                          {**module_meta, "weights_dir": str(wdir)})
-    create_markdown_artifact(_metrics_markdown(meta, wdir), key="matgan-training",
-                             description="MatGAN generation metrics after training")
-    print(f"MatGAN weights in {wdir}: validity {meta['metrics']['gen_validity']:.1%}, "
-          f"novelty {meta['metrics']['gen_novelty_samples']:.1%}")
+            meta["model_sha256"][name] = store.save_model(
+                name, module.state_dict(), {**module_meta, "weights_dir": str(wdir)}
+            )
+    create_markdown_artifact(
+        _metrics_markdown(meta, wdir), key="matgan-training", description="MatGAN generation metrics after training"
+    )
+    print(
+        f"MatGAN weights in {wdir}: validity {meta['metrics']['gen_validity']:.1%}, "
+        f"novelty {meta['metrics']['gen_novelty_samples']:.1%}"
+    )
     return meta
-

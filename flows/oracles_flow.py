@@ -17,9 +17,16 @@ from alcore.paths import WEIGHTS_DIR
 from oracles.training import RECIPES, train_recipe
 
 
-def train_and_save(name: str, epochs: int | None = None, seed: int | None = None,
-                   out_dir: str | Path | None = WEIGHTS_DIR, store: Any = None, threads: int = 1,
-                   max_train: int | None = None, log: Any = print) -> dict[str, Any]:
+def train_and_save(
+    name: str,
+    epochs: int | None = None,
+    seed: int | None = None,
+    out_dir: str | Path | None = WEIGHTS_DIR,
+    store: Any = None,
+    threads: int = 1,
+    max_train: int | None = None,
+    log: Any = print,
+) -> dict[str, Any]:
     """Train recipe ``name`` and save it; plain function (no Prefect) used by the flow and scripts.
 
     Writes ``<out_dir>/<stem>.{safetensors,json}`` when ``out_dir`` is given and stores the weights
@@ -29,7 +36,10 @@ def train_and_save(name: str, epochs: int | None = None, seed: int | None = None
     torch.set_num_threads(threads)
     recipe = RECIPES.get(name)
     oracle, meta = train_recipe(
-        name, epochs=epochs, seed=seed, max_train=max_train,
+        name,
+        epochs=epochs,
+        seed=seed,
+        max_train=max_train,
         progress=lambda e, loss: log(f"[{name}] epoch {e + 1}: train loss {loss:.4f} (std units)"),
     )
     meta["config"] = oracle.metadata()["config"]
@@ -44,19 +54,27 @@ def train_and_save(name: str, epochs: int | None = None, seed: int | None = None
 
 
 @task(name="train-oracle-recipe")
-def _train_task(name: str, epochs: int | None, seed: int | None, out_dir: str | None, threads: int,
-                max_train: int | None) -> dict[str, Any]:
+def _train_task(
+    name: str, epochs: int | None, seed: int | None, out_dir: str | None, threads: int, max_train: int | None
+) -> dict[str, Any]:
     logger = get_run_logger()
-    return train_and_save(name, epochs=epochs, seed=seed, out_dir=out_dir, threads=threads,
-                          max_train=max_train, log=logger.info)
+    return train_and_save(
+        name, epochs=epochs, seed=seed, out_dir=out_dir, threads=threads, max_train=max_train, log=logger.info
+    )
 
 
 @flow(name="train-oracle")
-def train_oracle_flow(name: str = "resnet-agd", epochs: int | None = None, seed: int | None = None,
-                      out_dir: str | None = str(WEIGHTS_DIR), threads: int = 1,
-                      max_train: int | None = None) -> dict[str, Any]:
+def train_oracle_flow(
+    name: str = "resnet-agd",
+    epochs: int | None = None,
+    seed: int | None = None,
+    out_dir: str | None = str(WEIGHTS_DIR),
+    threads: int = 1,
+    max_train: int | None = None,
+) -> dict[str, Any]:
     """Retrain oracle recipe ``name`` (``resnet-agd``, ``resnet-mp-gap``, ``eform``) and write weights.
 
-    ``max_train`` limits the training rows (quick runs). Returns the training metadata (data sha256, split, test metrics, params, wall time, paths).
+    ``max_train`` limits the training rows (quick runs). Returns the training metadata
+    (data sha256, split, test metrics, params, wall time, paths).
     """
     return _train_task(name, epochs, seed, out_dir, threads, max_train)

@@ -159,16 +159,22 @@ def _generator(name: str, kwargs: dict[str, Any]) -> CompositionGenerator:
     return _GENERATORS[key]
 
 
-def pool_member_docs(pool: str, formulas: Sequence[str], atoms: np.ndarray, elems: np.ndarray,
-                     meta: dict[str, Any]) -> list[dict[str, Any]]:
+def pool_member_docs(
+    pool: str, formulas: Sequence[str], atoms: np.ndarray, elems: np.ndarray, meta: dict[str, Any]
+) -> list[dict[str, Any]]:
     """``pools`` documents of pool ``pool``: one per formula with ``meta`` (generator, seed, batch,
     ...) and its reduced formula's ``n_atoms`` / ``n_elements`` from the (N,) arrays ``atoms``/``elems``."""
-    return [{"pool": pool, "formula": f, **meta, "n_atoms": int(a), "n_elements": int(e)}
-            for f, a, e in zip(formulas, atoms.tolist(), elems.tolist(), strict=True)]
+    return [
+        {"pool": pool, "formula": f, **meta, "n_atoms": int(a), "n_elements": int(e)}
+        for f, a, e in zip(formulas, atoms.tolist(), elems.tolist(), strict=True)
+    ]
 
 
-def _sized_parts(gen: CompositionGenerator, size: int, seed: int,
-                 ) -> Iterator[tuple[list[str], np.ndarray | None, np.ndarray | None]]:
+def _sized_parts(
+    gen: CompositionGenerator,
+    size: int,
+    seed: int,
+) -> Iterator[tuple[list[str], np.ndarray | None, np.ndarray | None]]:
     """The generator's ``sample(size, seed)`` in parts ``(formulas, n_atoms, n_elements)``: from
     ``sample_sized`` when it has one (sizes from its count matrix), else one part without sizes."""
     sized = getattr(gen, "sample_sized", None)
@@ -179,9 +185,17 @@ def _sized_parts(gen: CompositionGenerator, size: int, seed: int,
 
 
 @task(name="generate-pool-batch", retries=2, retry_delay_seconds=2)
-def generate_batch_task(pool: str, generator: str, generator_kwargs: dict[str, Any], seed: int, batch: int,
-                        size: int, mongodb_uri: str | None, database: str | None,
-                        run: str | None = None) -> dict[str, Any]:
+def generate_batch_task(
+    pool: str,
+    generator: str,
+    generator_kwargs: dict[str, Any],
+    seed: int,
+    batch: int,
+    size: int,
+    mongodb_uri: str | None,
+    database: str | None,
+    run: str | None = None,
+) -> dict[str, Any]:
     """Sample, canonicalise and store batch ``batch`` of a pool, then write its marker; returns the marker.
 
     The batch's new formulas are inserted part by part on a writer thread while the next part is
@@ -219,10 +233,20 @@ def generate_batch_task(pool: str, generator: str, generator_kwargs: dict[str, A
             if len(seen) + len(distinct) > SEEN_LIMIT:
                 seen.clear()
             seen.update(distinct)
-    marker = {"pool": pool, "batch": batch, "generator": gen.name, "seed": seed, "samples": size,
-              "formulas": n_formulas, "distinct": len(distinct), "inserted": inserted,
-              "sample_s": t1 - t0, "write_s": writer.busy_s, "wait_s": time.perf_counter() - t1,
-              "finished_at": utcnow()}
+    marker = {
+        "pool": pool,
+        "batch": batch,
+        "generator": gen.name,
+        "seed": seed,
+        "samples": size,
+        "formulas": n_formulas,
+        "distinct": len(distinct),
+        "inserted": inserted,
+        "sample_s": t1 - t0,
+        "write_s": writer.busy_s,
+        "wait_s": time.perf_counter() - t1,
+        "finished_at": utcnow(),
+    }
     store.db[BATCHES].replace_one({"pool": pool, "batch": batch}, marker, upsert=True)
     return marker
 
@@ -230,13 +254,13 @@ def generate_batch_task(pool: str, generator: str, generator_kwargs: dict[str, A
 def _check_header(store: Store, pool: str, header: dict[str, Any]) -> None:
     old = store.db[BATCHES].find_one({"pool": pool, "batch": -1}, {"_id": 0})
     if old is None:
-        store.db[BATCHES].replace_one({"pool": pool, "batch": -1}, {"pool": pool, "batch": -1, **header},
-                                      upsert=True)
+        store.db[BATCHES].replace_one({"pool": pool, "batch": -1}, {"pool": pool, "batch": -1, **header}, upsert=True)
         return
     diff = [k for k in header if old.get(k) != header[k]]
     if diff:
         raise ConfigError(
-            f"pool {pool!r} was started with {({k: old.get(k) for k in diff})}, now {({k: header[k] for k in diff})}; "
+            f"pool {pool!r} was started with { ({k: old.get(k) for k in diff}) }, "
+            f"now { ({k: header[k] for k in diff}) }; "
             "resume with the original settings or use a new pool name"
         )
 
@@ -265,8 +289,9 @@ def generate_pool_flow(
     kwargs = dict(generator_kwargs or {})
     store = open_store(mongodb_uri, database)
     sizes = batch_plan(n, batch_size)
-    _check_header(store, pool, {"generator": generator, "seed": seed, "batch_size": batch_size,
-                                "generator_kwargs": kwargs})
+    _check_header(
+        store, pool, {"generator": generator, "seed": seed, "batch_size": batch_size, "generator_kwargs": kwargs}
+    )
     done = {d["batch"] for d in store.db[BATCHES].find({"pool": pool, "batch": {"$gte": 0}}, {"batch": 1})}
     todo = [k for k in range(len(sizes)) if k not in done]
     skipped = len(sizes) - len(todo)
@@ -282,18 +307,33 @@ def generate_pool_flow(
         for i, k in enumerate(todo):
             marker = generate_batch_task(pool, generator, kwargs, seed, k, sizes[k], mongodb_uri, database, run)
             written += marker["inserted"]
-            logger.info("pool %s batch %d/%d: %d samples -> %d formulas, %d new (%.1f s sampling, %.1f s writing "
-                        "of which %.1f s after sampling)", pool, k + 1, len(sizes), marker["samples"],
-                        marker["distinct"], marker["inserted"], marker["sample_s"], marker["write_s"],
-                        marker["wait_s"])
+            logger.info(
+                "pool %s batch %d/%d: %d samples -> %d formulas, %d new (%.1f s sampling, %.1f s writing "
+                "of which %.1f s after sampling)",
+                pool,
+                k + 1,
+                len(sizes),
+                marker["samples"],
+                marker["distinct"],
+                marker["inserted"],
+                marker["sample_s"],
+                marker["write_s"],
+                marker["wait_s"],
+            )
             if progress:
                 progress(skipped + i + 1, len(sizes))
     finally:
         _SEEN.pop(run, None)
     remaining = len(sizes) - skipped - len(todo)
-    summary = {"pool": pool, "batches_total": len(sizes), "batches_run": len(todo), "batches_skipped": skipped,
-               "batches_remaining": remaining, "inserted": written,
-               "pool_size": store.db["pools"].count_documents({"pool": pool}),
-               "seconds": time.perf_counter() - t0}
+    summary = {
+        "pool": pool,
+        "batches_total": len(sizes),
+        "batches_run": len(todo),
+        "batches_skipped": skipped,
+        "batches_remaining": remaining,
+        "inserted": written,
+        "pool_size": store.db["pools"].count_documents({"pool": pool}),
+        "seconds": time.perf_counter() - t0,
+    }
     logger.info("pool %s: %s", pool, summary)
     return summary

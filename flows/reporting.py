@@ -50,20 +50,35 @@ def discovery_series(store: Store, name: str) -> dict[str, np.ndarray]:
     cfg = _config(store, name)
     threshold = float(cfg.get("target", {}).get("threshold", 3.0))
     prop = cfg.get("property", "band_gap")
-    seeds = np.array([d["value"] for d in store.db.labels.find(
-        {"campaign": name, "property": prop, "source": "seed"}, {"value": 1})], dtype=np.float64)
+    seeds = np.array(
+        [
+            d["value"]
+            for d in store.db.labels.find({"campaign": name, "property": prop, "source": "seed"}, {"value": 1})
+        ],
+        dtype=np.float64,
+    )
     rows: list[tuple[int, int, float, int]] = []
     if len(seeds):
         rows.append((0, len(seeds), float(seeds.max()), int((seeds >= threshold).sum())))
     for it in store.iterations(name):
         m = it.get("metrics")
         if m and it["iteration"] > 0:
-            rows.append((int(it["iteration"]), int(m["n_labels"]),
-                         float(m["best_value"]) if m.get("best_value") is not None else np.nan,
-                         int(m.get("count_above_threshold", 0))))
+            rows.append(
+                (
+                    int(it["iteration"]),
+                    int(m["n_labels"]),
+                    float(m["best_value"]) if m.get("best_value") is not None else np.nan,
+                    int(m.get("count_above_threshold", 0)),
+                )
+            )
     arr = np.array(rows, dtype=np.float64).reshape(-1, 4)
-    return {"iteration": arr[:, 0].astype(int), "n_labels": arr[:, 1].astype(int), "best_value": arr[:, 2],
-            "count_above_threshold": arr[:, 3].astype(int), "threshold": np.array(threshold)}
+    return {
+        "iteration": arr[:, 0].astype(int),
+        "n_labels": arr[:, 1].astype(int),
+        "best_value": arr[:, 2],
+        "count_above_threshold": arr[:, 3].astype(int),
+        "threshold": np.array(threshold),
+    }
 
 
 def screening_parity(store: Store, name: str, iteration: int | None = None) -> dict[str, Any] | None:
@@ -75,8 +90,11 @@ def screening_parity(store: Store, name: str, iteration: int | None = None) -> d
     from flows.datasets import band_gap_table
     from oracles.registry import load_screening_model
 
-    docs = [it for it in store.iterations(name) if it.get("screening_sha")
-            and (iteration is None or it["iteration"] <= iteration)]
+    docs = [
+        it
+        for it in store.iterations(name)
+        if it.get("screening_sha") and (iteration is None or it["iteration"] <= iteration)
+    ]
     if not docs:
         return None
     it = docs[-1]
@@ -87,9 +105,15 @@ def screening_parity(store: Store, name: str, iteration: int | None = None) -> d
     pred = model.predict(list(val["formula"]))
     ok = pred.ok
     true = val["value"].to_numpy(dtype=np.float64)[ok]
-    return {"formula": np.asarray(val["formula"])[ok], "true": true, "pred": pred.mean[ok], "std": pred.std[ok],
-            "iteration": int(it["iteration"]), "mae": float(np.mean(np.abs(pred.mean[ok] - true))) if ok.any()
-            else float("nan"), "dataset": dataset}
+    return {
+        "formula": np.asarray(val["formula"])[ok],
+        "true": true,
+        "pred": pred.mean[ok],
+        "std": pred.std[ok],
+        "iteration": int(it["iteration"]),
+        "mae": float(np.mean(np.abs(pred.mean[ok] - true))) if ok.any() else float("nan"),
+        "dataset": dataset,
+    }
 
 
 def latent_points(store: Store, name: str) -> dict[str, Any]:
@@ -114,8 +138,15 @@ def latent_points(store: Store, name: str) -> dict[str, Any]:
     z_c = np.array([c["latent"] for c in cands], dtype=np.float64)
     blocks = [b for b in (z_lab, z_c) if b.size]
     if not blocks:
-        return {"labelled_xy": np.empty((0, 2)), "labelled_value": np.empty(0), "labelled_source": [],
-                "cand_xy": np.empty((0, 2)), "cand_status": [], "cand_formula": [], "explained": np.zeros(2)}
+        return {
+            "labelled_xy": np.empty((0, 2)),
+            "labelled_value": np.empty(0),
+            "labelled_source": [],
+            "cand_xy": np.empty((0, 2)),
+            "cand_status": [],
+            "cand_formula": [],
+            "explained": np.zeros(2),
+        }
     z = np.vstack(blocks)
     centre = z.mean(axis=0)
     _, s, vt = np.linalg.svd(z - centre, full_matrices=False)
@@ -126,28 +157,42 @@ def latent_points(store: Store, name: str) -> dict[str, Any]:
     def project(a: np.ndarray) -> np.ndarray:
         return (a - centre) @ axes if a.size else np.empty((0, 2))
 
-    return {"labelled_xy": project(z_lab), "labelled_value": np.array([d["value"] for d in labels]),
-            "labelled_source": [d.get("source") for d in labels], "cand_xy": project(z_c),
-            "cand_status": [c.get("status") for c in cands], "cand_formula": [c["formula"] for c in cands],
-            "explained": explained}
+    return {
+        "labelled_xy": project(z_lab),
+        "labelled_value": np.array([d["value"] for d in labels]),
+        "labelled_source": [d.get("source") for d in labels],
+        "cand_xy": project(z_c),
+        "cand_status": [c.get("status") for c in cands],
+        "cand_formula": [c["formula"] for c in cands],
+        "explained": explained,
+    }
 
 
 def top_candidates(store: Store, name: str, iteration: int | None = None, k: int = 20) -> list[dict[str, Any]]:
     """Rows for the candidates table: formula, iteration, status, label (eV or None), GP mean and std (eV),
     validity (``valid`` + reasons joined) and novelty; labelled first by label, then by GP mean."""
     cfg = _config(store, name)
-    labels = {d["formula"]: d for d in store.db.labels.find(
-        {"campaign": name, "property": cfg.get("property", "band_gap")}, {"_id": 0})}
+    labels = {
+        d["formula"]: d
+        for d in store.db.labels.find({"campaign": name, "property": cfg.get("property", "band_gap")}, {"_id": 0})
+    }
     rows = []
     for c in store.candidates(name, iteration):
         lab = labels.get(c["formula"])
-        rows.append({
-            "iteration": c["iteration"], "formula": c["formula"], "status": c.get("status"),
-            "label_eV": None if lab is None or lab.get("source") == "seed" else round(float(lab["value"]), 3),
-            "gp_mean_eV": _r(c.get("gp_mean")), "gp_std_eV": _r(c.get("gp_std")),
-            "valid": bool(c.get("valid")), "reasons": "; ".join(c.get("reasons") or []) or "none",
-            "novel": bool(c.get("novel")), "label_source": None if lab is None else lab.get("source"),
-        })
+        rows.append(
+            {
+                "iteration": c["iteration"],
+                "formula": c["formula"],
+                "status": c.get("status"),
+                "label_eV": None if lab is None or lab.get("source") == "seed" else round(float(lab["value"]), 3),
+                "gp_mean_eV": _r(c.get("gp_mean")),
+                "gp_std_eV": _r(c.get("gp_std")),
+                "valid": bool(c.get("valid")),
+                "reasons": "; ".join(c.get("reasons") or []) or "none",
+                "novel": bool(c.get("novel")),
+                "label_source": None if lab is None else lab.get("source"),
+            }
+        )
     rows.sort(key=lambda r: (r["label_eV"] is None, -(r["label_eV"] or 0.0), -(r["gp_mean_eV"] or 0.0)))
     return rows[:k]
 
@@ -162,10 +207,17 @@ def structure_rows(store: Store, name: str, cif_dir: Path | None = None, k: int 
             cif_dir.mkdir(parents=True, exist_ok=True)
             path = cif_dir / (re.sub(r"[^A-Za-z0-9._-]", "_", f"{d['formula']}__{d['template_id']}") + ".cif")
             path.write_text(d["cif"])
-        rows.append({"formula": d["formula"], "template_id": str(d.get("template_id")),
-                     "e_form_eV_atom": _r(d.get("e_form")), "e_hull_eV_atom": _r(d.get("e_hull")),
-                     "verdict": d.get("verdict"), "reason": d.get("reason") or "none",
-                     "cif": str(path) if path else "none"})
+        rows.append(
+            {
+                "formula": d["formula"],
+                "template_id": str(d.get("template_id")),
+                "e_form_eV_atom": _r(d.get("e_form")),
+                "e_hull_eV_atom": _r(d.get("e_hull")),
+                "verdict": d.get("verdict"),
+                "reason": d.get("reason") or "none",
+                "cif": str(path) if path else "none",
+            }
+        )
     return rows
 
 
@@ -184,8 +236,13 @@ def plot_discovery(store: Store, name: str, path: Path) -> Path:
     ax.set_xlabel("number of labels")
     ax.set_ylabel("best value (eV)", color="tab:blue")
     ax2 = ax.twinx()
-    ax2.step(s["n_labels"], s["count_above_threshold"], where="post", color="tab:red",
-             label=f"count >= {float(s['threshold']):g} eV")
+    ax2.step(
+        s["n_labels"],
+        s["count_above_threshold"],
+        where="post",
+        color="tab:red",
+        label=f"count >= {float(s['threshold']):g} eV",
+    )
     ax2.plot(s["n_labels"], s["count_above_threshold"], "s", color="tab:red", ms=4)
     ax2.set_ylabel(f"labels >= {float(s['threshold']):g} eV", color="tab:red")
     for n, i in zip(s["n_labels"], s["iteration"], strict=True):
@@ -232,17 +289,30 @@ def plot_latent(store: Store, name: str, path: Path) -> Path:
     p = latent_points(store, name)
     fig, ax = plt.subplots(figsize=(7, 5.5), dpi=PLOT_DPI)
     if len(p["labelled_xy"]):
-        sc = ax.scatter(p["labelled_xy"][:, 0], p["labelled_xy"][:, 1], c=p["labelled_value"], cmap="viridis",
-                        s=14, alpha=0.85, edgecolors="none")
+        sc = ax.scatter(
+            p["labelled_xy"][:, 0],
+            p["labelled_xy"][:, 1],
+            c=p["labelled_value"],
+            cmap="viridis",
+            s=14,
+            alpha=0.85,
+            edgecolors="none",
+        )
         fig.colorbar(sc, ax=ax, label="label (eV)")
     status = np.array(p["cand_status"], dtype=object)
     if len(p["cand_xy"]):
         bad = status == "rejected"
-        ax.scatter(p["cand_xy"][~bad, 0], p["cand_xy"][~bad, 1], s=60, facecolors="none", edgecolors="tab:red",
-                   linewidths=1.2, label="acquired candidates")
+        ax.scatter(
+            p["cand_xy"][~bad, 0],
+            p["cand_xy"][~bad, 1],
+            s=60,
+            facecolors="none",
+            edgecolors="tab:red",
+            linewidths=1.2,
+            label="acquired candidates",
+        )
         if bad.any():
-            ax.scatter(p["cand_xy"][bad, 0], p["cand_xy"][bad, 1], s=25, marker="x", c="0.5",
-                       label="rejected decodes")
+            ax.scatter(p["cand_xy"][bad, 0], p["cand_xy"][bad, 1], s=25, marker="x", c="0.5", label="rejected decodes")
         ax.legend(loc="best", fontsize=8)
     ex = p["explained"]
     ax.set_xlabel(f"PC1 ({ex[0]:.0%} of variance)")
@@ -260,9 +330,11 @@ def write_plots(store: Store, name: str, out_dir: str | Path, iteration: int | N
     campaign ``name`` under ``out_dir`` (created); returns the written paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [plot_discovery(store, name, out / "discovery.png"),
-             plot_parity(store, name, out / "parity.png", iteration),
-             plot_latent(store, name, out / "latent.png")]
+    paths = [
+        plot_discovery(store, name, out / "discovery.png"),
+        plot_parity(store, name, out / "parity.png", iteration),
+        plot_latent(store, name, out / "latent.png"),
+    ]
     return [p for p in paths if p is not None]
 
 
@@ -296,8 +368,11 @@ def publish_artifacts(store: Store, name: str, iteration: int, pngs: list[Path],
     keys = []
     rows = top_candidates(store, name, iteration)
     key = artifact_key(name, "candidates")
-    create_table_artifact(rows, key=key, description=f"campaign {name} iteration {iteration}: candidates "
-                          "(label, GP mean ± std, validity, novelty)")
+    create_table_artifact(
+        rows,
+        key=key,
+        description=f"campaign {name} iteration {iteration}: candidates (label, GP mean ± std, validity, novelty)",
+    )
     keys.append(key)
     structs = structure_rows(store, name, out_dir / "cifs")
     if structs:
@@ -309,10 +384,16 @@ def publish_artifacts(store: Store, name: str, iteration: int, pngs: list[Path],
         create_image_artifact(image_url(p), key=key, description=f"campaign {name} iteration {iteration}: {p.name}")
         keys.append(key)
     s = discovery_series(store, name)
-    lines = [f"# Campaign `{name}`, iteration {iteration}", "",
-             "| iteration | labels | best (eV) | count >= threshold |", "|---:|---:|---:|---:|"]
-    lines += [f"| {i} | {n} | {b:.3f} | {c} |" for i, n, b, c in
-              zip(s["iteration"], s["n_labels"], s["best_value"], s["count_above_threshold"], strict=True)]
+    lines = [
+        f"# Campaign `{name}`, iteration {iteration}",
+        "",
+        "| iteration | labels | best (eV) | count >= threshold |",
+        "|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {i} | {n} | {b:.3f} | {c} |"
+        for i, n, b, c in zip(s["iteration"], s["n_labels"], s["best_value"], s["count_above_threshold"], strict=True)
+    ]
     lines += ["", "Plots (written by the worker; also shown as image artifacts):", ""]
     lines += [f"* `{p.resolve()}`" for p in pngs]
     key = artifact_key(name, "summary")
@@ -329,7 +410,6 @@ def publish_iteration(store: Store, campaign_name: str, iteration: int, out_dir:
     if in_run_context():
         publish_artifacts(store, campaign_name, iteration, pngs, out)
     return pngs
-
 
 
 @flow(name="campaign-report", log_prints=True)

@@ -97,9 +97,14 @@ def composition_reasons(n_atoms: np.ndarray, n_elements: np.ndarray, filters: Sc
     return out
 
 
-def screen_formulas(formulas: Sequence[str], model: Oracle, filters: ScreenFilters,
-                    n_atoms: np.ndarray | None = None, n_elements: np.ndarray | None = None,
-                    predict_all: bool = False) -> Verdicts:
+def screen_formulas(
+    formulas: Sequence[str],
+    model: Oracle,
+    filters: ScreenFilters,
+    n_atoms: np.ndarray | None = None,
+    n_elements: np.ndarray | None = None,
+    predict_all: bool = False,
+) -> Verdicts:
     """Apply ``filters`` and ``model`` to ``formulas``; returns :class:`Verdicts`.
 
     ``n_atoms``/``n_elements`` (reduced formula) are computed if not given. The model runs on the
@@ -146,10 +151,19 @@ def _finite(x: float) -> float | None:
 
 def verdict_docs(pool: str, key: str, batch: int, formulas: Sequence[str], v: Verdicts) -> list[dict[str, Any]]:
     """The ``screenings`` documents of ``formulas`` (aligned with ``v``) under screening ``key``."""
-    return [{"pool": pool, "key": key, "batch": batch, "formula": f, "verdict": "pass" if ok else "fail",
-             "reasons": r, "pred_mean": _finite(m), "pred_std": _finite(s)}
-            for f, ok, r, m, s in zip(formulas, v.passed.tolist(), v.reasons, v.mean.tolist(), v.std.tolist(),
-                                      strict=True)]
+    return [
+        {
+            "pool": pool,
+            "key": key,
+            "batch": batch,
+            "formula": f,
+            "verdict": "pass" if ok else "fail",
+            "reasons": r,
+            "pred_mean": _finite(m),
+            "pred_std": _finite(s),
+        }
+        for f, ok, r, m, s in zip(formulas, v.passed.tolist(), v.reasons, v.mean.tolist(), v.std.tolist(), strict=True)
+    ]
 
 
 def _batch_summary_id(pool: str, key: str, batch: int) -> str:
@@ -164,14 +178,24 @@ def record_screen_batch(store: Store, pool: str, key: str, batch: int, counts: C
         rows = group_rows(store.db[SCREENINGS], {"pool": pool, "key": key, "batch": batch}, ["verdict"])
     else:
         rows = sorted(({"k": [v], "n": int(n)} for v, n in counts.items() if n), key=lambda r: str(r["k"]))
-    store.db[SUMMARIES].update_one({"_id": _batch_summary_id(pool, key, batch)},
-                                   {"$set": {"kind": "screen", "pool": pool, "key": key, "batch": batch,
-                                             "rows": rows, "updated_at": utcnow()}}, upsert=True)
+    store.db[SUMMARIES].update_one(
+        {"_id": _batch_summary_id(pool, key, batch)},
+        {"$set": {"kind": "screen", "pool": pool, "key": key, "batch": batch, "rows": rows, "updated_at": utcnow()}},
+        upsert=True,
+    )
 
 
 @task(name="screen-pool-batch", retries=1, retry_delay_seconds=2)
-def screen_batch_task(pool: str, batch: int, model: str | Oracle, filters: ScreenFilters, key: str,
-                      predict_all: bool, mongodb_uri: str | None, database: str | None) -> dict[str, Any]:
+def screen_batch_task(
+    pool: str,
+    batch: int,
+    model: str | Oracle,
+    filters: ScreenFilters,
+    key: str,
+    predict_all: bool,
+    mongodb_uri: str | None,
+    database: str | None,
+) -> dict[str, Any]:
     """Screen the members of generation batch ``batch`` that have no verdict under ``key`` yet.
 
     Skips a batch whose counts are stored (finished). Otherwise reads the batch's members and the
@@ -183,10 +207,13 @@ def screen_batch_task(pool: str, batch: int, model: str | Oracle, filters: Scree
     t0 = time.perf_counter()
     if store.db[SUMMARIES].find_one({"_id": _batch_summary_id(pool, key, batch)}, {"_id": 1}) is not None:
         return {"batch": batch, "screened": 0, "passed": 0, "seconds": time.perf_counter() - t0}
-    members = list(store.db["pools"].find({"pool": pool, "batch": batch},
-                                          {"_id": 0, "formula": 1, "n_atoms": 1, "n_elements": 1}))
-    done = {d["formula"] for d in store.db[SCREENINGS].find({"pool": pool, "key": key, "batch": batch},
-                                                             {"_id": 0, "formula": 1})}
+    members = list(
+        store.db["pools"].find({"pool": pool, "batch": batch}, {"_id": 0, "formula": 1, "n_atoms": 1, "n_elements": 1})
+    )
+    done = {
+        d["formula"]
+        for d in store.db[SCREENINGS].find({"pool": pool, "key": key, "batch": batch}, {"_id": 0, "formula": 1})
+    }
     todo = [d for d in members if d["formula"] not in done]
     t1 = time.perf_counter()
     resolved = _resolve_model(model)
@@ -196,28 +223,37 @@ def screen_batch_task(pool: str, batch: int, model: str | Oracle, filters: Scree
     predict_s = 0.0
     with OrderedWriter() as writer:
         for s0 in range(0, len(todo), SCREEN_PART):
-            part = todo[s0:s0 + SCREEN_PART]
+            part = todo[s0 : s0 + SCREEN_PART]
             tp = time.perf_counter()
             if all("n_atoms" in d and "n_elements" in d for d in part):
                 n_atoms = np.array([d["n_atoms"] for d in part])
                 n_elements = np.array([d["n_elements"] for d in part])
             else:
-                n_atoms, n_elements = formula_sizes(formulas[s0:s0 + SCREEN_PART])
-            v = screen_formulas(formulas[s0:s0 + SCREEN_PART], resolved, filters, n_atoms, n_elements, predict_all)
-            docs = verdict_docs(pool, key, batch, formulas[s0:s0 + SCREEN_PART], v)
+                n_atoms, n_elements = formula_sizes(formulas[s0 : s0 + SCREEN_PART])
+            v = screen_formulas(formulas[s0 : s0 + SCREEN_PART], resolved, filters, n_atoms, n_elements, predict_all)
+            docs = verdict_docs(pool, key, batch, formulas[s0 : s0 + SCREEN_PART], v)
             predict_s += time.perf_counter() - tp
-            passed[s0:s0 + len(part)] = v.passed
-            mean[s0:s0 + len(part)] = v.mean
+            passed[s0 : s0 + len(part)] = v.passed
+            mean[s0 : s0 + len(part)] = v.mean
             writer.submit(store.bulk_insert_new, SCREENINGS, docs, WRITE_CHUNK)
         t2 = time.perf_counter()
         writer.results()
     note_screen_top(store, pool, key, formulas, passed, mean)
     # resumed: count what the earlier run stored too (live); else from what was just written
-    record_screen_batch(store, pool, key, batch,
-                        None if done else Counter({"pass": int(passed.sum()), "fail": int((~passed).sum())}))
-    return {"batch": batch, "screened": len(todo), "passed": int(passed.sum()),
-            "predicted": int(np.isfinite(mean).sum()), "read_s": t1 - t0, "predict_s": predict_s,
-            "write_s": writer.busy_s, "wait_s": time.perf_counter() - t2, "seconds": time.perf_counter() - t0}
+    record_screen_batch(
+        store, pool, key, batch, None if done else Counter({"pass": int(passed.sum()), "fail": int((~passed).sum())})
+    )
+    return {
+        "batch": batch,
+        "screened": len(todo),
+        "passed": int(passed.sum()),
+        "predicted": int(np.isfinite(mean).sum()),
+        "read_s": t1 - t0,
+        "predict_s": predict_s,
+        "write_s": writer.busy_s,
+        "wait_s": time.perf_counter() - t2,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def pool_batches(store: Store, pool: str) -> list[int]:
@@ -228,27 +264,37 @@ def pool_batches(store: Store, pool: str) -> list[int]:
     document lies outside them (else the server's ``distinct`` is used).
     """
     coll = store.db["pools"]
-    inserted = {int(d["batch"]): int(d.get("inserted") or 0)
-                for d in store.db[BATCHES].find({"pool": pool, "batch": {"$gte": 0}}, {"batch": 1, "inserted": 1})}
+    inserted = {
+        int(d["batch"]): int(d.get("inserted") or 0)
+        for d in store.db[BATCHES].find({"pool": pool, "batch": {"$gte": 0}}, {"batch": 1, "inserted": 1})
+    }
     marked = sorted(inserted)
     if marked:
         outside = [{"$lt": marked[0]}, {"$gt": marked[-1]}]
         outside += [{"$gt": a, "$lt": b} for a, b in zip(marked, marked[1:], strict=False) if b > a + 1]
         if all(coll.find_one({"pool": pool, "batch": q}, {"_id": 1}) is None for q in outside):
             # a batch that inserted nothing may still hold documents (written by other means): look
-            return [b for b in marked
-                    if inserted[b] > 0 or coll.find_one({"pool": pool, "batch": b}, {"_id": 1}) is not None]
+            return [
+                b
+                for b in marked
+                if inserted[b] > 0 or coll.find_one({"pool": pool, "batch": b}, {"_id": 1}) is not None
+            ]
     return sorted(b for b in coll.distinct("batch", {"pool": pool}) if b is not None)
 
 
-def note_screen_top(store: Store, pool: str, key: str, formulas: Sequence[str], passed: np.ndarray,
-                    mean: np.ndarray) -> None:
+def note_screen_top(
+    store: Store, pool: str, key: str, formulas: Sequence[str], passed: np.ndarray, mean: np.ndarray
+) -> None:
     """Merge the predictions just stored for ``formulas`` into the top-k hints of ``(pool, key, verdict)``."""
     for verdict, sel in (("pass", passed), ("fail", ~passed)):
         idx = np.flatnonzero(sel & np.isfinite(mean))
         best = idx[np.argsort(-mean[idx], kind="stable")][:HINT_SIZE]
-        store.note_top(SCREENINGS, {"pool": pool, "key": key, "verdict": verdict}, "pred_mean",
-                       [(float(mean[i]), formulas[i]) for i in best])
+        store.note_top(
+            SCREENINGS,
+            {"pool": pool, "key": key, "verdict": verdict},
+            "pred_mean",
+            [(float(mean[i]), formulas[i]) for i in best],
+        )
 
 
 def screen_counts(store: Store, pool: str, key: str | None = None) -> dict[str, int]:
@@ -261,8 +307,11 @@ def screen_counts(store: Store, pool: str, key: str | None = None) -> dict[str, 
     key = key or latest_key(store, pool)
     if key is None:
         return {}
-    snaps = {int(d["batch"]): d["rows"] for d in store.db[SUMMARIES].find({"kind": "screen", "pool": pool, "key": key})
-             if isinstance(d.get("batch"), int)}
+    snaps = {
+        int(d["batch"]): d["rows"]
+        for d in store.db[SUMMARIES].find({"kind": "screen", "pool": pool, "key": key})
+        if isinstance(d.get("batch"), int)
+    }
     totals = partitioned_counts(store.db[SCREENINGS], {"pool": pool, "key": key}, "batch", ["verdict"], snaps)
     return {verdict: n for (verdict,), n in sorted(totals.items())}
 
@@ -271,12 +320,25 @@ def _setup_id(pool: str, key: str) -> str:
     return "screen-setup:" + json.dumps([pool, key])
 
 
-def _record_setup(store: Store, pool: str, key: str, model_name: str, filters: ScreenFilters,
-                  predict_all: bool) -> None:
+def _record_setup(
+    store: Store, pool: str, key: str, model_name: str, filters: ScreenFilters, predict_all: bool
+) -> None:
     """Store what screening ``key`` of ``pool`` means (model, filters, predict_all, last start time)."""
-    store.db[SUMMARIES].update_one({"_id": _setup_id(pool, key)}, {"$set": {
-        "kind": "screen-setup", "pool": pool, "key": key, "model": model_name, "filters": asdict(filters),
-        "predict_all": predict_all, "screened_at": utcnow()}}, upsert=True)
+    store.db[SUMMARIES].update_one(
+        {"_id": _setup_id(pool, key)},
+        {
+            "$set": {
+                "kind": "screen-setup",
+                "pool": pool,
+                "key": key,
+                "model": model_name,
+                "filters": asdict(filters),
+                "predict_all": predict_all,
+                "screened_at": utcnow(),
+            }
+        },
+        upsert=True,
+    )
 
 
 def screen_setup(store: Store, pool: str, key: str) -> dict[str, Any] | None:
@@ -287,8 +349,9 @@ def screen_setup(store: Store, pool: str, key: str) -> dict[str, Any] | None:
 
 def latest_key(store: Store, pool: str) -> str | None:
     """The key of the screening of ``pool`` started last, or None if it was never screened."""
-    d = store.db[SUMMARIES].find_one({"kind": "screen-setup", "pool": pool}, {"key": 1},
-                                     sort=[("screened_at", DESCENDING)])
+    d = store.db[SUMMARIES].find_one(
+        {"kind": "screen-setup", "pool": pool}, {"key": 1}, sort=[("screened_at", DESCENDING)]
+    )
     return None if d is None else d["key"]
 
 
@@ -306,15 +369,29 @@ def _task_runner(dask_address: str | None, dask_local: bool, dask_workers: int, 
 
     if dask_address is not None:
         return DaskTaskRunner(address=dask_address)
-    return DaskTaskRunner(cluster_class="distributed.LocalCluster",
-                          cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": 1,
-                                          "processes": dask_processes, "dashboard_address": None})
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "n_workers": dask_workers,
+            "threads_per_worker": 1,
+            "processes": dask_processes,
+            "dashboard_address": None,
+        },
+    )
 
 
 @flow(name="screen-pool")
-def _screen_pool(pool: str, model: str | Oracle, filters: ScreenFilters, predict_all: bool, rescreen: bool,
-                 mongodb_uri: str | None, database: str | None, concurrent: bool,
-                 progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+def _screen_pool(
+    pool: str,
+    model: str | Oracle,
+    filters: ScreenFilters,
+    predict_all: bool,
+    rescreen: bool,
+    mongodb_uri: str | None,
+    database: str | None,
+    concurrent: bool,
+    progress: Callable[[int, int], None] | None,
+) -> dict[str, Any]:
     logger = get_run_logger()
     store = open_store(mongodb_uri, database)
     batches = pool_batches(store, pool)
@@ -328,8 +405,9 @@ def _screen_pool(pool: str, model: str | Oracle, filters: ScreenFilters, predict
     t0 = time.perf_counter()
     results = []
     if concurrent:
-        futures = [screen_batch_task.submit(pool, b, model, filters, key, predict_all, mongodb_uri, database)
-                   for b in batches]
+        futures = [
+            screen_batch_task.submit(pool, b, model, filters, key, predict_all, mongodb_uri, database) for b in batches
+        ]
         for i, f in enumerate(futures):
             results.append(f.result())
             if progress:
@@ -338,13 +416,18 @@ def _screen_pool(pool: str, model: str | Oracle, filters: ScreenFilters, predict
         for i, b in enumerate(batches):
             results.append(screen_batch_task(pool, b, model, filters, key, predict_all, mongodb_uri, database))
             r = results[-1]
-            logger.info("pool %s batch %d: %d screened, %d passed (%.1f s)", pool, b, r["screened"], r["passed"],
-                        r["seconds"])
+            logger.info(
+                "pool %s batch %d: %d screened, %d passed (%.1f s)", pool, b, r["screened"], r["passed"], r["seconds"]
+            )
             if progress:
                 progress(i + 1, len(batches))
     summary = {
-        "pool": pool, "model": model_name, "filters": asdict(filters), "screen_key": key,
-        "batches": len(batches), "screened": sum(r["screened"] for r in results),
+        "pool": pool,
+        "model": model_name,
+        "filters": asdict(filters),
+        "screen_key": key,
+        "batches": len(batches),
+        "screened": sum(r["screened"] for r in results),
         "passed_now": sum(r["passed"] for r in results),
         "passed_total": screen_counts(store, pool, key).get("pass", 0),
         "predicted": sum(r.get("predicted", 0) for r in results),
@@ -388,8 +471,9 @@ def screen_pool_flow(
     return fl(pool, model, filters, predict_all, rescreen, mongodb_uri, database, runner is not None, progress)
 
 
-def top_members(store: Store, pool: str, k: int = 20, passed_only: bool = True,
-                key: str | None = None) -> list[dict[str, Any]]:
+def top_members(
+    store: Store, pool: str, k: int = 20, passed_only: bool = True, key: str | None = None
+) -> list[dict[str, Any]]:
     """The ``k`` ``screenings`` documents of ``pool`` under ``key`` (default: the latest screening)
     with the highest ``pred_mean``, ties by formula: those that passed, or (``passed_only=False``)
     all with a prediction. Each is ``{formula, verdict, reasons, pred_mean, pred_std, batch, ...}``.
@@ -404,8 +488,9 @@ def top_members(store: Store, pool: str, k: int = 20, passed_only: bool = True,
             raise EmptyPoolError(f"pool {pool!r} has no documents; generate it first (alflow pools generate-pool)")
         return []
     verdicts = ["pass"] if passed_only else ["pass", "fail"]
-    rows = [d for v in verdicts
-            for d in store.top_k(SCREENINGS, {"pool": pool, "key": key, "verdict": v}, "pred_mean", k)]
+    rows = [
+        d for v in verdicts for d in store.top_k(SCREENINGS, {"pool": pool, "key": key, "verdict": v}, "pred_mean", k)
+    ]
     rows = sorted(rows, key=lambda d: (-d["pred_mean"], d["formula"]))[:k]
     if not rows and not _pool_exists(store, pool):
         raise EmptyPoolError(f"pool {pool!r} has no documents; generate it first (alflow pools generate-pool)")

@@ -73,13 +73,19 @@ UNIQUE_KEYS: dict[str, list[str]] = {
 
 #: Secondary indexes for the common queries (top-k, status, per-pool screening).
 SECONDARY_INDEXES: dict[str, list[list[tuple[str, int]]]] = {
-    "labels": [[("campaign", ASCENDING), ("property", ASCENDING), ("value", DESCENDING)],
-               [("campaign", ASCENDING), ("iteration", ASCENDING)]],
-    "candidates": [[("campaign", ASCENDING), ("status", ASCENDING)],
-                   [("campaign", ASCENDING), ("pred_mean", DESCENDING)]],
+    "labels": [
+        [("campaign", ASCENDING), ("property", ASCENDING), ("value", DESCENDING)],
+        [("campaign", ASCENDING), ("iteration", ASCENDING)],
+    ],
+    "candidates": [
+        [("campaign", ASCENDING), ("status", ASCENDING)],
+        [("campaign", ASCENDING), ("pred_mean", DESCENDING)],
+    ],
     "pools": [[("pool", ASCENDING), ("batch", ASCENDING)]],
-    "screenings": [[("pool", ASCENDING), ("key", ASCENDING), ("verdict", ASCENDING), ("pred_mean", DESCENDING)],
-                   [("pool", ASCENDING), ("key", ASCENDING), ("batch", ASCENDING)]],
+    "screenings": [
+        [("pool", ASCENDING), ("key", ASCENDING), ("verdict", ASCENDING), ("pred_mean", DESCENDING)],
+        [("pool", ASCENDING), ("key", ASCENDING), ("batch", ASCENDING)],
+    ],
     "structures": [[("campaign", ASCENDING), ("verdict", ASCENDING), ("e_hull", ASCENDING)]],
     "summaries": [[("kind", ASCENDING), ("pool", ASCENDING)]],
 }
@@ -217,8 +223,9 @@ class Store:
                 raise ValueError(f"{collection} document lacks key field(s) {missing}: {dict(doc)!r:.200}")
             body = {k: v for k, v in doc.items() if k != "_id"}
             body["updated_at"] = now
-            ops.append(UpdateOne({k: doc[k] for k in keys}, {"$set": body, "$setOnInsert": {"created_at": now}},
-                                 upsert=True))
+            ops.append(
+                UpdateOne({k: doc[k] for k in keys}, {"$set": body, "$setOnInsert": {"created_at": now}}, upsert=True)
+            )
             if len(ops) >= batch:
                 n += self._flush(coll, ops)
                 ops = []
@@ -271,16 +278,21 @@ class Store:
         if existing is not None:
             if _comparable(existing["config"]) != _comparable(config):
                 diff = sorted(
-                    k for k in set(existing["config"]) | set(config)
-                    if existing["config"].get(k) != config.get(k)
+                    k for k in set(existing["config"]) | set(config) if existing["config"].get(k) != config.get(k)
                 )
                 raise ConfigError(
                     f"campaign {name!r} exists with a different config (differs in {diff}); "
                     "use a new campaign name or the stored config"
                 )
             return existing
-        doc = {"name": name, "config": dict(config), "status": "created", "iteration": 0,
-               "created_at": utcnow(), "lease": None}
+        doc = {
+            "name": name,
+            "config": dict(config),
+            "status": "created",
+            "iteration": 0,
+            "created_at": utcnow(),
+            "lease": None,
+        }
         try:
             self.db.campaigns.insert_one(doc)
         except DuplicateKeyError:  # a concurrent creator won; compare with theirs
@@ -312,10 +324,8 @@ class Store:
         """
         now = utcnow()
         doc = self.db.campaigns.find_one_and_update(
-            {"name": campaign, "$or": [{"lease": None}, {"lease.expires_at": {"$lt": now}},
-                                       {"lease.owner": owner}]},
-            {"$set": {"lease": {"owner": owner, "acquired_at": now,
-                                "expires_at": now + timedelta(seconds=ttl_s)}}},
+            {"name": campaign, "$or": [{"lease": None}, {"lease.expires_at": {"$lt": now}}, {"lease.owner": owner}]},
+            {"$set": {"lease": {"owner": owner, "acquired_at": now, "expires_at": now + timedelta(seconds=ttl_s)}}},
             return_document=True,
         )
         if doc is None:
@@ -323,13 +333,19 @@ class Store:
             if owner_is_dead_local_process(str(current.get("owner"))):
                 doc = self.db.campaigns.find_one_and_update(  # only if nobody changed it meanwhile
                     {"name": campaign, "lease.owner": current["owner"], "lease.acquired_at": current["acquired_at"]},
-                    {"$set": {"lease": {"owner": owner, "acquired_at": now,
-                                        "expires_at": now + timedelta(seconds=ttl_s)}}},
+                    {
+                        "$set": {
+                            "lease": {"owner": owner, "acquired_at": now, "expires_at": now + timedelta(seconds=ttl_s)}
+                        }
+                    },
                     return_document=True,
                 )
                 if doc is not None:
-                    log.warning("campaign %s: took over the lease of %s, a process on this host that no longer "
-                                "exists", campaign, current["owner"])
+                    log.warning(
+                        "campaign %s: took over the lease of %s, a process on this host that no longer exists",
+                        campaign,
+                        current["owner"],
+                    )
                     return doc["lease"]
                 current = self.get_campaign(campaign).get("lease") or {}
             raise CampaignLockedError(
@@ -362,16 +378,21 @@ class Store:
 
     def stage_result(self, campaign: str, iteration: int, stage: str) -> dict[str, Any] | None:
         """The stored result of a finished stage, or None if it has not finished."""
-        doc = self.db.iterations.find_one(
-            {"campaign": campaign, "iteration": iteration}, {f"stages.{stage}": 1}
-        )
+        doc = self.db.iterations.find_one({"campaign": campaign, "iteration": iteration}, {f"stages.{stage}": 1})
         state = (doc or {}).get("stages", {}).get(stage)
         if state and state.get("status") == "done":
             return state.get("result", {})
         return None
 
-    def mark_stage(self, campaign: str, iteration: int, stage: str, status: str,
-                   result: Mapping[str, Any] | None = None, error: str | None = None) -> None:
+    def mark_stage(
+        self,
+        campaign: str,
+        iteration: int,
+        stage: str,
+        status: str,
+        result: Mapping[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
         """Record a stage's status (``running``/``done``/``failed``) and, when done, its result."""
         now = utcnow()
         sets: dict[str, Any] = {f"stages.{stage}.status": status, "updated_at": now}
@@ -407,8 +428,10 @@ class Store:
         Two indexed aggregations over that iteration only. Returned as stored in a snapshot:
         ``{"candidates": [{"k": [status], "n": n}, ...], "labels": [{"k": [source], "n": n}, ...]}``.
         """
-        return {coll: group_rows(self.db[coll], {"campaign": campaign, "iteration": iteration}, [field])
-                for coll, field in COUNTED.items()}
+        return {
+            coll: group_rows(self.db[coll], {"campaign": campaign, "iteration": iteration}, [field])
+            for coll, field in COUNTED.items()
+        }
 
     def record_iteration_summary(self, campaign: str, iteration: int) -> dict[str, Any]:
         """Snapshot the counts of ``iteration`` into its iteration document (field ``counts``).
@@ -420,13 +443,18 @@ class Store:
         Returns the snapshot.
         """
         counts = self.iteration_counts(campaign, iteration)
-        self.db.iterations.update_one({"campaign": campaign, "iteration": iteration},
-                                      {"$set": {"counts": counts, "updated_at": utcnow()},
-                                       "$setOnInsert": {"created_at": utcnow()}}, upsert=True)
+        self.db.iterations.update_one(
+            {"campaign": campaign, "iteration": iteration},
+            {"$set": {"counts": counts, "updated_at": utcnow()}, "$setOnInsert": {"created_at": utcnow()}},
+            upsert=True,
+        )
         return counts
 
-    def campaign_counts(self, campaign: str, iterations: Sequence[Mapping[str, Any]] | None = None,
-                        ) -> dict[str, dict[Any, int]]:
+    def campaign_counts(
+        self,
+        campaign: str,
+        iterations: Sequence[Mapping[str, Any]] | None = None,
+    ) -> dict[str, dict[Any, int]]:
         """Candidates by status and labels by source of a whole campaign: ``{"candidates": {...}, "labels": {...}}``.
 
         Equal to grouping every document of the campaign, but reads the per-iteration snapshots of
@@ -450,18 +478,21 @@ class Store:
         its = [i for i in iterations if isinstance(i, int)]
         if not its:
             return
-        for d in self.db.iterations.find({"campaign": campaign, "iteration": {"$in": its}},
-                                         {"iteration": 1, "counts": 1}):
+        for d in self.db.iterations.find(
+            {"campaign": campaign, "iteration": {"$in": its}}, {"iteration": 1, "counts": 1}
+        ):
             if d.get("counts") is not None:
                 self.record_iteration_summary(campaign, int(d["iteration"]))
 
     # ------------------------------------------------------------------ top-k with threshold hints
-    def top_k(self, collection: str, match: Mapping[str, Any], field: str, k: int,
-              projection: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    def top_k(
+        self, collection: str, match: Mapping[str, Any], field: str, k: int, projection: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """The ``k`` documents matching ``match`` with the highest numeric ``field`` (ties by formula).
 
         Exactly ``find({**match, field: {"$gte": -inf}}).sort([(field, -1), ("formula", 1)]).limit(k)``
-        (documents whose ``field`` is missing, null, NaN or not a number never rank), but answered by an index range query
+        (documents whose ``field`` is missing, null, NaN or not a number never rank),
+        but answered by an index range query
         ``field >= t`` with ``t`` from the scope's hint (:meth:`note_top`), so its cost follows the
         documents above ``t`` rather than all of ``match`` (an index on ``(*match, field)`` is needed).
         When fewer than ``k`` documents reach ``t`` (values deleted or lowered since the hint was
@@ -492,15 +523,17 @@ class Store:
             self._write_hint(collection, match, field, [(d[field], d["formula"]) for d in docs], None)
         return docs[:k]
 
-    def note_top(self, collection: str, match: Mapping[str, Any], field: str,
-                 entries: Iterable[tuple[float, str]]) -> None:
+    def note_top(
+        self, collection: str, match: Mapping[str, Any], field: str, entries: Iterable[tuple[float, str]]
+    ) -> None:
         """Merge ``(value, formula)`` pairs just written under ``match`` into the scope's top-k hint.
 
         Called by the write paths (labels, screening). A formula written again replaces its earlier
         value. The hint is advisory: :meth:`top_k` checks it against the live documents.
         """
-        best = sorted(((float(v), str(f)) for v, f in entries if v is not None and math.isfinite(v)),
-                      key=lambda e: (-e[0], e[1]))[:HINT_SIZE]
+        best = sorted(
+            ((float(v), str(f)) for v, f in entries if v is not None and math.isfinite(v)), key=lambda e: (-e[0], e[1])
+        )[:HINT_SIZE]
         if not best:
             return
         for _ in range(5):  # optimistic concurrency on the hint's version
@@ -511,28 +544,43 @@ class Store:
                 return
         self.forget_top(collection, match, field)  # contended: drop it (top_k then rebuilds it)
 
-    def forget_top(self, collection: str, match: Mapping[str, Any] | None = None, field: str | None = None,
-                   **where: Any) -> None:
+    def forget_top(
+        self, collection: str, match: Mapping[str, Any] | None = None, field: str | None = None, **where: Any
+    ) -> None:
         """Delete top-k hints: one scope (``match`` and ``field``), or all of ``collection`` whose scope has
         the fields ``where`` (e.g. ``pool="p"`` when a pool is re-screened)."""
         if match is not None and field is not None:
             self.db[SUMMARIES].delete_one({"_id": _hint_id(collection, match, field)})
             return
-        self.db[SUMMARIES].delete_many({"kind": "top", "collection": collection,
-                                        **{f"match.{k}": v for k, v in where.items()}})
+        self.db[SUMMARIES].delete_many(
+            {"kind": "top", "collection": collection, **{f"match.{k}": v for k, v in where.items()}}
+        )
 
-    def _write_hint(self, collection: str, match: Mapping[str, Any], field: str,
-                    entries: list[tuple[float, str]], version: int | None) -> bool:
+    def _write_hint(
+        self,
+        collection: str,
+        match: Mapping[str, Any],
+        field: str,
+        entries: list[tuple[float, str]],
+        version: int | None,
+    ) -> bool:
         """Store a hint (best :data:`HINT_SIZE` entries); with ``version``, only if it is still that one."""
         hint_id = _hint_id(collection, match, field)
         entries = sorted(entries, key=lambda e: (-e[0], e[1]))[:HINT_SIZE]
-        body = {"kind": "top", "collection": collection, "match": dict(match), "field": field,
-                "entries": [[v, f] for v, f in entries], "updated_at": utcnow()}
+        body = {
+            "kind": "top",
+            "collection": collection,
+            "match": dict(match),
+            "field": field,
+            "entries": [[v, f] for v, f in entries],
+            "updated_at": utcnow(),
+        }
         if version is None:
             self.db[SUMMARIES].update_one({"_id": hint_id}, {"$set": body, "$inc": {"version": 1}}, upsert=True)
             return True
-        res = self.db[SUMMARIES].update_one({"_id": hint_id, "version": version},
-                                            {"$set": body, "$inc": {"version": 1}})
+        res = self.db[SUMMARIES].update_one(
+            {"_id": hint_id, "version": version}, {"$set": body, "$inc": {"version": 1}}
+        )
         return res.matched_count == 1
 
     # ------------------------------------------------------------------ labels
@@ -545,19 +593,22 @@ class Store:
         for r in records:
             value = float(r["value"])
             if not math.isfinite(value):
-                raise InvalidLabelError(f"label for {r['formula']!r} is {value}; labels must be finite numbers "
-                                        "(nothing was written)")
+                raise InvalidLabelError(
+                    f"label for {r['formula']!r} is {value}; labels must be finite numbers (nothing was written)"
+                )
             docs.append({**r, "campaign": campaign, "property": prop, "value": value})
         n = self.bulk_upsert("labels", docs)
-        self.note_top("labels", {"campaign": campaign, "property": prop}, "value",
-                      ((d["value"], d["formula"]) for d in docs))
+        self.note_top(
+            "labels", {"campaign": campaign, "property": prop}, "value", ((d["value"], d["formula"]) for d in docs)
+        )
         self._refresh_iteration_summaries(campaign, {d.get("iteration") for d in docs})
         return n
 
     def labels(self, campaign: str, prop: str = "band_gap") -> list[dict[str, Any]]:
         """All labels of a campaign for one property, sorted by formula (deterministic order)."""
-        return list(self.db.labels.find({"campaign": campaign, "property": prop}, {"_id": 0})
-                    .sort("formula", ASCENDING))
+        return list(
+            self.db.labels.find({"campaign": campaign, "property": prop}, {"_id": 0}).sort("formula", ASCENDING)
+        )
 
     def top_labels(self, campaign: str, k: int = 10, prop: str = "band_gap") -> list[dict[str, Any]]:
         """The ``k`` highest labels of a campaign, ties by formula (:meth:`top_k` on the
@@ -571,8 +622,12 @@ class Store:
         self._refresh_iteration_summaries(campaign, {iteration})
         return n
 
-    def candidates(self, campaign: str, iteration: int | None = None, status: str | None = None,
-                   ) -> list[dict[str, Any]]:
+    def candidates(
+        self,
+        campaign: str,
+        iteration: int | None = None,
+        status: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Candidates of a campaign, optionally of one iteration and/or status, in a stable order."""
         query: dict[str, Any] = {"campaign": campaign}
         if iteration is not None:
@@ -628,9 +683,9 @@ class Store:
         sha = hashlib.sha256(blob).hexdigest()
         if self.db["models.files"].find_one({"metadata.sha256": sha, "metadata.kind": kind}) is None:
             self.fs.upload_from_stream(
-                f"{kind}-{sha[:12]}.safetensors", blob,
-                metadata={**dict(metadata), "kind": kind, "sha256": sha, "format": "safetensors",
-                          "bytes": len(blob)},
+                f"{kind}-{sha[:12]}.safetensors",
+                blob,
+                metadata={**dict(metadata), "kind": kind, "sha256": sha, "format": "safetensors", "bytes": len(blob)},
             )
         return sha
 
@@ -679,13 +734,17 @@ def _hint_id(collection: str, match: Mapping[str, Any], field: str) -> str:
 
 def group_rows(coll, match: Mapping[str, Any], group: Sequence[str]) -> list[dict[str, Any]]:
     """``[{"k": [values of group...], "n": count}, ...]`` for the documents matching ``match``."""
-    rows = coll.aggregate([{"$match": dict(match)},
-                           {"$group": {"_id": [f"${g}" for g in group], "n": {"$sum": 1}}}])
+    rows = coll.aggregate([{"$match": dict(match)}, {"$group": {"_id": [f"${g}" for g in group], "n": {"$sum": 1}}}])
     return sorted(({"k": list(r["_id"]), "n": int(r["n"])} for r in rows), key=lambda r: str(r["k"]))
 
 
-def partitioned_counts(coll, scope: Mapping[str, Any], part: str, group: Sequence[str],
-                       snapshots: Mapping[int, Sequence[Mapping[str, Any]]]) -> Counter:
+def partitioned_counts(
+    coll,
+    scope: Mapping[str, Any],
+    part: str,
+    group: Sequence[str],
+    snapshots: Mapping[int, Sequence[Mapping[str, Any]]],
+) -> Counter:
     """Counts of the documents matching ``scope`` grouped by ``group`` (a Counter keyed by value tuples).
 
     ``part`` is an integer field that splits ``scope`` into partitions (iteration, pool batch);

@@ -44,8 +44,9 @@ def _checker(e_hull_max: float, fmax: float, steps: int, compute_hull: bool):
     from generators.stability import StabilityChecker, get_model
 
     model = get_model(threads=1)
-    return StabilityChecker(library=_library(), model=model, e_hull_max=e_hull_max, fmax=fmax, steps=steps,
-                            compute_hull=compute_hull)
+    return StabilityChecker(
+        library=_library(), model=model, e_hull_max=e_hull_max, fmax=fmax, steps=steps, compute_hull=compute_hull
+    )
 
 
 def _clean(x: Any) -> Any:
@@ -67,17 +68,23 @@ def verdict_doc(campaign: str, trial, verdict) -> dict[str, Any]:
     """The ``structures`` document of one trial and its verdict (see module doc for the fields)."""
     s = verdict.structure if verdict.structure is not None else trial.structure
     doc = {
-        "campaign": campaign, "formula": trial.formula, "template_id": trial.template_id,
+        "campaign": campaign,
+        "formula": trial.formula,
+        "template_id": trial.template_id,
         "structure": s.as_dict() if s is not None else None,
         "cif": s.to(fmt="cif") if s is not None else None,
         "initial_structure": trial.structure.as_dict() if trial.structure is not None else None,
         "template": {k: trial.template.get(k) for k in ("formula", "source", "id", "emd", "spg", "mpid")},
         "mapping": dict(trial.mapping),
-        "energy_per_atom": verdict.energy_per_atom, "initial_energy_per_atom": verdict.initial_energy_per_atom,
-        "e_form": verdict.e_form, "e_hull": verdict.e_hull,
-        "verdict": verdict.verdict, "reason": verdict.reason,
+        "energy_per_atom": verdict.energy_per_atom,
+        "initial_energy_per_atom": verdict.initial_energy_per_atom,
+        "e_form": verdict.e_form,
+        "e_hull": verdict.e_hull,
+        "verdict": verdict.verdict,
+        "reason": verdict.reason,
         "relax": {"steps": verdict.steps, "converged": verdict.converged, "seconds": verdict.seconds},
-        "extra": verdict.extra, "model": MODEL_NAME,
+        "extra": verdict.extra,
+        "model": MODEL_NAME,
     }
     return _clean(doc)
 
@@ -96,16 +103,14 @@ def propose_task(formulas: list[str], k: int, fallback_trials: int, seed: int) -
 
 
 @task(name="relax-and-judge", cache_policy=NO_CACHE)
-def relax_task(campaign: str, trial, e_hull_max: float, fmax: float, steps: int, compute_hull: bool
-               ) -> dict[str, Any]:
+def relax_task(campaign: str, trial, e_hull_max: float, fmax: float, steps: int, compute_hull: bool) -> dict[str, Any]:
     """Relax one trial and return its ``structures`` document (never raises for a bad structure)."""
     from generators.stability import Verdict
 
     try:
         verdict = _checker(e_hull_max, fmax, steps, compute_hull).evaluate(trial)
     except Exception as exc:  # last line of defence: a verdict, not a crashed flow
-        verdict = Verdict(trial.formula, trial.template_id, "failed", f"{type(exc).__name__}: {exc}",
-                          trial.structure)
+        verdict = Verdict(trial.formula, trial.template_id, "failed", f"{type(exc).__name__}: {exc}", trial.structure)
     return verdict_doc(campaign, trial, verdict)
 
 
@@ -113,8 +118,9 @@ def relax_task(campaign: str, trial, e_hull_max: float, fmax: float, steps: int,
 def campaign_top_formulas(store: Store, campaign: str, top_k: int) -> list[str]:
     """The ``top_k`` distinct formulas of a campaign's candidates by ``pred_mean`` (highest first),
     leaving out candidates whose status says they are invalid or rejected."""
-    cur = store.db.candidates.find({"campaign": campaign, "status": {"$nin": ["invalid", "rejected"]}},
-                                   {"formula": 1, "pred_mean": 1, "_id": 0}).sort("pred_mean", -1)
+    cur = store.db.candidates.find(
+        {"campaign": campaign, "status": {"$nin": ["invalid", "rejected"]}}, {"formula": 1, "pred_mean": 1, "_id": 0}
+    ).sort("pred_mean", -1)
     out: list[str] = []
     for d in cur:
         f = d.get("formula")
@@ -177,8 +183,9 @@ def structures_flow(
         if formulas is None:
             formulas = campaign_top_formulas(store, campaign, top_k)
             if not formulas:
-                raise EmptyPoolError(f"campaign {campaign!r} has no candidates; run the campaign first "
-                                     "or pass formulas")
+                raise EmptyPoolError(
+                    f"campaign {campaign!r} has no candidates; run the campaign first or pass formulas"
+                )
         canon: list[str] = []
         for f in formulas:
             c = canonical_formula(f)
@@ -187,13 +194,19 @@ def structures_flow(
         trials = propose_task(canon, k_templates, fallback_trials, seed)
         done = set()
         if not redo:
-            for d in store.db.structures.find({"campaign": campaign, "formula": {"$in": canon},
-                                               "verdict": {"$exists": True}},
-                                              {"formula": 1, "template_id": 1}):
+            for d in store.db.structures.find(
+                {"campaign": campaign, "formula": {"$in": canon}, "verdict": {"$exists": True}},
+                {"formula": 1, "template_id": 1},
+            ):
                 done.add((d["formula"], d["template_id"]))
         todo = [t for t in trials if (t.formula, t.template_id) not in done]
-        logger.info("%d formulas -> %d trials; %d already judged, %d to relax", len(canon), len(trials),
-                    len(trials) - len(todo), len(todo))
+        logger.info(
+            "%d formulas -> %d trials; %d already judged, %d to relax",
+            len(canon),
+            len(trials),
+            len(trials) - len(todo),
+            len(todo),
+        )
         futures = [relax_task.submit(campaign, t, e_hull_max, fmax, steps, compute_hull) for t in todo]
         counts: dict[str, int] = {}
         for fut in as_completed(futures):
@@ -204,14 +217,24 @@ def structures_flow(
         if cif_dir:
             n = export_cifs(store, campaign, cif_dir)
             logger.info("exported %d CIFs to %s", n, cif_dir)
-        return {"formulas": canon, "trials": len(trials), "relaxed": len(todo),
-                "skipped": len(trials) - len(todo), "verdicts": counts}
+        return {
+            "formulas": canon,
+            "trials": len(trials),
+            "relaxed": len(todo),
+            "skipped": len(trials) - len(todo),
+            "verdicts": counts,
+        }
     finally:
         store.close()
 
 
-def run_structures(formulas: list[str] | None = None, runner: str = "thread", workers: int = 2,
-                   dask_address: str | None = None, **kwargs: Any) -> dict[str, Any]:
+def run_structures(
+    formulas: list[str] | None = None,
+    runner: str = "thread",
+    workers: int = 2,
+    dask_address: str | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
     """Run :func:`structures_flow` on a chosen task runner: ``"thread"`` (``workers`` threads) or
     ``"dask"`` (a local cluster of ``workers`` single-threaded processes, or ``dask_address``).
     Extra keyword arguments go to the flow. Returns the flow's summary."""
@@ -222,12 +245,14 @@ def run_structures(formulas: list[str] | None = None, runner: str = "thread", wo
             from prefect_dask import DaskTaskRunner
         except ImportError as exc:  # pragma: no cover - prefect-dask is a dependency
             raise ConfigError(f"the dask runner needs prefect-dask: {exc}") from None
-        tr = (DaskTaskRunner(address=dask_address) if dask_address else
-              DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True}))
+        tr = (
+            DaskTaskRunner(address=dask_address)
+            if dask_address
+            else DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
+        )
     else:
         raise ConfigError(f"unknown runner {runner!r}; use 'thread' or 'dask'")
     return structures_flow.with_options(task_runner=tr)(formulas=formulas, **kwargs)
 
 
-__all__ = ["AlflowError", "campaign_top_formulas", "export_cifs", "run_structures", "structures_flow",
-           "verdict_doc"]
+__all__ = ["AlflowError", "campaign_top_formulas", "export_cifs", "run_structures", "structures_flow", "verdict_doc"]

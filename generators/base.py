@@ -73,5 +73,6 @@ def _matgan_valid(**kwargs: object) -> CompositionGenerator:
     from alcore.paths import WEIGHTS_DIR
     from generators.matgan import MatGANSampler
 
-    return MatGANSampler.pretrained(kwargs.pop("weights_dir", WEIGHTS_DIR / "matgan_valid"), name="matgan-valid",
-                                    **kwargs)
+    return MatGANSampler.pretrained(
+        kwargs.pop("weights_dir", WEIGHTS_DIR / "matgan_valid"), name="matgan-valid", **kwargs
+    )

@@ -38,18 +38,111 @@ from alcore.composition import reduced_counts
 # Source: ElMD 0.5.15 el_lookup/mod_petti.json (values of Glawe et al. 2016's modified Pettifor
 # ordering). Elements beyond Lr map to 0 in ElMD; they are omitted here (such formulas are invalid).
 MOD_PETTI: dict[str, int] = {
-    "He": 0, "Ne": 1, "Ar": 2, "Kr": 3, "Xe": 4, "Rn": 5, "Fr": 6, "Cs": 7, "Rb": 8, "K": 9,
-    "Na": 10, "Li": 11, "Ra": 12, "Ba": 13, "Sr": 14, "Ca": 15, "Eu": 16, "Yb": 17, "Lu": 18,
-    "Tm": 19, "Y": 20, "Er": 21, "Ho": 22, "Dy": 23, "Tb": 24, "Gd": 25, "Sm": 26, "Pm": 27,
-    "Nd": 28, "Pr": 29, "Ce": 30, "La": 31, "Ac": 32, "Th": 33, "Pa": 34, "U": 35, "Np": 36,
-    "Pu": 37, "Am": 38, "Cm": 39, "Bk": 40, "Cf": 41, "Es": 42, "Fm": 43, "Md": 44, "No": 45,
-    "Lr": 46, "Sc": 47, "Zr": 48, "Hf": 49, "Ti": 50, "Ta": 51, "Nb": 52, "V": 53, "Cr": 54,
-    "Mo": 55, "W": 56, "Re": 57, "Tc": 58, "Os": 59, "Ru": 60, "Ir": 61, "Rh": 62, "Pt": 63,
-    "Pd": 64, "Au": 65, "Ag": 66, "Cu": 67, "Ni": 68, "Co": 69, "Fe": 70, "Mn": 71, "Mg": 72,
-    "Zn": 73, "Cd": 74, "Hg": 75, "Be": 76, "Al": 77, "Ga": 78, "In": 79, "Tl": 80, "Pb": 81,
-    "Sn": 82, "Ge": 83, "Si": 84, "B": 85, "C": 86, "N": 87, "P": 88, "As": 89, "Sb": 90, "Bi": 91,
-    "Po": 92, "Te": 93, "Se": 94, "S": 95, "At": 97, "O": 96, "I": 98, "Br": 99, "Cl": 100,
-    "F": 101, "H": 102, "D": 102, "T": 102,
+    "He": 0,
+    "Ne": 1,
+    "Ar": 2,
+    "Kr": 3,
+    "Xe": 4,
+    "Rn": 5,
+    "Fr": 6,
+    "Cs": 7,
+    "Rb": 8,
+    "K": 9,
+    "Na": 10,
+    "Li": 11,
+    "Ra": 12,
+    "Ba": 13,
+    "Sr": 14,
+    "Ca": 15,
+    "Eu": 16,
+    "Yb": 17,
+    "Lu": 18,
+    "Tm": 19,
+    "Y": 20,
+    "Er": 21,
+    "Ho": 22,
+    "Dy": 23,
+    "Tb": 24,
+    "Gd": 25,
+    "Sm": 26,
+    "Pm": 27,
+    "Nd": 28,
+    "Pr": 29,
+    "Ce": 30,
+    "La": 31,
+    "Ac": 32,
+    "Th": 33,
+    "Pa": 34,
+    "U": 35,
+    "Np": 36,
+    "Pu": 37,
+    "Am": 38,
+    "Cm": 39,
+    "Bk": 40,
+    "Cf": 41,
+    "Es": 42,
+    "Fm": 43,
+    "Md": 44,
+    "No": 45,
+    "Lr": 46,
+    "Sc": 47,
+    "Zr": 48,
+    "Hf": 49,
+    "Ti": 50,
+    "Ta": 51,
+    "Nb": 52,
+    "V": 53,
+    "Cr": 54,
+    "Mo": 55,
+    "W": 56,
+    "Re": 57,
+    "Tc": 58,
+    "Os": 59,
+    "Ru": 60,
+    "Ir": 61,
+    "Rh": 62,
+    "Pt": 63,
+    "Pd": 64,
+    "Au": 65,
+    "Ag": 66,
+    "Cu": 67,
+    "Ni": 68,
+    "Co": 69,
+    "Fe": 70,
+    "Mn": 71,
+    "Mg": 72,
+    "Zn": 73,
+    "Cd": 74,
+    "Hg": 75,
+    "Be": 76,
+    "Al": 77,
+    "Ga": 78,
+    "In": 79,
+    "Tl": 80,
+    "Pb": 81,
+    "Sn": 82,
+    "Ge": 83,
+    "Si": 84,
+    "B": 85,
+    "C": 86,
+    "N": 87,
+    "P": 88,
+    "As": 89,
+    "Sb": 90,
+    "Bi": 91,
+    "Po": 92,
+    "Te": 93,
+    "Se": 94,
+    "S": 95,
+    "At": 97,
+    "O": 96,
+    "I": 98,
+    "Br": 99,
+    "Cl": 100,
+    "F": 101,
+    "H": 102,
+    "D": 102,
+    "T": 102,
 }
 
 #: Number of positions on the scale (0..102).
@@ -119,8 +212,8 @@ def emd_dense(queries: np.ndarray, library: np.ndarray, chunk: int = 2048) -> np
     queries = np.atleast_2d(queries)
     out = np.empty((queries.shape[0], library.shape[0]))
     for i in range(0, queries.shape[0], max(1, chunk // 64)):
-        q = queries[i:i + max(1, chunk // 64)]
-        out[i:i + len(q)] = np.abs(q[:, None, :] - library[None, :, :]).sum(-1)
+        q = queries[i : i + max(1, chunk // 64)]
+        out[i : i + len(q)] = np.abs(q[:, None, :] - library[None, :, :]).sum(-1)
     return out
 
 
@@ -203,8 +296,8 @@ class EMDIndex:
         out = np.empty((qcum.shape[0], self.n))
         mt = self.matrix.T.tocsr()  # (N, U)
         for i in range(0, qcum.shape[0], batch):
-            vals = self._pair_values(qcum[i:i + batch])  # (q, U)
-            out[i:i + batch] = (mt @ vals.T).T
+            vals = self._pair_values(qcum[i : i + batch])  # (q, U)
+            out[i : i + batch] = (mt @ vals.T).T
         np.maximum(out, 0.0, out=out)  # round-off can give -1e-16 for identical compositions
         return out
 
@@ -239,6 +332,6 @@ def padded_profiles(formulas: Sequence[str], kmax: int | None = None) -> tuple[n
     for i, (p, c) in enumerate(profs):
         if len(p) > k:
             raise ValueError(f"{formulas[i]!r} has {len(p)} elements, more than kmax={k}")
-        pos[i, :len(p)] = p
-        cum[i, :len(c)] = c
+        pos[i, : len(p)] = p
+        cum[i, : len(c)] = c
     return pos, cum

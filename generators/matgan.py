@@ -274,14 +274,32 @@ def _fixed_settings(config: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items() if k not in RESUMABLE_FIELDS}
 
 
-def _checkpoint_state(G: Generator, D: Critic, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-                      gen_rng: torch.Generator, cfg: GANConfig, data_sha: str, epoch: int, next_batch: int,
-                      perm: torch.Tensor, history: dict[str, Any]) -> dict[str, Any]:
+def _checkpoint_state(
+    G: Generator,
+    D: Critic,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    gen_rng: torch.Generator,
+    cfg: GANConfig,
+    data_sha: str,
+    epoch: int,
+    next_batch: int,
+    perm: torch.Tensor,
+    history: dict[str, Any],
+) -> dict[str, Any]:
     return {
-        "version": CHECKPOINT_VERSION, "config": asdict(cfg), "data_sha256": data_sha,
-        "generator": G.state_dict(), "critic": D.state_dict(),
-        "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "rng": gen_rng.get_state(),
-        "epoch": epoch, "next_batch": next_batch, "perm": perm, "history": history,
+        "version": CHECKPOINT_VERSION,
+        "config": asdict(cfg),
+        "data_sha256": data_sha,
+        "generator": G.state_dict(),
+        "critic": D.state_dict(),
+        "opt_g": opt_g.state_dict(),
+        "opt_d": opt_d.state_dict(),
+        "rng": gen_rng.get_state(),
+        "epoch": epoch,
+        "next_batch": next_batch,
+        "perm": perm,
+        "history": history,
     }
 
 
@@ -298,16 +316,22 @@ def _load_checkpoint(path: Path, cfg: GANConfig, data_sha: str) -> dict[str, Any
     except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
         raise CorruptModelError(f"MatGAN checkpoint {path} cannot be read ({exc}); delete it to start over") from None
     if state.get("version") != CHECKPOINT_VERSION:
-        raise CorruptModelError(f"MatGAN checkpoint {path} has version {state.get('version')}, expected "
-                                f"{CHECKPOINT_VERSION}; delete it to start over")
+        raise CorruptModelError(
+            f"MatGAN checkpoint {path} has version {state.get('version')}, expected "
+            f"{CHECKPOINT_VERSION}; delete it to start over"
+        )
     if state["data_sha256"] != data_sha:
-        raise ValueError(f"MatGAN checkpoint {path} was trained on other formulas (sha256 "
-                         f"{state['data_sha256'][:12]} vs {data_sha[:12]}); use another checkpoint path or delete it")
+        raise ValueError(
+            f"MatGAN checkpoint {path} was trained on other formulas (sha256 "
+            f"{state['data_sha256'][:12]} vs {data_sha[:12]}); use another checkpoint path or delete it"
+        )
     stored, asked = _fixed_settings(state["config"]), _fixed_settings(asdict(cfg))
     if stored != asked:
         diff = {k: (stored.get(k), asked.get(k)) for k in asked if stored.get(k) != asked.get(k)}
-        raise ValueError(f"MatGAN checkpoint {path} was trained with other settings {diff} (stored, asked); "
-                         "resume with the stored settings, or use another checkpoint path")
+        raise ValueError(
+            f"MatGAN checkpoint {path} was trained with other settings {diff} (stored, asked); "
+            "resume with the stored settings, or use another checkpoint path"
+        )
     return state
 
 
@@ -367,14 +391,19 @@ def train_gan(
     seconds_before = history["seconds"]
     t0 = last_save = time.perf_counter()
 
-    def save(epoch: int, next_batch: int, perm_now: torch.Tensor | None,
-             w_partial: tuple[float, int] | None = None) -> None:
+    def save(
+        epoch: int, next_batch: int, perm_now: torch.Tensor | None, w_partial: tuple[float, int] | None = None
+    ) -> None:
         """Checkpoint; mid-epoch (``w_partial`` given) also the epoch's running w-distance sum."""
         history["seconds"] = seconds_before + time.perf_counter() - t0
         if ckpt is not None:
             state_history = history if w_partial is None else {**history, "w_partial": w_partial}
-            _save_checkpoint(ckpt, _checkpoint_state(G, D, opt_g, opt_d, gen_rng, cfg, data_sha, epoch,
-                                                     next_batch, perm_now, state_history))
+            _save_checkpoint(
+                ckpt,
+                _checkpoint_state(
+                    G, D, opt_g, opt_d, gen_rng, cfg, data_sha, epoch, next_batch, perm_now, state_history
+                ),
+            )
 
     stop = False
     with _conv_kernels(native=cfg.ch <= NATIVE_TRAIN_MAX_CH):
@@ -383,7 +412,7 @@ def train_gan(
                 perm = torch.randperm(n, generator=gen_rng)
             w_sum, w_n = history.pop("w_partial", (0.0, 0))
             for b in range(start_batch, n_batches):
-                real = data[perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
+                real = data[perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
                 z = torch.randn(real.shape[0], cfg.latent_dim, generator=gen_rng)
                 with torch.no_grad():
                     fake = G(z)
@@ -449,7 +478,7 @@ def train_autoencoder(
         n_batches = max(1, math.ceil(n / cfg.batch_size))
         stop = False
         for b in range(n_batches):
-            x = data[perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
+            x = data[perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
             loss = neg_dice_loss(ae(x), x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -525,8 +554,9 @@ def _conv_kernels(native: bool | None = None) -> Iterator[None]:
 
 
 @torch.no_grad()
-def iter_sample_batches(generator: Generator, n: int, seed: int, chunk: int = SAMPLE_CHUNK,
-                        part: int = 16 * SAMPLE_CHUNK) -> Iterator[SampleBatch]:
+def iter_sample_batches(
+    generator: Generator, n: int, seed: int, chunk: int = SAMPLE_CHUNK, part: int = 16 * SAMPLE_CHUNK
+) -> Iterator[SampleBatch]:
     """The ``n`` draws of :func:`sample_batch` (same seed, same order, same results), yielded as
     consecutive :class:`SampleBatch` parts of at most ``part`` rows, so a caller can store one part
     while the next is computed. ``chunk`` rows go through the generator per forward pass."""
@@ -540,7 +570,7 @@ def iter_sample_batches(generator: Generator, n: int, seed: int, chunk: int = SA
         with _conv_kernels():  # not held across the yield: the caller's torch work keeps the defaults
             for s in range(p0, p1, chunk):
                 e = min(p1, s + chunk)
-                counts[s - p0:e - p0] = enc.decode_counts(generator(z[s:e]).numpy())
+                counts[s - p0 : e - p0] = enc.decode_counts(generator(z[s:e]).numpy())
         n_el = (counts > 0).sum(1)
         ok = (n_el > 0) & (n_el <= enc.max_elements)
         yield SampleBatch(counts, ff.formulas(counts), ok)
@@ -566,16 +596,22 @@ class MatGANSampler:
     (needs an autoencoder; raises ``RuntimeError`` without one).
     """
 
-    def __init__(self, generator: Generator, autoencoder: Autoencoder | None = None,
-                 metadata: dict[str, Any] | None = None, name: str = "matgan") -> None:
+    def __init__(
+        self,
+        generator: Generator,
+        autoencoder: Autoencoder | None = None,
+        metadata: dict[str, Any] | None = None,
+        name: str = "matgan",
+    ) -> None:
         self.name = name
         self.generator = generator.eval()
         self.autoencoder = autoencoder.eval() if autoencoder is not None else None
         self.metadata = metadata or {}
 
     @classmethod
-    def pretrained(cls, weights_dir: str | Path | None = None, with_autoencoder: bool = True,
-                   name: str = "matgan") -> MatGANSampler:
+    def pretrained(
+        cls, weights_dir: str | Path | None = None, with_autoencoder: bool = True, name: str = "matgan"
+    ) -> MatGANSampler:
         """Load the committed weights from ``data/weights`` (or ``weights_dir``); ``name`` is the
         generator name recorded with pool members.
 
@@ -598,8 +634,12 @@ class MatGANSampler:
         b = self.sample_batch(n, seed)
         return [f for f, ok in zip(b.formulas, b.ok, strict=True) if ok]
 
-    def sample_sized(self, n: int, seed: int, part: int = 16 * SAMPLE_CHUNK,
-                     ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+    def sample_sized(
+        self,
+        n: int,
+        seed: int,
+        part: int = 16 * SAMPLE_CHUNK,
+    ) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
         """The formulas of :meth:`sample` ``(n, seed)`` (same list, same order) in consecutive parts,
         each with the reduced formulas' atom and element counts taken from the decoded count matrix:
         yields ``(formulas, n_atoms (k,) int64, n_elements (k,) int64)``. Pool generation stores one
@@ -620,7 +660,7 @@ class MatGANSampler:
         out = np.zeros(len(formulas), dtype=bool)
         idx = np.flatnonzero(res.valid)
         for s in range(0, len(idx), 8192):
-            part = idx[s:s + 8192]
+            part = idx[s : s + 8192]
             x = torch.from_numpy(res.matrices[part])
             rec = enc.decode_counts(self.autoencoder(x).numpy())
             out[part] = (rec == enc.decode_counts(res.matrices[part])).all(1)
@@ -629,7 +669,8 @@ class MatGANSampler:
 
 # ---------------------------------------------------------------------------------------------- weights
 def save_module(weights_dir: str | Path, name: str, module: nn.Module, metadata: dict[str, Any]) -> Path:
-    """Write ``<name>.safetensors`` and ``<name>.json`` (metadata + sha256 of the weights file); returns the weights path."""
+    """Write ``<name>.safetensors`` and ``<name>.json`` (metadata + sha256 of the weights file); returns the
+    weights path."""
     wdir = Path(weights_dir)
     wdir.mkdir(parents=True, exist_ok=True)
     path = wdir / f"{name}.safetensors"
@@ -639,7 +680,9 @@ def save_module(weights_dir: str | Path, name: str, module: nn.Module, metadata:
     return path
 
 
-def load_module(weights_dir: str | Path, name: str, build: Callable[[dict[str, Any]], nn.Module]) -> tuple[nn.Module, dict]:
+def load_module(
+    weights_dir: str | Path, name: str, build: Callable[[dict[str, Any]], nn.Module]
+) -> tuple[nn.Module, dict]:
     """Load ``<name>.safetensors`` into ``build(metadata)``; returns ``(module in eval mode, metadata)``.
 
     Raises :class:`CorruptModelError` for missing files, a sha256 mismatch or a shape mismatch.
@@ -792,19 +835,46 @@ def train_matgan(
     }
     say(f"metrics: {metrics}")
     common = {
-        "data": "data/known/mp_formulas_spacegroups.csv (pretty_formula; canonical, dedup, matgan85/max 8, >= 2 elements"
-                + (", SMACT-valid only)" if valid_only else ")"),
-        "data_sha256": dh, "n_formulas": len(forms), "elements": ELEMENTS, "max_count": MAX_COUNT,
-        "torch": torch.__version__, "metrics": metrics,
+        "data": "data/known/mp_formulas_spacegroups.csv "
+        "(pretty_formula; canonical, dedup, matgan85/max 8, >= 2 elements"
+        + (", SMACT-valid only)" if valid_only else ")"),
+        "data_sha256": dh,
+        "n_formulas": len(forms),
+        "elements": ELEMENTS,
+        "max_count": MAX_COUNT,
+        "torch": torch.__version__,
+        "metrics": metrics,
     }
-    save_module(wdir, GENERATOR_NAME, G, {
-        **common, "kind": "matgan_generator", "params": {"latent_dim": gan.latent_dim, "ch": gan.ch},
-        "config": asdict(gan), "epochs": gh["epochs"], "generator_steps": gh["steps"],
-        "seconds": gh["seconds"], "runs": gh["runs"], "lr_schedule": gh["lr_schedule"], "w_distance": gh["w_distance"],
-    })
-    save_module(wdir, AUTOENCODER_NAME, A, {
-        **common, "kind": "matgan_autoencoder", "params": {"latent_dim": ae.latent_dim, "ch": ae.ch},
-        "config": asdict(ae), "epochs": ah["epochs"], "seconds": ah["seconds"], "loss": ah["loss"],
-        "split": {"holdout": holdout, "n_fit": len(fit), "n_heldout": n_hold, "seed": ae.seed},
-    })
+    save_module(
+        wdir,
+        GENERATOR_NAME,
+        G,
+        {
+            **common,
+            "kind": "matgan_generator",
+            "params": {"latent_dim": gan.latent_dim, "ch": gan.ch},
+            "config": asdict(gan),
+            "epochs": gh["epochs"],
+            "generator_steps": gh["steps"],
+            "seconds": gh["seconds"],
+            "runs": gh["runs"],
+            "lr_schedule": gh["lr_schedule"],
+            "w_distance": gh["w_distance"],
+        },
+    )
+    save_module(
+        wdir,
+        AUTOENCODER_NAME,
+        A,
+        {
+            **common,
+            "kind": "matgan_autoencoder",
+            "params": {"latent_dim": ae.latent_dim, "ch": ae.ch},
+            "config": asdict(ae),
+            "epochs": ah["epochs"],
+            "seconds": ah["seconds"],
+            "loss": ah["loss"],
+            "split": {"holdout": holdout, "n_fit": len(fit), "n_heldout": n_hold, "seed": ae.seed},
+        },
+    )
     return {**common, "gan_history": gh, "ae_history": ah}

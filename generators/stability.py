@@ -155,8 +155,13 @@ def thread_optimizer(model):
     return cache[id(model)]
 
 
-def relax(structure: Structure, model=None, fmax: float = 0.1, steps: int = 200, relax_cell: bool = True,
-          ) -> RelaxResult:
+def relax(
+    structure: Structure,
+    model=None,
+    fmax: float = 0.1,
+    steps: int = 200,
+    relax_cell: bool = True,
+) -> RelaxResult:
     """Relax ``structure`` with CHGNet (FIRE; cell too unless ``relax_cell`` is False).
 
     Takes a Structure, force tolerance ``fmax`` (eV/Å) and a step bound; returns a
@@ -172,8 +177,15 @@ def relax(structure: Structure, model=None, fmax: float = 0.1, steps: int = 200,
             # verbose=True with logfile=None: ASE logs to devnull and CHGNet does not swap the
             # process-wide sys.stdout (its verbose=False does, and swaps from several relaxation
             # threads at once leaked FIRE lines into the logs or left sys.stdout on a dead buffer)
-            out = opt.relax(structure, fmax=fmax, steps=steps, relax_cell=relax_cell, verbose=True,
-                            logfile=None, assign_magmoms=False)
+            out = opt.relax(
+                structure,
+                fmax=fmax,
+                steps=steps,
+                relax_cell=relax_cell,
+                verbose=True,
+                logfile=None,
+                assign_magmoms=False,
+            )
     except Exception as exc:
         raise StructureError(f"CHGNet relaxation failed: {type(exc).__name__}: {exc}") from None
     traj = out["trajectory"]
@@ -183,10 +195,14 @@ def relax(structure: Structure, model=None, fmax: float = 0.1, steps: int = 200,
         raise StructureError("CHGNet relaxation produced a non-finite energy")
     final = out["final_structure"]
     fmax_last = float(np.linalg.norm(traj.forces[-1], axis=1).max()) if len(traj.forces) else np.inf
-    return RelaxResult(structure=final, energy_per_atom=float(energies[-1]),
-                       initial_energy_per_atom=float(energies[0]), steps=len(energies) - 1,
-                       converged=fmax_last <= fmax * 1.0001 and len(energies) - 1 < steps,
-                       seconds=time.perf_counter() - t0)
+    return RelaxResult(
+        structure=final,
+        energy_per_atom=float(energies[-1]),
+        initial_energy_per_atom=float(energies[0]),
+        steps=len(energies) - 1,
+        converged=fmax_last <= fmax * 1.0001 and len(energies) - 1 < steps,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 # ---------------------------------------------------------------------------- JSON caches
@@ -239,14 +255,14 @@ def _aflow_prototypes() -> dict[str, Structure]:
     path = os.path.join(os.path.dirname(proto.__file__), "aflow_prototypes.json.gz")
     with gzip.open(path, "rt") as fh:
         data = json.load(fh)
-    return {d["tags"]["aflow"]: Structure.from_dict(d["snl"]) for d in data
-            if d["tags"]["aflow"] in UNARY_PROTOTYPES}
+    return {d["tags"]["aflow"]: Structure.from_dict(d["snl"]) for d in data if d["tags"]["aflow"] in UNARY_PROTOTYPES}
 
 
 def dimer(element: str, bond: float, box: float = 12.0) -> Structure:
     """A diatomic molecule of ``element`` with bond length ``bond`` (Å) in a cubic ``box`` (Å)."""
-    return Structure(Lattice.cubic(box), [element, element], [[0, 0, 0], [bond / box, 0, 0]],
-                     coords_are_cartesian=False)
+    return Structure(
+        Lattice.cubic(box), [element, element], [[0, 0, 0], [bond / box, 0, 0]], coords_are_cartesian=False
+    )
 
 
 class ElementalReferences:
@@ -259,9 +275,17 @@ class ElementalReferences:
     ``{"energy_per_atom", "structure_source", "candidates": {...}}`` in the JSON cache.
     """
 
-    def __init__(self, path: Path | str | None = REFS_PATH, library=None, model=None, fmax: float = 0.1,
-                 steps: int = 150, max_sites: int = 12, max_library: int = 3,
-                 always_prototypes: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path | str | None = REFS_PATH,
+        library=None,
+        model=None,
+        fmax: float = 0.1,
+        steps: int = 150,
+        max_sites: int = 12,
+        max_library: int = 3,
+        always_prototypes: bool = False,
+    ) -> None:
         self.cache = _JsonCache(path)
         self.library = library
         self.model = model
@@ -281,8 +305,11 @@ class ElementalReferences:
 
         out: dict[str, tuple[Structure, bool]] = {}
         if self.library is not None:
-            rows = [r for r in self.library.rows_with_anon("1") if str(self.library.formulas[r]) == element
-                    and self.library.nsites[r] <= self.max_sites]
+            rows = [
+                r
+                for r in self.library.rows_with_anon("1")
+                if str(self.library.formulas[r]) == element and self.library.nsites[r] <= self.max_sites
+            ]
             for r in sorted(rows, key=lambda r: int(self.library.preference[r]))[: self.max_library]:
                 t = self.library.template(int(r))
                 out[f"library:{t.tid}:{t.source}"] = (t.structure(), True)
@@ -310,15 +337,24 @@ class ElementalReferences:
             results: dict[str, float] = {}
             for name, (s, cell) in self.candidates(element).items():
                 try:
-                    results[name] = relax(s, self.model, fmax=self.fmax, steps=self.steps,
-                                          relax_cell=cell).energy_per_atom
+                    results[name] = relax(
+                        s, self.model, fmax=self.fmax, steps=self.steps, relax_cell=cell
+                    ).energy_per_atom
                 except StructureError as exc:
                     log.warning("reference %s for %s failed: %s", name, element, exc)
             if not results:
                 raise StructureError(f"no reference structure of {element} could be relaxed by CHGNet")
             best = min(results, key=results.get)
-            self.cache.put(element, {"energy_per_atom": results[best], "structure_source": best,
-                                     "candidates": results, "fmax": self.fmax, "steps": self.steps})
+            self.cache.put(
+                element,
+                {
+                    "energy_per_atom": results[best],
+                    "structure_source": best,
+                    "candidates": results,
+                    "fmax": self.fmax,
+                    "steps": self.steps,
+                },
+            )
             return results[best]
 
     def energies(self, elements: Iterable[str]) -> dict[str, float]:
@@ -355,8 +391,17 @@ class PhaseEnergies:
     with ``always_relax``) are relaxed (``steps`` bound). Cached by template id.
     """
 
-    def __init__(self, library, path: Path | str | None = PHASES_PATH, model=None, fmax: float = 0.1,
-                 steps: int = 150, max_sites: int = 20, max_phases: int = 12, always_relax: bool = False) -> None:
+    def __init__(
+        self,
+        library,
+        path: Path | str | None = PHASES_PATH,
+        model=None,
+        fmax: float = 0.1,
+        steps: int = 150,
+        max_sites: int = 20,
+        max_phases: int = 12,
+        always_relax: bool = False,
+    ) -> None:
         self.library = library
         self.cache = _JsonCache(path)
         self.model = model
@@ -371,8 +416,9 @@ class PhaseEnergies:
         """Element set of every library row (parsed once)."""
         if self._elements is None:
             sets: dict[str, frozenset[str]] = {}
-            self._elements = [sets.setdefault(f, frozenset(e for e, _ in reduced_counts(f)))
-                              for f in map(str, self.library.formulas)]
+            self._elements = [
+                sets.setdefault(f, frozenset(e for e, _ in reduced_counts(f))) for f in map(str, self.library.formulas)
+            ]
         return self._elements
 
     def phase_rows(self, elements: Sequence[str]) -> list[int]:
@@ -394,7 +440,9 @@ class PhaseEnergies:
         """``[(formula, template id, eV/atom)]`` of the system's competing phases (computing uncached ones)."""
         rows = self.phase_rows(elements)
         todo = [r for r in rows if self.cache.get(str(self.library.tids[r])) is None]
-        single = [r for r in todo if not self.always_relax and str(self.library.sources[r]) not in RELAXED_PHASE_SOURCES]
+        single = [
+            r for r in todo if not self.always_relax and str(self.library.sources[r]) not in RELAXED_PHASE_SOURCES
+        ]
         if single:
             templates = [self.library.template(r) for r in single]
             try:
@@ -410,8 +458,9 @@ class PhaseEnergies:
                         values.append(float("nan"))
             for t, e in zip(templates, values, strict=True):
                 if np.isfinite(e):
-                    self.cache.put(t.tid, {"formula": t.formula, "energy_per_atom": e, "steps": 0,
-                                           "method": "single-point"})
+                    self.cache.put(
+                        t.tid, {"formula": t.formula, "energy_per_atom": e, "steps": 0, "method": "single-point"}
+                    )
         for r in set(todo) - set(single):
             t = self.library.template(r)
             try:
@@ -419,8 +468,10 @@ class PhaseEnergies:
             except StructureError as exc:
                 log.warning("competing phase %s (%s) failed: %s", t.formula, t.tid, exc)
                 continue
-            self.cache.put(t.tid, {"formula": t.formula, "energy_per_atom": res.energy_per_atom,
-                                   "steps": res.steps, "method": "relaxed"})
+            self.cache.put(
+                t.tid,
+                {"formula": t.formula, "energy_per_atom": res.energy_per_atom, "steps": res.steps, "method": "relaxed"},
+            )
         out = []
         for r in rows:
             hit = self.cache.get(str(self.library.tids[r]))
@@ -429,8 +480,9 @@ class PhaseEnergies:
         return out
 
 
-def energy_above_hull(formula: str, energy_per_atom: float, refs: dict[str, float],
-                      phases: Sequence[tuple[str, str, float]]) -> float:
+def energy_above_hull(
+    formula: str, energy_per_atom: float, refs: dict[str, float], phases: Sequence[tuple[str, str, float]]
+) -> float:
     """E_hull (eV/atom, >= 0) of a phase against elemental refs and competing phases (pymatgen)."""
     from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 
@@ -469,14 +521,25 @@ class StabilityChecker:
     ``"failed"`` :class:`Verdict` with the reason.
     """
 
-    def __init__(self, library=None, refs: ElementalReferences | None = None,
-                 phases: PhaseEnergies | None = None, model=None, e_hull_max: float = E_HULL_MAX,
-                 fmax: float = 0.1, steps: int = 200, min_dist: float = MIN_DISTANCE,
-                 compute_hull: bool = True) -> None:
+    def __init__(
+        self,
+        library=None,
+        refs: ElementalReferences | None = None,
+        phases: PhaseEnergies | None = None,
+        model=None,
+        e_hull_max: float = E_HULL_MAX,
+        fmax: float = 0.1,
+        steps: int = 200,
+        min_dist: float = MIN_DISTANCE,
+        compute_hull: bool = True,
+    ) -> None:
         self.model = model
         self.refs = refs or ElementalReferences(library=library, model=model)
-        self.phases = phases if phases is not None else (
-            PhaseEnergies(library, model=model) if library is not None and compute_hull else None)
+        self.phases = (
+            phases
+            if phases is not None
+            else (PhaseEnergies(library, model=model) if library is not None and compute_hull else None)
+        )
         self.e_hull_max = e_hull_max
         self.fmax = fmax
         self.steps = steps
@@ -490,24 +553,43 @@ class StabilityChecker:
             return Verdict(formula, tid, "failed", trial.reason or "no structure (missing template)", None)
         return self.evaluate_structure(trial.structure, formula, tid)
 
-    def evaluate_structure(self, structure: Structure, formula: str | None = None,
-                           template_id: str = "") -> Verdict:
+    def evaluate_structure(self, structure: Structure, formula: str | None = None, template_id: str = "") -> Verdict:
         """Relax ``structure`` and judge it (see class doc); ``formula`` defaults to its composition."""
         formula = canonical_formula(formula or structure.composition.reduced_formula)
         beyond = [e for e, _ in reduced_counts(formula) if Element(e).Z > MAX_Z]
         if beyond:
-            return Verdict(formula, template_id, "failed",
-                           f"{', '.join(beyond)} beyond CHGNet's elements (Z <= {MAX_Z}, H..Pu)", structure)
+            return Verdict(
+                formula,
+                template_id,
+                "failed",
+                f"{', '.join(beyond)} beyond CHGNet's elements (Z <= {MAX_Z}, H..Pu)",
+                structure,
+            )
         d0 = min_distance(structure)
         if d0 < self.min_dist:
-            return Verdict(formula, template_id, "failed",
-                           f"overlapping atoms: min distance {d0:.2f} Å < {self.min_dist} Å", structure)
+            return Verdict(
+                formula,
+                template_id,
+                "failed",
+                f"overlapping atoms: min distance {d0:.2f} Å < {self.min_dist} Å",
+                structure,
+            )
         try:
             res = relax(structure, self.model, fmax=self.fmax, steps=self.steps)
         except StructureError as exc:
             return Verdict(formula, template_id, "failed", str(exc), structure)
-        v = Verdict(formula, template_id, "unstable", None, res.structure, res.energy_per_atom,
-                    res.initial_energy_per_atom, steps=res.steps, converged=res.converged, seconds=res.seconds)
+        v = Verdict(
+            formula,
+            template_id,
+            "unstable",
+            None,
+            res.structure,
+            res.energy_per_atom,
+            res.initial_energy_per_atom,
+            steps=res.steps,
+            converged=res.converged,
+            seconds=res.seconds,
+        )
         d1 = min_distance(res.structure)
         if d1 < self.min_dist:
             v.verdict, v.reason = "failed", f"relaxation collapsed: min distance {d1:.2f} Å"

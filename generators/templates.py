@@ -96,9 +96,19 @@ class TemplateLibrary:
     missing or stale). Arrays: ``formulas``, ``anon``, ``tids``, ``sources``, ``spg``, ``nsites`` (N,).
     """
 
-    def __init__(self, path: Path, formulas: np.ndarray, anon: np.ndarray, tids: np.ndarray,
-                 sources: np.ndarray, spg: np.ndarray, nsites: np.ndarray, positions: np.ndarray,
-                 cumfrac: np.ndarray, e_form_dft: np.ndarray) -> None:
+    def __init__(
+        self,
+        path: Path,
+        formulas: np.ndarray,
+        anon: np.ndarray,
+        tids: np.ndarray,
+        sources: np.ndarray,
+        spg: np.ndarray,
+        nsites: np.ndarray,
+        positions: np.ndarray,
+        cumfrac: np.ndarray,
+        e_form_dft: np.ndarray,
+    ) -> None:
         self.path = path
         self.formulas = formulas
         self.anon = anon
@@ -119,7 +129,7 @@ class TemplateLibrary:
         keys, starts = np.unique(anon[order], return_index=True)
         bounds = list(starts) + [len(order)]
         for j, key in enumerate(keys):
-            self._by_anon[str(key)] = np.sort(order[bounds[j]:bounds[j + 1]])
+            self._by_anon[str(key)] = np.sort(order[bounds[j] : bounds[j + 1]])
 
     def __len__(self) -> int:
         return len(self.formulas)
@@ -129,16 +139,28 @@ class TemplateLibrary:
         """Load the library at ``path`` (default: the committed one) using/refreshing its npz index."""
         path = Path(path) if path is not None else TEMPLATES_PATH
         if not path.exists():
-            raise StructureError(f"template library {path} is missing; it ships in data/structures/ "
-                                 "(rebuild with data/structures/build_templates.py)")
+            raise StructureError(
+                f"template library {path} is missing; it ships in data/structures/ "
+                "(rebuild with data/structures/build_templates.py)"
+            )
         npz = path.with_suffix("").with_suffix(".index.npz")
         sha = _file_sha(path)
         if npz.exists():
             try:
                 z = np.load(npz, allow_pickle=False)
                 if str(z["sha256"]) == sha:
-                    return cls(path, z["formulas"], z["anon"], z["tids"], z["sources"], z["spg"],
-                               z["nsites"], z["positions"], z["cumfrac"], z["e_form_dft"])
+                    return cls(
+                        path,
+                        z["formulas"],
+                        z["anon"],
+                        z["tids"],
+                        z["sources"],
+                        z["spg"],
+                        z["nsites"],
+                        z["positions"],
+                        z["cumfrac"],
+                        z["e_form_dft"],
+                    )
             except Exception as exc:  # corrupt cache: rebuild
                 log.warning("template index cache %s unreadable (%s); rebuilding", npz, exc)
         cols: dict[str, list] = {k: [] for k in ("f", "tid", "src", "spg", "nsites", "ef")}
@@ -150,10 +172,17 @@ class TemplateLibrary:
         formulas = np.array(cols["f"])
         anon = np.array([anonymised_key(f) for f in formulas])
         positions, cumfrac = padded_profiles(list(formulas), kmax=KMAX)
-        arrays = dict(formulas=formulas, anon=anon, tids=np.array(cols["tid"]), sources=np.array(cols["src"]),
-                      spg=np.array(cols["spg"], np.int16), nsites=np.array(cols["nsites"], np.int16),
-                      positions=positions.astype(np.int16), cumfrac=cumfrac,
-                      e_form_dft=np.array([np.nan if x is None else x for x in cols["ef"]], float))
+        arrays = dict(
+            formulas=formulas,
+            anon=anon,
+            tids=np.array(cols["tid"]),
+            sources=np.array(cols["src"]),
+            spg=np.array(cols["spg"], np.int16),
+            nsites=np.array(cols["nsites"], np.int16),
+            positions=positions.astype(np.int16),
+            cumfrac=cumfrac,
+            e_form_dft=np.array([np.nan if x is None else x for x in cols["ef"]], float),
+        )
         if cache:
             try:
                 np.savez_compressed(npz, sha256=np.array(sha), **arrays)
@@ -172,8 +201,13 @@ class TemplateLibrary:
         row = self._tid_row[row_or_tid] if isinstance(row_or_tid, str) else int(row_or_tid)
         r = self._raw(row)
         return Template(
-            tid=r["tid"], formula=r["f"], source=r["src"], spg=int(r["spg"]), mpid=r.get("mpid"),
-            lattice=np.array(r["lat"], float).reshape(3, 3), species=[r["els"][i] for i in r["sp"]],
+            tid=r["tid"],
+            formula=r["f"],
+            source=r["src"],
+            spg=int(r["spg"]),
+            mpid=r.get("mpid"),
+            lattice=np.array(r["lat"], float).reshape(3, 3),
+            species=[r["els"][i] for i in r["sp"]],
             frac=np.array(r["xyz"], float).reshape(-1, 3),
         )
 
@@ -240,8 +274,11 @@ def _dense_from_profiles(qcum: np.ndarray, positions: np.ndarray, cumfrac: np.nd
     inc = np.diff(np.concatenate([np.zeros((m, 1)), cumfrac], axis=1), axis=1)
     np.add.at(lib, (rows[valid], positions[valid].astype(np.int64)), inc[valid])
     lib = np.cumsum(lib[:, :103], axis=1)
-    return np.abs(qcum[:, None, :] - lib[None, :, :]).sum(-1) if m * len(qcum) < 2_000_000 else np.vstack(
-        [np.abs(q[None, :] - lib).sum(-1) for q in qcum])
+    return (
+        np.abs(qcum[:, None, :] - lib[None, :, :]).sum(-1)
+        if m * len(qcum) < 2_000_000
+        else np.vstack([np.abs(q[None, :] - lib).sum(-1) for q in qcum])
+    )
 
 
 # ---------------------------------------------------------------------------- substitution
@@ -290,9 +327,17 @@ def substitute(template: Template, candidate: str, emd_distance: float = float("
         new = sum(atomic_volume(e) for e in species)
         s.scale_lattice(s.volume * new / old)
     return Trial(
-        formula=formula, template_id=template.tid, structure=s,
-        template={"id": template.tid, "formula": template.formula, "source": template.source,
-                  "emd": float(emd_distance), "spg": template.spg, "mpid": template.mpid},
+        formula=formula,
+        template_id=template.tid,
+        structure=s,
+        template={
+            "id": template.tid,
+            "formula": template.formula,
+            "source": template.source,
+            "emd": float(emd_distance),
+            "spg": template.spg,
+            "mpid": template.mpid,
+        },
         mapping=mapping,
     )
 
@@ -323,8 +368,9 @@ class KnownSpacegroups:
         spg = np.array(list(seen.values()), np.int16)
         pos, cum = padded_profiles(list(formulas), kmax=KMAX)
         try:
-            np.savez_compressed(cache, sha256=np.array(sha), formulas=formulas, spg=spg,
-                                positions=pos.astype(np.int16), cumfrac=cum)
+            np.savez_compressed(
+                cache, sha256=np.array(sha), formulas=formulas, spg=spg, positions=pos.astype(np.int16), cumfrac=cum
+            )
         except OSError as exc:
             log.warning("cannot write %s: %s", cache, exc)
         self._set(formulas, spg, pos, cum)
@@ -348,8 +394,15 @@ def known_spacegroups() -> KnownSpacegroups:
     return KnownSpacegroups()
 
 
-def random_symmetric(formula: str, spg: int, trials: int = 3, seed: int = 0, max_z: int = 4,
-                     source_formula: str = "", emd_distance: float = float("nan")) -> list[Trial]:
+def random_symmetric(
+    formula: str,
+    spg: int,
+    trials: int = 3,
+    seed: int = 0,
+    max_z: int = 4,
+    source_formula: str = "",
+    emd_distance: float = float("nan"),
+) -> list[Trial]:
     """Random symmetric structures (pyxtal) of ``formula`` in space group ``spg``.
 
     Tries formula units Z = 1..``max_z`` until pyxtal can place the atoms on Wyckoff positions,
@@ -378,34 +431,66 @@ def random_symmetric(formula: str, spg: int, trials: int = 3, seed: int = 0, max
                 last_err = f"{type(exc).__name__}: {exc}"
                 continue
             tid = f"pyxtal:{spg}:z{z}:s{seed + t}"
-            out.append(Trial(formula=formula, template_id=tid, structure=s,
-                             template={"id": tid, "formula": source_formula, "source": "pyxtal_random",
-                                       "emd": float(emd_distance), "spg": spg, "mpid": None},
-                             mapping={e: e for e in els}))
+            out.append(
+                Trial(
+                    formula=formula,
+                    template_id=tid,
+                    structure=s,
+                    template={
+                        "id": tid,
+                        "formula": source_formula,
+                        "source": "pyxtal_random",
+                        "emd": float(emd_distance),
+                        "spg": spg,
+                        "mpid": None,
+                    },
+                    mapping={e: e for e in els},
+                )
+            )
             made = True
             break
         if not made:
             break
     if not out:
         tid = f"pyxtal:{spg}"
-        out.append(Trial(formula=formula, template_id=tid, structure=None,
-                         template={"id": tid, "formula": source_formula, "source": "pyxtal_random",
-                                   "emd": float(emd_distance), "spg": spg, "mpid": None},
-                         reason=f"pyxtal could not place {formula} in space group {spg} with Z<= {max_z} "
-                                f"({last_err or 'no valid structure'})"))
+        out.append(
+            Trial(
+                formula=formula,
+                template_id=tid,
+                structure=None,
+                template={
+                    "id": tid,
+                    "formula": source_formula,
+                    "source": "pyxtal_random",
+                    "emd": float(emd_distance),
+                    "spg": spg,
+                    "mpid": None,
+                },
+                reason=f"pyxtal could not place {formula} in space group {spg} with Z<= {max_z} "
+                f"({last_err or 'no valid structure'})",
+            )
+        )
     return out
 
 
-def propose_structures(formula: str, library: TemplateLibrary, k: int = 3, fallback_trials: int = 3,
-                       seed: int = 0) -> list[Trial]:
+def propose_structures(
+    formula: str, library: TemplateLibrary, k: int = 3, fallback_trials: int = 3, seed: int = 0
+) -> list[Trial]:
     """Candidate structures for ``formula``: the top-``k`` EMD-nearest same-anonymised templates,
     substituted; else ``fallback_trials`` pyxtal structures in the space group of the nearest known
     composition(s). Never raises for a valid formula: failures come back as trials with a reason.
     """
     formula = canonical_formula(formula)
     if any(e not in MOD_PETTI for e, _ in reduced_counts(formula)):
-        return [Trial(formula, "none", None, {"id": "none", "formula": "", "source": "", "emd": float("nan")},
-                      reason="element without a mod_petti position")]
+        return [
+            Trial(
+                formula,
+                "none",
+                None,
+                {"id": "none", "formula": "", "source": "", "emd": float("nan")},
+                reason="element without a mod_petti position",
+            )
+        ]
     hits = library.search(formula, k=k)
     trials: list[Trial] = []
     for row, d in hits:
@@ -413,9 +498,15 @@ def propose_structures(formula: str, library: TemplateLibrary, k: int = 3, fallb
             trials.append(substitute(library.template(row), formula, d))
         except Exception as exc:
             tid = str(library.tids[row])
-            trials.append(Trial(formula, tid, None, {"id": tid, "formula": str(library.formulas[row]),
-                                                     "source": str(library.sources[row]), "emd": d},
-                                reason=f"substitution failed: {exc}"))
+            trials.append(
+                Trial(
+                    formula,
+                    tid,
+                    None,
+                    {"id": tid, "formula": str(library.formulas[row]), "source": str(library.sources[row]), "emd": d},
+                    reason=f"substitution failed: {exc}",
+                )
+            )
     if trials:
         return trials
     try:
@@ -424,12 +515,18 @@ def propose_structures(formula: str, library: TemplateLibrary, k: int = 3, fallb
         near = []
         log.warning("known-composition lookup failed for %s: %s", formula, exc)
     for known, spg, d in near:
-        made = random_symmetric(formula, spg, trials=fallback_trials, seed=seed, source_formula=known,
-                                emd_distance=d)
+        made = random_symmetric(formula, spg, trials=fallback_trials, seed=seed, source_formula=known, emd_distance=d)
         if any(t.structure is not None for t in made):
             return made
         trials = made
     if not trials:
-        trials = [Trial(formula, "none", None, {"id": "none", "formula": "", "source": "", "emd": float("nan")},
-                        reason="no template with the same anonymised formula and no known composition")]
+        trials = [
+            Trial(
+                formula,
+                "none",
+                None,
+                {"id": "none", "formula": "", "source": "", "emd": float("nan")},
+                reason="no template with the same anonymised formula and no known composition",
+            )
+        ]
     return trials

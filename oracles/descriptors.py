@@ -37,9 +37,25 @@ from alcore.errors import InvalidFormulaError
 DESCRIPTOR_VERSION = "magpie19-stats5+matscholar200-mean+stoich6/v1"
 
 PROPERTY_NAMES: tuple[str, ...] = (
-    "Z", "atomic_mass", "row", "group", "mendeleev_no", "X", "atomic_radius", "atomic_radius_calculated",
-    "melting_point", "molar_volume", "ionization_energy", "electron_affinity", "Ns_valence",
-    "Np_valence", "Nd_valence", "Nf_valence", "N_valence", "is_metal", "average_ionic_radius",
+    "Z",
+    "atomic_mass",
+    "row",
+    "group",
+    "mendeleev_no",
+    "X",
+    "atomic_radius",
+    "atomic_radius_calculated",
+    "melting_point",
+    "molar_volume",
+    "ionization_energy",
+    "electron_affinity",
+    "Ns_valence",
+    "Np_valence",
+    "Nd_valence",
+    "Nf_valence",
+    "N_valence",
+    "is_metal",
+    "average_ionic_radius",
 )
 STAT_NAMES: tuple[str, ...] = ("mean", "std", "min", "max", "range")
 EMBEDDING_FILE = "matscholar200.json"
@@ -80,10 +96,25 @@ def _element_row(symbol: str) -> list[float]:
             ea = None
         s, p, d, f = _valence(symbol)
         return [
-            float(el.Z), _float(el.atomic_mass), float(el.row), float(el.group), _float(el.mendeleev_no),
-            _float(el.X), _float(el.atomic_radius), _float(el.atomic_radius_calculated),
-            _float(el.melting_point), _float(el.molar_volume), _float(ie[0] if ie else None),
-            _float(ea), s, p, d, f, s + p + d + f, float(el.is_metal), _float(el.average_ionic_radius),
+            float(el.Z),
+            _float(el.atomic_mass),
+            float(el.row),
+            float(el.group),
+            _float(el.mendeleev_no),
+            _float(el.X),
+            _float(el.atomic_radius),
+            _float(el.atomic_radius_calculated),
+            _float(el.melting_point),
+            _float(el.molar_volume),
+            _float(ie[0] if ie else None),
+            _float(ea),
+            s,
+            p,
+            d,
+            f,
+            s + p + d + f,
+            float(el.is_metal),
+            _float(el.average_ionic_radius),
         ]
 
 

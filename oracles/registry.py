@@ -22,19 +22,29 @@ from oracles.resnet import ResNetOracle, TrainConfig, train_resnet
 
 #: name -> (weights file stem in data/weights, property, one-line description)
 SHIPPED: dict[str, tuple[str, str, str]] = {
-    "resnet-agd": ("bandgap_resnet_agd", "band_gap",
-                   "ResNet ensemble (5 x 5-hidden-layer residual MLP) on descriptors, AGD Exp-1 42k band gaps "
-                   "(agd_test_500 held out); the default band-gap oracle"),
-    "resnet-mp-gap": ("bandgap_resnet_mp_gap", "band_gap",
-                      "ResNet ensemble trained on matbench_mp_gap fold-0 training rows (80 %)"),
-    "eform": ("eform_resnet_mp", "e_form",
-              "ResNet ensemble on matbench_mp_e_form, ground-state (min) polymorph per formula, 90 % split"),
+    "resnet-agd": (
+        "bandgap_resnet_agd",
+        "band_gap",
+        "ResNet ensemble (5 x 5-hidden-layer residual MLP) on descriptors, AGD Exp-1 42k band gaps "
+        "(agd_test_500 held out); the default band-gap oracle",
+    ),
+    "resnet-mp-gap": (
+        "bandgap_resnet_mp_gap",
+        "band_gap",
+        "ResNet ensemble trained on matbench_mp_gap fold-0 training rows (80 %)",
+    ),
+    "eform": (
+        "eform_resnet_mp",
+        "e_form",
+        "ResNet ensemble on matbench_mp_e_form, ground-state (min) polymorph per formula, 90 % split",
+    ),
 }
 ALIASES: dict[str, str] = {"default": "resnet-agd", "bandgap": "resnet-agd", "resnet-eform": "eform"}
 
 #: Defaults of the in-loop screening model (small: a few seconds for 2,300 labels on 1 core).
-SCREENING_DEFAULTS = TrainConfig(hidden=64, n_layers=5, n_members=5, epochs=60, batch_size=128, lr=3e-3,
-                                 weight_decay=1e-4, loss="l1")
+SCREENING_DEFAULTS = TrainConfig(
+    hidden=64, n_layers=5, n_members=5, epochs=60, batch_size=128, lr=3e-3, weight_decay=1e-4, loss="l1"
+)
 #: Optimiser steps the screening model aims for when ``epochs`` is not given (sets epochs from N).
 SCREENING_STEPS = 500
 
@@ -62,9 +72,7 @@ def get_oracle(name: str, **kwargs: Any) -> Oracle:
     """
     key = ALIASES.get(name, name)
     if key not in SHIPPED:
-        raise ConfigError(
-            f"unknown oracle {name!r}; known oracles: {', '.join(sorted(known_oracles()))}"
-        )
+        raise ConfigError(f"unknown oracle {name!r}; known oracles: {', '.join(sorted(known_oracles()))}")
     unknown = set(kwargs) - {"weights_dir"}
     if unknown:
         raise ConfigError(f"get_oracle({name!r}) got unknown option(s) {sorted(unknown)}; allowed: weights_dir")
@@ -75,11 +83,18 @@ def get_oracle(name: str, **kwargs: Any) -> Oracle:
     return _load_shipped(key)
 
 
-def fit_screening_model(formulas: Sequence[str], values: Sequence[float], seed: int = 0,
-                        epochs: int | None = None, *, property: str = "band_gap",
-                        name: str = "screening", threads: int | None = 1,
-                        progress: Callable[[int, float], None] | None = None,
-                        **config: Any) -> ResNetOracle:
+def fit_screening_model(
+    formulas: Sequence[str],
+    values: Sequence[float],
+    seed: int = 0,
+    epochs: int | None = None,
+    *,
+    property: str = "band_gap",
+    name: str = "screening",
+    threads: int | None = 1,
+    progress: Callable[[int, float], None] | None = None,
+    **config: Any,
+) -> ResNetOracle:
     """Train the small in-loop screening ensemble from scratch on the given labels.
 
     Takes N formulas and N labels (eV for band gaps, eV/atom for ``property="e_form"``), a seed and

@@ -112,9 +112,16 @@ class ResNetOracle:
     NaN + reason for formulas that cannot be featurised).
     """
 
-    def __init__(self, name: str, property: str, model: ResNetEnsemble, scaler: dict[str, torch.Tensor],
-                 config: TrainConfig, info: dict[str, Any] | None = None,
-                 featuriser: Featuriser | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        property: str,
+        model: ResNetEnsemble,
+        scaler: dict[str, torch.Tensor],
+        config: TrainConfig,
+        info: dict[str, Any] | None = None,
+        featuriser: Featuriser | None = None,
+    ) -> None:
         if property not in PROPERTIES:
             raise ConfigError(f"unknown property {property!r}; choose one of {sorted(PROPERTIES)}")
         self.name = name
@@ -256,10 +263,16 @@ def _check_labels(values: Sequence[float], property: str) -> np.ndarray:
     return y
 
 
-def train_resnet(formulas: Sequence[str], values: Sequence[float], *, property: str = "band_gap",
-                 name: str = "resnet", config: TrainConfig | None = None,
-                 featuriser: Featuriser | None = None,
-                 progress: Callable[[int, float], None] | None = None) -> ResNetOracle:
+def train_resnet(
+    formulas: Sequence[str],
+    values: Sequence[float],
+    *,
+    property: str = "band_gap",
+    name: str = "resnet",
+    config: TrainConfig | None = None,
+    featuriser: Featuriser | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> ResNetOracle:
     """Train a ResNet deep ensemble from scratch.
 
     Takes N formulas and N labels (eV or eV/atom); formulas that cannot be featurised are dropped
@@ -300,8 +313,9 @@ def train_resnet(formulas: Sequence[str], values: Sequence[float], *, property: 
     # OneCycleLR divides by its phase lengths: at least 4 scheduled steps and a warm-up of >= 2 steps
     # (a 43-label, 5-epoch screening fit has 10 steps and crashed with pct_start=0.1).
     sched_steps = max(total, 4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=sched_steps,
-                                                pct_start=min(0.5, max(0.1, 2.0 / sched_steps)))
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=sched_steps, pct_start=min(0.5, max(0.1, 2.0 / sched_steps))
+    )
     gen = torch.Generator().manual_seed(cfg.seed)
     loss_fn = nn.functional.l1_loss if cfg.loss == "l1" else nn.functional.mse_loss
     model.train()
@@ -322,8 +336,13 @@ def train_resnet(formulas: Sequence[str], values: Sequence[float], *, property: 
         if progress is not None:
             progress(epoch, last)
     model.eval()
-    info = {"n_train": int(ok.sum()), "dropped": int((~ok).sum()), "epochs": cfg.epochs,
-            "wall_s": round(time.perf_counter() - t0, 3), "final_train_loss_std_units": last,
-            "torch_threads": torch.get_num_threads()}
+    info = {
+        "n_train": int(ok.sum()),
+        "dropped": int((~ok).sum()),
+        "epochs": cfg.epochs,
+        "wall_s": round(time.perf_counter() - t0, 3),
+        "final_train_loss_std_units": last,
+        "torch_threads": torch.get_num_threads(),
+    }
     scaler = {"x_mean": x_mean, "x_std": x_std, "y_mean": y_mean.reshape(1), "y_std": y_std.reshape(1)}
     return ResNetOracle(name, property, model, scaler, cfg, info, feat)

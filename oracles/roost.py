@@ -28,9 +28,17 @@ from oracles.base import Prediction
 #: Small Roost (the paper's defaults: elem_fea_len 64, gates/msgs (256,), trunk (1024, 512),
 #: out (256, 128, 64)); these keep the graph structure and heads and shrink only widths.
 SMALL_ROOST: dict[str, Any] = {
-    "elem_embedding": "matscholar200", "elem_fea_len": 32, "n_graph": 3, "elem_heads": 3,
-    "elem_gate": (64,), "elem_msg": (64,), "cry_heads": 3, "cry_gate": (64,), "cry_msg": (64,),
-    "trunk_hidden": (128, 64), "out_hidden": (64, 32),
+    "elem_embedding": "matscholar200",
+    "elem_fea_len": 32,
+    "n_graph": 3,
+    "elem_heads": 3,
+    "elem_gate": (64,),
+    "elem_msg": (64,),
+    "cry_heads": 3,
+    "cry_gate": (64,),
+    "cry_msg": (64,),
+    "trunk_hidden": (128, 64),
+    "out_hidden": (64, 32),
 }
 
 
@@ -79,17 +87,29 @@ def roost_inputs(formulas: Sequence[str]) -> tuple[tuple[torch.Tensor, ...], lis
         cry += [k] * n
         base += n
         k += 1
-    t = (torch.tensor(w, dtype=torch.float32).unsqueeze(1), torch.tensor(z, dtype=torch.long),
-         torch.tensor(s_idx, dtype=torch.long), torch.tensor(n_idx, dtype=torch.long),
-         torch.tensor(cry, dtype=torch.long))
+    t = (
+        torch.tensor(w, dtype=torch.float32).unsqueeze(1),
+        torch.tensor(z, dtype=torch.long),
+        torch.tensor(s_idx, dtype=torch.long),
+        torch.tensor(n_idx, dtype=torch.long),
+        torch.tensor(cry, dtype=torch.long),
+    )
     return t, reasons
 
 
 class RoostOracle:
     """Roost ensemble (``len(models)`` seeds) behind the Oracle interface."""
 
-    def __init__(self, name: str, property: str, models: list[torch.nn.Module], y_mean: float, y_std: float,
-                 params: dict[str, Any], info: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        property: str,
+        models: list[torch.nn.Module],
+        y_mean: float,
+        y_std: float,
+        params: dict[str, Any],
+        info: dict[str, Any] | None = None,
+    ) -> None:
         self.name = name
         self.property = property
         self.models = [m.eval() for m in models]
@@ -126,10 +146,19 @@ class RoostOracle:
         return Prediction(mean, std, reasons)
 
 
-def train_roost(formulas: Sequence[str], values: Sequence[float], *, property: str = "band_gap",
-                name: str = "roost", seeds: Sequence[int] = (0,), epochs: int = 5, batch_size: int = 128,
-                lr: float = 3e-4, params: dict[str, Any] | None = None,
-                progress: Callable[[int, int, float], None] | None = None) -> RoostOracle:
+def train_roost(
+    formulas: Sequence[str],
+    values: Sequence[float],
+    *,
+    property: str = "band_gap",
+    name: str = "roost",
+    seeds: Sequence[int] = (0,),
+    epochs: int = 5,
+    batch_size: int = 128,
+    lr: float = 3e-4,
+    params: dict[str, Any] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> RoostOracle:
     """Train Roost (aviary's network, robust L1 loss = Lorentzian NLL) on N formulas/labels.
 
     ``params`` overrides :data:`SMALL_ROOST` (pass aviary's defaults for the paper-size model).
@@ -174,6 +203,11 @@ def train_roost(formulas: Sequence[str], values: Sequence[float], *, property: s
             if progress is not None:
                 progress(seed, epoch, total / max(nb, 1))
         models.append(model)
-    info = {"n_train": len(f), "epochs": epochs, "seeds": list(seeds), "wall_s": round(time.perf_counter() - t0, 2),
-            "params": int(sum(q.numel() for q in models[0].parameters()))}
+    info = {
+        "n_train": len(f),
+        "epochs": epochs,
+        "seeds": list(seeds),
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "params": int(sum(q.numel() for q in models[0].parameters())),
+    }
     return RoostOracle(name, property, models, ym, ys, p, info)

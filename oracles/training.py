@@ -43,16 +43,35 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     "resnet-agd": Recipe(
-        "resnet-agd", "band_gap", ("bandgap", "agd_exp1_42k.csv"), "composition", "Eg", "agd_test_500",
-        "bandgap_resnet_agd", TrainConfig(hidden=128, n_members=5, epochs=30),
+        "resnet-agd",
+        "band_gap",
+        ("bandgap", "agd_exp1_42k.csv"),
+        "composition",
+        "Eg",
+        "agd_test_500",
+        "bandgap_resnet_agd",
+        TrainConfig(hidden=128, n_members=5, epochs=30),
     ),
     "resnet-mp-gap": Recipe(
-        "resnet-mp-gap", "band_gap", ("bandgap", "matbench_mp_gap.csv"), "formula", "target",
-        "matbench_fold0", "bandgap_resnet_mp_gap", TrainConfig(hidden=256, n_members=5, epochs=40),
+        "resnet-mp-gap",
+        "band_gap",
+        ("bandgap", "matbench_mp_gap.csv"),
+        "formula",
+        "target",
+        "matbench_fold0",
+        "bandgap_resnet_mp_gap",
+        TrainConfig(hidden=256, n_members=5, epochs=40),
     ),
     "eform": Recipe(
-        "eform", "e_form", ("formation", "matbench_mp_e_form.csv"), "formula", "target", "random10",
-        "eform_resnet_mp", TrainConfig(hidden=256, n_members=5, epochs=40), dedupe_min=True,
+        "eform",
+        "e_form",
+        ("formation", "matbench_mp_e_form.csv"),
+        "formula",
+        "target",
+        "random10",
+        "eform_resnet_mp",
+        TrainConfig(hidden=256, n_members=5, epochs=40),
+        dedupe_min=True,
     ),
 }
 
@@ -116,18 +135,26 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, std: np.ndarray | None = Non
     ok = np.isfinite(y_pred)
     e = y_pred[ok] - y_true[ok]
     ss = float(((y_true[ok] - y_true[ok].mean()) ** 2).sum())
-    out = {"mae": float(np.abs(e).mean()), "rmse": float(np.sqrt((e**2).mean())),
-           "r2": float(1 - (e**2).sum() / ss) if ss > 0 else float("nan"),
-           "n": int(ok.sum()), "n_failed": int((~ok).sum())}
+    out = {
+        "mae": float(np.abs(e).mean()),
+        "rmse": float(np.sqrt((e**2).mean())),
+        "r2": float(1 - (e**2).sum() / ss) if ss > 0 else float("nan"),
+        "n": int(ok.sum()),
+        "n_failed": int((~ok).sum()),
+    }
     if std is not None:
         out["mean_std"] = float(np.nanmean(std[ok]))
     return out
 
 
-def train_recipe(name: str, epochs: int | None = None, seed: int | None = None,
-                 max_train: int | None = None,
-                 progress: Callable[[int, float], None] | None = None,
-                 **overrides: Any) -> tuple[ResNetOracle, dict[str, Any]]:
+def train_recipe(
+    name: str,
+    epochs: int | None = None,
+    seed: int | None = None,
+    max_train: int | None = None,
+    progress: Callable[[int, float], None] | None = None,
+    **overrides: Any,
+) -> tuple[ResNetOracle, dict[str, Any]]:
     """Train the named recipe (see :data:`RECIPES`) and evaluate it on its held-out split.
 
     ``epochs``/``seed``/other ``TrainConfig`` fields override the recipe; ``max_train`` keeps only
@@ -151,8 +178,7 @@ def train_recipe(name: str, epochs: int | None = None, seed: int | None = None,
         train = train[: int(max_train)]
     f = df[recipe.formula_col].astype(str).to_numpy()
     y = df[recipe.target_col].to_numpy(dtype=np.float64)
-    oracle = train_resnet(list(f[train]), y[train], property=recipe.property, name=name, config=cfg,
-                          progress=progress)
+    oracle = train_resnet(list(f[train]), y[train], property=recipe.property, name=name, config=cfg, progress=progress)
     pred = oracle.predict(list(f[test]))
     meta = {
         "oracle": name,
@@ -160,8 +186,12 @@ def train_recipe(name: str, epochs: int | None = None, seed: int | None = None,
         "data_sha256": sha,
         "rows": int(len(df)),
         "dedupe": "min target per reduced formula (ground-state polymorph)" if recipe.dedupe_min else None,
-        "split": {"kind": recipe.split, "n_train": int(len(train)), "n_test": int(len(test)),
-                  "seed": MATBENCH_SEED if recipe.split == "matbench_fold0" else 0},
+        "split": {
+            "kind": recipe.split,
+            "n_train": int(len(train)),
+            "n_test": int(len(test)),
+            "seed": MATBENCH_SEED if recipe.split == "matbench_fold0" else 0,
+        },
         "test_metrics": metrics(y[test], pred.mean, pred.std),
         "params": int(sum(p.numel() for p in oracle.model.parameters())),
         "train_wall_s": oracle.info.get("wall_s"),

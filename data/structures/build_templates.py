@@ -40,14 +40,25 @@ MAX_SITES = 40
 OUT = Path(__file__).with_name("templates.jsonl.gz")
 
 MP_SOURCES = {
-    "mp_kdmsit_megnet", "magnetic_curie_neel_mpcifs", "mp_3dsc_raw", "mp40_test_chemeleon",
-    "mp_cgcnn_me228_sparsh", "mp_kdmsit_elasticity", "camd_mp_test_data", "matbench_phonons_aviary",
-    "smact_test_db", "cspml_90_test", "robocrys_minerals",
+    "mp_kdmsit_megnet",
+    "magnetic_curie_neel_mpcifs",
+    "mp_3dsc_raw",
+    "mp40_test_chemeleon",
+    "mp_cgcnn_me228_sparsh",
+    "mp_kdmsit_elasticity",
+    "camd_mp_test_data",
+    "matbench_phonons_aviary",
+    "smact_test_db",
+    "cspml_90_test",
+    "robocrys_minerals",
 }
-PRIORITY = {**dict.fromkeys(MP_SOURCES, 0), "amcsd_larixite": 1, "oqmd_ternaries_jhamlin": 2,
-            "aflow_prototypes": 3}
-LICENCE = {**dict.fromkeys(MP_SOURCES, "MP CC BY 4.0"), "amcsd_larixite": "AMCSD (Downs & Hall-Wallace 2003)",
-           "oqmd_ternaries_jhamlin": "OQMD CC BY 4.0", "aflow_prototypes": "AFLOW prototypes via pymatgen (MIT)"}
+PRIORITY = {**dict.fromkeys(MP_SOURCES, 0), "amcsd_larixite": 1, "oqmd_ternaries_jhamlin": 2, "aflow_prototypes": 3}
+LICENCE = {
+    **dict.fromkeys(MP_SOURCES, "MP CC BY 4.0"),
+    "amcsd_larixite": "AMCSD (Downs & Hall-Wallace 2003)",
+    "oqmd_ternaries_jhamlin": "OQMD CC BY 4.0",
+    "aflow_prototypes": "AFLOW prototypes via pymatgen (MIT)",
+}
 
 _NUM = re.compile(r"^-?\d+(\.\d*)?(\(\d+\))?$")
 _SYM = re.compile(r"^([A-Z][a-z]?)")
@@ -76,8 +87,15 @@ def fast_p1(cif: str):
                 cols.append(lines[j].strip())
                 j += 1
             try:
-                ct, cx, cy, cz = (cols.index(c) for c in ("_atom_site_type_symbol", "_atom_site_fract_x",
-                                                             "_atom_site_fract_y", "_atom_site_fract_z"))
+                ct, cx, cy, cz = (
+                    cols.index(c)
+                    for c in (
+                        "_atom_site_type_symbol",
+                        "_atom_site_fract_x",
+                        "_atom_site_fract_y",
+                        "_atom_site_fract_z",
+                    )
+                )
             except ValueError:
                 return None
             co = cols.index("_atom_site_occupancy") if "_atom_site_occupancy" in cols else None
@@ -123,12 +141,21 @@ def record(rid, src, lat, species, frac, spg, mpid=None, ef=None, eh=None):
     except Exception:
         return None
     frac = np.mod(np.asarray(frac, float), 1.0)
-    return {"id": rid, "src": src, "f": f, "spg": int(spg) if spg else 0,
-            "lat": [round(float(x), 5) for x in np.asarray(lat).ravel()],
-            "els": els, "sp": [els.index(e) for e in species],
-            "xyz": [round(float(x), 4) % 1.0 for x in frac.ravel()], "mpid": mpid, "nsites": len(species),
-            "ef": None if ef is None else round(float(ef), 4), "eh": None if eh is None else round(float(eh), 4),
-            "tid": "T" + hashlib.sha1(f"{src}|{rid}".encode()).hexdigest()[:10]}
+    return {
+        "id": rid,
+        "src": src,
+        "f": f,
+        "spg": int(spg) if spg else 0,
+        "lat": [round(float(x), 5) for x in np.asarray(lat).ravel()],
+        "els": els,
+        "sp": [els.index(e) for e in species],
+        "xyz": [round(float(x), 4) % 1.0 for x in frac.ravel()],
+        "mpid": mpid,
+        "nsites": len(species),
+        "ef": None if ef is None else round(float(ef), 4),
+        "eh": None if eh is None else round(float(eh), 4),
+        "tid": "T" + hashlib.sha1(f"{src}|{rid}".encode()).hexdigest()[:10],
+    }
 
 
 def aflow_records():
@@ -149,8 +176,14 @@ def aflow_records():
             spg = SpacegroupAnalyzer(s, symprec=0.1).get_space_group_number()
         except Exception:
             spg = 0
-        r = record(f"aflow:{d['tags']['aflow']}", "aflow_prototypes", s.lattice.matrix,
-                   [sp.symbol for sp in s.species], s.frac_coords, spg)
+        r = record(
+            f"aflow:{d['tags']['aflow']}",
+            "aflow_prototypes",
+            s.lattice.matrix,
+            [sp.symbol for sp in s.species],
+            s.frac_coords,
+            spg,
+        )
         if r:
             out.append(r)
     return out
@@ -203,8 +236,10 @@ def main(src_dir: str) -> None:
         for r in recs:
             fh.write(json.dumps(r, separators=(",", ":")) + "\n")
     tmp.replace(OUT)
-    print(f"read {n_in} (fast {n_fast}, pymatgen {n_slow}); wrote {len(recs)} templates to {OUT} "
-          f"({OUT.stat().st_size / 1e6:.1f} MB) in {time.time() - t0:.0f} s")
+    print(
+        f"read {n_in} (fast {n_fast}, pymatgen {n_slow}); wrote {len(recs)} templates to {OUT} "
+        f"({OUT.stat().st_size / 1e6:.1f} MB) in {time.time() - t0:.0f} s"
+    )
 
 
 if __name__ == "__main__":

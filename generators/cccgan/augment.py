@@ -77,8 +77,9 @@ def random_variant(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return permute_axes(shifted, rng.permutation(3))
 
 
-def augment(images: np.ndarray, per_composition: int = 1000, seed: int = 0,
-            with_supercells: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def augment(
+    images: np.ndarray, per_composition: int = 1000, seed: int = 0, with_supercells: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Augment images ``(N, 30, 3)`` towards ``per_composition`` images per cell composition.
 
     Keeps every input image, adds the fitting 2 x 2 supercells (when ``with_supercells``), then fills

@@ -36,5 +36,6 @@ def load_dataset() -> MgMnODataset:
     names = data_file(*NAMES_FILE).read_text().split()
     if len(names) != len(images):
         raise ValueError(f"{len(images)} images but {len(names)} names in data/cccgan; re-checkout the data")
-    return MgMnODataset(images=images, names=names, counts=image_counts(images),
-                        sha256=hashlib.sha256(blob).hexdigest())
+    return MgMnODataset(
+        images=images, names=names, counts=image_counts(images), sha256=hashlib.sha256(blob).hexdigest()
+    )

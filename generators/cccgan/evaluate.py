@@ -145,8 +145,13 @@ def load_references(path: Path | None = None) -> list[dict]:
     return json.loads(path.read_text())["references"]
 
 
-def mark_stability(candidates: Sequence[Candidate], references: list[dict], max_relax: int = 10,
-                   steps: int = 150, progress: Callable[[int, int], None] | None = None) -> None:
+def mark_stability(
+    candidates: Sequence[Candidate],
+    references: list[dict],
+    max_relax: int = 10,
+    steps: int = 150,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
     """Relax up to ``max_relax`` novel valid candidates with CHGNet and set ``e_hull`` (eV/atom).
 
     The candidates relaxed are those with the lowest CHGNet single-point energy per atom as
@@ -168,8 +173,10 @@ def mark_stability(candidates: Sequence[Candidate], references: list[dict], max_
             energies = [0.0] * len(pool)
         for c, e in zip(pool, energies, strict=True):
             c.extra["initial_energy_per_atom"] = round(e, 5)
-        pool = [pool[i] for i in sorted(range(len(pool)),
-                                       key=lambda i: energies[i] if math.isfinite(energies[i]) else math.inf)]
+        pool = [
+            pool[i]
+            for i in sorted(range(len(pool)), key=lambda i: energies[i] if math.isfinite(energies[i]) else math.inf)
+        ]
     todo = pool[:max_relax]
     for k, c in enumerate(todo):
         try:
@@ -217,8 +224,13 @@ def candidate_doc(c: Candidate, seed: int) -> dict[str, Any]:
         "structure": s.as_dict() if s is not None else None,
         "generated_structure": c.structure.as_dict() if c.structure is not None else None,
         "cif": s.to(fmt="cif") if s is not None else None,
-        "validity": {"decodes": c.decodes, "composition_ok": c.composition_ok, "min_dist": c.min_dist,
-                     "valid": c.valid, "reason": c.reason},
+        "validity": {
+            "decodes": c.decodes,
+            "composition_ok": c.composition_ok,
+            "min_dist": c.min_dist,
+            "valid": c.valid,
+            "reason": c.reason,
+        },
         "novelty": c.novel,
         "relaxed": c.relaxed,
         "energy_per_atom": c.energy_per_atom,

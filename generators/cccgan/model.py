@@ -42,13 +42,18 @@ class Generator(nn.Module):
         c = channels
         self.fc = nn.Sequential(nn.Linear(latent_dim + N_COND, c * 28), nn.ReLU(True))
         self.deconv = nn.Sequential(
-            nn.ConvTranspose2d(c, 2 * c, (1, 3)), nn.BatchNorm2d(2 * c), nn.ReLU(True),   # (28, 3)
-            nn.ConvTranspose2d(2 * c, 2 * c, (1, 1)), nn.BatchNorm2d(2 * c), nn.ReLU(True),
-            nn.ConvTranspose2d(2 * c, c, (1, 1)), nn.BatchNorm2d(c), nn.ReLU(True),
+            nn.ConvTranspose2d(c, 2 * c, (1, 3)),
+            nn.BatchNorm2d(2 * c),
+            nn.ReLU(True),  # (28, 3)
+            nn.ConvTranspose2d(2 * c, 2 * c, (1, 1)),
+            nn.BatchNorm2d(2 * c),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(2 * c, c, (1, 1)),
+            nn.BatchNorm2d(c),
+            nn.ReLU(True),
             nn.ConvTranspose2d(c, 1, (1, 1)),
         )
-        self.cell = nn.Sequential(nn.Linear(84, 32), nn.BatchNorm1d(32), nn.ReLU(True), nn.Linear(32, 6),
-                                  nn.Sigmoid())
+        self.cell = nn.Sequential(nn.Linear(84, 32), nn.BatchNorm1d(32), nn.ReLU(True), nn.Linear(32, 6), nn.Sigmoid())
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Generate images ``(B, 1, 30, 3)`` from noise and condition."""
@@ -71,12 +76,20 @@ class Critic(nn.Module):
         super().__init__()
         c = channels
         self.conv = nn.Sequential(
-            nn.Conv2d(1, 2 * c, (1, 3)), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(2 * c, 2 * c, (1, 1)), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(2 * c, c, (1, 1)), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(1, 2 * c, (1, 3)),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(2 * c, 2 * c, (1, 1)),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(2 * c, c, (1, 1)),
+            nn.LeakyReLU(0.2, True),
         )
-        self.fc = nn.Sequential(nn.Linear(5 * c, 256), nn.LeakyReLU(0.2, True), nn.Linear(256, 64),
-                                nn.LeakyReLU(0.2, True), nn.Linear(64, 1))
+        self.fc = nn.Sequential(
+            nn.Linear(5 * c, 256),
+            nn.LeakyReLU(0.2, True),
+            nn.Linear(256, 64),
+            nn.LeakyReLU(0.2, True),
+            nn.Linear(64, 1),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Critic score per image."""
@@ -93,14 +106,26 @@ class _ElementBranch(nn.Module):
         super().__init__()
         c = channels
         self.conv = nn.Sequential(
-            nn.Conv2d(1, 2 * c, (1, 3)), nn.BatchNorm2d(2 * c), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(2 * c, c, (1, 1)), nn.BatchNorm2d(c), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(c, c, (1, 1)), nn.BatchNorm2d(c), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(1, 2 * c, (1, 3)),
+            nn.BatchNorm2d(2 * c),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(2 * c, c, (1, 1)),
+            nn.BatchNorm2d(c),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(c, c, (1, 1)),
+            nn.BatchNorm2d(c),
+            nn.LeakyReLU(0.2, True),
             nn.Conv2d(c, 2, (1, 1)),
         )
-        self.head = nn.Sequential(nn.Linear(2 * rows, 128), nn.BatchNorm1d(128), nn.LeakyReLU(0.2, True),
-                                  nn.Linear(128, 64), nn.BatchNorm1d(64), nn.LeakyReLU(0.2, True),
-                                  nn.Linear(64, classes))
+        self.head = nn.Sequential(
+            nn.Linear(2 * rows, 128),
+            nn.BatchNorm1d(128),
+            nn.LeakyReLU(0.2, True),
+            nn.Linear(128, 64),
+            nn.BatchNorm1d(64),
+            nn.LeakyReLU(0.2, True),
+            nn.Linear(64, classes),
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         occ = self.conv(x)  # (B, 2, rows, 1)
@@ -112,9 +137,7 @@ class Classifier(nn.Module):
 
     def __init__(self, channels: int = 32) -> None:
         super().__init__()
-        self.branches = nn.ModuleList(
-            [_ElementBranch(rows, channels, rows) for rows in MAX_COUNTS]
-        )
+        self.branches = nn.ModuleList([_ElementBranch(rows, channels, rows) for rows in MAX_COUNTS])
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Returns ``(occupancy_logits (B, 2, 28), [mg (B, 8), mn (B, 8), o (B, 12)] count logits)``."""
@@ -127,8 +150,13 @@ class Classifier(nn.Module):
         return torch.cat(occs, 2), cats
 
 
-def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
-                     generator: torch.Generator | None = None, weight: float = 10.0) -> torch.Tensor:
+def gradient_penalty(
+    critic: nn.Module,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    generator: torch.Generator | None = None,
+    weight: float = 10.0,
+) -> torch.Tensor:
     """WGAN-GP term ``weight * E[(||grad_x D(x_hat)||_2 - 1)^2]`` on random interpolates of real and fake.
 
     ``real`` and ``fake`` have the same shape ``(B, ...)``; the graph is kept so the term can be
@@ -142,8 +170,9 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
     return weight * ((norms - 1.0) ** 2).mean()
 
 
-def classifier_losses(classifier: Classifier, images: torch.Tensor, counts: torch.Tensor
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+def classifier_losses(
+    classifier: Classifier, images: torch.Tensor, counts: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of the classifier on images ``(B, 1, 30, 3)`` whose true counts are ``(B, 3)``.
 
     Returns ``(occupancy CE over the 28 rows, composition CE summed over the three elements)``.
@@ -160,7 +189,7 @@ def occupancy_target(counts: torch.Tensor) -> torch.Tensor:
     rows = []
     for i, m in enumerate(MAX_COUNTS):
         ar = torch.arange(m).unsqueeze(0)
-        rows.append((ar < counts[:, i:i + 1]).long())
+        rows.append((ar < counts[:, i : i + 1]).long())
     return torch.cat(rows, 1)
 
 
@@ -206,8 +235,10 @@ def lattice_matrix(cell: torch.Tensor) -> torch.Tensor:
 #: Element index (0 Mg, 1 Mn, 2 O) of each of the 28 coordinate rows.
 ROW_ELEMENT = torch.cat([torch.full((m,), i) for i, m in enumerate(MAX_COUNTS)])
 #: The 13 lattice translations up to sign (self-image distances).
-_SHIFTS = torch.tensor([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)
-                        if (i, j, k) > (0, 0, 0)], dtype=torch.float32)
+_SHIFTS = torch.tensor(
+    [[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1) if (i, j, k) > (0, 0, 0)],
+    dtype=torch.float32,
+)
 
 
 def pair_distances(images: torch.Tensor) -> torch.Tensor:
@@ -231,8 +262,9 @@ def pair_distances(images: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(d2 + 1e-8)
 
 
-def distance_penalty(images: torch.Tensor, counts: torch.Tensor, cation_anion: float = 1.6,
-                     same_kind: float = 2.0) -> torch.Tensor:
+def distance_penalty(
+    images: torch.Tensor, counts: torch.Tensor, cation_anion: float = 1.6, same_kind: float = 2.0
+) -> torch.Tensor:
     """Hinge penalty on too-short interatomic distances of generated images ``(B, 1, 30, 3)`` whose
     requested counts are ``(B, 3)`` (padding rows ignored). **Not in the paper** (our addition).
 

@@ -29,10 +29,19 @@ from generators.cccgan.representation import image_to_structure
 
 #: MP ids of the reference phases (element / binary / known ternary).
 MP_IDS: tuple[str, ...] = (
-    "mp-153", "mp-8634", "mp-611836",               # Mg, Mn (fcc stand-in), O2
-    "mp-1265", "mp-19006", "mp-18759", "mp-770543",  # MgO, MnO, Mn3O4, Mn2O3
-    "mp-19395", "mp-2589", "mp-18922",               # MnO2, MgO2, Mn5O8
-    "mp-770618", "mp-770423", "mp-19239",            # MgMnO3, Mg2Mn3O8, Mg6MnO8
+    "mp-153",
+    "mp-8634",
+    "mp-611836",  # Mg, Mn (fcc stand-in), O2
+    "mp-1265",
+    "mp-19006",
+    "mp-18759",
+    "mp-770543",  # MgO, MnO, Mn3O4, Mn2O3
+    "mp-19395",
+    "mp-2589",
+    "mp-18922",  # MnO2, MgO2, Mn5O8
+    "mp-770618",
+    "mp-770423",
+    "mp-19239",  # MgMnO3, Mg2Mn3O8, Mg6MnO8
 )
 #: Reduced formulas whose training structures join the references (distinct, smallest cells first).
 TRAIN_FORMULAS: tuple[str, ...] = ("MgMn2O4", "Mg2MnO4", "MgMnO3", "MgMnO2", "Mg2Mn2O5")
@@ -95,19 +104,38 @@ def build(mp_file: Path = MP_FILE, per_formula: int = 2, steps: int = 150, out: 
     for name, s, source in items:
         t0 = time.perf_counter()
         r = relax(s, steps=steps)
-        records.append({
-            "name": name, "formula": r.structure.composition.formula.replace(" ", ""),
-            "reduced_formula": r.structure.composition.reduced_formula, "nsites": len(s),
-            "energy": round(r.energy, 6), "energy_per_atom": round(r.energy_per_atom, 6),
-            "relax_steps": r.steps, "converged": r.converged, "seconds": round(time.perf_counter() - t0, 1),
-            "source": source, "cif": r.structure.to(fmt="cif"),
-        })
-        print(f"{name:45s} {records[-1]['reduced_formula']:10s} {r.energy_per_atom:9.4f} eV/atom "
-              f"{r.steps:4d} steps {records[-1]['seconds']:6.1f} s", flush=True)
-    payload = {"model": "CHGNet 0.4.2", "fmax_eV_per_A": FMAX, "max_steps": steps, "relax_cell": True,
-               "references": records,
-               "n": len(records), "energy_per_atom_range": [float(np.min([r["energy_per_atom"] for r in records])),
-                                                            float(np.max([r["energy_per_atom"] for r in records]))]}
+        records.append(
+            {
+                "name": name,
+                "formula": r.structure.composition.formula.replace(" ", ""),
+                "reduced_formula": r.structure.composition.reduced_formula,
+                "nsites": len(s),
+                "energy": round(r.energy, 6),
+                "energy_per_atom": round(r.energy_per_atom, 6),
+                "relax_steps": r.steps,
+                "converged": r.converged,
+                "seconds": round(time.perf_counter() - t0, 1),
+                "source": source,
+                "cif": r.structure.to(fmt="cif"),
+            }
+        )
+        print(
+            f"{name:45s} {records[-1]['reduced_formula']:10s} {r.energy_per_atom:9.4f} eV/atom "
+            f"{r.steps:4d} steps {records[-1]['seconds']:6.1f} s",
+            flush=True,
+        )
+    payload = {
+        "model": "CHGNet 0.4.2",
+        "fmax_eV_per_A": FMAX,
+        "max_steps": steps,
+        "relax_cell": True,
+        "references": records,
+        "n": len(records),
+        "energy_per_atom_range": [
+            float(np.min([r["energy_per_atom"] for r in records])),
+            float(np.max([r["energy_per_atom"] for r in records])),
+        ],
+    }
     out.write_text(json.dumps(payload, indent=1) + "\n")
     return records
 

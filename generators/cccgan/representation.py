@@ -113,7 +113,7 @@ def structure_to_image(structure: Structure) -> np.ndarray:
         idx = [i for i, s in enumerate(species) if s == el]
         if len(idx) > mx:
             raise StructureError(f"{len(idx)} {el} atoms exceed the image's {mx} rows; use a smaller cell")
-        image[start:start + len(idx)] = scale_frac(frac[idx])
+        image[start : start + len(idx)] = scale_frac(frac[idx])
     return image
 
 
@@ -130,7 +130,7 @@ def image_counts(image: np.ndarray, threshold: float = OCCUPANCY_THRESHOLD) -> n
     occ = occupancy(image, threshold)
     out = []
     for start, mx in zip(ROW_START, MAX_COUNTS, strict=True):
-        out.append(occ[..., start - 2:start - 2 + mx].sum(-1))
+        out.append(occ[..., start - 2 : start - 2 + mx].sum(-1))
     return np.stack(out, -1).astype(int)
 
 

@@ -99,8 +99,9 @@ def _sample_counts(n: int, train_comps: np.ndarray, p_train: float, rng: np.rand
     return out
 
 
-def train(images: np.ndarray, config: TrainConfig | None = None,
-          progress: Callable[[int, int, dict], None] | None = None) -> TrainResult:
+def train(
+    images: np.ndarray, config: TrainConfig | None = None, progress: Callable[[int, int, dict], None] | None = None
+) -> TrainResult:
     """Train on real images ``(N, 30, 3)`` (augmented here by ``config.per_composition``).
 
     Images whose cell formula is in ``config.holdout`` are dropped first. ``progress(step, total,
@@ -138,7 +139,7 @@ def train(images: np.ndarray, config: TrainConfig | None = None,
         for b in range(steps_per_epoch):
             if step >= total:
                 break
-            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             real, real_c = x_all[idx], c_all[idx]
             bs = len(idx)
             fake_c = torch.from_numpy(_sample_counts(bs, train_comps, cfg.p_train_comp, rng)).long()
@@ -167,9 +168,12 @@ def train(images: np.ndarray, config: TrainConfig | None = None,
                 q.eval()
                 occ_f, comp_f = classifier_losses(q, fake, fake_c)
                 q.train()
-                g_loss = (-d(fake).mean() + cfg.lambda_cls * (comp_f + cfg.lambda_occ * occ_f)
-                          + cfg.lambda_pad * padding_loss(fake, fake_c)
-                          + cfg.lambda_cell * cell_moment_loss(fake, real))
+                g_loss = (
+                    -d(fake).mean()
+                    + cfg.lambda_cls * (comp_f + cfg.lambda_occ * occ_f)
+                    + cfg.lambda_pad * padding_loss(fake, fake_c)
+                    + cfg.lambda_cell * cell_moment_loss(fake, real)
+                )
                 if cfg.lambda_dist > 0:
                     dist_l = distance_penalty(fake, fake_c, cfg.d_cation_anion, cfg.d_same_kind)
                     g_loss = g_loss + cfg.lambda_dist * dist_l
@@ -178,28 +182,41 @@ def train(images: np.ndarray, config: TrainConfig | None = None,
                 opt_g.step()
                 hist["g_cls"].append(float(comp_f.detach()))
                 if progress is not None:
-                    progress(step, total, {"w": float(w.detach()), "g_cls": float(comp_f.detach()),
-                                           "g_dist": hist["g_dist"][-1] if hist["g_dist"] else 0.0})
+                    progress(
+                        step,
+                        total,
+                        {
+                            "w": float(w.detach()),
+                            "g_cls": float(comp_f.detach()),
+                            "g_dist": hist["g_dist"][-1] if hist["g_dist"] else 0.0,
+                        },
+                    )
             step += 1
     seconds = time.perf_counter() - t0
     q.eval()
     with torch.no_grad():
         sub = torch.arange(0, n, max(1, n // 2000))
         _, cats = q(x_all[sub])
-        acc = float(np.mean([(cat.argmax(1) + 1 == c_all[sub, i]).float().mean().item()
-                             for i, cat in enumerate(cats)]))
+        acc = float(np.mean([(cat.argmax(1) + 1 == c_all[sub, i]).float().mean().item() for i, cat in enumerate(cats)]))
     g.eval()
 
     def tail(key: str) -> float:
         vals = hist[key][-50:]
         return float(np.mean(vals)) if vals else float("nan")
 
-    metrics = {"steps": step, "seconds": round(seconds, 1), "n_train_images": int(n),
-               "n_train_compositions": len(train_comps), "n_real_images": int(len(images)),
-               "w_dist_last50": tail("w_dist"), "gp_last50": tail("gp"),
-               "classifier_ce_real_last50": tail("q_real"), "generator_cls_ce_last50": tail("g_cls"),
-               "generator_distance_penalty_last50": tail("g_dist"),
-               "classifier_count_accuracy_real": round(acc, 4)}
+    metrics = {
+        "steps": step,
+        "seconds": round(seconds, 1),
+        "n_train_images": int(n),
+        "n_train_compositions": len(train_comps),
+        "n_real_images": int(len(images)),
+        "w_dist_last50": tail("w_dist"),
+        "gp_last50": tail("gp"),
+        "classifier_ce_real_last50": tail("q_real"),
+        "generator_cls_ce_last50": tail("g_cls"),
+        "generator_distance_penalty_last50": tail("g_dist"),
+        "classifier_count_accuracy_real": round(acc, 4),
+    }
     return TrainResult(g, q, cfg, metrics)
 
 
@@ -215,8 +232,13 @@ def generate(generator: Generator, counts: Sequence[int], n: int, seed: int = 0)
     return out.squeeze(1).double().numpy()
 
 
-def save_weights(result: TrainResult, data_sha256: str, name: str = DEFAULT_NAME,
-                 directory: Path | None = None, extra: dict | None = None) -> Path:
+def save_weights(
+    result: TrainResult,
+    data_sha256: str,
+    name: str = DEFAULT_NAME,
+    directory: Path | None = None,
+    extra: dict | None = None,
+) -> Path:
     """Write ``<name>.safetensors`` (generator ``g.*`` and classifier ``q.*`` tensors) and ``<name>.json``.
 
     Returns the safetensors path. Metadata: data hash, config, metrics, ``extra``.
@@ -227,10 +249,16 @@ def save_weights(result: TrainResult, data_sha256: str, name: str = DEFAULT_NAME
     tensors.update({f"q.{k}": v.detach().contiguous() for k, v in result.classifier.state_dict().items()})
     path = directory / f"{name}.safetensors"
     save_file(tensors, str(path))
-    meta = {"model": "cccgan", "paper": "Kim et al., ACS Cent. Sci. 2020 (composition-conditioned crystal GAN)",
-            "data": "data/cccgan/mgmno_unique_sc.npy", "data_sha256": data_sha256,
-            "epochs": result.config.epochs, "params": asdict(result.config), "metrics": result.metrics,
-            **(extra or {})}
+    meta = {
+        "model": "cccgan",
+        "paper": "Kim et al., ACS Cent. Sci. 2020 (composition-conditioned crystal GAN)",
+        "data": "data/cccgan/mgmno_unique_sc.npy",
+        "data_sha256": data_sha256,
+        "epochs": result.config.epochs,
+        "params": asdict(result.config),
+        "metrics": result.metrics,
+        **(extra or {}),
+    }
     (directory / f"{name}.json").write_text(json.dumps(meta, indent=2, default=float) + "\n")
     return path
 

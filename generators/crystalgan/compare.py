@@ -48,8 +48,9 @@ LABELS = {
 }
 
 
-def evaluate(vectors: torch.Tensor | np.ndarray, metal_a: str, metal_b: str, d1: float, d2: float,
-             slots: int = 18) -> dict[str, Any]:
+def evaluate(
+    vectors: torch.Tensor | np.ndarray, metal_a: str, metal_b: str, d1: float, d2: float, slots: int = 18
+) -> dict[str, Any]:
     """Decode and check generated vectors ``(K, feature_dim)``.
 
     Returns counts: ``n`` generated, ``decoded``, ``ternary`` (H, A, B present), ``good`` (passes
@@ -102,29 +103,41 @@ def run_seed(cfg: CrystalGANConfig, show: bool = False, save_stem: str | Path | 
     t_step1 = time.perf_counter() - t0
     a, b = m1.metal_a, m1.metal_b
     x_ahb1, y_bha1 = m1.step1.translate(m1.x_ah, m1.y_bh)
-    out["models"]["discogan"] = {**_public(evaluate(torch.cat([x_ahb1, y_bha1]), a, b, cfg.d1, cfg.d2)),
-                                 "epochs": cfg.epochs1, "wall_s": round(t_step1, 2)}
+    out["models"]["discogan"] = {
+        **_public(evaluate(torch.cat([x_ahb1, y_bha1]), a, b, cfg.d1, cfg.d2)),
+        "epochs": cfg.epochs1,
+        "wall_s": round(t_step1, 2),
+    }
     out["models"]["transfer_only"] = {
         **_public(evaluate(torch.cat([m1.ahb_g, m1.bha_g]), a, b, cfg.d1, cfg.d2)),
-        "epochs": cfg.epochs1, "wall_s": round(t_step1, 2)}
+        "epochs": cfg.epochs1,
+        "wall_s": round(t_step1, 2),
+    }
     for key, use_geo in (("crystalgan_noconstr", False), ("crystalgan", True)):
         t1 = time.perf_counter()
         m2 = train_step2(m1, use_geo, prog)
         t_step2 = time.perf_counter() - t1
         vecs, _ = generate(m2)
-        out["models"][key] = {**_public(evaluate(vecs, a, b, cfg.d1, cfg.d2)),
-                              "epochs": cfg.epochs1 + cfg.epochs2, "wall_s": round(t_step1 + t_step2, 2),
-                              "final_losses": m2.history["step2"][-1] if m2.history["step2"] else {}}
+        out["models"][key] = {
+            **_public(evaluate(vecs, a, b, cfg.d1, cfg.d2)),
+            "epochs": cfg.epochs1 + cfg.epochs2,
+            "wall_s": round(t_step1 + t_step2, 2),
+            "final_losses": m2.history["step2"][-1] if m2.history["step2"] else {},
+        }
         if use_geo and save_stem is not None:
             ev = out["models"][key]
-            save_weights(m2, save_stem, metrics={k: ev[k] for k in ("n", "decoded", "ternary", "good",
-                                                                    "good_distinct")})
+            save_weights(
+                m2, save_stem, metrics={k: ev[k] for k in ("n", "decoded", "ternary", "good", "good_distinct")}
+            )
     t2 = time.perf_counter()
     gan_epochs = cfg.epochs1 + cfg.epochs2
     gan, _ = train_noise_gan(torch.cat([m1.x_ah, m1.y_bh]), gan_epochs, cfg, progress=prog)
     samples = gan.sample(len(m1.x_ah) + len(m1.y_bh), torch.Generator().manual_seed(cfg.seed))
-    out["models"]["gan"] = {**_public(evaluate(samples, a, b, cfg.d1, cfg.d2)),
-                            "epochs": gan_epochs, "wall_s": round(time.perf_counter() - t2, 2)}
+    out["models"]["gan"] = {
+        **_public(evaluate(samples, a, b, cfg.d1, cfg.d2)),
+        "epochs": gan_epochs,
+        "wall_s": round(time.perf_counter() - t2, 2),
+    }
     return out
 
 
@@ -138,9 +151,13 @@ def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         entry: dict[str, Any] = {"label": LABELS[key], "published": PUBLISHED.get(key)}
         for metric in ("good", "good_distinct", "good_formulas", "ternary", "decoded"):
             vals = [float(len(r[metric]) if isinstance(r[metric], list) else r[metric]) for r in rows]
-            entry[metric] = {"mean": statistics.fmean(vals),
-                             "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-                             "min": min(vals), "max": max(vals), "per_seed": vals}
+            entry[metric] = {
+                "mean": statistics.fmean(vals),
+                "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                "min": min(vals),
+                "max": max(vals),
+                "per_seed": vals,
+            }
         entry["n_per_seed"] = rows[0]["n"]
         entry["epochs"] = rows[0]["epochs"]
         entry["wall_s_mean"] = statistics.fmean(float(r["wall_s"]) for r in rows)
@@ -150,9 +167,11 @@ def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def format_table(summary: dict[str, dict[str, Any]]) -> str:
     """Markdown table: model, published count, ours (mean ± std, [min-max]), distinct, ternary, time."""
-    lines = ["| model | published | good (mean ± std) | per seed | good, distinct structures | good, distinct "
-             "formulas | ternary | epochs | wall s/seed |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | published | good (mean ± std) | per seed | good, distinct structures | good, distinct "
+        "formulas | ternary | epochs | wall s/seed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for entry in summary.values():
         g, gd, gf, t = entry["good"], entry["good_distinct"], entry["good_formulas"], entry["ternary"]
         pub = "" if entry["published"] is None else str(entry["published"])
@@ -160,13 +179,20 @@ def format_table(summary: dict[str, dict[str, Any]]) -> str:
         lines.append(
             f"| {entry['label']} | {pub} | {g['mean']:.1f} ± {g['std']:.1f} / {entry['n_per_seed']} | {per} | "
             f"{gd['mean']:.1f} ± {gd['std']:.1f} | {gf['mean']:.1f} ± {gf['std']:.1f} | {t['mean']:.1f} | "
-            f"{entry['epochs']} | {entry['wall_s_mean']:.0f} |")
+            f"{entry['epochs']} | {entry['wall_s_mean']:.0f} |"
+        )
     return "\n".join(lines)
 
 
-def run_comparison(epochs1: int = 1000, epochs2: int = 1000, seeds: Sequence[int] = (0, 1, 2),
-                   gen_steps: int = 5, show: bool = False, save_stem: str | Path | None = None,
-                   **overrides: Any) -> dict[str, Any]:
+def run_comparison(
+    epochs1: int = 1000,
+    epochs2: int = 1000,
+    seeds: Sequence[int] = (0, 1, 2),
+    gen_steps: int = 5,
+    show: bool = False,
+    save_stem: str | Path | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
     """Run :func:`run_seed` for each seed and summarise. Returns ``{"config", "runs", "summary", "wall_s"}``."""
     t0 = time.perf_counter()
     runs = []
@@ -174,8 +200,13 @@ def run_comparison(epochs1: int = 1000, epochs2: int = 1000, seeds: Sequence[int
     for seed in seeds:
         cfg = CrystalGANConfig.from_dict({**base.to_dict(), "seed": int(seed)})
         runs.append(run_seed(cfg, show, save_stem if seed == seeds[0] else None))
-    return {"config": base.to_dict() | {"seeds": list(seeds)}, "runs": runs, "summary": summarise(runs),
-            "wall_s": round(time.perf_counter() - t0, 1), "torch_threads": torch.get_num_threads()}
+    return {
+        "config": base.to_dict() | {"seeds": list(seeds)},
+        "runs": runs,
+        "summary": summarise(runs),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def _clean(o: Any) -> Any:

@@ -119,7 +119,9 @@ def save_mat(path: str | Path, domain: BinaryDomain, metal_column: int = 2, slot
     for i, s in enumerate(domain.structures):
         cells[i, 0] = s.lattice.matrix
         cells[i, 1] = np.array([site.coords for site in s if site.specie.symbol == "H"]).reshape(-1, 3)
-        cells[i, metal_column] = np.array([site.coords for site in s if site.specie.symbol == domain.metal]).reshape(-1, 3)
+        cells[i, metal_column] = np.array([site.coords for site in s if site.specie.symbol == domain.metal]).reshape(
+            -1, 3
+        )
         cells[i, 5 - metal_column] = np.zeros((slots, 3))
     sio.savemat(str(path), {f"{domain.metal}_POSCAR_data": cells})
     return Path(path)
@@ -230,8 +232,9 @@ def encode_domain(domain: BinaryDomain, metal_a: str, metal_b: str, slots: int =
     return np.stack([encode_structure(s, metal_a, metal_b, slots) for s in domain.structures])
 
 
-def decode_vector(vec: np.ndarray, metal_a: str, metal_b: str, slots: int = SLOTS,
-                  occ_threshold: float = OCC_THRESHOLD) -> Structure:
+def decode_vector(
+    vec: np.ndarray, metal_a: str, metal_b: str, slots: int = SLOTS, occ_threshold: float = OCC_THRESHOLD
+) -> Structure:
     """Decode one feature vector into a pymatgen :class:`Structure`.
 
     Slots with occupancy > ``occ_threshold`` become atoms (fractional coordinates wrapped into

@@ -36,8 +36,9 @@ _ZERO_SHIFT = 13  # index of (0, 0, 0) in _SHIFTS
 _BIG = 1.0e6  # squared-distance sentinel for excluded pairs
 
 
-def metal_nn_distances(x: torch.Tensor, slots: int = SLOTS,
-                       occ_threshold: float = OCC_THRESHOLD) -> tuple[torch.Tensor, torch.Tensor]:
+def metal_nn_distances(
+    x: torch.Tensor, slots: int = SLOTS, occ_threshold: float = OCC_THRESHOLD
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest metal-neighbour distance of every metal slot, differentiable in lattice and positions.
 
     Takes encoded structures ``x`` of shape ``(N, feature_dim)``; returns ``(s, mask)``, both
@@ -59,8 +60,11 @@ def metal_nn_distances(x: torch.Tensor, slots: int = SLOTS,
     shifts = _SHIFTS.to(x.dtype) @ lat  # (N, 27, 3)
     dij = cart[:, :, None, :] - cart[:, None, :, :]  # (N, k, k, 3)
     # |dij - t|^2 = |dij|^2 - 2 dij.t + |t|^2, without a (N, k, k, 27, 3) intermediate
-    sq = ((dij * dij).sum(-1)[..., None] - 2.0 * torch.einsum("nijc,nsc->nijs", dij, shifts)
-          + (shifts * shifts).sum(-1)[:, None, None, :]).clamp_min(0.0)  # (N, k, k, 27)
+    sq = (
+        (dij * dij).sum(-1)[..., None]
+        - 2.0 * torch.einsum("nijc,nsc->nijs", dij, shifts)
+        + (shifts * shifts).sum(-1)[:, None, None, :]
+    ).clamp_min(0.0)  # (N, k, k, 27)
     invalid = ~mask[:, None, :, None].expand(n, k, k, 27)
     self_home = torch.zeros(k, k, 27, dtype=torch.bool)
     self_home[torch.arange(k), torch.arange(k), _ZERO_SHIFT] = True
@@ -73,8 +77,7 @@ def metal_nn_distances(x: torch.Tensor, slots: int = SLOTS,
     return s, mask
 
 
-def geo_loss(x: torch.Tensor, d1: float = D1, d2: float = D2,
-             slots: int = SLOTS) -> tuple[torch.Tensor, torch.Tensor]:
+def geo_loss(x: torch.Tensor, d1: float = D1, d2: float = D2, slots: int = SLOTS) -> tuple[torch.Tensor, torch.Tensor]:
     """The geometric losses ``(L_geo1, L_geo2)`` (scalars, Å^2) of a batch ``(N, feature_dim)``.
 
     ``L_geo1`` penalises metal first-neighbour distances below ``d1``, ``L_geo2`` those above ``d2``;
@@ -103,17 +106,25 @@ class QualityReport:
 
     def as_dict(self) -> dict:
         """JSON-ready dict (infinite distances become None)."""
+
         def f(v: float) -> float | None:
             return None if not math.isfinite(v) else round(float(v), 4)
 
-        return {"good": self.good, "has_all_elements": self.has_all_elements, "n_metal": self.n_metal,
-                "min_metal_nn": f(self.min_metal_nn), "max_metal_nn": f(self.max_metal_nn),
-                "min_pair": {k: f(v) for k, v in self.min_pair.items()},
-                "min_any_distance": f(self.min_any_distance), "reasons": list(self.reasons)}
+        return {
+            "good": self.good,
+            "has_all_elements": self.has_all_elements,
+            "n_metal": self.n_metal,
+            "min_metal_nn": f(self.min_metal_nn),
+            "max_metal_nn": f(self.max_metal_nn),
+            "min_pair": {k: f(v) for k, v in self.min_pair.items()},
+            "min_any_distance": f(self.min_any_distance),
+            "reasons": list(self.reasons),
+        }
 
 
-def check_structure(structure: Structure, metal_a: str, metal_b: str, d1: float = D1, d2: float = D2,
-                    radius: float = 4.0) -> QualityReport:
+def check_structure(
+    structure: Structure, metal_a: str, metal_b: str, d1: float = D1, d2: float = D2, radius: float = 4.0
+) -> QualityReport:
     """The paper's quality test on a decoded structure, with pymatgen neighbour lists.
 
     Good = H, ``metal_a`` and ``metal_b`` all present and, for every A/B atom, the distance to its
@@ -163,7 +174,10 @@ def check_structure(structure: Structure, metal_a: str, metal_b: str, d1: float 
         if lo < d1:
             reasons.append(f"metal-metal nearest neighbour {lo:.2f} Å < d1={d1}")
         if hi > d2:
-            reasons.append(f"metal-metal nearest neighbour {hi:.2f} Å > d2={d2}" if math.isfinite(hi)
-                           else f"a metal atom has no metal neighbour within {radius} Å")
+            reasons.append(
+                f"metal-metal nearest neighbour {hi:.2f} Å > d2={d2}"
+                if math.isfinite(hi)
+                else f"a metal atom has no metal neighbour within {radius} Å"
+            )
     good = has_all and n_metal > 0 and lo >= d1 and hi <= d2
     return QualityReport(good, has_all, n_metal, lo, hi, pair_min, min_any, reasons)

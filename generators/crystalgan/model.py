@@ -100,18 +100,19 @@ class CrossDomainGAN(nn.Module):
         self.d_a = Discriminator(slots, hidden, layers)
         self.d_b = Discriminator(slots, hidden, layers)
 
-    def generator_loss(self, x_a: torch.Tensor, y_b: torch.Tensor, w: LossWeights, use_geo: bool,
-                       d1: float = D1, d2: float = D2) -> tuple[torch.Tensor, dict[str, float]]:
+    def generator_loss(
+        self, x_a: torch.Tensor, y_b: torch.Tensor, w: LossWeights, use_geo: bool, d1: float = D1, d2: float = D2
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Eq. (10) (``use_geo=False``) or eq. (25): returns the total loss and its parts as floats.
 
         ``x_a``, ``y_b``: ``(N, feature_dim)`` batches of the two domains (unpaired).
         """
-        x_ab = self.g_ab(x_a)             # eq. (1)/(15)
+        x_ab = self.g_ab(x_a)  # eq. (1)/(15)
         x_aba = self.g_ba(x_ab)
-        y_ba = self.g_ba(y_b)             # eq. (2)/(16)
+        y_ba = self.g_ba(y_b)  # eq. (2)/(16)
         y_bab = self.g_ab(y_ba)
-        rec_a = F.mse_loss(x_aba, x_a)    # eq. (3)/(17), d = mean squared error
-        rec_b = F.mse_loss(y_bab, y_b)    # eq. (4)/(18)
+        rec_a = F.mse_loss(x_aba, x_a)  # eq. (3)/(17), d = mean squared error
+        rec_b = F.mse_loss(y_bab, y_b)  # eq. (4)/(18)
         gan_b = _bce(self.d_b(x_ab), 1.0)  # eq. (5)/(19)
         gan_a = _bce(self.d_a(y_ba), 1.0)  # eq. (6)/(20)
         total = w.gan_b * gan_b + w.rec_a * rec_a + w.gan_a * gan_a + w.rec_b * rec_b
@@ -139,8 +140,9 @@ class CrossDomainGAN(nn.Module):
         return self.g_ab(x_a), self.g_ba(y_b)
 
 
-def feature_transfer(x_ahb1: torch.Tensor, y_bha1: torch.Tensor, pair_a: torch.Tensor,
-                     pair_b: torch.Tensor, slots: int = SLOTS) -> tuple[torch.Tensor, torch.Tensor]:
+def feature_transfer(
+    x_ahb1: torch.Tensor, y_bha1: torch.Tensor, pair_a: torch.Tensor, pair_b: torch.Tensor, slots: int = SLOTS
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Build the step-2 inputs ``AHB_g`` and ``BHA_g`` from the step-1 outputs.
 
     ``x_ahb1 = G_AHB1(x_AH)`` lives in the BH domain (its A group is the empty placeholder) and

@@ -109,9 +109,17 @@ def _adam(params: Any, cfg: CrystalGANConfig) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, 0.999))
 
 
-def train_cross_domain(model: CrossDomainGAN, x: torch.Tensor, y: torch.Tensor, epochs: int,
-                       cfg: CrystalGANConfig, use_geo: bool, gen: torch.Generator,
-                       progress: Progress | None = None, label: str = "step") -> list[dict[str, float]]:
+def train_cross_domain(
+    model: CrossDomainGAN,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    cfg: CrystalGANConfig,
+    use_geo: bool,
+    gen: torch.Generator,
+    progress: Progress | None = None,
+    label: str = "step",
+) -> list[dict[str, float]]:
     """Train one cross-domain step for ``epochs`` on unpaired ``x`` (domain A) and ``y`` (domain B).
 
     Returns a per-epoch history of the generator-loss parts and the discriminator loss.
@@ -125,7 +133,7 @@ def train_cross_domain(model: CrossDomainGAN, x: torch.Tensor, y: torch.Tensor, 
         px = torch.randperm(len(x), generator=gen)[:n]
         py = torch.randperm(len(y), generator=gen)[:n]
         for start in range(0, n - bs + 1, bs):
-            xb, yb = x[px[start:start + bs]], y[py[start:start + bs]]
+            xb, yb = x[px[start : start + bs]], y[py[start : start + bs]]
             opt_d.zero_grad()
             d_loss = model.discriminator_loss(xb, yb)
             d_loss.backward()
@@ -156,8 +164,17 @@ def train_step1(cfg: CrystalGANConfig, progress: Progress | None = None) -> Crys
     t0 = time.perf_counter()
     hist1 = train_cross_domain(step1, x, y, cfg.epochs1, cfg, False, gen, progress, "step 1")
     wall1 = time.perf_counter() - t0
-    model = CrystalGANModel(cfg, dom_a.metal, dom_b.metal, x, y, step1, history={"step1": hist1},
-                            wall_s={"step1": wall1}, data_sha256=data_hash([dom_a, dom_b]))
+    model = CrystalGANModel(
+        cfg,
+        dom_a.metal,
+        dom_b.metal,
+        x,
+        y,
+        step1,
+        history={"step1": hist1},
+        wall_s={"step1": wall1},
+        data_sha256=data_hash([dom_a, dom_b]),
+    )
     model.ahb_g, model.bha_g = transfer_inputs(model, cfg.seed)
     return model
 
@@ -186,9 +203,20 @@ def train_step2(model: CrystalGANModel, use_geo: bool, progress: Progress | None
     t0 = time.perf_counter()
     hist2 = train_cross_domain(step2, model.ahb_g, model.bha_g, cfg.epochs2, cfg, use_geo, gen, progress, "step 2")
     wall2 = time.perf_counter() - t0
-    return CrystalGANModel(cfg, model.metal_a, model.metal_b, model.x_ah, model.y_bh, model.step1, step2,
-                           model.ahb_g, model.bha_g, {**model.history, "step2": hist2},
-                           {**model.wall_s, "step2": wall2}, model.data_sha256)
+    return CrystalGANModel(
+        cfg,
+        model.metal_a,
+        model.metal_b,
+        model.x_ah,
+        model.y_bh,
+        model.step1,
+        step2,
+        model.ahb_g,
+        model.bha_g,
+        {**model.history, "step2": hist2},
+        {**model.wall_s, "step2": wall2},
+        model.data_sha256,
+    )
 
 
 def train_crystalgan(cfg: CrystalGANConfig, progress: Progress | None = None) -> CrystalGANModel:
@@ -197,8 +225,9 @@ def train_crystalgan(cfg: CrystalGANConfig, progress: Progress | None = None) ->
     return train_step2(train_step1(cfg, progress), cfg.use_geo, progress)
 
 
-def train_noise_gan(x: torch.Tensor, epochs: int, cfg: CrystalGANConfig, latent_dim: int = 64,
-                    progress: Progress | None = None) -> tuple[NoiseGAN, list[dict[str, float]]]:
+def train_noise_gan(
+    x: torch.Tensor, epochs: int, cfg: CrystalGANConfig, latent_dim: int = 64, progress: Progress | None = None
+) -> tuple[NoiseGAN, list[dict[str, float]]]:
     """Standard GAN baseline on the encoded structures ``x`` ``(N, feature_dim)`` (both domains).
 
     Same optimiser, batch size and network sizes as CrystalGAN. Returns the model and its history.
@@ -213,7 +242,7 @@ def train_noise_gan(x: torch.Tensor, epochs: int, cfg: CrystalGANConfig, latent_
     for epoch in range(epochs):
         perm = torch.randperm(len(x), generator=gen)
         for start in range(0, len(x) - bs + 1, bs):
-            real = x[perm[start:start + bs]]
+            real = x[perm[start : start + bs]]
             z = torch.randn(bs, latent_dim, generator=gen)
             opt_d.zero_grad()
             lr_, lf_ = gan.d(real), gan.d(gan.g(z).detach())
@@ -277,9 +306,14 @@ def save_weights(model: CrystalGANModel, stem: str | Path, metrics: dict[str, An
         "model": "CrystalGAN (Nouira et al. 2018), PyTorch re-implementation",
         "metal_a": model.metal_a,
         "metal_b": model.metal_b,
-        "data": {"domain_a": model.config.domain_a, "domain_b": model.config.domain_b,
-                 "sha256": model.data_sha256, "n_a": len(model.x_ah), "n_b": len(model.y_bh),
-                 "split": "all structures used for training (unsupervised; no held-out split)"},
+        "data": {
+            "domain_a": model.config.domain_a,
+            "domain_b": model.config.domain_b,
+            "sha256": model.data_sha256,
+            "n_a": len(model.x_ah),
+            "n_b": len(model.y_bh),
+            "split": "all structures used for training (unsupervised; no held-out split)",
+        },
         "params": model.config.to_dict(),
         "final_losses": last,
         "wall_s": {k: round(v, 2) for k, v in model.wall_s.items()},
@@ -313,12 +347,13 @@ def load_weights(stem: str | Path) -> CrystalGANModel:
         nets |= {"step2.g_ab": step2.g_ab, "step2.g_ba": step2.g_ba}
     try:
         for prefix, net in nets.items():
-            sd = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+            sd = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
             net.load_state_dict(sd)
     except RuntimeError as exc:
         raise CorruptModelError(f"{st}: weights do not fit the architecture in {js} ({exc})") from None
-    model = CrystalGANModel(cfg, dom_a.metal, dom_b.metal, x, y, step1, step2, data_sha256=sha,
-                            wall_s=meta.get("wall_s", {}))
+    model = CrystalGANModel(
+        cfg, dom_a.metal, dom_b.metal, x, y, step1, step2, data_sha256=sha, wall_s=meta.get("wall_s", {})
+    )
     model.ahb_g, model.bha_g = transfer_inputs(model, cfg.seed)
     return model
 

@@ -67,8 +67,7 @@ def test_bucb_first_pick_is_ucb_argmax_and_equals_botorch_conditioning():
 def test_qucb_discrete_method_also_returns_distinct_indices():
     fit, rng = _toy_gp()
     pool = rng.uniform(size=(100, 3))
-    idx, _ = acquire_discrete(fit.model, pool, AcquisitionSettings(beta=4.0, q=3, mc_samples=64), seed=1,
-                              method="qucb")
+    idx, _ = acquire_discrete(fit.model, pool, AcquisitionSettings(beta=4.0, q=3, mc_samples=64), seed=1, method="qucb")
     assert len(set(idx.tolist())) == 3 and idx.max() < 100
 
 

@@ -24,18 +24,32 @@ def test_element_lists_have_documented_sizes():
     assert ELEMENT_LISTS["agd87"] == AGD87
 
 
-@pytest.mark.parametrize(("raw", "canonical"), [
-    ("Mg2O2", "MgO"), ("SrYF5", "SrYF5"), ("Fe0.5O0.75", "Fe2O3"), ("O3Fe2", "Fe2O3"), ("Ca(OH)2", "Ca(HO)2"),
-    ("  NaCl ", "NaCl"),
-])
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("Mg2O2", "MgO"),
+        ("SrYF5", "SrYF5"),
+        ("Fe0.5O0.75", "Fe2O3"),
+        ("O3Fe2", "Fe2O3"),
+        ("Ca(OH)2", "Ca(HO)2"),
+        ("  NaCl ", "NaCl"),
+    ],
+)
 def test_canonical_formula(raw, canonical):
     assert canonical_formula(raw) == canonical
 
 
-@pytest.mark.parametrize(("raw", "reason"), [
-    ("", "empty"), ("   ", "empty"), ("Xx2O", "unknown element 'Xx'"), ("NaCl)(", "cannot parse"),
-    ("Fe0.3333O", "not a ratio of small integers"), (42, "expected a string"),
-])
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("Xx2O", "unknown element 'Xx'"),
+        ("NaCl)(", "cannot parse"),
+        ("Fe0.3333O", "not a ratio of small integers"),
+        (42, "expected a string"),
+    ],
+)
 def test_malformed_formulas_raise_clear_errors(raw, reason):
     with pytest.raises(InvalidFormulaError, match=reason) as info:
         reduced_counts(raw) if isinstance(raw, str) else canonical_formula(raw)

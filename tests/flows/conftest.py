@@ -26,11 +26,18 @@ def tiny_ae(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pool_config(tiny_ae: Path, name: str, **overrides: object) -> CampaignConfig:
     """A small seeded pool-mode campaign (lookup oracle, 40 seeds, q = 3, 2,000-formula pool)."""
     base: dict[str, object] = {
-        "name": name, "mode": "pool", "iterations": 3, "seed": 7, "oracle": "lookup",
-        "seeds": {"dataset": "agd_exp3_init_300", "n": 40}, "autoencoder": str(tiny_ae),
-        "acquisition": {"q": 3, "beta": 25.0, "num_restarts": 2, "raw_samples": 32, "maxiter": 10,
-                        "mc_samples": 32},
-        "gp": {"maxiter": 15}, "screening_epochs": 20, "pool_size": 2000, "validation": "agd_test_500",
+        "name": name,
+        "mode": "pool",
+        "iterations": 3,
+        "seed": 7,
+        "oracle": "lookup",
+        "seeds": {"dataset": "agd_exp3_init_300", "n": 40},
+        "autoencoder": str(tiny_ae),
+        "acquisition": {"q": 3, "beta": 25.0, "num_restarts": 2, "raw_samples": 32, "maxiter": 10, "mc_samples": 32},
+        "gp": {"maxiter": 15},
+        "screening_epochs": 20,
+        "pool_size": 2000,
+        "validation": "agd_test_500",
     }
     base.update(overrides)
     return parse_config(base)

@@ -83,11 +83,17 @@ def tiny_autoencoder(base_dir: Path) -> Path:
 def tiny_config(ae_path: Path, name: str, **overrides: Any) -> dict[str, Any]:
     """A small seeded pool-mode campaign config (lookup oracle, 1,000-formula pool, 2 iterations, q = 3)."""
     base: dict[str, Any] = {
-        "name": name, "mode": "pool", "iterations": 2, "seed": 11, "oracle": "lookup",
-        "seeds": {"dataset": "agd_exp3_init_300", "n": 30}, "autoencoder": str(ae_path),
-        "acquisition": {"q": 3, "beta": 25.0, "num_restarts": 2, "raw_samples": 32, "maxiter": 10,
-                        "mc_samples": 32},
-        "gp": {"maxiter": 10, "warm_maxiter": 5}, "screening_epochs": 3, "pool_size": 1000,
+        "name": name,
+        "mode": "pool",
+        "iterations": 2,
+        "seed": 11,
+        "oracle": "lookup",
+        "seeds": {"dataset": "agd_exp3_init_300", "n": 30},
+        "autoencoder": str(ae_path),
+        "acquisition": {"q": 3, "beta": 25.0, "num_restarts": 2, "raw_samples": 32, "maxiter": 10, "mc_samples": 32},
+        "gp": {"maxiter": 10, "warm_maxiter": 5},
+        "screening_epochs": 3,
+        "pool_size": 1000,
         "validation": "agd_test_500",
     }
     base.update(overrides)
@@ -117,20 +123,32 @@ class HarnessEnv:
     def environ(self) -> dict[str, str]:
         """The child's environment (no fault variables)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("ALFLOW_FAULT")}
-        env.update({
-            "ALFLOW_MONGODB_URI": self.uri, "ALFLOW_DATABASE": self.database, "ALFLOW_SERVER_TIMEOUT_S": "20",
-            "ALFLOW_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            "PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
-            "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
-        })
+        env.update(
+            {
+                "ALFLOW_MONGODB_URI": self.uri,
+                "ALFLOW_DATABASE": self.database,
+                "ALFLOW_SERVER_TIMEOUT_S": "20",
+                "ALFLOW_TORCH_THREADS": "1",
+                "OMP_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1",
+                "PREFECT_LOGGING_LEVEL": "WARNING",
+                "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+                "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
+            }
+        )
         if self.prefect_api_url:
             env["PREFECT_API_URL"] = self.prefect_api_url
         env.update(self.extra)
         return env
 
 
-def run_child(henv: HarnessEnv, config: dict[str, Any], owner: str = "harness", fault: str | None = None,
-              timeout_s: float = CHILD_TIMEOUT_S) -> ChildRun:
+def run_child(
+    henv: HarnessEnv,
+    config: dict[str, Any],
+    owner: str = "harness",
+    fault: str | None = None,
+    timeout_s: float = CHILD_TIMEOUT_S,
+) -> ChildRun:
     """Run the campaign ``config`` in a child process; with ``fault`` armed it is expected to die (-9).
 
     Returns a :class:`ChildRun`; the config is written to ``henv.scratch/<name>.json``.
@@ -144,13 +162,24 @@ def run_child(henv: HarnessEnv, config: dict[str, Any], owner: str = "harness", 
         marker.unlink(missing_ok=True)
         env.update({"ALFLOW_FAULT_POINT": fault, "ALFLOW_FAULT_MARKER": str(marker)})
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "tests.flows.fault_harness", str(cfg_path), "--owner", owner],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.flows.fault_harness", str(cfg_path), "--owner", owner],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
     return ChildRun(proc.returncode, time.perf_counter() - t0, (proc.stdout + proc.stderr)[-4000:], fault)
 
 
-def run_with_kills(henv: HarnessEnv, config: dict[str, Any], points: list[str] | tuple[str, ...],
-                   owner: str = "harness", max_restarts: int = 3) -> list[ChildRun]:
+def run_with_kills(
+    henv: HarnessEnv,
+    config: dict[str, Any],
+    points: list[str] | tuple[str, ...],
+    owner: str = "harness",
+    max_restarts: int = 3,
+) -> list[ChildRun]:
     """Run ``config`` killing it once at each of ``points`` (in order), then restart until it finishes.
 
     Each armed run must die by SIGKILL (-9); afterwards plain restarts (same ``owner``) run until one
@@ -161,7 +190,8 @@ def run_with_kills(henv: HarnessEnv, config: dict[str, Any], points: list[str] |
         run = run_child(henv, config, owner=owner, fault=point)
         runs.append(run)
         assert run.returncode == -signal.SIGKILL, (
-            f"kill point {point!r}: expected SIGKILL (-9), got {run.returncode}\n{run.output}")
+            f"kill point {point!r}: expected SIGKILL (-9), got {run.returncode}\n{run.output}"
+        )
     for _ in range(max_restarts):
         run = run_child(henv, config, owner=owner)
         runs.append(run)
@@ -177,11 +207,16 @@ def db_state(db: Any, name: str) -> dict[str, Any]:
     Labels ``(formula, value, source, iteration)``, candidates ``(iteration, formula, status, valid)``
     and per-iteration metrics (timings excluded: they are wall times).
     """
-    labels = sorted((d["formula"], round(float(d["value"]), 9), d.get("source"), d.get("iteration"))
-                    for d in db.labels.find({"campaign": name}))
-    cands = sorted((d["iteration"], d["formula"], d["status"], d["valid"]) for d in db.candidates.find({"campaign": name}))
-    metrics = [(it["iteration"], it.get("metrics"))
-               for it in db.iterations.find({"campaign": name}).sort("iteration", 1)]
+    labels = sorted(
+        (d["formula"], round(float(d["value"]), 9), d.get("source"), d.get("iteration"))
+        for d in db.labels.find({"campaign": name})
+    )
+    cands = sorted(
+        (d["iteration"], d["formula"], d["status"], d["valid"]) for d in db.candidates.find({"campaign": name})
+    )
+    metrics = [
+        (it["iteration"], it.get("metrics")) for it in db.iterations.find({"campaign": name}).sort("iteration", 1)
+    ]
     return {"labels": labels, "candidates": cands, "metrics": metrics}
 
 
@@ -195,8 +230,11 @@ def state_diff(got: dict[str, Any], want: dict[str, Any]) -> list[str]:
     g, w = dict(got["metrics"]), dict(want["metrics"])
     for it in sorted(set(g) | set(w)):
         gm, wm = g.get(it) or {}, w.get(it) or {}
-        out += [f"metrics[{it}].{k}: {gm.get(k)!r} != {wm.get(k)!r}" for k in sorted(set(gm) | set(wm))
-                if gm.get(k) != wm.get(k)]
+        out += [
+            f"metrics[{it}].{k}: {gm.get(k)!r} != {wm.get(k)!r}"
+            for k in sorted(set(gm) | set(wm))
+            if gm.get(k) != wm.get(k)
+        ]
     return out
 
 

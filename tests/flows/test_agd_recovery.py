@@ -17,9 +17,38 @@ from oracles.registry import get_oracle
 from tests.flows.conftest import pool_config
 
 # small formulas, wide-gap fluorides/oxides among them, plus ones the pool filters must drop
-SMALL = ["LiF", "NaF", "MgF2", "CaF2", "KF", "LiCl", "NaCl", "MgO", "CaO", "BN", "AlN", "GaN", "ZnO", "ZnS",
-         "SrF2", "BaF2", "Li2O", "Al2O3", "SiO2", "BeO", "KCl", "CsI", "GaAs", "InP", "CdTe", "TiO2", "SnO2",
-         "LiBF4", "NaMgF3", "KMgF3"]
+SMALL = [
+    "LiF",
+    "NaF",
+    "MgF2",
+    "CaF2",
+    "KF",
+    "LiCl",
+    "NaCl",
+    "MgO",
+    "CaO",
+    "BN",
+    "AlN",
+    "GaN",
+    "ZnO",
+    "ZnS",
+    "SrF2",
+    "BaF2",
+    "Li2O",
+    "Al2O3",
+    "SiO2",
+    "BeO",
+    "KCl",
+    "CsI",
+    "GaAs",
+    "InP",
+    "CdTe",
+    "TiO2",
+    "SnO2",
+    "LiBF4",
+    "NaMgF3",
+    "KMgF3",
+]
 DROPPED = ["Fe", "NaCl2", "Ba2YCu3O7", "Li2B4O7"]  # one element / not charge balanced / too many atoms or elements
 
 
@@ -38,13 +67,21 @@ register_generator("fixed", lambda: FixedGenerator())
 ARMS = ["seeds", "seeds + AL", "seeds + random pool", "seeds + random MP"]
 
 
-def test_experiment_scores_four_arms_and_resumes(tmp_path, store, mongo_uri, prefect_harness, tiny_ae,
-                                                 monkeypatch) -> None:
+def test_experiment_scores_four_arms_and_resumes(
+    tmp_path, store, mongo_uri, prefect_harness, tiny_ae, monkeypatch
+) -> None:
     """The pool route: the experiment's pool goes to MongoDB and the campaign chooses among it."""
     monkeypatch.setenv("ALFLOW_MONGODB_URI", mongo_uri)
     monkeypatch.setenv("ALFLOW_DATABASE", store.db.name)
-    config = pool_config(tiny_ae, "recovery", oracle="resnet-agd", iterations=2, pool_size=None,
-                         pool_collection="recovery-pool", validity={"max_elements": 3, "max_atoms": 7})
+    config = pool_config(
+        tiny_ae,
+        "recovery",
+        oracle="resnet-agd",
+        iterations=2,
+        pool_size=None,
+        pool_collection="recovery-pool",
+        validity={"max_elements": 3, "max_atoms": 7},
+    )
     path = tmp_path / "recovery.yaml"
     path.write_text(yaml.safe_dump(config.resolved()))
     setup = RecoverySetup(draws=2000, generator="fixed", model_seeds=(0, 1), screening={"epochs": 15})
@@ -64,11 +101,16 @@ def test_experiment_scores_four_arms_and_resumes(tmp_path, store, mongo_uri, pre
     assert len(acquired) == 2 * config.acquisition.q and set(acquired) <= set(pool)
     labels = {s["arm"]: s["labels"] for s in result["summary"]}
     assert list(labels) == ARMS
-    assert labels == {"seeds": n_seeds, "seeds + AL": n_seeds + len(acquired),
-                      "seeds + random pool": n_seeds + len(acquired), "seeds + random MP": n_seeds + len(acquired)}
+    assert labels == {
+        "seeds": n_seeds,
+        "seeds + AL": n_seeds + len(acquired),
+        "seeds + random pool": n_seeds + len(acquired),
+        "seeds + random MP": n_seeds + len(acquired),
+    }
     assert len(result["rows"]) == 4 * 2
     assert [e["formula"] for e in result["reference"]] == sorted(
-        (f for f, v in zip(pool, oracle, strict=True) if v > 6.0), key=lambda f: -oracle[pool.index(f)])
+        (f for f, v in zip(pool, oracle, strict=True) if v > 6.0), key=lambda f: -oracle[pool.index(f)]
+    )
     for entry in result["reference"]:
         assert set(entry["found_by"]) == set(ARMS) and all(v in (0.0, 0.5, 1.0) for v in entry["found_by"].values())
     for summary in result["summary"]:  # the per-formula table agrees with the per-arm recall
@@ -91,9 +133,25 @@ def test_experiment_scores_four_arms_and_resumes(tmp_path, store, mongo_uri, pre
     from flows.cli_pools import app
 
     out = tmp_path / "cli.json"
-    cli = CliRunner().invoke(app, ["agd-recovery", str(path), "--draws", "2000", "--generator", "fixed",
-                                   "--model-seeds", "1", "--out-dir", str(tmp_path / "out"), "--json", str(out),
-                                   "--campaign-seed", "5"])
+    cli = CliRunner().invoke(
+        app,
+        [
+            "agd-recovery",
+            str(path),
+            "--draws",
+            "2000",
+            "--generator",
+            "fixed",
+            "--model-seeds",
+            "1",
+            "--out-dir",
+            str(tmp_path / "out"),
+            "--json",
+            str(out),
+            "--campaign-seed",
+            "5",
+        ],
+    )
     assert cli.exit_code == 0, cli.output
     assert store.get_campaign("recovery-s5")["config"]["seed"] == 5
     assert store.db.labels.count_documents({"campaign": "recovery", "source": {"$ne": "seed"}}) == len(acquired)

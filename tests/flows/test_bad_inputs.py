@@ -36,8 +36,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 # ---------------------------------------------------------------------------- helpers
 def _config(**overrides) -> dict:
-    base = {"name": "bad", "mode": "pool", "iterations": 1, "seed": 1, "oracle": "lookup",
-            "seeds": {"dataset": "agd_exp3_init_300", "n": 10}, "pool_size": 100}
+    base = {
+        "name": "bad",
+        "mode": "pool",
+        "iterations": 1,
+        "seed": 1,
+        "oracle": "lookup",
+        "seeds": {"dataset": "agd_exp3_init_300", "n": 10},
+        "pool_size": 100,
+    }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             base[key] = {**base[key], **value}
@@ -78,8 +85,9 @@ def _campaign_with_candidates(store, name: str = "ext") -> list[str]:
     cfg = parse_config(_config(name=name, oracle="external"))
     store.create_campaign(name, cfg.resolved())
     formulas = ["NaCl", "KBr", "MgO"]
-    store.upsert_candidates(name, 1, [{"formula": f, "status": "awaiting_label", "valid": True, "rank": i}
-                                      for i, f in enumerate(formulas)])
+    store.upsert_candidates(
+        name, 1, [{"formula": f, "status": "awaiting_label", "valid": True, "rank": i} for i, f in enumerate(formulas)]
+    )
     return formulas
 
 
@@ -103,14 +111,16 @@ def _assert_refused(code: int, err: str, store, *needles: str) -> None:
 
 
 # ---------------------------------------------------------------------------- formulas (1-5)
-@pytest.mark.parametrize(("formula", "reason"), [
-    ("Na(Cl", "cannot parse"),
-    ("XyO2", "unknown element 'Xy'"),
-    ("Fe0.123457O", "not a ratio of small integers"),
-    ("", "empty formula"),
-])
-def test_formula_that_cannot_be_parsed_is_refused_in_import(formula, reason, tmp_path, monkeypatch, capsys,
-                                                            store):
+@pytest.mark.parametrize(
+    ("formula", "reason"),
+    [
+        ("Na(Cl", "cannot parse"),
+        ("XyO2", "unknown element 'Xy'"),
+        ("Fe0.123457O", "not a ratio of small integers"),
+        ("", "empty formula"),
+    ],
+)
+def test_formula_that_cannot_be_parsed_is_refused_in_import(formula, reason, tmp_path, monkeypatch, capsys, store):
     code, _, err = _import(tmp_path, f"formula,value\nNaCl,5.0\n{formula},1.0\n", monkeypatch, capsys, store)
     _assert_refused(code, err, store, "line 3", reason, "nothing was written")
     with pytest.raises(InvalidFormulaError, match=reason.split("'")[0]):
@@ -158,13 +168,16 @@ def test_header_only_csv(tmp_path, monkeypatch, capsys, store):
     _assert_refused(code, err, store, "no data rows after the header")
 
 
-@pytest.mark.parametrize(("value", "needle"), [
-    ("nan", "labels must be finite"),
-    ("inf", "labels must be finite"),
-    ("-inf", "labels must be finite"),
-    ("-0.5", "is negative"),
-    ("abc", "is not a number"),
-])
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ("nan", "labels must be finite"),
+        ("inf", "labels must be finite"),
+        ("-inf", "labels must be finite"),
+        ("-0.5", "is negative"),
+        ("abc", "is not a number"),
+    ],
+)
 def test_bad_band_gap_values(value, needle, tmp_path, monkeypatch, capsys, store):
     code, _, err = _import(tmp_path, f"formula,value\nNaCl,5.0\nKBr,{value}\n", monkeypatch, capsys, store)
     _assert_refused(code, err, store, "line 3", needle, "nothing was written")
@@ -198,8 +211,9 @@ def test_allow_new_still_refuses_formulas_the_encoder_cannot_hold(tmp_path, monk
 
 
 def test_too_large_import(tmp_path, monkeypatch, capsys, store):
-    code, _, err = _import(tmp_path, "formula,value\nNaCl,5.0\n", monkeypatch, capsys, store,
-                           ALFLOW_MAX_IMPORT_BYTES="10")
+    code, _, err = _import(
+        tmp_path, "formula,value\nNaCl,5.0\n", monkeypatch, capsys, store, ALFLOW_MAX_IMPORT_BYTES="10"
+    )
     _assert_refused(code, err, store, "above the import limit of 10", "ALFLOW_MAX_IMPORT_BYTES")
 
 
@@ -213,8 +227,9 @@ def test_import_into_unknown_campaign(tmp_path, monkeypatch, capsys, store):
 
 
 def test_skip_bad_writes_only_the_good_rows(tmp_path, monkeypatch, capsys, store):
-    code, out, err = _import(tmp_path, "formula,value\nNaCl,5.0\nKBr,nan\nMgO,7.8\n", monkeypatch, capsys, store,
-                             "--skip-bad")
+    code, out, err = _import(
+        tmp_path, "formula,value\nNaCl,5.0\nKBr,nan\nMgO,7.8\n", monkeypatch, capsys, store, "--skip-bad"
+    )
     assert code == 0, err
     assert "imported 2 label(s)" in " ".join(out.split())
     assert {d["formula"]: d["value"] for d in store.labels("ext")} == {"MgO": 7.8, "NaCl": 5.0}
@@ -225,10 +240,20 @@ def test_cli_entry_point_prints_one_line_without_traceback(tmp_path, store):
     path = tmp_path / "empty.csv"
     path.write_text("")
     exe = Path(sys.executable).with_name("alflow")
-    env = {**os.environ, "ALFLOW_MONGODB_URI": _uri(store), "ALFLOW_DATABASE": store.db.name,
-           "ALFLOW_SERVER_TIMEOUT_S": "10"}
-    proc = subprocess.run([str(exe), "labels", "import", "nope", str(path)], env=env, capture_output=True,
-                          text=True, timeout=300, cwd=REPO)
+    env = {
+        **os.environ,
+        "ALFLOW_MONGODB_URI": _uri(store),
+        "ALFLOW_DATABASE": store.db.name,
+        "ALFLOW_SERVER_TIMEOUT_S": "10",
+    }
+    proc = subprocess.run(
+        [str(exe), "labels", "import", "nope", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("error:")
@@ -244,22 +269,25 @@ def test_unknown_cli_command_is_a_usage_message(monkeypatch, capsys, store):
 
 
 # ---------------------------------------------------------------------------- configs (15-20)
-@pytest.mark.parametrize(("overrides", "needle"), [
-    ({"oracle": "oracle-that-does-not-exist"}, "unknown oracle 'oracle-that-does-not-exist'"),
-    ({"seeds": {"dataset": "no_such_set"}}, "unknown seed data set 'no_such_set'"),
-    ({"pool": "no_such_pool"}, "pool: unknown data set 'no_such_pool'"),
-    ({"lookup_table": "no_such_table"}, "lookup_table: unknown data set 'no_such_table'"),
-    ({"acquisition": {"beta": 0.0}}, "beta must be a positive number"),
-    ({"acquisition": {"beta": -3.0}}, "beta must be a positive number"),
-    ({"acquisition": {"q": 0}}, "q must be an integer >= 1"),
-    ({"acquisition": {"trust_region": 0.0}}, "trust_region"),
-    ({"acquisition": {"trust_region": 1.5}}, "trust_region"),
-    ({"mode": "sideways"}, "mode"),
-    ({"mode": "continuous", "pool_collection": "mine"}, "pool_collection 'mine' needs mode: pool"),
-    ({"iterations": 0}, "iterations"),
-    ({"name": "has spaces/slash"}, "name"),
-    ({"surprise": 1}, "surprise"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"oracle": "oracle-that-does-not-exist"}, "unknown oracle 'oracle-that-does-not-exist'"),
+        ({"seeds": {"dataset": "no_such_set"}}, "unknown seed data set 'no_such_set'"),
+        ({"pool": "no_such_pool"}, "pool: unknown data set 'no_such_pool'"),
+        ({"lookup_table": "no_such_table"}, "lookup_table: unknown data set 'no_such_table'"),
+        ({"acquisition": {"beta": 0.0}}, "beta must be a positive number"),
+        ({"acquisition": {"beta": -3.0}}, "beta must be a positive number"),
+        ({"acquisition": {"q": 0}}, "q must be an integer >= 1"),
+        ({"acquisition": {"trust_region": 0.0}}, "trust_region"),
+        ({"acquisition": {"trust_region": 1.5}}, "trust_region"),
+        ({"mode": "sideways"}, "mode"),
+        ({"mode": "continuous", "pool_collection": "mine"}, "pool_collection 'mine' needs mode: pool"),
+        ({"iterations": 0}, "iterations"),
+        ({"name": "has spaces/slash"}, "name"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
 def test_invalid_config_is_refused(overrides, needle):
     with pytest.raises(ConfigError, match="invalid campaign config|beta|q must") as info:
         parse_config(_config(**overrides), source="test.yaml")
@@ -363,12 +391,26 @@ def test_no_valid_decode_within_attempt_budget(store, prefect_harness, tmp_path_
     from tests.flows.fault_harness import tiny_autoencoder
 
     ae = tiny_autoencoder(tmp_path_factory.getbasetemp())
-    cfg = parse_config(_config(
-        name="nodecode", mode="continuous", autoencoder=str(ae), gp={"maxiter": 5},
-        acquisition={"q": 2, "num_restarts": 2, "raw_samples": 16, "maxiter": 5, "mc_samples": 16,
-                     "max_attempts": 2},
-        validity={"max_atoms": 0}))
-    with pytest.raises(AcquisitionError, match="no valid formula decoded in 2 attempts.*raise acquisition.max_attempts"):
+    cfg = parse_config(
+        _config(
+            name="nodecode",
+            mode="continuous",
+            autoencoder=str(ae),
+            gp={"maxiter": 5},
+            acquisition={
+                "q": 2,
+                "num_restarts": 2,
+                "raw_samples": 16,
+                "maxiter": 5,
+                "mc_samples": 16,
+                "max_attempts": 2,
+            },
+            validity={"max_atoms": 0},
+        )
+    )
+    with pytest.raises(
+        AcquisitionError, match="no valid formula decoded in 2 attempts.*raise acquisition.max_attempts"
+    ):
         run_campaign_in(store, cfg, owner="t")
     stage = store.get_iteration("nodecode", 1)["stages"]["acquire"]
     assert stage["status"] == "failed" and stage["error"].startswith("AcquisitionError")
@@ -399,6 +441,14 @@ def test_second_runner_is_refused_while_the_lease_is_live(store):
 
 def test_every_catalogued_error_is_an_alflow_error():
     """The CLI prints one line for AlflowError only: all the classes above must derive from it."""
-    for cls in (InvalidFormulaError, ImportValidationError, ConfigError, CorruptModelError, EmptyPoolError,
-                AcquisitionError, CampaignLockedError, CampaignNotFoundError):
+    for cls in (
+        InvalidFormulaError,
+        ImportValidationError,
+        ConfigError,
+        CorruptModelError,
+        EmptyPoolError,
+        AcquisitionError,
+        CampaignLockedError,
+        CampaignNotFoundError,
+    ):
         assert issubclass(cls, AlflowError), cls

@@ -20,9 +20,7 @@ def _config(tiny_ae: Path, name: str, **overrides) -> object:
 def _state(store, name: str) -> dict:
     labels = sorted((d["formula"], round(d["value"], 9), d["source"], d.get("iteration")) for d in store.labels(name))
     cands = sorted((d["iteration"], d["formula"], d["status"]) for d in store.candidates(name))
-    metrics = [
-        {k: v for k, v in (it.get("metrics") or {}).items()} for it in store.iterations(name)
-    ]
+    metrics = [{k: v for k, v in (it.get("metrics") or {}).items()} for it in store.iterations(name)]
     return {"labels": labels, "candidates": cands, "metrics": metrics}
 
 
@@ -82,8 +80,13 @@ def test_external_oracle_pauses_and_resumes_after_import(store, tiny_ae, prefect
     waiting = store.candidates("ext", status="awaiting_label")
     assert len(waiting) == 3
     table = band_gap_table("agd_exp1_42k").set_index("formula")["value"]
-    store.upsert_labels("ext", [{"formula": c["formula"], "value": float(table[c["formula"]]), "source": "external",
-                                 "iteration": 1} for c in waiting])
+    store.upsert_labels(
+        "ext",
+        [
+            {"formula": c["formula"], "value": float(table[c["formula"]]), "source": "external", "iteration": 1}
+            for c in waiting
+        ],
+    )
     second = run_campaign_in(store, cfg)
     assert second["status"] == "finished"
     assert {c["status"] for c in store.candidates("ext")} == {"labelled"}
@@ -92,10 +95,23 @@ def test_external_oracle_pauses_and_resumes_after_import(store, tiny_ae, prefect
 
 def test_continuous_campaign_decodes_only_valid_formulas(store, tiny_ae, prefect_harness):
     # the committed autoencoder: a 3-epoch toy decodes most latent points to nothing
-    cfg = _config(tiny_ae, "cont", mode="continuous", iterations=1, oracle="resnet-agd",
-                  autoencoder="autoencoder_agd87",
-                  acquisition={"q": 2, "beta": 25.0, "num_restarts": 2, "raw_samples": 32, "maxiter": 10,
-                               "mc_samples": 32, "max_attempts": 15})
+    cfg = _config(
+        tiny_ae,
+        "cont",
+        mode="continuous",
+        iterations=1,
+        oracle="resnet-agd",
+        autoencoder="autoencoder_agd87",
+        acquisition={
+            "q": 2,
+            "beta": 25.0,
+            "num_restarts": 2,
+            "raw_samples": 32,
+            "maxiter": 10,
+            "mc_samples": 32,
+            "max_attempts": 15,
+        },
+    )
     result = run_campaign_in(store, cfg)
     assert result["status"] == "finished"
     cands = store.candidates("cont")
@@ -111,14 +127,29 @@ def test_continuous_campaign_decodes_only_valid_formulas(store, tiny_ae, prefect
             assert c["reasons"], c
 
 
-def test_trust_region_widens_after_an_attempt_that_only_decodes_known_formulas(store, tiny_ae, prefect_harness,
-                                                                               monkeypatch):
+def test_trust_region_widens_after_an_attempt_that_only_decodes_known_formulas(
+    store, tiny_ae, prefect_harness, monkeypatch
+):
     """An exhausted neighbourhood (every decode already labelled) doubles the search box for the next
     attempt instead of failing the iteration after max_attempts (agd-exp3 got stuck at iteration 27)."""
-    cfg = _config(tiny_ae, "widen", mode="continuous", iterations=1, oracle="resnet-agd",
-                  autoencoder="autoencoder_agd87",
-                  acquisition={"q": 2, "beta": 25.0, "num_restarts": 2, "raw_samples": 32, "maxiter": 10,
-                               "mc_samples": 32, "max_attempts": 6, "trust_region": 0.2})
+    cfg = _config(
+        tiny_ae,
+        "widen",
+        mode="continuous",
+        iterations=1,
+        oracle="resnet-agd",
+        autoencoder="autoencoder_agd87",
+        acquisition={
+            "q": 2,
+            "beta": 25.0,
+            "num_restarts": 2,
+            "raw_samples": 32,
+            "maxiter": 10,
+            "mc_samples": 32,
+            "max_attempts": 6,
+            "trust_region": 0.2,
+        },
+    )
     real_decode = campaign_mod.decode_latents
     calls = {"n": 0}
 
@@ -151,10 +182,18 @@ def test_pool_mode_chooses_among_a_generated_mongodb_pool(store, tiny_ae, prefec
 
     members = ["LiF", "MgO", "KF", "Al2O3", "NaCl2", "Ba2YCu3O7", "LiBF4"]  # NaCl2 invalid, the last two too big
     atoms, elements = formula_sizes(members)
-    store.bulk_insert_new("pools", pool_member_docs("gen", members, atoms, elements,
-                                                    {"generator": "test", "seed": 0, "batch": 0}))
-    cfg = _config(tiny_ae, "genpool", pool_collection="gen", pool_size=None, iterations=1,
-                  validity={"max_atoms": 5, "max_elements": 2}, acquisition={"q": 2})
+    store.bulk_insert_new(
+        "pools", pool_member_docs("gen", members, atoms, elements, {"generator": "test", "seed": 0, "batch": 0})
+    )
+    cfg = _config(
+        tiny_ae,
+        "genpool",
+        pool_collection="gen",
+        pool_size=None,
+        iterations=1,
+        validity={"max_atoms": 5, "max_elements": 2},
+        acquisition={"q": 2},
+    )
     formulas, latents = CampaignContext(store, cfg, owner="test").pool
     assert formulas == ["Al2O3", "KF", "LiF", "MgO"] and latents.shape[0] == 4
     assert run_campaign_in(store, cfg)["status"] == "finished"

@@ -12,15 +12,32 @@ from flows.cccgan_flow import CAMPAIGN, cccgan_flow
 from flows.cli_cccgan import app
 from flows.store import Store
 
-TINY = {"max_steps": 30, "per_composition": 5, "g_channels": 16, "d_channels": 16, "q_channels": 8,
-        "latent_dim": 16, "n_critic": 1, "lr_g": 1e-3}
+TINY = {
+    "max_steps": 30,
+    "per_composition": 5,
+    "g_channels": 16,
+    "d_channels": 16,
+    "q_channels": 8,
+    "latent_dim": 16,
+    "n_critic": 1,
+    "lr_g": 1e-3,
+}
 
 
 @pytest.mark.slow
 def test_flow_trains_generates_and_stores(prefect_harness, store: Store, mongo_uri: str, tmp_path: Path) -> None:
-    kwargs = dict(compositions=["Mg2Mn4O8", "Mg2Mn3O7"], n_per_composition=4, seed=3, max_relax=0,
-                  weights="cccgan_tiny", weights_dir=str(tmp_path), retrain=True, train_config=TINY,
-                  mongodb_uri=mongo_uri, database=store.db.name)
+    kwargs = dict(
+        compositions=["Mg2Mn4O8", "Mg2Mn3O7"],
+        n_per_composition=4,
+        seed=3,
+        max_relax=0,
+        weights="cccgan_tiny",
+        weights_dir=str(tmp_path),
+        retrain=True,
+        train_config=TINY,
+        mongodb_uri=mongo_uri,
+        database=store.db.name,
+    )
     out = cccgan_flow(**kwargs)
     assert (tmp_path / "cccgan_tiny.safetensors").exists() and (tmp_path / "cccgan_tiny.json").exists()
     assert out["campaign"] == CAMPAIGN and out["written"] == 8

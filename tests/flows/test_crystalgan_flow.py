@@ -51,8 +51,9 @@ def test_cli_export_and_generate(tmp_path, tiny) -> None:
     stem, _ = tiny
     runner = CliRunner()
     out = tmp_path / "out"
-    r = runner.invoke(app, ["export", "--format", "cif", "--out", str(out), "--weights", str(stem),
-                            "--include-rejected"])
+    r = runner.invoke(
+        app, ["export", "--format", "cif", "--out", str(out), "--weights", str(stem), "--include-rejected"]
+    )
     assert r.exit_code == 0, r.output
     files = list(out.glob("*.cif"))
     assert files and f"wrote {len(files)} cif files" in r.output

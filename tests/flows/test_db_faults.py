@@ -76,10 +76,10 @@ def _store(uri: str) -> Store:
 def test_acknowledged_writes_survive_sigkill_of_the_embedded_server(embedded):
     data_dir, port = embedded
     server = start_server(data_dir, port)
-    env = {**os.environ, "ALFLOW_MONGODB_URI": server.uri, "ALFLOW_SERVER_TIMEOUT_S": "2",
-           "PYTHONPATH": str(REPO)}
-    writer = subprocess.Popen([sys.executable, "-c", WRITER], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, cwd=REPO)
+    env = {**os.environ, "ALFLOW_MONGODB_URI": server.uri, "ALFLOW_SERVER_TIMEOUT_S": "2", "PYTHONPATH": str(REPO)}
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
+    )
     acked: list[int] = []
     try:
         for line in writer.stdout:  # each line is printed after the server acknowledged the write
@@ -211,8 +211,17 @@ def test_lasting_outage_fails_in_bounded_time_and_next_run_resumes(embedded, ae,
 
 def _cli_against(settings: Settings) -> tuple[int, str]:
     """``alflow campaign list`` in a child process against ``settings``' server; (status, stderr)."""
-    env = {**os.environ, "ALFLOW_MONGODB_URI": settings.mongodb_uri.get_secret_value(),
-           "ALFLOW_SERVER_TIMEOUT_S": str(settings.server_timeout_s)}
-    proc = subprocess.run([str(Path(sys.executable).with_name("alflow")), "campaign", "list"], env=env,
-                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    env = {
+        **os.environ,
+        "ALFLOW_MONGODB_URI": settings.mongodb_uri.get_secret_value(),
+        "ALFLOW_SERVER_TIMEOUT_S": str(settings.server_timeout_s),
+    }
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("alflow")), "campaign", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     return proc.returncode, proc.stderr

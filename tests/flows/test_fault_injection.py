@@ -66,8 +66,7 @@ def henv(server_uri: str, prefect_harness, tmp_path_factory: pytest.TempPathFact
     """Where the children connect: this module's server and the session's Prefect test API."""
     import prefect.settings
 
-    return HarnessEnv(server_uri, DATABASE, prefect.settings.PREFECT_API_URL.value(),
-                      tmp_path_factory.mktemp("faults"))
+    return HarnessEnv(server_uri, DATABASE, prefect.settings.PREFECT_API_URL.value(), tmp_path_factory.mktemp("faults"))
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,18 @@ from generators import matgan as M
 
 
 @pytest.mark.slow  # two short trainings plus 5,000-sample evaluations: ~1 min
-def test_train_matgan_flow_stores_models_and_resumes(prefect_harness: None, store: Store, mongo_uri: str,
-                                                    tmp_path: Path) -> None:
-    kwargs = dict(gan_minutes=0.05, ae_minutes=0.05, epochs=1000, ch=8, out=str(tmp_path),
-                  mongodb_uri=mongo_uri, database=store.db.name)
+def test_train_matgan_flow_stores_models_and_resumes(
+    prefect_harness: None, store: Store, mongo_uri: str, tmp_path: Path
+) -> None:
+    kwargs = dict(
+        gan_minutes=0.05,
+        ae_minutes=0.05,
+        epochs=1000,
+        ch=8,
+        out=str(tmp_path),
+        mongodb_uri=mongo_uri,
+        database=store.db.name,
+    )
     first = train_matgan_flow(**kwargs)
     assert (tmp_path / "checkpoints" / "matgan_gan.pt").exists()
     assert first["gan_history"]["runs"] == 1 and 0 < first["gan_history"]["epochs"] < 1

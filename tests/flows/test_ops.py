@@ -43,9 +43,20 @@ def test_publish_iteration_writes_plots_and_artifacts(store, tiny_ae, prefect_ha
 
     result = run_campaign_in(store, _config(tiny_ae, "ops"))
     assert result["status"] == "finished"
-    store.upsert_structures([{"campaign": "ops", "formula": "MgO", "template_id": "mp-1265", "e_form": -3.0,
-                              "e_hull": 0.0, "verdict": "stable", "reason": None,
-                              "cif": "data_MgO\n_cell_length_a 4.2\n"}])
+    store.upsert_structures(
+        [
+            {
+                "campaign": "ops",
+                "formula": "MgO",
+                "template_id": "mp-1265",
+                "e_form": -3.0,
+                "e_hull": 0.0,
+                "verdict": "stable",
+                "reason": None,
+                "cif": "data_MgO\n_cell_length_a 4.2\n",
+            }
+        ]
+    )
 
     # outside a flow run: files only
     pngs = publish_iteration(store, "ops", 2, tmp_path / "plain")
@@ -74,8 +85,14 @@ def test_publish_iteration_writes_plots_and_artifacts(store, tiny_ae, prefect_ha
             return {a.key: a.type for a in arts if a.key}
 
     found = asyncio.run(artifacts())
-    for key, kind in {"ops-candidates": "table", "ops-structures": "table", "ops-summary": "markdown",
-                      "ops-discovery": "image", "ops-parity": "image", "ops-latent": "image"}.items():
+    for key, kind in {
+        "ops-candidates": "table",
+        "ops-structures": "table",
+        "ops-summary": "markdown",
+        "ops-discovery": "image",
+        "ops-parity": "image",
+        "ops-latent": "image",
+    }.items():
         assert found.get(key) == kind, (key, found)
 
 
@@ -130,7 +147,9 @@ def test_compose_dockerfile_and_env_example_are_consistent():
     assert any(v.endswith(":/data/db") for v in services["mongo"]["volumes"])
     assert services["prefect-server"]["image"].startswith("prefecthq/prefect:3.8")
     worker = services["worker"]
-    assert (ROOT / "deploy" / worker["build"]["context"] / worker["build"]["dockerfile"]).resolve() == ROOT / "Dockerfile"
+    assert (
+        ROOT / "deploy" / worker["build"]["context"] / worker["build"]["dockerfile"]
+    ).resolve() == ROOT / "Dockerfile"
     assert "alflow-process" in worker["command"]
     assert {"PREFECT_API_URL", "ALFLOW_MONGODB_URI"} <= set(worker["environment"])
     assert set(compose["volumes"]) >= {"mongo-data", "prefect-data"}
@@ -142,8 +161,11 @@ def test_compose_dockerfile_and_env_example_are_consistent():
         if line.startswith("COPY "):
             for src in line.split()[1:-1]:
                 assert (ROOT / src).exists(), src
-    env = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
-               if line and not line.startswith("#"))
+    env = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     assert {"MONGO_ROOT_USERNAME", "MONGO_ROOT_PASSWORD"} <= set(env)
     assert "change-me" in env["MONGO_ROOT_PASSWORD"]
     used = set(re.findall(r"\$\{([A-Z_]+)", (ROOT / "deploy" / "compose.yaml").read_text()))
@@ -191,32 +213,67 @@ def test_served_deployment_runs_on_schedule_and_publishes_artifacts(tiny_ae, mon
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_API_URL=api,
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",
-               PREFECT_RUNNER_POLL_FREQUENCY="2", ALFLOW_MONGODB_URI=mongo_uri, ALFLOW_DATABASE="served",
-               PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW="ignore")
-    cfg = {"name": "served", "mode": "pool", "iterations": 1, "seed": 3, "oracle": "lookup",
-           "seeds": {"dataset": "agd_exp3_init_300", "n": 30}, "autoencoder": str(tiny_ae),
-           "acquisition": {"q": 2, "beta": 25.0}, "gp": {"maxiter": 10}, "screening_epochs": 6,
-           "pool_size": 500}
+    env.update(
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_API_URL=api,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",
+        PREFECT_RUNNER_POLL_FREQUENCY="2",
+        ALFLOW_MONGODB_URI=mongo_uri,
+        ALFLOW_DATABASE="served",
+        PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW="ignore",
+    )
+    cfg = {
+        "name": "served",
+        "mode": "pool",
+        "iterations": 1,
+        "seed": 3,
+        "oracle": "lookup",
+        "seeds": {"dataset": "agd_exp3_init_300", "n": 30},
+        "autoencoder": str(tiny_ae),
+        "acquisition": {"q": 2, "beta": 25.0},
+        "gp": {"maxiter": 10},
+        "screening_epochs": 6,
+        "pool_size": 500,
+    }
     cfg_path = tmp_path / "served.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     logs = (tmp_path / "server.log").open("w"), (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                               "--port", str(port)], env=env, stdout=logs[0], stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=logs[0],
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     served = None
     try:
         _wait_http(f"{api}/health", 240, server)
-        served = subprocess.Popen([sys.executable, "-m", "flows.cli_ops", "serve", "--config", str(cfg_path),
-                                   "--interval", "10", "--report-dir", str(tmp_path / "reports")],
-                                  cwd=ROOT, env=env, stdout=logs[1], stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        served = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flows.cli_ops",
+                "serve",
+                "--config",
+                str(cfg_path),
+                "--interval",
+                "10",
+                "--report-dir",
+                str(tmp_path / "reports"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=logs[1],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
         async def campaign_runs() -> list:
             async with get_client() as client:
-                return await client.read_flow_runs(deployment_filter=DeploymentFilter(
-                    name=DeploymentFilterName(any_=["served"])))
+                return await client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["served"]))
+                )
 
         with temporary_settings({PREFECT_API_URL: api}):
             t0 = time.monotonic()

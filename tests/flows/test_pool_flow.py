@@ -13,8 +13,28 @@ from flows.screen_flow import ScreenFilters, screen_counts, screen_formulas, scr
 from generators.base import register_generator
 from oracles.base import Prediction
 
-TOY_FORMULAS = ["NaCl", "MgO", "Al2O3", "SiO2", "LiFePO4", "BaTiO3", "GaN", "ZnO", "CaF2", "KBr",
-                "Li2O", "TiO2", "SrTiO3", "Cs2O", "BN", "AlN", "Ba2YCu3O7", "Fe3O4", "NaAlSiO4", "Mg2SiO4"]
+TOY_FORMULAS = [
+    "NaCl",
+    "MgO",
+    "Al2O3",
+    "SiO2",
+    "LiFePO4",
+    "BaTiO3",
+    "GaN",
+    "ZnO",
+    "CaF2",
+    "KBr",
+    "Li2O",
+    "TiO2",
+    "SrTiO3",
+    "Cs2O",
+    "BN",
+    "AlN",
+    "Ba2YCu3O7",
+    "Fe3O4",
+    "NaAlSiO4",
+    "Mg2SiO4",
+]
 
 
 class ToyGenerator:
@@ -119,8 +139,9 @@ def _verdicts(store, pool: str, key: str) -> dict[str, dict]:
 
 
 def _strip_times(verdicts: dict[str, dict], also: tuple[str, ...] = ()) -> dict[str, dict]:
-    return {f: {k: v for k, v in d.items() if k not in ("created_at", "updated_at", *also)}
-            for f, d in verdicts.items()}
+    return {
+        f: {k: v for k, v in d.items() if k not in ("created_at", "updated_at", *also)} for f, d in verdicts.items()
+    }
 
 
 def test_screen_pool_writes_verdicts_and_resumes(store, mongo_uri, prefect_harness) -> None:
@@ -152,16 +173,18 @@ def test_screen_pool_writes_verdicts_and_resumes(store, mongo_uri, prefect_harne
     assert len(_verdicts(store, "p", summary["screen_key"])) == len(members)
     top = top_members(store, "p", k=3)  # the latest screening
     assert len(top) == 3 and top[0]["pred_mean"] >= top[1]["pred_mean"] >= top[2]["pred_mean"]
-    assert {t["formula"] for t in top} <= {f for f, v in _verdicts(store, "p", again["screen_key"]).items()
-                                           if v["verdict"] == "pass"}
+    assert {t["formula"] for t in top} <= {
+        f for f, v in _verdicts(store, "p", again["screen_key"]).items() if v["verdict"] == "pass"
+    }
     # a re-screen deletes and rewrites this setup's verdicts only
     redo = screen_pool_flow("p", AtomCountOracle(), gap_min=1.8, gap_max=3.0, rescreen=True, **db)
     assert redo["screened"] == len(members)
     assert _strip_times(_verdicts(store, "p", summary["screen_key"])) == _strip_times(verdicts)
 
 
-def test_pools_top_cli_lists_the_latest_screening_and_writes_csv(store, mongo_uri, prefect_harness, tmp_path,
-                                                                 monkeypatch) -> None:
+def test_pools_top_cli_lists_the_latest_screening_and_writes_csv(
+    store, mongo_uri, prefect_harness, tmp_path, monkeypatch
+) -> None:
     import csv
 
     from typer.testing import CliRunner
@@ -197,19 +220,29 @@ def test_an_interrupted_screening_resumes_to_the_same_verdicts(store, mongo_uri,
     resumed = screen_pool_flow("cut", AtomCountOracle(), gap_min=1.8, **db)
     n0 = store.db.pools.count_documents({"pool": "cut", "batch": 0})
     assert resumed["screened"] == n0 - 1  # batch 1 lost its counts only: its verdicts are all there
-    assert _strip_times(_verdicts(store, "cut", key), ("pool",)) == _strip_times(_verdicts(store, "whole", key),
-                                                                                ("pool",))
-    assert screen_counts(store, "cut") == screen_counts(store, "whole") == {
-        k: store.db.screenings.count_documents({"pool": "whole", "key": key, "verdict": k}) for k in ("fail", "pass")}
-    assert [d["formula"] for d in top_members(store, "cut", 5)] == [d["formula"] for d in top_members(store, "whole", 5)]
+    assert _strip_times(_verdicts(store, "cut", key), ("pool",)) == _strip_times(
+        _verdicts(store, "whole", key), ("pool",)
+    )
+    assert (
+        screen_counts(store, "cut")
+        == screen_counts(store, "whole")
+        == {
+            k: store.db.screenings.count_documents({"pool": "whole", "key": key, "verdict": k})
+            for k in ("fail", "pass")
+        }
+    )
+    assert [d["formula"] for d in top_members(store, "cut", 5)] == [
+        d["formula"] for d in top_members(store, "whole", 5)
+    ]
     assert whole["screened"] == first["screened"]
 
 
 def test_screen_pool_on_dask_local_cluster(store, mongo_uri, prefect_harness) -> None:
     db = dict(mongodb_uri=mongo_uri, database=store.db.name)
     generate_pool_flow(pool="d", n=60, generator="toy", seed=2, batch_size=20, **db)
-    summary = screen_pool_flow("d", AtomCountOracle(), gap_min=1.8, dask_local=True, dask_workers=2,
-                               dask_processes=False, **db)
+    summary = screen_pool_flow(
+        "d", AtomCountOracle(), gap_min=1.8, dask_local=True, dask_workers=2, dask_processes=False, **db
+    )
     assert summary["batches"] == 3
     assert summary["screened"] == store.db.screenings.count_documents({"pool": "d", "key": summary["screen_key"]})
     assert summary["screened"] == store.db.pools.count_documents({"pool": "d"})
@@ -225,8 +258,13 @@ def test_matgan_pool_resume_equals_straight_run_and_sizes_come_from_counts(store
         """The reference: the distinct formulas, sizes parsed from the strings, inserted if new."""
         uniq = sorted(set(formulas))
         atoms, elems = formula_sizes(uniq)
-        store.bulk_insert_new("pools", [{"pool": pool, "formula": f, **meta, "n_atoms": int(a), "n_elements": int(e)}
-                                        for f, a, e in zip(uniq, atoms, elems, strict=True)])
+        store.bulk_insert_new(
+            "pools",
+            [
+                {"pool": pool, "formula": f, **meta, "n_atoms": int(a), "n_elements": int(e)}
+                for f, a, e in zip(uniq, atoms, elems, strict=True)
+            ],
+        )
 
     db = dict(mongodb_uri=mongo_uri, database=store.db.name)
     common = dict(n=3000, generator="matgan", seed=5, batch_size=1000, **db)
@@ -235,11 +273,15 @@ def test_matgan_pool_resume_equals_straight_run_and_sizes_come_from_counts(store
     straight = generate_pool_flow(pool="m-straight", **common)
     sampler = MatGANSampler.pretrained(with_autoencoder=False)
     for k in range(3):  # the reference: the former write of each batch's sample(), in batch order
-        write_pool_batch("m-ref", sampler.sample(1000, batch_seed(5, k)), {"generator": "matgan", "seed": 5, "batch": k})
+        write_pool_batch(
+            "m-ref", sampler.sample(1000, batch_seed(5, k)), {"generator": "matgan", "seed": 5, "batch": k}
+        )
 
     def docs(pool: str) -> list[tuple]:
-        return sorted((d["formula"], d["batch"], d["n_atoms"], d["n_elements"], d["generator"], d["seed"])
-                      for d in store.db.pools.find({"pool": pool}))
+        return sorted(
+            (d["formula"], d["batch"], d["n_atoms"], d["n_elements"], d["generator"], d["seed"])
+            for d in store.db.pools.find({"pool": pool})
+        )
 
     assert docs("m-resumed") == docs("m-straight") == docs("m-ref")
     assert straight["pool_size"] == len(docs("m-ref")) > 500

@@ -72,8 +72,9 @@ def test_lease_of_a_dead_local_process_is_taken_over_at_once(store):
     from flows.store import owner_is_dead_local_process
 
     host = socket.gethostname()
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True, check=True)
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     dead = f"{host}:{int(finished.stdout)}"
     assert owner_is_dead_local_process(dead)
     for alive in (f"{host}:{os.getpid()}", f"other-host:{int(finished.stdout)}", "nightly-runner"):
@@ -129,8 +130,9 @@ def test_lease_exclusive_across_two_processes(store, mongo_uri):
         first.kill()  # the holder crashes without releasing
         first.wait()
     # a runner that crashed holding a short lease: the next one takes over once it expires
-    store.db.campaigns.update_one({"name": "c"}, {"$set": {"lease.expires_at": store.get_campaign("c")["lease"]
-                                                           ["acquired_at"]}})
+    store.db.campaigns.update_one(
+        {"name": "c"}, {"$set": {"lease.expires_at": store.get_campaign("c")["lease"]["acquired_at"]}}
+    )
     third = subprocess.run([*cmd, "proc-3", "300", "0"], capture_output=True, text=True, timeout=300)
     assert third.stdout.startswith("acquired")
     assert store.get_campaign("c")["lease"]["owner"] == "proc-3"

@@ -9,23 +9,33 @@ from flows.structures_flow import campaign_top_formulas, export_cifs, structures
 
 
 def test_campaign_top_formulas(store: Store) -> None:
-    store.db.candidates.insert_many([
-        {"campaign": "c1", "iteration": 0, "formula": "MgO", "pred_mean": 7.0, "status": "valid"},
-        {"campaign": "c1", "iteration": 1, "formula": "MgO", "pred_mean": 6.5, "status": "valid"},
-        {"campaign": "c1", "iteration": 0, "formula": "NaCl", "pred_mean": 5.0, "status": "valid"},
-        {"campaign": "c1", "iteration": 0, "formula": "Xx2", "pred_mean": 9.0, "status": "invalid"},
-        {"campaign": "c2", "iteration": 0, "formula": "KCl", "pred_mean": 8.0, "status": "valid"},
-    ])
+    store.db.candidates.insert_many(
+        [
+            {"campaign": "c1", "iteration": 0, "formula": "MgO", "pred_mean": 7.0, "status": "valid"},
+            {"campaign": "c1", "iteration": 1, "formula": "MgO", "pred_mean": 6.5, "status": "valid"},
+            {"campaign": "c1", "iteration": 0, "formula": "NaCl", "pred_mean": 5.0, "status": "valid"},
+            {"campaign": "c1", "iteration": 0, "formula": "Xx2", "pred_mean": 9.0, "status": "invalid"},
+            {"campaign": "c2", "iteration": 0, "formula": "KCl", "pred_mean": 8.0, "status": "valid"},
+        ]
+    )
     assert campaign_top_formulas(store, "c1", 5) == ["MgO", "NaCl"]
     assert campaign_top_formulas(store, "c1", 1) == ["MgO"]
 
 
 @pytest.mark.slow
 def test_flow_writes_docs_and_rerun_skips(store: Store, mongo_uri: str, prefect_harness, tmp_path) -> None:
-    store.db.candidates.insert_one({"campaign": "camp", "iteration": 0, "formula": "NaCl", "pred_mean": 8.5,
-                                    "status": "valid"})
-    kwargs = dict(campaign="camp", top_k=1, k_templates=2, compute_hull=False, steps=60,
-                  mongo_uri=mongo_uri, database=store.db.name)
+    store.db.candidates.insert_one(
+        {"campaign": "camp", "iteration": 0, "formula": "NaCl", "pred_mean": 8.5, "status": "valid"}
+    )
+    kwargs = dict(
+        campaign="camp",
+        top_k=1,
+        k_templates=2,
+        compute_hull=False,
+        steps=60,
+        mongo_uri=mongo_uri,
+        database=store.db.name,
+    )
     first = structures_flow(formulas=None, cif_dir=str(tmp_path / "cifs"), **kwargs)
     assert first["formulas"] == ["NaCl"]
     assert first["trials"] == 2 and first["relaxed"] == 2 and first["skipped"] == 0
@@ -47,4 +57,5 @@ def test_flow_writes_docs_and_rerun_skips(store: Store, mongo_uri: str, prefect_
     assert second["relaxed"] == 0 and second["skipped"] == 2
     assert store.db.structures.count_documents({"campaign": "camp"}) == 2
     assert export_cifs(store, "camp", tmp_path / "again", ["stable"]) == sum(
-        1 for d in docs if d["verdict"] == "stable")
+        1 for d in docs if d["verdict"] == "stable"
+    )

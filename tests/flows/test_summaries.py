@@ -33,8 +33,7 @@ ORDER = [("value", DESCENDING), ("formula", 1)]
 
 
 def _full_top_labels(store: Store, campaign: str, k: int) -> list[dict[str, Any]]:
-    return list(store.db.labels.find({"campaign": campaign, "property": "band_gap"}, {"_id": 0})
-                .sort(ORDER).limit(k))
+    return list(store.db.labels.find({"campaign": campaign, "property": "band_gap"}, {"_id": 0}).sort(ORDER).limit(k))
 
 
 def _full_counts(store: Store, campaign: str) -> dict[str, dict[Any, int]]:
@@ -47,8 +46,15 @@ def _full_counts(store: Store, campaign: str) -> dict[str, dict[Any, int]]:
 
 def _labels(rng: np.random.Generator, lo: int, hi: int, iteration: int | None, source: str) -> list[dict]:
     vals = np.round(rng.gamma(2.0, 1.0, hi - lo), 1)  # rounded: ties at the top-k boundary
-    return [{"formula": f"X{i}", "value": float(v), "source": source,
-             **({} if iteration is None else {"iteration": iteration})} for i, v in zip(range(lo, hi), vals, strict=True)]
+    return [
+        {
+            "formula": f"X{i}",
+            "value": float(v),
+            "source": source,
+            **({} if iteration is None else {"iteration": iteration}),
+        }
+        for i, v in zip(range(lo, hi), vals, strict=True)
+    ]
 
 
 class _Finds(monitoring.CommandListener):
@@ -94,8 +100,13 @@ def test_top_labels_equal_the_full_query_through_deletes_and_lowered_values(stor
     assert [e[1] for e in hint["entries"][:10]] == [d["formula"] for d in _full_top_labels(store, "c", 10)]
     # a re-import lowers a top value, another raises one; the same labels written again do not duplicate
     top = _full_top_labels(store, "c", 3)
-    store.upsert_labels("c", [{"formula": top[0]["formula"], "value": 0.01, "source": "external"},
-                              {"formula": "X599", "value": 99.0, "source": "external"}])
+    store.upsert_labels(
+        "c",
+        [
+            {"formula": top[0]["formula"], "value": 0.01, "source": "external"},
+            {"formula": "X599", "value": 99.0, "source": "external"},
+        ],
+    )
     store.upsert_labels("c", [{"formula": "X599", "value": 99.0, "source": "external"}])
     for k in (1, 3, 10):
         assert store.top_labels("c", k) == _full_top_labels(store, "c", k)
@@ -121,8 +132,9 @@ def test_campaign_counts_equal_the_full_aggregate_through_resumed_stages(store: 
             store.db.candidates.delete_many({"campaign": "c", "iteration": it})
         store.upsert_candidates("c", it, cands[15:] if it != 3 else cands)
         for j, st in enumerate(rng.choice(statuses, 30)):  # label stage: status updates in place
-            store.db.candidates.update_one({"campaign": "c", "iteration": it, "formula": f"C{it}_{j}"},
-                                           {"$set": {"status": str(st)}})
+            store.db.candidates.update_one(
+                {"campaign": "c", "iteration": it, "formula": f"C{it}_{j}"}, {"$set": {"status": str(st)}}
+            )
         labels = _labels(rng, 100 * it, 100 * it + 20, it, "lookup")
         store.upsert_labels("c", labels[:10])
         if it == 2:  # killed mid-labels: reset (delete the iteration's non-seed labels) and re-run
@@ -164,9 +176,13 @@ class _HashOracle:
 
 
 def _full_top_pool(store: Store, pool: str, key: str, k: int, verdicts: list[str]) -> list[dict[str, Any]]:
-    return list(store.db.screenings.find({"pool": pool, "key": key, "verdict": {"$in": verdicts},
-                                          "pred_mean": {"$ne": None}},
-                                         {"_id": 0}).sort([("pred_mean", DESCENDING), ("formula", 1)]).limit(k))
+    return list(
+        store.db.screenings.find(
+            {"pool": pool, "key": key, "verdict": {"$in": verdicts}, "pred_mean": {"$ne": None}}, {"_id": 0}
+        )
+        .sort([("pred_mean", DESCENDING), ("formula", 1)])
+        .limit(k)
+    )
 
 
 def _full_screen_counts(store: Store, pool: str, key: str) -> dict[Any, int]:
@@ -192,8 +208,17 @@ def test_screen_summaries_equal_the_full_queries(store: Store, monkeypatch: pyte
     rng = np.random.default_rng(2)
     with pytest.raises(EmptyPoolError):
         top_members(store, "p")
-    docs = [{"formula": f"Z{i}", "batch": i // 60, "generator": "t", "seed": 0,
-             "n_atoms": int(rng.integers(2, 10)), "n_elements": 2} for i in range(240)]
+    docs = [
+        {
+            "formula": f"Z{i}",
+            "batch": i // 60,
+            "generator": "t",
+            "seed": 0,
+            "n_atoms": int(rng.integers(2, 10)),
+            "n_elements": 2,
+        }
+        for i in range(240)
+    ]
     assert store.bulk_insert_new("pools", [{**d, "pool": "p"} for d in docs]) == 240
     assert store.bulk_insert_new("pools", [{**d, "pool": "p"} for d in docs]) == 0  # idempotent
 
@@ -202,7 +227,8 @@ def test_screen_summaries_equal_the_full_queries(store: Store, monkeypatch: pyte
         for k in (1, 7, 25):
             assert top_members(store, "p", k, key=key) == _full_top_pool(store, "p", key, k, ["pass"]), k
             assert top_members(store, "p", k, passed_only=False, key=key) == _full_top_pool(
-                store, "p", key, k, ["pass", "fail"])
+                store, "p", key, k, ["pass", "fail"]
+            )
 
     assert top_members(store, "p") == [] and screen_counts(store, "p") == {}  # nothing screened yet
     model, window = _HashOracle(), ScreenFilters(gap_min=1.5, max_atoms=7)

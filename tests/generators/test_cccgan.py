@@ -138,8 +138,19 @@ def test_gradient_penalty_on_linear_critic() -> None:
 def test_short_training_beats_untrained(ds) -> None:
     torch.manual_seed(0)
     # conditioning only: the distance hinge is off so 250 steps are spent on the composition signal
-    cfg = TrainConfig(max_steps=250, per_composition=20, batch_size=64, g_channels=16, d_channels=16,
-                      q_channels=8, latent_dim=16, n_critic=1, lr_g=1e-3, lambda_dist=0.0, seed=0)
+    cfg = TrainConfig(
+        max_steps=250,
+        per_composition=20,
+        batch_size=64,
+        g_channels=16,
+        d_channels=16,
+        q_channels=8,
+        latent_dim=16,
+        n_critic=1,
+        lr_g=1e-3,
+        lambda_dist=0.0,
+        seed=0,
+    )
     result = train(ds.images, cfg)
     comps = [(2, 4, 8), (4, 2, 8), (2, 3, 7)]  # (2, 3, 7) is absent from the data
 
@@ -183,9 +194,11 @@ def test_relaxation_budget_goes_to_the_lowest_single_point_energies(ds) -> None:
 
     real = image_to_structure(ds.images[0])
     squeezed = real.copy()
-    squeezed.scale_lattice(real.volume * 0.88 ** 3)
-    cands = [Candidate(i, (0, 0, 0), ds.images[0], structure=s, decodes=True, composition_ok=True, valid=True,
-                       novel=True) for i, s in enumerate([squeezed, real])]
+    squeezed.scale_lattice(real.volume * 0.88**3)
+    cands = [
+        Candidate(i, (0, 0, 0), ds.images[0], structure=s, decodes=True, composition_ok=True, valid=True, novel=True)
+        for i, s in enumerate([squeezed, real])
+    ]
     mark_stability(cands, load_references(), max_relax=1, steps=3)
     assert [c.relaxed for c in cands] == [False, True]
     assert cands[1].extra["initial_energy_per_atom"] == pytest.approx(single_point(real), abs=1e-4)

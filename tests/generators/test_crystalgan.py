@@ -78,14 +78,19 @@ def test_mat_and_poscar_io(tmp_path, domains) -> None:
     s = from_poscar(text)
     assert s.composition == pdh.structures[3].composition
     example = from_poscar(data_file("crystalgan", "POSCAR_PdH_example").read_text())
-    assert example.composition.reduced_composition == Structure(Lattice.cubic(3), ["Pd", "H"], [[0, 0, 0], [.5, .5, .5]]).composition
+    assert (
+        example.composition.reduced_composition
+        == Structure(Lattice.cubic(3), ["Pd", "H"], [[0, 0, 0], [0.5, 0.5, 0.5]]).composition
+    )
     folder = tmp_path / "nih"
     folder.mkdir()
     for i in range(3):
         (folder / f"POSCAR_{i}").write_text(to_poscar(domains[1].structures[i]))
     dom = load_poscar_dir(folder)
     assert dom.metal == "Ni" and len(dom.structures) == 3
-    (folder / "POSCAR_bad").write_text(to_poscar(Structure(Lattice.cubic(3), ["Pd", "Ni"], [[0, 0, 0], [.5, .5, .5]])))
+    (folder / "POSCAR_bad").write_text(
+        to_poscar(Structure(Lattice.cubic(3), ["Pd", "Ni"], [[0, 0, 0], [0.5, 0.5, 0.5]]))
+    )
     with pytest.raises(StructureError, match="binary metal hydride"):
         load_poscar_dir(folder)
     with pytest.raises(StructureError):
@@ -97,8 +102,7 @@ NN = 6.5 * float(np.linalg.norm([0.35, 0.1, 0.05]))  # Pd-Ni nearest-neighbour d
 
 def _ternary(scale: float) -> Structure:
     # cubic cell, one Pd, one Ni (no symmetric ties between images) and one H; metal NN = NN * scale
-    return Structure(Lattice.cubic(6.5 * scale), ["Pd", "Ni", "H"],
-                     [[0, 0, 0], [0.35, 0.1, 0.05], [0.6, 0.6, 0.6]])
+    return Structure(Lattice.cubic(6.5 * scale), ["Pd", "Ni", "H"], [[0, 0, 0], [0.35, 0.1, 0.05], [0.6, 0.6, 0.6]])
 
 
 def test_geometric_loss_window_and_gradients() -> None:

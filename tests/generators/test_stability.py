@@ -29,8 +29,9 @@ torch.set_num_threads(1)
 
 
 def _rocksalt(a: float = 5.64) -> Structure:
-    return Structure.from_spacegroup(225, Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
-                                     ).get_primitive_structure()
+    return Structure.from_spacegroup(
+        225, Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    ).get_primitive_structure()
 
 
 def test_min_distance() -> None:

@@ -39,8 +39,13 @@ def test_roost_architecture_matches_paper() -> None:
 def test_roost_small_training_learns() -> None:
     df = pd.read_csv(data_file("bandgap", "agd_exp1_42k.csv")).sample(n=700, random_state=1)
     losses: list[float] = []
-    oracle = train_roost(df.composition.tolist()[:600], df.Eg.to_numpy()[:600], epochs=4, lr=2e-3,
-                         progress=lambda s, e, loss: losses.append(loss))
+    oracle = train_roost(
+        df.composition.tolist()[:600],
+        df.Eg.to_numpy()[:600],
+        epochs=4,
+        lr=2e-3,
+        progress=lambda s, e, loss: losses.append(loss),
+    )
     assert losses[-1] < losses[0]
     pred = oracle.predict(df.composition.tolist()[600:] + ["Og2"])
     y = df.Eg.to_numpy()[600:]
