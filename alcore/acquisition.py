@@ -24,18 +24,23 @@ from alcore.surrogate import CHOLESKY_MAX
 
 @dataclass(frozen=True)
 class AcquisitionSettings:
-    """``beta`` > 0 exploration weight, ``q`` >= 1 batch size, and optimiser effort.
+    """The acquisition settings (the campaign config's ``acquisition`` section is built on these).
 
-    ``num_restarts``/``raw_samples``/``maxiter`` bound ``optimize_acqf``; ``mc_samples`` is the
-    number of quasi-MC samples of ``qUpperConfidenceBound``.
+    ``beta`` > 0 exploration weight, ``q`` >= 1 batch size; ``num_restarts``/``raw_samples``/
+    ``maxiter`` bound ``optimize_acqf``; ``mc_samples`` is the number of quasi-MC samples of
+    ``qUpperConfidenceBound``. Continuous mode only: ``max_attempts`` optimise-decode-check rounds to
+    collect ``q`` valid candidates, ``trust_region`` the side of the local search box as a fraction
+    of the latent box (see :func:`trust_region`).
     """
 
     beta: float = 25.0
     q: int = 4
     num_restarts: int = 4
     raw_samples: int = 256
-    maxiter: int = 60
+    maxiter: int = 30
     mc_samples: int = 128
+    max_attempts: int = 6
+    trust_region: float = 0.2
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.beta) and self.beta > 0):
@@ -44,6 +49,10 @@ class AcquisitionSettings:
             raise ConfigError(f"q must be an integer >= 1, got {self.q}")
         if self.num_restarts < 1 or self.raw_samples < self.num_restarts or self.maxiter < 1:
             raise ConfigError("need num_restarts >= 1, raw_samples >= num_restarts and maxiter >= 1")
+        if int(self.max_attempts) != self.max_attempts or self.max_attempts < 1:
+            raise ConfigError(f"max_attempts must be an integer >= 1, got {self.max_attempts}")
+        if not 0 < self.trust_region <= 1:
+            raise ConfigError(f"trust_region must be in (0, 1], got {self.trust_region}")
 
 
 def make_ucb(

@@ -27,12 +27,12 @@ from prefect import flow, task
 from prefect.cache_policies import NONE as NO_CACHE
 from pymongo.errors import PyMongoError
 
-from alcore.acquisition import AcquisitionSettings, acquire_continuous, acquire_discrete, trust_region
 from alcore.autoencoder import CompositionAutoencoder, decode_latents, encode_formulas, load_weights
 from alcore.composition import CompositionEncoder, canonical_formula
 from alcore.errors import AcquisitionError, AlflowError, EmptyPoolError, InvalidFormulaError
 from alcore.paths import WEIGHTS_DIR
-from alcore.surrogate import fit_gp, posterior, torch_threads
+from alcore.recommend import LatentBoxRecommender, NothingAcceptedError, Pick, PoolRecommender, Recommender
+from alcore.surrogate import fit_gp, torch_threads
 from alcore.validity import ValidityRules, check_validity, check_validity_batch
 from flows.config import CampaignConfig
 from flows.datasets import band_gap_table, known_formulas
@@ -283,137 +283,67 @@ def _gp_for(ctx: CampaignContext, iteration: int):
 
 
 def acquire_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
-    """Acquire ``q`` candidates: UCB, decode, validate; rejected decodes are stored with reasons and
-    kept as pending points so the next attempt looks elsewhere. Writes ``candidates``."""
+    """Acquire ``q`` candidates: read the GP and labels, let the mode's recommender propose, write
+    every pick (accepted and rejected, with reasons) to ``candidates``."""
     with torch_threads(ctx.config.gp.threads):
-        return _acquire(ctx, iteration)
-
-
-def _acquire(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
-    cfg = ctx.config
-    gp, x_labelled, labelled = _gp_for(ctx, iteration)
-    labelled_set = set(labelled)
-    ae, box = ctx.autoencoder
-    q = cfg.acquisition.q
-    accepted: list[dict[str, Any]] = []
-    rejected: list[dict[str, Any]] = []
-    attempts = 0
-    sides: list[float] = []  # trust-region side of each continuous-mode attempt
-    if cfg.mode == "pool":
-        all_formulas, all_z = ctx.pool
-        keep = np.array([f not in labelled_set for f in all_formulas], dtype=bool)
-        pool = [f for f, k in zip(all_formulas, keep, strict=True) if k]
-        z_pool = all_z[keep]
-        idx, values = acquire_discrete(gp, z_pool, cfg.acquisition.settings(), stage_seed(cfg.seed, iteration, "acq"))
-        mean, std = posterior(gp, z_pool[idx])
-        for rank, (i, v, m, s) in enumerate(zip(idx, values, mean, std, strict=True)):
-            accepted.append(_candidate(ctx, pool[i], z_pool[i], float(v), float(m), float(s), rank, [], True))
-        attempts = 1
-    else:
-        pending = np.empty((0, box.shape[1]))
-        seen: set[str] = set()
-        _, y_labelled = ctx.labelled()
-        order = np.argsort(-y_labelled, kind="stable")
-        side = cfg.acquisition.trust_region
-        while len(accepted) < q and attempts < cfg.acquisition.max_attempts:
-            need = q - len(accepted)
-            settings = AcquisitionSettings(
-                cfg.acquisition.beta,
-                need,
-                cfg.acquisition.num_restarts,
-                cfg.acquisition.raw_samples,
-                cfg.acquisition.maxiter,
-                cfg.acquisition.mc_samples,
-            )
-            centre = x_labelled[order[attempts % len(order)]]
-            local = trust_region(centre, box, side)
-            sides.append(side)
-            n_before = len(accepted)
-            z, value = acquire_continuous(
-                gp,
-                local,
-                settings,
-                stage_seed(cfg.seed, iteration, "acq", attempts),
-                x_pending=pending if len(pending) else None,
-            )
-            attempts += 1
-            pending = np.vstack([pending, z])
-            mean, std = posterior(gp, z)
-            for zi, formula, m, s in zip(z, decode_latents(ae, ctx.encoder, z), mean, std, strict=True):
-                reasons = _rejection_reasons(ctx, formula, labelled_set, seen)
-                doc = _candidate(
-                    ctx,
-                    formula or f"<empty decode {len(rejected)}>",
-                    zi,
-                    value,
-                    float(m),
-                    float(s),
-                    len(accepted) + len(rejected),
-                    reasons,
-                    not reasons,
-                    attempt=attempts,
-                )
-                (rejected if reasons else accepted).append(doc)
-                if formula:
-                    seen.add(formula)
-            if len(accepted) == n_before:  # this region only decodes to known formulas: look wider next
-                side = min(1.0, 2.0 * side)
-        if not accepted:
-            ctx.store.upsert_candidates(ctx.name, iteration, rejected)
-            raise AcquisitionError(
-                f"iteration {iteration}: no valid formula decoded in {attempts} attempts "
-                f"({len(rejected)} rejected; first reasons: {[r['reasons'] for r in rejected[:3]]}); "
-                "raise acquisition.max_attempts, lower beta, or relax the validity limits"
-            )
-    everything = accepted + rejected
+        gp, x_labelled, labelled = _gp_for(ctx, iteration)
+        recommender = _recommender(ctx, x_labelled, labelled)
+        seed_for = lambda attempt: stage_seed(ctx.config.seed, iteration, "acq", attempt)  # noqa: E731
+        try:
+            proposal = recommender.propose(gp, ctx.config.acquisition.q, seed_for)
+        except NothingAcceptedError as exc:
+            ctx.store.upsert_candidates(ctx.name, iteration, [_candidate(ctx, p) for p in exc.proposal.picks])
+            raise AcquisitionError(f"iteration {iteration}: {exc}") from exc
+    docs = [_candidate(ctx, p) for p in proposal.picks]
     # written in two bulk batches with a fault point between them (a kill mid-write must be harmless)
-    ctx.store.upsert_candidates(ctx.name, iteration, everything[: len(everything) // 2])
+    ctx.store.upsert_candidates(ctx.name, iteration, docs[: len(docs) // 2])
     fault_point(f"acquire:{iteration}:mid-candidates")
-    ctx.store.upsert_candidates(ctx.name, iteration, everything[len(everything) // 2 :])
+    ctx.store.upsert_candidates(ctx.name, iteration, docs[len(docs) // 2 :])
     return {
-        "n_accepted": len(accepted),
-        "n_rejected": len(rejected),
-        "attempts": attempts,
-        "formulas": [c["formula"] for c in accepted],
-        "trust_region_sides": sides,
+        "n_accepted": len(proposal.accepted),
+        "n_rejected": len(proposal.rejected),
+        "n_decodes": proposal.n_decodes,
+        "n_duplicates": proposal.n_duplicates,
+        "attempts": proposal.attempts,
+        "formulas": [p.formula for p in proposal.accepted],
+        "trust_region_sides": proposal.trust_region_sides,
     }
 
 
-def _rejection_reasons(ctx: CampaignContext, formula: str | None, labelled: set[str], seen: set[str]) -> list[str]:
-    if formula is None:
-        return ["decodes to no atoms"]
-    reasons = list(check_validity(formula, ctx.validity_rules).reasons)
-    if formula in labelled:
-        reasons.append("already labelled")
-    if formula in seen:
-        reasons.append("duplicate within this iteration")
-    return reasons
+def _recommender(ctx: CampaignContext, x_labelled: np.ndarray, labelled: list[str]) -> Recommender:
+    """The campaign mode's recommender over the stored labels (pool members or the latent box)."""
+    settings = ctx.config.acquisition.settings()
+    if ctx.config.mode == "pool":
+        formulas, latents = ctx.pool
+        return PoolRecommender(formulas, latents, frozenset(labelled), settings)
+    ae, box = ctx.autoencoder
+    _, y_labelled = ctx.labelled()
+    return LatentBoxRecommender(
+        box,
+        x_labelled,
+        y_labelled,
+        frozenset(labelled),
+        decode=lambda z: decode_latents(ae, ctx.encoder, z),
+        validate=lambda formula: check_validity(formula, ctx.validity_rules).reasons,
+        settings=settings,
+    )
 
 
-def _candidate(
-    ctx: CampaignContext,
-    formula: str,
-    z: np.ndarray,
-    acq_value: float,
-    mean: float,
-    std: float,
-    rank: int,
-    reasons: list[str],
-    valid: bool,
-    attempt: int = 1,
-) -> dict[str, Any]:
+def _candidate(ctx: CampaignContext, pick: Pick) -> dict[str, Any]:
+    """The ``candidates`` document of one pick (the store adds campaign and iteration)."""
     return {
-        "formula": formula,
-        "latent": [round(float(v), 6) for v in z],
-        "acq_value": acq_value,
-        "gp_mean": mean,
-        "gp_std": std,
-        "rank": rank,
-        "attempt": attempt,
-        "valid": valid,
-        "reasons": reasons,
-        "novel": formula not in ctx.known,
-        "status": "acquired" if valid else "rejected",
+        "formula": pick.formula,
+        "latent": [round(float(v), 6) for v in pick.latent],
+        "acq_value": pick.acq_value,
+        "gp_mean": pick.gp_mean,
+        "gp_std": pick.gp_std,
+        "rank": pick.rank,
+        "attempt": pick.attempt,
+        "valid": pick.accepted,
+        "reasons": list(pick.reasons),
+        "duplicates": pick.duplicates,
+        "novel": pick.formula not in ctx.known,
+        "status": "acquired" if pick.accepted else "rejected",
     }
 
 
@@ -682,18 +612,12 @@ def campaign_flow(config_path: str, iterations: int | None = None, name: str | N
         store.close()
 
 
-def top_acquired(store: Store, name: str, k: int) -> list[str]:
-    """The ``k`` best-labelled formulas the campaign acquired itself (seed labels excluded)."""
-    docs = store.db.labels.find({"campaign": name, "source": {"$ne": "seed"}}, {"formula": 1}).sort("value", -1)
-    return [d["formula"] for d in docs.limit(k)]
-
-
 def structure_top_candidates(store: Store, config: CampaignConfig, settings) -> dict[str, Any]:
     """Structure stage for the campaign's top acquired formulas: EMD template substitution, CHGNet
     relaxation, E_form/E_hull verdicts into ``structures`` and CIFs under ``runs/<campaign>/cif``."""
     from flows.structures_flow import structures_flow
 
-    formulas = top_acquired(store, config.name, config.structures.top_k)
+    formulas = store.top_acquired(config.name, config.structures.top_k, config.property)
     if not formulas:
         return {"formulas": [], "verdicts": {}}
     cif_dir = settings.output_dir / config.name / "cif"

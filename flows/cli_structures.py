@@ -25,7 +25,10 @@ def run(
         None, help="Formulas to structure; omit to take the campaign's top candidates."
     ),
     campaign: str = typer.Option("adhoc", help="Campaign the structures belong to (and whose candidates to take)."),
-    top_k: int = typer.Option(20, help="With no formulas: how many top candidates (by pred_mean) to structure."),
+    top_k: int = typer.Option(
+        20,
+        help="With no formulas: how many of the campaign's best acquired formulas (by label, seeds excluded).",
+    ),
     k_templates: int = typer.Option(3, help="Trial structures per formula (EMD-nearest templates)."),
     e_hull_max: float = typer.Option(0.1, help="Largest E_hull (eV/atom) still called stable."),
     steps: int = typer.Option(200, help="Most relaxation steps per trial."),

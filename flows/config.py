@@ -33,27 +33,26 @@ class SeedSpec(_Strict):
         return v
 
 
-class AcquisitionSpec(_Strict):
-    """UCB and optimiser settings (see :class:`alcore.acquisition.AcquisitionSettings`) plus the
-    decode budget: ``max_attempts`` rounds of re-acquisition to collect ``q`` valid candidates.
-    ``trust_region`` (continuous mode): side of the local search box as a fraction of the latent
-    box, centred on the best labelled point (attempt a: the a-th best), TuRBO style; doubled (up to
-    the whole box) after an attempt whose decodes were all known, invalid or duplicates."""
+_ACQ = AcquisitionSettings()
 
-    beta: float = 25.0
-    q: int = 4
-    num_restarts: int = 4
-    raw_samples: int = 256
-    maxiter: int = 30
-    mc_samples: int = 128
-    max_attempts: int = 6
-    trust_region: float = Field(default=0.2, gt=0, le=1)
+
+class AcquisitionSpec(_Strict):
+    """The ``acquisition`` section: the fields and defaults of
+    :class:`alcore.acquisition.AcquisitionSettings` (UCB, optimiser effort, and in continuous mode
+    the decode budget ``max_attempts`` and the trust-region side ``trust_region``)."""
+
+    beta: float = _ACQ.beta
+    q: int = _ACQ.q
+    num_restarts: int = _ACQ.num_restarts
+    raw_samples: int = _ACQ.raw_samples
+    maxiter: int = _ACQ.maxiter
+    mc_samples: int = _ACQ.mc_samples
+    max_attempts: int = _ACQ.max_attempts
+    trust_region: float = Field(default=_ACQ.trust_region, gt=0, le=1)
 
     def settings(self) -> AcquisitionSettings:
-        """The pure-computation settings object (validates beta, q and effort)."""
-        return AcquisitionSettings(
-            self.beta, self.q, self.num_restarts, self.raw_samples, self.maxiter, self.mc_samples
-        )
+        """The pure-computation settings object (validates every field)."""
+        return AcquisitionSettings(**self.model_dump())
 
 
 class GPSpec(_Strict):

@@ -79,7 +79,6 @@ SECONDARY_INDEXES: dict[str, list[list[tuple[str, int]]]] = {
     ],
     "candidates": [
         [("campaign", ASCENDING), ("status", ASCENDING)],
-        [("campaign", ASCENDING), ("pred_mean", DESCENDING)],
     ],
     "pools": [[("pool", ASCENDING), ("batch", ASCENDING)]],
     "screenings": [
@@ -614,6 +613,14 @@ class Store:
         """The ``k`` highest labels of a campaign, ties by formula (:meth:`top_k` on the
         (campaign, property, value) index; exact, and fast at any number of labels)."""
         return self.top_k("labels", {"campaign": campaign, "property": prop}, "value", k)
+
+    def top_acquired(self, campaign: str, k: int, prop: str = "band_gap") -> list[str]:
+        """The ``k`` formulas with the highest labels that the campaign acquired itself (seed labels
+        excluded), highest first, ties by formula: the campaign's leading discoveries."""
+        cursor = self.db.labels.find(
+            {"campaign": campaign, "property": prop, "source": {"$ne": "seed"}}, {"formula": 1, "_id": 0}
+        ).sort([("value", DESCENDING), ("formula", ASCENDING)])
+        return [d["formula"] for d in cursor.limit(k)] if k > 0 else []
 
     # ------------------------------------------------------------------ candidates, pools, structures
     def upsert_candidates(self, campaign: str, iteration: int, docs: Iterable[Mapping[str, Any]]) -> int:

@@ -1,6 +1,6 @@
 """Prefect flow ``structures``: template structures for candidate formulas, CHGNet relaxation, stability.
 
-For each formula (given, or a campaign's top candidates by ``pred_mean`` from ``candidates``) it
+For each formula (given, or the best-labelled formulas a campaign acquired itself) it
 proposes trial structures (EMD-nearest templates with the same anonymised formula, substituted; or
 pyxtal random structures in the nearest known composition's space group), relaxes each with CHGNet
 on a task runner (threads by default, Dask optional), computes E_form and E_hull and upserts one
@@ -115,22 +115,6 @@ def relax_task(campaign: str, trial, e_hull_max: float, fmax: float, steps: int,
 
 
 # ---------------------------------------------------------------------------- helpers
-def campaign_top_formulas(store: Store, campaign: str, top_k: int) -> list[str]:
-    """The ``top_k`` distinct formulas of a campaign's candidates by ``pred_mean`` (highest first),
-    leaving out candidates whose status says they are invalid or rejected."""
-    cur = store.db.candidates.find(
-        {"campaign": campaign, "status": {"$nin": ["invalid", "rejected"]}}, {"formula": 1, "pred_mean": 1, "_id": 0}
-    ).sort("pred_mean", -1)
-    out: list[str] = []
-    for d in cur:
-        f = d.get("formula")
-        if f and f not in out:
-            out.append(f)
-        if len(out) >= top_k:
-            break
-    return out
-
-
 def export_cifs(store: Store, campaign: str, out_dir: str | Path, verdicts: Sequence[str] | None = None) -> int:
     """Write the CIF of every ``structures`` doc of a campaign to ``out_dir``; returns the count.
 
@@ -174,14 +158,14 @@ def structures_flow(
 ) -> dict[str, Any]:
     """Structure, relax and judge formulas; returns ``{formulas, trials, relaxed, skipped, verdicts}``.
 
-    ``formulas`` None takes the campaign's ``top_k`` candidates by ``pred_mean``. ``mongo_uri``
-    None uses the configured store (embedded by default).
+    ``formulas`` None takes the ``top_k`` best-labelled formulas the campaign acquired (seeds
+    excluded). ``mongo_uri`` None uses the configured store (embedded by default).
     """
     logger = get_run_logger()
     store = _open_store(mongo_uri, database)
     try:
         if formulas is None:
-            formulas = campaign_top_formulas(store, campaign, top_k)
+            formulas = store.top_acquired(campaign, top_k)
             if not formulas:
                 raise EmptyPoolError(
                     f"campaign {campaign!r} has no candidates; run the campaign first or pass formulas"
@@ -255,4 +239,4 @@ def run_structures(
     return structures_flow.with_options(task_runner=tr)(formulas=formulas, **kwargs)
 
 
-__all__ = ["AlflowError", "campaign_top_formulas", "export_cifs", "run_structures", "structures_flow", "verdict_doc"]
+__all__ = ["AlflowError", "export_cifs", "run_structures", "structures_flow", "verdict_doc"]

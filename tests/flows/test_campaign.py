@@ -167,6 +167,39 @@ def test_trust_region_widens_after_an_attempt_that_only_decodes_known_formulas(
     assert result["n_accepted"] >= 1
 
 
+def test_a_formula_decoded_twice_keeps_its_accepted_candidate(store, tiny_ae, prefect_harness, monkeypatch):
+    """Issue 19 finding 1: the duplicate-decode rejection was written under the accepted candidate's
+    key and replaced it, so an accepted formula was never labelled."""
+    cfg = _config(
+        tiny_ae,
+        "dupes",
+        mode="continuous",
+        iterations=1,
+        oracle="resnet-agd",
+        autoencoder="autoencoder_agd87",
+        acquisition={"q": 3, "num_restarts": 2, "raw_samples": 32, "maxiter": 10, "mc_samples": 32},
+    )
+    real_decode = campaign_mod.decode_latents
+    calls = {"n": 0}
+
+    def first_attempt_decodes_one_formula_twice(model, encoder, z):
+        calls["n"] += 1
+        formulas = real_decode(model, encoder, z)
+        return ["KBr", "KBr", *formulas[2:]] if calls["n"] == 1 else formulas
+
+    monkeypatch.setattr(campaign_mod, "decode_latents", first_attempt_decodes_one_formula_twice)
+    assert run_campaign_in(store, cfg)["status"] == "finished"
+    result = store.stage_result("dupes", 1, "acquire")
+    kbr = store.candidates("dupes", iteration=1)
+    kbr = [c for c in kbr if c["formula"] == "KBr"]
+    assert len(kbr) == 1 and kbr[0]["valid"] and kbr[0]["duplicates"] == 1 and kbr[0]["status"] == "labelled"
+    labelled = {d["formula"] for d in store.labels("dupes") if d["source"] != "seed"}
+    assert "KBr" in labelled and len(labelled) == result["n_accepted"] == 3
+    assert result["n_duplicates"] >= 1 and result["n_decodes"] >= result["n_accepted"] + result["n_duplicates"]
+    stored = store.candidates("dupes", iteration=1)
+    assert len(stored) == result["n_accepted"] + result["n_rejected"] == result["n_decodes"] - result["n_duplicates"]
+
+
 def test_elements_count_as_known_for_the_novelty_flag(tiny_ae):
     """The committed MP list holds compounds only; an elemental decode (Ba) must not be called novel."""
     ctx = campaign_mod.CampaignContext(None, _config(tiny_ae, "novelty"), owner="test")

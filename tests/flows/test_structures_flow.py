@@ -5,28 +5,28 @@ from __future__ import annotations
 import pytest
 
 from flows.store import Store
-from flows.structures_flow import campaign_top_formulas, export_cifs, structures_flow
+from flows.structures_flow import export_cifs, structures_flow
 
 
-def test_campaign_top_formulas(store: Store) -> None:
-    store.db.candidates.insert_many(
-        [
-            {"campaign": "c1", "iteration": 0, "formula": "MgO", "pred_mean": 7.0, "status": "valid"},
-            {"campaign": "c1", "iteration": 1, "formula": "MgO", "pred_mean": 6.5, "status": "valid"},
-            {"campaign": "c1", "iteration": 0, "formula": "NaCl", "pred_mean": 5.0, "status": "valid"},
-            {"campaign": "c1", "iteration": 0, "formula": "Xx2", "pred_mean": 9.0, "status": "invalid"},
-            {"campaign": "c2", "iteration": 0, "formula": "KCl", "pred_mean": 8.0, "status": "valid"},
-        ]
-    )
-    assert campaign_top_formulas(store, "c1", 5) == ["MgO", "NaCl"]
-    assert campaign_top_formulas(store, "c1", 1) == ["MgO"]
+def test_top_candidates_of_a_real_campaign_are_its_best_acquired_labels(store: Store, tiny_ae, prefect_harness) -> None:
+    """Issue 19 finding 2: the structure stage ranked a campaign's candidates by ``pred_mean``, a field
+    the campaign never writes; candidates built by the real campaign path must rank by their labels."""
+    from flows.campaign import run_campaign_in
+    from tests.flows.conftest import pool_config
+
+    run_campaign_in(store, pool_config(tiny_ae, "rank", iterations=2))
+    acquired = [d for d in store.labels("rank") if d["source"] != "seed"]
+    assert len(acquired) == 6
+    by_value = [d["formula"] for d in sorted(acquired, key=lambda d: (-d["value"], d["formula"]))]
+    assert store.top_acquired("rank", 3) == by_value[:3]
+    assert store.top_acquired("rank", 100) == by_value
+    assert store.top_acquired("rank", 0) == []
+    assert all("pred_mean" not in c for c in store.candidates("rank"))
 
 
 @pytest.mark.slow
 def test_flow_writes_docs_and_rerun_skips(store: Store, mongo_uri: str, prefect_harness, tmp_path) -> None:
-    store.db.candidates.insert_one(
-        {"campaign": "camp", "iteration": 0, "formula": "NaCl", "pred_mean": 8.5, "status": "valid"}
-    )
+    store.upsert_labels("camp", [{"formula": "NaCl", "value": 8.5, "source": "lookup", "iteration": 1}])
     kwargs = dict(
         campaign="camp",
         top_k=1,
