@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from flows.cccgan_flow import evaluate_compositions, load_or_train, weights_sha
+from flows.pipelines.cccgan import evaluate_compositions, load_or_train, weights_sha
 
 TARGETS = ["Mg2Mn4O8", "Mg4Mn2O8", "Mg2Mn2O6", "Mg2Mn3O7", "Mg3Mn3O7"]  # last two absent from the data
 OUT = Path(__file__).parent / "results" / "cccgan.json"

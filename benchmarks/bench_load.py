@@ -39,7 +39,7 @@ torch.set_num_threads(1)
 
 from benchmarks.common import median_time, report  # noqa: E402
 from flows.campaign import campaign_summary  # noqa: E402
-from flows.screen_flow import note_screen_top, record_screen_batch, screen_counts, top_members  # noqa: E402
+from flows.pipelines.screening import note_screen_top, record_screen_batch, screen_counts, top_members  # noqa: E402
 from flows.store import Store  # noqa: E402
 
 ELEMENTS = [
@@ -290,7 +290,7 @@ def full_screen_counts(store: Store) -> dict[Any, int]:
 
 def _memory_server() -> tuple[subprocess.Popen, str]:
     """Start ``secantusd-py --storage-path :memory:`` on a free port; returns (process, uri)."""
-    from flows.embedded import _secantusd_executable, ping
+    from flows.store.embedded import _secantusd_executable, ping
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

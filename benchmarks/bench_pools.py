@@ -87,8 +87,8 @@ def _cpu_s(pid: int) -> float:
 
 def start_standalone(data_dir: Path, port: int):
     """The embedded server's command line plus ``--standalone`` (comparison only); returns an
-    :class:`~flows.embedded.EmbeddedServer` that :func:`flows.embedded.stop_server` can stop."""
-    from flows.embedded import EmbeddedServer, _secantusd_executable, _state_file, ping
+    :class:`~flows.store.embedded.EmbeddedServer` that :func:`flows.store.embedded.stop_server` can stop."""
+    from flows.store.embedded import EmbeddedServer, _secantusd_executable, _state_file, ping
 
     storage = data_dir / "db"
     storage.mkdir(parents=True, exist_ok=True)
@@ -155,7 +155,7 @@ def generate(
     first_batches: int | None,
 ) -> dict[str, Any]:
     """Run ``generate-pool`` until the pool has ``samples`` draws (small run) or >= ``pool_size`` documents."""
-    from flows.pool_flow import generate_pool_flow
+    from flows.pipelines.pool import generate_pool_flow
 
     calls = []
     if samples is not None:
@@ -214,7 +214,7 @@ def generate(
 
 def screen(uri: str, db: str, pool: str, server_pid: int, oracle, gap: tuple[float, float]) -> dict[str, Any]:
     """One ``screen-pool`` run over every document of ``pool``; returns timings and counts."""
-    from flows.screen_flow import screen_pool_flow
+    from flows.pipelines.screening import screen_pool_flow
 
     out, m = _measure(
         lambda: screen_pool_flow(pool, oracle, gap_min=gap[0], gap_max=gap[1], mongodb_uri=uri, database=db), server_pid
@@ -234,9 +234,9 @@ def screen(uri: str, db: str, pool: str, server_pid: int, oracle, gap: tuple[flo
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """One benchmark run (see the module docstring); returns the result dict."""
-    from flows.embedded import start_server, stop_server
-    from flows.pool_flow import generate_pool_flow
+    from flows.pipelines.pool import generate_pool_flow
     from flows.store import Store
+    from flows.store.embedded import start_server, stop_server
     from oracles.registry import get_oracle
 
     oracle = get_oracle(args.oracle)

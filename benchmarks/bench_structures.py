@@ -457,8 +457,8 @@ def bench_flow(args) -> None:
     import os
     import tempfile
 
-    from flows.embedded import start_server, stop_server
-    from flows.structures_flow import run_structures
+    from flows.pipelines.structures import run_structures
+    from flows.store.embedded import start_server, stop_server
     from generators.stability import PHASES_PATH, REFS_PATH
 
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")

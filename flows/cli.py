@@ -211,7 +211,7 @@ def labels_import(
     """Import labels (e.g. from DFT) into a campaign, validated row by row."""
     from alcore.composition import CompositionEncoder
     from alcore.errors import ImportValidationError
-    from flows.label_import import parse_label_csv
+    from flows.pipelines.label_import import parse_label_csv
     from flows.settings import get_settings
 
     store = _store()
@@ -321,8 +321,8 @@ def candidates_top(
 @db_app.command("start")
 def db_start() -> None:
     """Start the embedded database (or report the one already running)."""
-    from flows.embedded import start_server
     from flows.settings import get_settings
+    from flows.store.embedded import start_server
 
     s = get_settings()
     server = start_server(s.data_dir, s.embedded_port)
@@ -332,8 +332,8 @@ def db_start() -> None:
 @db_app.command("stop")
 def db_stop() -> None:
     """Stop the embedded database (SIGTERM; waits for it to exit)."""
-    from flows.embedded import stop_server
     from flows.settings import get_settings
+    from flows.store.embedded import stop_server
 
     stopped = stop_server(get_settings().data_dir)
     console.print("stopped" if stopped else "no embedded database was running")
@@ -342,8 +342,8 @@ def db_stop() -> None:
 @db_app.command("status")
 def db_status() -> None:
     """Say which database is configured and whether it answers."""
-    from flows.embedded import running_server
     from flows.settings import get_settings
+    from flows.store.embedded import running_server
 
     s = get_settings()
     if s.embedded:
@@ -366,7 +366,7 @@ def ae_train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Retrain the composition autoencoder on the committed MP formulas."""
-    from flows.autoencoder_flow import train_autoencoder_flow
+    from flows.pipelines.autoencoder import train_autoencoder_flow
 
     meta = train_autoencoder_flow(epochs=epochs, element_list=element_list, seed=seed, out=str(out) if out else None)
     console.print(f"held-out exact reconstruction: {meta['metrics']['val_exact']:.2%}")

@@ -74,7 +74,7 @@ def generate(
         if store:
             # the ephemeral Prefect server needs more than the default 20 s on a loaded machine
             os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-            from flows.cccgan_flow import cccgan_flow
+            from flows.pipelines.cccgan import cccgan_flow
 
             try:
                 summary = cccgan_flow(
@@ -89,7 +89,7 @@ def generate(
                     )
                 )
         else:
-            from flows.cccgan_flow import evaluate_compositions, load_or_train
+            from flows.pipelines.cccgan import evaluate_compositions, load_or_train
 
             g, _ = load_or_train(name, log=lambda m: None)
             summary, _ = evaluate_compositions(g, compositions, n, seed, max_relax, log=lambda m: None)

@@ -48,7 +48,7 @@ def train(
     out: Path = typer.Option(None, help="weights stem (default data/weights/crystalgan_<A>-<B>)"),
 ) -> None:
     """Train CrystalGAN (step 1, feature transfer, step 2) and write safetensors + JSON metadata."""
-    from flows.crystalgan_flow import default_stem
+    from flows.pipelines.crystalgan import default_stem
     from generators.crystalgan.compare import evaluate
     from generators.crystalgan.train import CrystalGANConfig, generate, save_weights, train_step1, train_step2
 
@@ -77,7 +77,7 @@ def generate(
     chgnet: bool = typer.Option(False, help="add CHGNet single-point energies per atom (unrelaxed)"),
 ) -> None:
     """Generate ternary structures from committed weights; print the accepted ones and store them."""
-    from flows.crystalgan_flow import (
+    from flows.pipelines.crystalgan import (
         add_chgnet_energies,
         campaign_name,
         default_stem,
@@ -145,7 +145,7 @@ def export(
     include_rejected: bool = typer.Option(False, help="also write structures that fail the distance check"),
 ) -> None:
     """Write generated structures as POSCAR or CIF files named ``<template_id>_<formula>.<ext>``."""
-    from flows.crystalgan_flow import default_stem, structure_documents
+    from flows.pipelines.crystalgan import default_stem, structure_documents
     from generators.crystalgan.train import load_weights
 
     if fmt not in ("poscar", "cif"):

@@ -68,7 +68,7 @@ def screen_pool_job(
     """Deployable entry for pool screening with plain parameters: runs the ``screen-pool`` flow as a
     subflow. ``dask_address`` (``tcp://scheduler:8786``) sends its batch tasks to a Dask cluster;
     ``dask_workers > 0`` starts a local Dask cluster of that many workers instead. Returns its summary."""
-    from flows.screen_flow import screen_pool_flow
+    from flows.pipelines.screening import screen_pool_flow
 
     return screen_pool_flow(
         pool,
@@ -121,14 +121,14 @@ def build_deployments(
         ),
     ]
     if pool:
-        from flows.pool_flow import generate_pool_flow
+        from flows.pipelines.pool import generate_pool_flow
 
         deps.append(
             generate_pool_flow.to_deployment(name=pool, parameters={"pool": pool, "n": pool_n}, tags=["alflow", "pool"])
         )
         deps.append(screen_pool_job.to_deployment(name=pool, parameters={"pool": pool}, tags=["alflow", "pool"]))
     if with_structures:
-        from flows.structures_flow import structures_flow
+        from flows.pipelines.structures import structures_flow
 
         deps.append(
             structures_flow.to_deployment(
@@ -213,7 +213,9 @@ def deploy_campaign_cmd(
     params: dict[str, Any] = {"config_path": _repo_relative(config)}
     if iterations is not None:
         params["iterations"] = iterations
-    deployment_id = campaign_flow.from_source(source=str(ROOT), entrypoint="flows/campaign.py:campaign_flow").deploy(
+    deployment_id = campaign_flow.from_source(
+        source=str(ROOT), entrypoint="flows/campaign/runner.py:campaign_flow"
+    ).deploy(
         name=cfg.name,
         work_pool_name=pool,
         cron=cron,

@@ -82,7 +82,7 @@ def train(
 ) -> None:
     """Retrain oracle recipe NAME and write its weights (safetensors + JSON metadata)."""
     from alcore.paths import WEIGHTS_DIR
-    from flows.oracles_flow import train_and_save, train_oracle_flow
+    from flows.pipelines.oracles import train_and_save, train_oracle_flow
     from oracles.training import RECIPES
 
     if name not in RECIPES:

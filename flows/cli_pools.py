@@ -70,7 +70,7 @@ def train_matgan_cmd(
     (Prefect flow ``train-matgan``).
 
     The GAN training is checkpointed: running the command again continues it (EPOCHS is the total)."""
-    from flows.matgan_flow import train_matgan_flow
+    from flows.pipelines.matgan import train_matgan_flow
 
     meta = train_matgan_flow(
         gan_minutes=gan_minutes,
@@ -99,7 +99,7 @@ def generate_pool_cmd(
     max_batches: int = typer.Option(0, help="Stop after this many new batches (0: run to the end)."),
 ) -> None:
     """Generate (or resume) a pool of N samples and store its distinct canonical formulas."""
-    from flows.pool_flow import generate_pool_flow
+    from flows.pipelines.pool import generate_pool_flow
 
     bar, update = _bar(f"pool {pool}")
     try:
@@ -133,7 +133,7 @@ def screen_pool_cmd(
 ) -> None:
     """Screen a pool: composition filters + model prediction window; verdicts go into `screenings`
     (one document per member and setup; an interrupted run resumes where it stopped)."""
-    from flows.screen_flow import screen_pool_flow
+    from flows.pipelines.screening import screen_pool_flow
 
     bar, update = _bar(f"screen {pool}")
     try:
@@ -165,8 +165,8 @@ def top_cmd(
     csv: Path = typer.Option(None, help="Also write the rows to this CSV file."),
 ) -> None:
     """The k pool members with the highest predicted property (passing members only by default)."""
-    from flows.pool_flow import open_store
-    from flows.screen_flow import latest_key, screen_counts, screen_setup, top_members
+    from flows.pipelines.pool import open_store
+    from flows.pipelines.screening import latest_key, screen_counts, screen_setup, top_members
 
     store = open_store()
     key = key or latest_key(store, pool) or ""
@@ -222,7 +222,7 @@ def agd_recovery_cmd(
     import json
     from pathlib import Path
 
-    from flows.agd_recovery import RecoverySetup, agd_recovery_flow, plot_recovery
+    from flows.pipelines.agd_recovery import RecoverySetup, agd_recovery_flow, plot_recovery
 
     setup = RecoverySetup(
         draws=draws,

@@ -40,7 +40,7 @@ def run(
     cif_dir: Path = typer.Option(None, help="Also export the campaign's CIFs to this folder."),
 ) -> None:
     """Propose, relax and judge structures; writes every trial to MongoDB ``structures``."""
-    from flows.structures_flow import run_structures
+    from flows.pipelines.structures import run_structures
 
     try:
         summary = run_structures(
@@ -80,8 +80,8 @@ def export_cif(
     stable_only: bool = typer.Option(False, help="Only structures with verdict 'stable'."),
 ) -> None:
     """Write the CIFs of a campaign's structures to a folder."""
+    from flows.pipelines.structures import export_cifs
     from flows.store import Store
-    from flows.structures_flow import export_cifs
 
     try:
         store = Store.connect()

@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     ``mongodb_uri`` unset -> the embedded SecantusDB server (started on demand, data under
     ``data_dir``). ``database`` is the MongoDB database name; ``embedded_port`` the port of the
     embedded server; ``server_timeout_s`` bounds how long a call waits for an unavailable server.
+    ``reports`` (``ALFLOW_REPORTS=0`` turns them off) and ``report_dir``: the per-iteration plots of
+    campaigns, under ``report_dir/<campaign>``.
     """
 
     model_config = SettingsConfigDict(env_prefix="ALFLOW_", env_file=None, extra="ignore")
@@ -30,6 +32,8 @@ class Settings(BaseSettings):
     server_timeout_s: float = 20.0
     max_import_bytes: int = 200 * 1024 * 1024
     output_dir: Path = Path("runs")
+    reports: bool = True
+    report_dir: Path = Path("runs/reports")
 
     @property
     def embedded(self) -> bool:

@@ -44,5 +44,5 @@ def prefect_harness() -> Iterator[None]:
 
 
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
-# campaign tests check state, not plots; tests/flows/test_ops.py exercises the reports
+# campaign tests check state, not plots; tests/flows/reporting/test_ops.py exercises the reports
 os.environ.setdefault("ALFLOW_REPORTS", "0")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.autoencoder_flow import train_and_save_autoencoder
 from flows.config import CampaignConfig, parse_config
 from flows.datasets import band_gap_table
+from flows.pipelines.autoencoder import train_and_save_autoencoder
 
 
 @pytest.fixture(scope="session")

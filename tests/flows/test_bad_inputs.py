@@ -388,7 +388,7 @@ def test_no_valid_decode_within_attempt_budget(store, prefect_harness, tmp_path_
     """Validity limits nothing can satisfy (max_atoms 0): AcquisitionError after max_attempts, the stage
     is marked failed with the error, and the rejected decodes are kept with their reasons."""
     from flows.campaign import run_campaign_in
-    from tests.flows.fault_harness import tiny_autoencoder
+    from tests.flows.campaign.fault_harness import tiny_autoencoder
 
     ae = tiny_autoencoder(tmp_path_factory.getbasetemp())
     cfg = parse_config(

@@ -136,7 +136,7 @@ def test_shipped_oracles_predict(name: str, prop: str) -> None:
 
 @pytest.mark.slow
 def test_train_oracle_flow_writes_weights(prefect_harness, tmp_path) -> None:
-    from flows.oracles_flow import train_oracle_flow
+    from flows.pipelines.oracles import train_oracle_flow
 
     meta = train_oracle_flow(name="resnet-agd", epochs=1, max_train=400, out_dir=str(tmp_path))
     assert meta["split"]["n_train"] == 400 and meta["split"]["n_test"] == 500

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from flows.matgan_flow import train_matgan_flow
+from flows.pipelines.matgan import train_matgan_flow
 from flows.store import Store
 from generators import matgan as M
 

@@ -17,7 +17,7 @@ import pytest
 from pymongo import DESCENDING, MongoClient, monitoring
 
 from alcore.errors import EmptyPoolError
-from flows.screen_flow import (
+from flows.pipelines.screening import (
     ScreenFilters,
     _forget_screening,
     _record_setup,
@@ -202,7 +202,7 @@ def _screen(store: Store, pool: str, model: _HashOracle, filters: ScreenFilters,
 
 
 def test_screen_summaries_equal_the_full_queries(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    import flows.screen_flow as sf
+    import flows.pipelines.screening as sf
 
     monkeypatch.setattr(sf, "open_store", lambda *a, **k: store)
     rng = np.random.default_rng(2)

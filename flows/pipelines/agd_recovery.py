@@ -36,7 +36,7 @@ from alcore.validity import check_validity_batch
 from flows.campaign import CampaignContext, run_campaign_in, seed_table
 from flows.config import CampaignConfig, load_config
 from flows.datasets import band_gap_table
-from flows.pool_flow import formula_sizes, pool_member_docs
+from flows.pipelines.pool import formula_sizes, pool_member_docs
 from flows.store import Store
 from generators.base import get_generator
 from generators.latent_sampler import LatentSampler

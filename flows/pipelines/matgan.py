@@ -87,7 +87,7 @@ def train_matgan_flow(
     ae = AEConfig(epochs=10_000, seed=seed, ch=ch, time_budget_s=ae_minutes * 60)
     meta = _train_task(str(wdir), gan, ae, valid_only, checkpoint, threads)
     if store_weights:
-        from flows.pool_flow import open_store
+        from flows.pipelines.pool import open_store
 
         store = open_store(mongodb_uri, database)
         meta["model_sha256"] = {}

@@ -19,15 +19,15 @@ import pytest
 from pymongo.errors import ConnectionFailure
 
 from alcore.errors import StoreUnavailableError
-from flows import campaign as campaign_mod
+from flows.campaign import faults as campaign_faults
 from flows.campaign import run_campaign_in
 from flows.config import parse_config
-from flows.embedded import EmbeddedServer, ping, start_server, stop_server
 from flows.settings import Settings
 from flows.store import Store
-from tests.flows.fault_harness import HarnessEnv, invariant_problems, run_child, tiny_autoencoder, tiny_config
+from flows.store.embedded import EmbeddedServer, ping, start_server, stop_server
+from tests.flows.campaign.fault_harness import HarnessEnv, invariant_problems, run_child, tiny_autoencoder, tiny_config
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 WRITER = r"""
 import sys
@@ -157,7 +157,7 @@ def test_short_outage_is_retried_and_the_run_finishes(embedded, ae, prefect_harn
             restarter.append(threading.Thread(target=back))
             restarter[0].start()
 
-    monkeypatch.setattr(campaign_mod, "STAGE_HOOK", hook)
+    monkeypatch.setattr(campaign_faults, "STAGE_HOOK", hook)
     try:
         result = run_campaign_in(store, parse_config(tiny_config(ae, "blip", iterations=1)), owner="t")
         assert result["status"] == "finished"
@@ -184,14 +184,14 @@ def test_lasting_outage_fails_in_bounded_time_and_next_run_resumes(embedded, ae,
         if (stage, when, iteration) == ("fit", "before", 1) and ping(server.uri, timeout_s=0.3):
             _kill(server)
 
-    monkeypatch.setattr(campaign_mod, "STAGE_HOOK", hook)
+    monkeypatch.setattr(campaign_faults, "STAGE_HOOK", hook)
     t0 = time.monotonic()
     with pytest.raises((ConnectionFailure, StoreUnavailableError)) as info:
         run_campaign_in(store, cfg, owner="t")
     elapsed = time.monotonic() - t0
     assert elapsed < 180, f"the failing run took {elapsed:.0f} s"
     assert str(port) in str(info.value)  # names the server it could not reach
-    monkeypatch.setattr(campaign_mod, "STAGE_HOOK", None)
+    monkeypatch.setattr(campaign_faults, "STAGE_HOOK", None)
 
     # while it is down every command fails fast with one clear line
     code, err = _cli_against(Settings(mongodb_uri=server.uri, server_timeout_s=1.0))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from flows.pipelines.structures import export_cifs, structures_flow
 from flows.store import Store
-from flows.structures_flow import export_cifs, structures_flow
 
 
 def test_top_candidates_of_a_real_campaign_are_its_best_acquired_labels(store: Store, tiny_ae, prefect_harness) -> None:

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from alcore.errors import ConfigError
-from flows.agd_recovery import RecoverySetup, agd_recovery_flow, labelled_pool, random_decodes, store_pool
 from flows.campaign import CampaignContext, seed_table
 from flows.config import load_config
+from flows.pipelines.agd_recovery import RecoverySetup, agd_recovery_flow, labelled_pool, random_decodes, store_pool
 from generators.base import register_generator
 from oracles.registry import get_oracle
 from tests.flows.conftest import pool_config

@@ -1,6 +1,6 @@
 """Crash-anywhere harness: run a small seeded campaign in a child process, kill it, compare databases.
 
-The child is ``python -m tests.flows.fault_harness CONFIG.json --owner OWNER``: it connects with
+The child is ``python -m tests.flows.campaign.fault_harness CONFIG.json --owner OWNER``: it connects with
 ``Store.connect()`` (``ALFLOW_MONGODB_URI`` / ``ALFLOW_DATABASE`` from the environment), runs
 ``flows.campaign.run_campaign_in`` and prints the summary status as JSON. With
 ``ALFLOW_FAULT_POINT=<name>`` and ``ALFLOW_FAULT_MARKER=<file>`` in its environment the child
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 #: Every stage is covered, including the two mid-write points (iterations = 2 in the harness config).
 KILL_POINTS_FULL: tuple[str, ...] = (
@@ -69,8 +69,8 @@ def tiny_autoencoder(base_dir: Path) -> Path:
     import torch
 
     from alcore.composition import CompositionEncoder
-    from flows.autoencoder_flow import train_and_save_autoencoder
     from flows.datasets import band_gap_table
+    from flows.pipelines.autoencoder import train_and_save_autoencoder
 
     torch.set_num_threads(1)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -163,7 +163,7 @@ def run_child(
         env.update({"ALFLOW_FAULT_POINT": fault, "ALFLOW_FAULT_MARKER": str(marker)})
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.flows.fault_harness", str(cfg_path), "--owner", owner],
+        [sys.executable, "-m", "tests.flows.campaign.fault_harness", str(cfg_path), "--owner", owner],
         cwd=REPO,
         env=env,
         capture_output=True,

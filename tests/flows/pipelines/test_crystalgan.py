@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli_crystalgan import app
-from flows.crystalgan_flow import crystalgan_flow, structure_documents
+from flows.pipelines.crystalgan import crystalgan_flow, structure_documents
 from generators.crystalgan.train import CrystalGANConfig, load_weights, save_weights, train_crystalgan
 
 # a 150-epoch training plus the Prefect test harness: ~50 s of CPU, several minutes on a loaded machine

@@ -2,11 +2,11 @@
 state as an uninterrupted run (labels, candidates, metrics identical; no duplicates; nothing left
 ``running``; lease released).
 
-Each run is a child process (``python -m tests.flows.fault_harness``) against one in-memory
+Each run is a child process (``python -m tests.flows.campaign.fault_harness``) against one in-memory
 SecantusDB server owned by this module. CI runs one campaign killed at each of
 :data:`KILL_POINTS_CI` in turn; the full set (:data:`KILL_POINTS_FULL`: every stage and both mid-write
 points, as one chained campaign and as one fresh campaign per point) runs with
-``ALFLOW_FAULTS_FULL=1 pytest tests/flows/test_fault_injection.py``.
+``ALFLOW_FAULTS_FULL=1 pytest tests/flows/campaign/test_fault_injection.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 from pymongo import MongoClient
 
 from flows.store import utcnow
-from tests.flows.fault_harness import (
+from tests.flows.campaign.fault_harness import (
     KILL_POINTS_CI,
     KILL_POINTS_FULL,
     HarnessEnv,

@@ -52,7 +52,7 @@ from prefect import flow, get_run_logger, task
 from pymongo import DESCENDING
 
 from alcore.errors import EmptyPoolError
-from flows.pool_flow import BATCHES, OrderedWriter, formula_sizes, open_store
+from flows.pipelines.pool import BATCHES, OrderedWriter, formula_sizes, open_store
 from flows.store import HINT_SIZE, SUMMARIES, Store, group_rows, partitioned_counts, utcnow
 from oracles.base import Oracle
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import socket
 
-from flows.embedded import ping, running_server, start_server, stop_server
 from flows.settings import Settings
 from flows.store import Store
+from flows.store.embedded import ping, running_server, start_server, stop_server
 
 
 def _free_port() -> int:

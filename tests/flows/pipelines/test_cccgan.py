@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cccgan_flow import CAMPAIGN, cccgan_flow
 from flows.cli_cccgan import app
+from flows.pipelines.cccgan import CAMPAIGN, cccgan_flow
 from flows.store import Store
 
 TINY = {

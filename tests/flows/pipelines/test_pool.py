@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from alcore.errors import ConfigError, EmptyPoolError
-from flows.pool_flow import batch_plan, batch_seed, generate_pool_flow
-from flows.screen_flow import ScreenFilters, screen_counts, screen_formulas, screen_pool_flow, top_members
+from flows.pipelines.pool import batch_plan, batch_seed, generate_pool_flow
+from flows.pipelines.screening import ScreenFilters, screen_counts, screen_formulas, screen_pool_flow, top_members
 from generators.base import register_generator
 from oracles.base import Prediction
 
@@ -189,7 +189,7 @@ def test_pools_top_cli_lists_the_latest_screening_and_writes_csv(
 
     from typer.testing import CliRunner
 
-    import flows.pool_flow as pf
+    import flows.pipelines.pool as pf
     from flows import cli_pools
 
     db = dict(mongodb_uri=mongo_uri, database=store.db.name)
@@ -251,7 +251,7 @@ def test_screen_pool_on_dask_local_cluster(store, mongo_uri, prefect_harness) ->
 def test_matgan_pool_resume_equals_straight_run_and_sizes_come_from_counts(store, mongo_uri, prefect_harness) -> None:
     """The MatGAN path (parts written by the writer thread, already-stored formulas skipped within a run)
     stores the same documents as the plain write of ``sample()``, also across an interrupted run."""
-    from flows.pool_flow import formula_sizes
+    from flows.pipelines.pool import formula_sizes
     from generators.matgan import MatGANSampler
 
     def write_pool_batch(pool: str, formulas: list[str], meta: dict) -> None:
@@ -292,7 +292,7 @@ def test_matgan_pool_resume_equals_straight_run_and_sizes_come_from_counts(store
 
 
 def test_pool_batches_equal_distinct_batches(store, mongo_uri, prefect_harness) -> None:
-    from flows.screen_flow import pool_batches, screen_setup
+    from flows.pipelines.screening import pool_batches, screen_setup
 
     db = dict(mongodb_uri=mongo_uri, database=store.db.name)
     generate_pool_flow(pool="pb", n=60, generator="toy", seed=3, batch_size=10, **db)

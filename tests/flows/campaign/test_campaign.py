@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from alcore.errors import CampaignLockedError, ConfigError
-from flows import campaign as campaign_mod
-from flows.campaign import run_campaign_in
+from flows.campaign import CampaignContext, run_campaign_in
+from flows.campaign import faults as campaign_faults
+from flows.campaign import stages as campaign_stages
 from flows.datasets import band_gap_table
 from tests.flows.conftest import pool_config
 
@@ -40,7 +41,7 @@ def test_pool_campaign_resumes_after_crash_to_identical_state(store, tiny_ae, pr
             target = next(crashes, None)
             raise KeyboardInterrupt("simulated crash")
 
-    monkeypatch.setattr(campaign_mod, "STAGE_HOOK", hook)
+    monkeypatch.setattr(campaign_faults, "STAGE_HOOK", hook)
     runs = 0
     while True:
         runs += 1
@@ -150,7 +151,7 @@ def test_trust_region_widens_after_an_attempt_that_only_decodes_known_formulas(
             "trust_region": 0.2,
         },
     )
-    real_decode = campaign_mod.decode_latents
+    real_decode = campaign_stages.decode_latents
     calls = {"n": 0}
 
     def decode_first_two_attempts_to_a_seed(model, encoder, z):
@@ -160,7 +161,7 @@ def test_trust_region_widens_after_an_attempt_that_only_decodes_known_formulas(
             return [seed] * len(z)
         return real_decode(model, encoder, z)
 
-    monkeypatch.setattr(campaign_mod, "decode_latents", decode_first_two_attempts_to_a_seed)
+    monkeypatch.setattr(campaign_stages, "decode_latents", decode_first_two_attempts_to_a_seed)
     assert run_campaign_in(store, cfg)["status"] == "finished"
     result = store.stage_result("widen", 1, "acquire")
     assert result["trust_region_sides"][:3] == [0.2, 0.4, 0.8]
@@ -179,7 +180,7 @@ def test_a_formula_decoded_twice_keeps_its_accepted_candidate(store, tiny_ae, pr
         autoencoder="autoencoder_agd87",
         acquisition={"q": 3, "num_restarts": 2, "raw_samples": 32, "maxiter": 10, "mc_samples": 32},
     )
-    real_decode = campaign_mod.decode_latents
+    real_decode = campaign_stages.decode_latents
     calls = {"n": 0}
 
     def first_attempt_decodes_one_formula_twice(model, encoder, z):
@@ -187,7 +188,7 @@ def test_a_formula_decoded_twice_keeps_its_accepted_candidate(store, tiny_ae, pr
         formulas = real_decode(model, encoder, z)
         return ["KBr", "KBr", *formulas[2:]] if calls["n"] == 1 else formulas
 
-    monkeypatch.setattr(campaign_mod, "decode_latents", first_attempt_decodes_one_formula_twice)
+    monkeypatch.setattr(campaign_stages, "decode_latents", first_attempt_decodes_one_formula_twice)
     assert run_campaign_in(store, cfg)["status"] == "finished"
     result = store.stage_result("dupes", 1, "acquire")
     kbr = store.candidates("dupes", iteration=1)
@@ -202,7 +203,7 @@ def test_a_formula_decoded_twice_keeps_its_accepted_candidate(store, tiny_ae, pr
 
 def test_elements_count_as_known_for_the_novelty_flag(tiny_ae):
     """The committed MP list holds compounds only; an elemental decode (Ba) must not be called novel."""
-    ctx = campaign_mod.CampaignContext(None, _config(tiny_ae, "novelty"), owner="test")
+    ctx = CampaignContext(None, _config(tiny_ae, "novelty"), owner="test")
     assert {"Ba", "Ca", "O2", "Si"} <= ctx.known
     assert "NaCl" in ctx.known and "Li2BH3OF4" not in ctx.known
 
@@ -211,7 +212,7 @@ def test_pool_mode_chooses_among_a_generated_mongodb_pool(store, tiny_ae, prefec
     """``pool_collection``: the candidates are the generated pool's members within the size limits
     that pass SMACT (here LiF, MgO, KF, Al2O3), and only they are acquired."""
     from flows.campaign import CampaignContext
-    from flows.pool_flow import formula_sizes, pool_member_docs
+    from flows.pipelines.pool import formula_sizes, pool_member_docs
 
     members = ["LiF", "MgO", "KF", "Al2O3", "NaCl2", "Ba2YCu3O7", "LiBF4"]  # NaCl2 invalid, the last two too big
     atoms, elements = formula_sizes(members)

@@ -20,7 +20,7 @@ from flows.campaign import run_campaign_in
 from flows.config import parse_config
 from tests.flows.conftest import pool_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _config(tiny_ae: Path, name: str, **overrides):

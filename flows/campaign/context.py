@@ -1,0 +1,120 @@
+"""What every stage of a campaign needs: the store, the config, lazily loaded models and tables,
+and the per-stage seeds that make a rerun bit-identical."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from alcore.autoencoder import CompositionAutoencoder, encode_formulas, load_weights
+from alcore.composition import CompositionEncoder, canonical_formula
+from alcore.errors import EmptyPoolError, InvalidFormulaError
+from alcore.paths import WEIGHTS_DIR
+from alcore.validity import ValidityRules, check_validity_batch
+from flows.config import CampaignConfig
+from flows.datasets import band_gap_table, known_formulas
+from flows.store import Store
+from oracles.base import Prediction
+
+
+def stage_seed(campaign_seed: int, iteration: int, stage: str, attempt: int = 0) -> int:
+    """A deterministic 31-bit seed for one stage (and attempt) of one iteration."""
+    digest = hashlib.sha256(f"{campaign_seed}:{iteration}:{stage}:{attempt}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+@dataclass
+class CampaignContext:
+    """Everything a stage needs: the store, the config, and lazily loaded models and tables."""
+
+    store: Store
+    config: CampaignConfig
+    owner: str
+
+    @property
+    def name(self) -> str:
+        """The campaign's name (its key in every collection)."""
+        return self.config.name
+
+    @cached_property
+    def encoder(self) -> CompositionEncoder:
+        """The one-hot encoder matching the autoencoder's element list."""
+        return CompositionEncoder(self.config.element_list)
+
+    @cached_property
+    def autoencoder(self) -> tuple[CompositionAutoencoder, np.ndarray]:
+        """``(model, latent box (2, d))`` from committed weights or a given .safetensors path."""
+        ref = self.config.autoencoder
+        path = Path(ref) if ref.endswith(".safetensors") else WEIGHTS_DIR / f"{ref}.safetensors"
+        model, meta = load_weights(path)
+        return model, np.asarray(meta["box"], dtype=np.float64)
+
+    @cached_property
+    def known(self) -> frozenset[str]:
+        """Canonical formulas of known materials (for the novelty flag): the MP compounds of
+        ``data/known`` plus every element, whose solid is known (that list holds compounds only)."""
+        from pymatgen.core.periodic_table import Element
+
+        elements = set()
+        for element in Element:
+            try:
+                elements.add(canonical_formula(element.symbol))
+            except InvalidFormulaError:
+                continue
+        return known_formulas() | elements
+
+    @cached_property
+    def validity_rules(self) -> ValidityRules:
+        """Validity limits of acquired formulas."""
+        v = self.config.validity
+        return ValidityRules(max_elements=v.max_elements, max_atoms=v.max_atoms, include_alloys=v.include_alloys)
+
+    @cached_property
+    def pool(self) -> tuple[list[str], np.ndarray]:
+        """Pool mode: the candidate formulas (sorted, representable) and their latents ``(M, d)``:
+        the ``pool`` data set's, or the valid members of the MongoDB pool ``pool_collection``.
+        Raises :class:`EmptyPoolError` if none is left."""
+        if self.config.pool_collection is None:
+            formulas = list(band_gap_table(self.config.pool)["formula"])
+        else:
+            limits = self.config.validity  # size limits in the query, so SMACT sees only the rest
+            stored = self.store.pool_formulas(self.config.pool_collection, limits.max_atoms, limits.max_elements)
+            formulas = [v.formula for v in check_validity_batch(stored, self.validity_rules) if v.valid]
+        formulas = sorted(f for f in formulas if self.encoder.representable(f)[0])
+        if not formulas:
+            where = (
+                f"MongoDB pool {self.config.pool_collection!r}"
+                if self.config.pool_collection
+                else f"data set {self.config.pool!r}"
+            )
+            raise EmptyPoolError(
+                f"{where} has no formula the campaign can choose (representable by "
+                f"{self.config.element_list!r} and valid); generate or fill the pool first"
+            )
+        if self.config.pool_size is not None and self.config.pool_size < len(formulas):
+            rng = np.random.default_rng(self.config.seed)
+            formulas = sorted(rng.choice(formulas, size=self.config.pool_size, replace=False).tolist())
+        return formulas, encode_formulas(self.autoencoder[0], self.encoder, formulas)
+
+    def oracle_predict(self, formulas: list[str]) -> Prediction:
+        """Label formulas with the configured oracle (lookup table or registered model)."""
+        if self.config.oracle == "lookup":
+            from oracles.lookup import LookupOracle
+
+            table = band_gap_table(self.config.lookup_table)
+            oracle = LookupOracle(
+                dict(zip(table["formula"], table["value"], strict=True)), name=f"lookup:{self.config.lookup_table}"
+            )
+            return oracle.predict(formulas)
+        from oracles.registry import get_oracle
+
+        return get_oracle(self.config.oracle).predict(formulas)
+
+    def labelled(self) -> tuple[list[str], np.ndarray]:
+        """All labelled formulas (sorted) and their values (eV) for the campaign's property."""
+        docs = self.store.labels(self.name, self.config.property)
+        return [d["formula"] for d in docs], np.array([d["value"] for d in docs], dtype=np.float64)
