@@ -13,8 +13,6 @@ above "absent") works on the same matrix shape as the input.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -24,9 +22,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from alcore import weights as weights_io
 from alcore.composition import CompositionEncoder
 from alcore.errors import CorruptModelError
 
@@ -198,11 +196,8 @@ def latent_box(model: CompositionAutoencoder, x: np.ndarray, margin: float = 0.0
 
 def save_weights(model: CompositionAutoencoder, path: Path, metadata: dict[str, Any]) -> str:
     """Write ``path`` (.safetensors) and ``path.with_suffix('.json')`` metadata; returns the sha256."""
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    meta = {**metadata, "config": asdict(model.config), "sha256": sha}
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=1, default=float))
-    return sha
+    meta = {**metadata, "config": asdict(model.config)}
+    return weights_io.save_weights(path, model.state_dict(), meta, sha_key="sha256")
 
 
 def model_from_state(state: dict[str, torch.Tensor], config: dict[str, Any] | AEConfig) -> CompositionAutoencoder:
@@ -228,11 +223,8 @@ def model_from_state(state: dict[str, torch.Tensor], config: dict[str, Any] | AE
 
 def load_weights(path: Path) -> tuple[CompositionAutoencoder, dict[str, Any]]:
     """Load committed weights (safetensors, no code execution) and metadata; verifies the sha256."""
-    meta = json.loads(path.with_suffix(".json").read_text())
-    blob = path.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
-        raise CorruptModelError(f"{path} does not match the sha256 in its metadata; restore it from git")
-    return model_from_state(load_file(str(path)), meta["config"]), meta
+    tensors, meta = weights_io.load_weights(path, "train it with `alflow autoencoder train` or restore it from git")
+    return model_from_state(tensors, meta["config"]), meta
 
 
 def encode_formulas(model: CompositionAutoencoder, encoder: CompositionEncoder, formulas: Sequence[str]) -> np.ndarray:

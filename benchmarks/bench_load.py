@@ -39,7 +39,7 @@ torch.set_num_threads(1)
 
 from benchmarks.common import median_time, report  # noqa: E402
 from flows.campaign import campaign_summary  # noqa: E402
-from flows.pipelines.screening import note_screen_top, record_screen_batch, screen_counts, top_members  # noqa: E402
+from flows.pipelines.screening import top_members  # noqa: E402
 from flows.store import Store  # noqa: E402
 
 ELEMENTS = [
@@ -344,8 +344,8 @@ def fill(store: Store, args: argparse.Namespace, rows: list[dict[str, Any]]) -> 
     def pool_summaries() -> None:
         for b, lo in enumerate(starts):
             hi = min(args.pool, lo + args.batch)
-            note_screen_top(store, POOL, KEY, [synthetic_formula(i) for i in range(lo, hi)], passed[lo:hi], mean[lo:hi])
-            record_screen_batch(store, POOL, KEY, b)
+            store.note_screen_top(POOL, KEY, [synthetic_formula(i) for i in range(lo, hi)], passed[lo:hi], mean[lo:hi])
+            store.record_screen_batch(POOL, KEY, b)
 
     timed("fill pools + screenings (bulk_insert_new)", 2 * args.pool, write_pool)
     timed("screening summaries (per batch: hint + counts)", len(starts), pool_summaries)
@@ -456,7 +456,7 @@ def main() -> None:
             ("top-20 pool (pass or fail)", lambda: top_members(store, POOL, 20, passed_only=False, key=KEY), None, len),
             (
                 "pool screening counts (by verdict)",
-                lambda: screen_counts(store, POOL, KEY),
+                lambda: store.screen_counts(POOL, KEY),
                 lambda: full_screen_counts(store),
                 lambda r: sum(r.values()),
             ),

@@ -294,13 +294,11 @@ def candidates_top(
     """The best labelled candidates of a campaign, with their validity and novelty."""
     store = _store()
     cands = {c["formula"]: c for c in store.candidates(campaign, status="labelled")}
-    query: dict[str, Any] = {"campaign": campaign, "formula": {"$in": list(cands)}}
-    if min_value is not None:
-        query["value"] = {"$gte": min_value}
+    labels = sorted(store.labels_of(campaign, list(cands)).values(), key=lambda d: (-d["value"], d["formula"]))
     rows = [
         d
-        for d in store.db.labels.find(query, {"_id": 0}).sort("value", -1)
-        if not novel_only or cands[d["formula"]].get("novel")
+        for d in labels
+        if (min_value is None or d["value"] >= min_value) and (not novel_only or cands[d["formula"]].get("novel"))
     ][:k]
     table = Table(title=f"top {k} candidates of {campaign}")
     for col in ("formula", "label (eV)", "GP mean ± std", "iteration", "novel"):
@@ -354,7 +352,7 @@ def db_status() -> None:
         )
     else:
         store = _store()
-        console.print(f"MongoDB {s.uri_masked()}: reachable, database {store.db.name}")
+        console.print(f"MongoDB {s.uri_masked()}: reachable, database {store.database_name}")
 
 
 # ---------------------------------------------------------------------------- autoencoder

@@ -121,9 +121,8 @@ def export_cif(
     except AlflowError as exc:
         _fail(exc)
     try:
-        query: dict = {"campaign": campaign, "cif": {"$ne": None}}
-        query["verdict"] = verdict if verdict else {"$ne": "invalid"}
-        docs = list(st.db.structures.find(query, {"template_id": 1, "cif": 1}))
+        docs = st.structures_of(campaign, verdicts=[verdict] if verdict else None, with_cif=True)
+        docs = [d for d in docs if verdict or d.get("verdict") != "invalid"]
     finally:
         st.close()
     out.mkdir(parents=True, exist_ok=True)

@@ -166,15 +166,15 @@ def top_cmd(
 ) -> None:
     """The k pool members with the highest predicted property (passing members only by default)."""
     from flows.pipelines.pool import open_store
-    from flows.pipelines.screening import latest_key, screen_counts, screen_setup, top_members
+    from flows.pipelines.screening import top_members
 
     store = open_store()
-    key = key or latest_key(store, pool) or ""
+    key = key or store.latest_screen_key(pool) or ""
     rows = top_members(store, pool, k, passed_only=not all_verdicts, key=key or None)
-    setup = screen_setup(store, pool, key) if key else None
+    setup = store.screen_setup(pool, key) if key else None
     title = f"top {k} of pool {pool}"
     if setup:
-        title += f" (screening {key}: {setup['model']}, {setup['filters']}; {screen_counts(store, pool, key)})"
+        title += f" (screening {key}: {setup['model']}, {setup['filters']}; {store.screen_counts(pool, key)})"
     columns = ("formula", "pred_mean", "pred_std", "verdict", "reasons", "batch")
     table = Table(title=title)
     for col in columns:

@@ -36,14 +36,12 @@ from typing import Any
 
 import numpy as np
 from prefect import flow, get_run_logger, task
-from pymongo import ASCENDING
 
 from alcore.composition import reduced_counts
 from alcore.errors import ConfigError
 from flows.store import Store, utcnow
 from generators.base import CompositionGenerator, get_generator
 
-BATCHES = "pool_batches"
 DEFAULT_BATCH = 50_000
 WRITE_CHUNK = 5_000
 #: Samples per part handed from the sampler to the writer thread (bounds the memory in flight).
@@ -76,7 +74,6 @@ def open_store(mongodb_uri: str | None = None, database: str | None = None) -> S
             _STORES[key] = Store.connect(settings)
         else:
             _STORES[key] = Store.from_uri(mongodb_uri, database or "alflow")
-        _STORES[key].db[BATCHES].create_index([("pool", ASCENDING), ("batch", ASCENDING)], unique=True)
     return _STORES[key]
 
 
@@ -247,14 +244,14 @@ def generate_batch_task(
         "wait_s": time.perf_counter() - t1,
         "finished_at": utcnow(),
     }
-    store.db[BATCHES].replace_one({"pool": pool, "batch": batch}, marker, upsert=True)
+    store.mark_pool_batch(pool, batch, marker)
     return marker
 
 
 def _check_header(store: Store, pool: str, header: dict[str, Any]) -> None:
-    old = store.db[BATCHES].find_one({"pool": pool, "batch": -1}, {"_id": 0})
+    old = store.pool_header(pool)
     if old is None:
-        store.db[BATCHES].replace_one({"pool": pool, "batch": -1}, {"pool": pool, "batch": -1, **header}, upsert=True)
+        store.set_pool_header(pool, header)
         return
     diff = [k for k in header if old.get(k) != header[k]]
     if diff:
@@ -292,7 +289,7 @@ def generate_pool_flow(
     _check_header(
         store, pool, {"generator": generator, "seed": seed, "batch_size": batch_size, "generator_kwargs": kwargs}
     )
-    done = {d["batch"] for d in store.db[BATCHES].find({"pool": pool, "batch": {"$gte": 0}}, {"batch": 1})}
+    done = store.generated_batches(pool)
     todo = [k for k in range(len(sizes)) if k not in done]
     skipped = len(sizes) - len(todo)
     if skipped:
@@ -332,7 +329,7 @@ def generate_pool_flow(
         "batches_skipped": skipped,
         "batches_remaining": remaining,
         "inserted": written,
-        "pool_size": store.db["pools"].count_documents({"pool": pool}),
+        "pool_size": store.pool_size(pool),
         "seconds": time.perf_counter() - t0,
     }
     logger.info("pool %s: %s", pool, summary)

@@ -6,7 +6,7 @@ setup (unique on ``(pool, key, formula)``)::
     {pool, key, batch, formula, verdict, reasons, pred_mean, pred_std, created_at, updated_at}
 
 * ``key``: a hash of (model name, filters, predict_all) (:func:`screen_key`); the setup behind it is
-  stored once per pool and key in ``summaries`` (:func:`screen_setup`). Screenings with different
+  stored once per pool and key in ``summaries`` (:meth:`~flows.store.Store.screen_setup`). Screenings with different
   models or windows live side by side; the pool documents are never rewritten.
 * ``verdict``: ``"pass"`` if every filter holds, else ``"fail"``; ``reasons``: the filters it failed
   (empty when it passed);
@@ -32,7 +32,7 @@ inserted on a background thread while the next is computed.
 Summaries (so status and top-k stay fast on a 1 M pool; docs/reliability.md, "Load"): a finished
 batch stores its counts by verdict in ``summaries`` (``_id`` ``"screen:[pool, key, batch]"``; its
 presence also marks the batch as done) and merges its best predictions into the top-k hints of
-``(pool, key, verdict)``. :func:`screen_counts` and :func:`top_members` read them and stay exactly
+``(pool, key, verdict)``. :meth:`~flows.store.Store.screen_counts` and :func:`top_members` read them and stay exactly
 equal to the full queries. A pool member added to a screened batch later
 (:meth:`~flows.store.Store.upsert_pool`) drops that batch's counts, so the next run screens it.
 """
@@ -49,14 +49,12 @@ from typing import Any
 
 import numpy as np
 from prefect import flow, get_run_logger, task
-from pymongo import DESCENDING
 
 from alcore.errors import EmptyPoolError
-from flows.pipelines.pool import BATCHES, OrderedWriter, formula_sizes, open_store
-from flows.store import HINT_SIZE, SUMMARIES, Store, group_rows, partitioned_counts, utcnow
+from flows.pipelines.pool import OrderedWriter, formula_sizes, open_store
+from flows.store import SCREENINGS, Store
 from oracles.base import Oracle
 
-SCREENINGS = "screenings"
 #: Members computed per part (the writer thread stores one part while the next is computed).
 SCREEN_PART = 10_000
 #: Documents per ``insert_many`` call.
@@ -166,25 +164,6 @@ def verdict_docs(pool: str, key: str, batch: int, formulas: Sequence[str], v: Ve
     ]
 
 
-def _batch_summary_id(pool: str, key: str, batch: int) -> str:
-    return "screen:" + json.dumps([pool, key, batch])
-
-
-def record_screen_batch(store: Store, pool: str, key: str, batch: int, counts: Counter | None = None) -> None:
-    """Store the verdict counts of batch ``batch`` of screening ``key`` of ``pool`` in ``summaries``,
-    which also marks the batch as screened. ``counts`` (a Counter by verdict) if the caller knows
-    them, else one indexed grouping of the batch's ``screenings``. ``$set``: a repeat writes the same."""
-    if counts is None:
-        rows = group_rows(store.db[SCREENINGS], {"pool": pool, "key": key, "batch": batch}, ["verdict"])
-    else:
-        rows = sorted(({"k": [v], "n": int(n)} for v, n in counts.items() if n), key=lambda r: str(r["k"]))
-    store.db[SUMMARIES].update_one(
-        {"_id": _batch_summary_id(pool, key, batch)},
-        {"$set": {"kind": "screen", "pool": pool, "key": key, "batch": batch, "rows": rows, "updated_at": utcnow()}},
-        upsert=True,
-    )
-
-
 @task(name="screen-pool-batch", retries=1, retry_delay_seconds=2)
 def screen_batch_task(
     pool: str,
@@ -205,15 +184,10 @@ def screen_batch_task(
     """
     store = open_store(mongodb_uri, database)
     t0 = time.perf_counter()
-    if store.db[SUMMARIES].find_one({"_id": _batch_summary_id(pool, key, batch)}, {"_id": 1}) is not None:
+    if store.screen_batch_done(pool, key, batch):
         return {"batch": batch, "screened": 0, "passed": 0, "seconds": time.perf_counter() - t0}
-    members = list(
-        store.db["pools"].find({"pool": pool, "batch": batch}, {"_id": 0, "formula": 1, "n_atoms": 1, "n_elements": 1})
-    )
-    done = {
-        d["formula"]
-        for d in store.db[SCREENINGS].find({"pool": pool, "key": key, "batch": batch}, {"_id": 0, "formula": 1})
-    }
+    members = store.pool_batch_members(pool, batch)
+    done = store.screened_formulas(pool, key, batch)
     todo = [d for d in members if d["formula"] not in done]
     t1 = time.perf_counter()
     resolved = _resolve_model(model)
@@ -238,10 +212,10 @@ def screen_batch_task(
             writer.submit(store.bulk_insert_new, SCREENINGS, docs, WRITE_CHUNK)
         t2 = time.perf_counter()
         writer.results()
-    note_screen_top(store, pool, key, formulas, passed, mean)
+    store.note_screen_top(pool, key, formulas, passed, mean)
     # resumed: count what the earlier run stored too (live); else from what was just written
-    record_screen_batch(
-        store, pool, key, batch, None if done else Counter({"pass": int(passed.sum()), "fail": int((~passed).sum())})
+    store.record_screen_batch(
+        pool, key, batch, None if done else Counter({"pass": int(passed.sum()), "fail": int((~passed).sum())})
     )
     return {
         "batch": batch,
@@ -254,112 +228,6 @@ def screen_batch_task(
         "wait_s": time.perf_counter() - t2,
         "seconds": time.perf_counter() - t0,
     }
-
-
-def pool_batches(store: Store, pool: str) -> list[int]:
-    """The sorted ``batch`` values of the documents of ``pool`` (documents without one are not screened).
-
-    Equal to ``distinct("batch", {"pool": pool})`` without ``None``, but cheap on a 1 M pool: the
-    generation markers name the batches, and indexed range queries on ``(pool, batch)`` check that no
-    document lies outside them (else the server's ``distinct`` is used).
-    """
-    coll = store.db["pools"]
-    inserted = {
-        int(d["batch"]): int(d.get("inserted") or 0)
-        for d in store.db[BATCHES].find({"pool": pool, "batch": {"$gte": 0}}, {"batch": 1, "inserted": 1})
-    }
-    marked = sorted(inserted)
-    if marked:
-        outside = [{"$lt": marked[0]}, {"$gt": marked[-1]}]
-        outside += [{"$gt": a, "$lt": b} for a, b in zip(marked, marked[1:], strict=False) if b > a + 1]
-        if all(coll.find_one({"pool": pool, "batch": q}, {"_id": 1}) is None for q in outside):
-            # a batch that inserted nothing may still hold documents (written by other means): look
-            return [
-                b
-                for b in marked
-                if inserted[b] > 0 or coll.find_one({"pool": pool, "batch": b}, {"_id": 1}) is not None
-            ]
-    return sorted(b for b in coll.distinct("batch", {"pool": pool}) if b is not None)
-
-
-def note_screen_top(
-    store: Store, pool: str, key: str, formulas: Sequence[str], passed: np.ndarray, mean: np.ndarray
-) -> None:
-    """Merge the predictions just stored for ``formulas`` into the top-k hints of ``(pool, key, verdict)``."""
-    for verdict, sel in (("pass", passed), ("fail", ~passed)):
-        idx = np.flatnonzero(sel & np.isfinite(mean))
-        best = idx[np.argsort(-mean[idx], kind="stable")][:HINT_SIZE]
-        store.note_top(
-            SCREENINGS,
-            {"pool": pool, "key": key, "verdict": verdict},
-            "pred_mean",
-            [(float(mean[i]), formulas[i]) for i in best],
-        )
-
-
-def screen_counts(store: Store, pool: str, key: str | None = None) -> dict[str, int]:
-    """Verdict counts ``{"pass": n, "fail": m}`` of screening ``key`` of ``pool`` (default: its latest).
-
-    Equal to grouping every ``screenings`` document of the pool and key; reads the per-batch counts
-    and counts live (indexed by ``(pool, key, batch)``) only the batches without them. Empty if the
-    pool was never screened.
-    """
-    key = key or latest_key(store, pool)
-    if key is None:
-        return {}
-    snaps = {
-        int(d["batch"]): d["rows"]
-        for d in store.db[SUMMARIES].find({"kind": "screen", "pool": pool, "key": key})
-        if isinstance(d.get("batch"), int)
-    }
-    totals = partitioned_counts(store.db[SCREENINGS], {"pool": pool, "key": key}, "batch", ["verdict"], snaps)
-    return {verdict: n for (verdict,), n in sorted(totals.items())}
-
-
-def _setup_id(pool: str, key: str) -> str:
-    return "screen-setup:" + json.dumps([pool, key])
-
-
-def _record_setup(
-    store: Store, pool: str, key: str, model_name: str, filters: ScreenFilters, predict_all: bool
-) -> None:
-    """Store what screening ``key`` of ``pool`` means (model, filters, predict_all, last start time)."""
-    store.db[SUMMARIES].update_one(
-        {"_id": _setup_id(pool, key)},
-        {
-            "$set": {
-                "kind": "screen-setup",
-                "pool": pool,
-                "key": key,
-                "model": model_name,
-                "filters": asdict(filters),
-                "predict_all": predict_all,
-                "screened_at": utcnow(),
-            }
-        },
-        upsert=True,
-    )
-
-
-def screen_setup(store: Store, pool: str, key: str) -> dict[str, Any] | None:
-    """The setup behind screening ``key`` of ``pool``: ``{model, filters, predict_all, screened_at, ...}``
-    as recorded by the ``screen-pool`` flow, or None if unknown."""
-    return store.db[SUMMARIES].find_one({"_id": _setup_id(pool, key)}, {"_id": 0})
-
-
-def latest_key(store: Store, pool: str) -> str | None:
-    """The key of the screening of ``pool`` started last, or None if it was never screened."""
-    d = store.db[SUMMARIES].find_one(
-        {"kind": "screen-setup", "pool": pool}, {"key": 1}, sort=[("screened_at", DESCENDING)]
-    )
-    return None if d is None else d["key"]
-
-
-def _forget_screening(store: Store, pool: str, key: str) -> None:
-    """Delete the verdicts, counts and top-k hints of screening ``key`` of ``pool`` (a re-screen)."""
-    store.db[SCREENINGS].delete_many({"pool": pool, "key": key})
-    store.db[SUMMARIES].delete_many({"kind": "screen", "pool": pool, "key": key})
-    store.forget_top(SCREENINGS, pool=pool, key=key)
 
 
 def _task_runner(dask_address: str | None, dask_local: bool, dask_workers: int, dask_processes: bool = True):
@@ -394,14 +262,14 @@ def _screen_pool(
 ) -> dict[str, Any]:
     logger = get_run_logger()
     store = open_store(mongodb_uri, database)
-    batches = pool_batches(store, pool)
+    batches = store.pool_batches(pool)
     if not batches:
         raise EmptyPoolError(f"pool {pool!r} has no documents; generate it first (alflow pools generate-pool)")
     model_name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
     key = screen_key(model_name, filters, predict_all)
     if rescreen:
-        _forget_screening(store, pool, key)
-    _record_setup(store, pool, key, model_name, filters, predict_all)
+        store.forget_screening(pool, key)
+    store.record_screen_setup(pool, key, {"model": model_name, "filters": asdict(filters), "predict_all": predict_all})
     t0 = time.perf_counter()
     results = []
     if concurrent:
@@ -429,7 +297,7 @@ def _screen_pool(
         "batches": len(batches),
         "screened": sum(r["screened"] for r in results),
         "passed_now": sum(r["passed"] for r in results),
-        "passed_total": screen_counts(store, pool, key).get("pass", 0),
+        "passed_total": store.screen_counts(pool, key).get("pass", 0),
         "predicted": sum(r.get("predicted", 0) for r in results),
         "predict_s": sum(r.get("predict_s", 0.0) for r in results),
         "write_s": sum(r.get("write_s", 0.0) for r in results),
@@ -482,9 +350,9 @@ def top_members(
     pred_mean) index). Raises :class:`EmptyPoolError` if the pool has no documents; returns ``[]``
     for a pool that was never screened.
     """
-    key = key or latest_key(store, pool)
+    key = key or store.latest_screen_key(pool)
     if key is None:
-        if not _pool_exists(store, pool):
+        if not store.pool_exists(pool):
             raise EmptyPoolError(f"pool {pool!r} has no documents; generate it first (alflow pools generate-pool)")
         return []
     verdicts = ["pass"] if passed_only else ["pass", "fail"]
@@ -492,13 +360,6 @@ def top_members(
         d for v in verdicts for d in store.top_k(SCREENINGS, {"pool": pool, "key": key, "verdict": v}, "pred_mean", k)
     ]
     rows = sorted(rows, key=lambda d: (-d["pred_mean"], d["formula"]))[:k]
-    if not rows and not _pool_exists(store, pool):
+    if not rows and not store.pool_exists(pool):
         raise EmptyPoolError(f"pool {pool!r} has no documents; generate it first (alflow pools generate-pool)")
     return rows
-
-
-def _pool_exists(store: Store, pool: str) -> bool:
-    """Whether ``pool`` has documents: a generation marker that inserted some (cheap), else a lookup."""
-    if store.db[BATCHES].find_one({"pool": pool, "inserted": {"$gt": 0}}, {"_id": 1}) is not None:
-        return True
-    return store.db["pools"].find_one({"pool": pool}, {"_id": 1}) is not None

@@ -123,11 +123,8 @@ def export_cifs(store: Store, campaign: str, out_dir: str | Path, verdicts: Sequ
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    query: dict[str, Any] = {"campaign": campaign, "cif": {"$ne": None}}
-    if verdicts:
-        query["verdict"] = {"$in": list(verdicts)}
     n = 0
-    for d in store.db.structures.find(query, {"formula": 1, "template_id": 1, "cif": 1}):
+    for d in store.structures_of(campaign, verdicts=verdicts, with_cif=True):
         name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{d['formula']}__{d['template_id']}") + ".cif"
         (out / name).write_text(d["cif"])
         n += 1
@@ -178,11 +175,7 @@ def structures_flow(
         trials = propose_task(canon, k_templates, fallback_trials, seed)
         done = set()
         if not redo:
-            for d in store.db.structures.find(
-                {"campaign": campaign, "formula": {"$in": canon}, "verdict": {"$exists": True}},
-                {"formula": 1, "template_id": 1},
-            ):
-                done.add((d["formula"], d["template_id"]))
+            done = {(d["formula"], d["template_id"]) for d in store.structures_of(campaign, canon, judged_only=True)}
         todo = [t for t in trials if (t.formula, t.template_id) not in done]
         logger.info(
             "%d formulas -> %d trials; %d already judged, %d to relax",

@@ -50,13 +50,7 @@ def discovery_series(store: Store, name: str) -> dict[str, np.ndarray]:
     cfg = _config(store, name)
     threshold = float(cfg.get("target", {}).get("threshold", 3.0))
     prop = cfg.get("property", "band_gap")
-    seeds = np.array(
-        [
-            d["value"]
-            for d in store.db.labels.find({"campaign": name, "property": prop, "source": "seed"}, {"value": 1})
-        ],
-        dtype=np.float64,
-    )
+    seeds = np.array([d["value"] for d in store.labels(name, prop) if d.get("source") == "seed"], dtype=np.float64)
     rows: list[tuple[int, int, float, int]] = []
     if len(seeds):
         rows.append((0, len(seeds), float(seeds.max()), int((seeds >= threshold).sum())))
@@ -172,10 +166,7 @@ def top_candidates(store: Store, name: str, iteration: int | None = None, k: int
     """Rows for the candidates table: formula, iteration, status, label (eV or None), GP mean and std (eV),
     validity (``valid`` + reasons joined) and novelty; labelled first by label, then by GP mean."""
     cfg = _config(store, name)
-    labels = {
-        d["formula"]: d
-        for d in store.db.labels.find({"campaign": name, "property": cfg.get("property", "band_gap")}, {"_id": 0})
-    }
+    labels = {d["formula"]: d for d in store.labels(name, cfg.get("property", "band_gap"))}
     rows = []
     for c in store.candidates(name, iteration):
         lab = labels.get(c["formula"])
@@ -201,7 +192,7 @@ def structure_rows(store: Store, name: str, cif_dir: Path | None = None, k: int 
     """Rows for the structures table (formula, template, E_form eV/atom, E_hull eV/atom, verdict,
     reason, CIF path); with ``cif_dir`` the CIFs are written there and their paths listed."""
     rows = []
-    for d in store.db.structures.find({"campaign": name}, {"_id": 0}).sort([("e_hull", 1), ("formula", 1)]).limit(k):
+    for d in store.structures_of(name, by_e_hull=True, limit=k):
         path = None
         if cif_dir is not None and d.get("cif"):
             cif_dir.mkdir(parents=True, exist_ok=True)

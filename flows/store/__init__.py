@@ -8,7 +8,8 @@ touches a collection directly). The class is assembled from one part per collect
 ``campaigns``           campaigns, the runner's lease, iterations, stage states, counts
 ``labels``              labels (campaign, formula, property)
 ``candidates``          candidates (campaign, iteration, formula)
-``pools``               generated pools, their screenings and batch markers
+``pools``               generated pools and their generation batch markers
+``screenings``          pool screenings: verdicts, setups, per-batch counts
 ``structures``          structure trials (campaign, formula, template_id)
 ``models``              model weights in GridFS (safetensors, sha256-verified)
 =====================  ==============================================================
@@ -36,18 +37,23 @@ from flows.store.campaigns import CampaignStore
 from flows.store.candidates import CandidateStore
 from flows.store.labels import LabelStore
 from flows.store.models import ModelStore
-from flows.store.pools import PoolStore
+from flows.store.pools import BATCHES, PoolStore
+from flows.store.screenings import SCREENINGS, ScreeningStore
 from flows.store.structures import StructureStore
 
 
-class Store(CampaignStore, LabelStore, CandidateStore, PoolStore, StructureStore, ModelStore, StoreBase):
+class Store(
+    CampaignStore, LabelStore, CandidateStore, PoolStore, ScreeningStore, StructureStore, ModelStore, StoreBase
+):
     """Repository over one MongoDB database: campaigns, iterations, labels, candidates, pools,
     screenings, structures and GridFS model weights. Create with :meth:`connect`, :meth:`from_uri`
     or :meth:`open`."""
 
 
 __all__ = [
+    "BATCHES",
     "BULK_BATCH",
+    "SCREENINGS",
     "HINT_SIZE",
     "SECONDARY_INDEXES",
     "SUMMARIES",

@@ -165,6 +165,11 @@ class StoreBase:
             return cls.from_uri(mongodb_uri, database or get_settings().database)
         return cls.connect()
 
+    @property
+    def database_name(self) -> str:
+        """The name of the MongoDB database this store works on."""
+        return self.db.name
+
     def close(self) -> None:
         """Close the underlying client (if this store owns one)."""
         if self.client is not None:

@@ -17,10 +17,28 @@ class StructureStore:
         """
         return self.bulk_upsert("structures", docs)
 
-    def structures_of(self, campaign: str, formulas: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """The structure trials of a campaign (of the given formulas only, if any), by formula and
-        template id."""
+    def structures_of(
+        self,
+        campaign: str,
+        formulas: Sequence[str] | None = None,
+        *,
+        verdicts: Sequence[str] | None = None,
+        judged_only: bool = False,
+        with_cif: bool = False,
+        by_e_hull: bool = False,
+        limit: int = 0,
+    ) -> list[dict[str, Any]]:
+        """The structure trials of a campaign: of the given ``formulas``/``verdicts`` only if given, only
+        judged ones (a verdict exists) or ones with a CIF if asked; ordered by formula and template id,
+        or by E_hull (lowest first, then formula) with ``by_e_hull``; at most ``limit`` (0: all)."""
         query: dict[str, Any] = {"campaign": campaign}
         if formulas is not None:
             query["formula"] = {"$in": list(formulas)}
-        return list(self.db.structures.find(query, {"_id": 0}).sort([("formula", 1), ("template_id", 1)]))
+        if verdicts:
+            query["verdict"] = {"$in": [str(v) for v in verdicts]}
+        elif judged_only:
+            query["verdict"] = {"$exists": True}
+        if with_cif:
+            query["cif"] = {"$ne": None}
+        order = [("e_hull", 1), ("formula", 1)] if by_e_hull else [("formula", 1), ("template_id", 1)]
+        return list(self.db.structures.find(query, {"_id": 0}).sort(order).limit(limit))

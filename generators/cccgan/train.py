@@ -18,7 +18,6 @@ uniformly from the whole 8 x 8 x 12 grid otherwise, so the generator also sees u
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -27,9 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
-from alcore.errors import CorruptModelError
+from alcore import weights as weights_io
 from alcore.paths import WEIGHTS_DIR
 from generators.cccgan.augment import augment
 from generators.cccgan.model import (
@@ -244,11 +242,8 @@ def save_weights(
     Returns the safetensors path. Metadata: data hash, config, metrics, ``extra``.
     """
     directory = Path(directory or WEIGHTS_DIR)
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors = {f"g.{k}": v.detach().contiguous() for k, v in result.generator.state_dict().items()}
-    tensors.update({f"q.{k}": v.detach().contiguous() for k, v in result.classifier.state_dict().items()})
-    path = directory / f"{name}.safetensors"
-    save_file(tensors, str(path))
+    tensors = {f"g.{k}": v for k, v in result.generator.state_dict().items()}
+    tensors.update({f"q.{k}": v for k, v in result.classifier.state_dict().items()})
     meta = {
         "model": "cccgan",
         "paper": "Kim et al., ACS Cent. Sci. 2020 (composition-conditioned crystal GAN)",
@@ -259,8 +254,8 @@ def save_weights(
         "metrics": result.metrics,
         **(extra or {}),
     }
-    (directory / f"{name}.json").write_text(json.dumps(meta, indent=2, default=float) + "\n")
-    return path
+    weights_io.save_weights(directory / name, tensors, meta)
+    return weights_io.weights_paths(directory / name)[0]
 
 
 def load_generator(name: str = DEFAULT_NAME, directory: Path | None = None) -> tuple[Generator, dict]:
@@ -268,17 +263,9 @@ def load_generator(name: str = DEFAULT_NAME, directory: Path | None = None) -> t
 
     Raises :class:`CorruptModelError` if the files are missing or do not fit the recorded params.
     """
-    directory = Path(directory or WEIGHTS_DIR)
-    path, meta_path = directory / f"{name}.safetensors", directory / f"{name}.json"
-    if not path.exists() or not meta_path.exists():
-        raise CorruptModelError(f"no weights {path}; train first (alflow cccgan train)")
-    meta = json.loads(meta_path.read_text())
+    stem = Path(directory or WEIGHTS_DIR) / name
+    tensors, meta = weights_io.load_weights(stem, "train first (alflow cccgan train)")
     params = meta["params"]
     g = Generator(params["latent_dim"], params["g_channels"])
-    tensors = load_file(str(path))
-    try:
-        g.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("g.")})
-    except RuntimeError as exc:
-        raise CorruptModelError(f"{path} does not fit its metadata: {str(exc)[:200]}; retrain") from None
-    g.eval()
+    weights_io.load_into(g, {k[2:]: v for k, v in tensors.items() if k.startswith("g.")}, stem)
     return g, meta

@@ -8,7 +8,6 @@ updates per epoch). Everything is seeded by ``cfg.seed``.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -17,8 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
+from alcore import weights as weights_io
 from alcore.errors import CorruptModelError
 from generators.crystalgan.data import (
     SLOTS,
@@ -289,20 +288,16 @@ def save_weights(model: CrystalGANModel, stem: str | Path, metrics: dict[str, An
 
     Discriminators are not kept (generation does not need them). Returns the safetensors path.
     """
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     nets = {"step1.g_ab": model.step1.g_ab, "step1.g_ba": model.step1.g_ba}
     if model.step2 is not None:
         nets |= {"step2.g_ab": model.step2.g_ab, "step2.g_ba": model.step2.g_ba}
     for prefix, net in nets.items():
         for k, v in net.state_dict().items():
-            tensors[f"{prefix}.{k}"] = v.detach().contiguous().cpu()
-    path = stem.with_suffix(".safetensors")
-    save_file(tensors, str(path))
+            tensors[f"{prefix}.{k}"] = v
     last = {k: (h[-1] if h else {}) for k, h in model.history.items()}
     meta = {
-        "name": stem.name,
+        "name": Path(stem).name,
         "model": "CrystalGAN (Nouira et al. 2018), PyTorch re-implementation",
         "metal_a": model.metal_a,
         "metal_b": model.metal_b,
@@ -320,37 +315,31 @@ def save_weights(model: CrystalGANModel, stem: str | Path, metrics: dict[str, An
         "metrics": metrics or {},
         "torch": torch.__version__,
     }
-    stem.with_suffix(".json").write_text(json.dumps(meta, indent=2, default=float) + "\n")
-    return path
+    weights_io.save_weights(stem, tensors, meta)
+    return weights_io.weights_paths(stem)[0]
 
 
 def load_weights(stem: str | Path) -> CrystalGANModel:
     """Load a model written by :func:`save_weights` (safetensors, no pickle); rebuilds the data and
     the feature-transfer inputs from the metadata. Raises :class:`CorruptModelError` if files are
     missing or do not fit the architecture, or if the data hash differs."""
-    stem = Path(stem)
-    st, js = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
-    if not st.exists() or not js.exists():
-        raise CorruptModelError(f"{st} or {js} is missing; run `alflow crystalgan train` to create them")
-    meta = json.loads(js.read_text())
+    tensors, meta = weights_io.load_weights(stem, "run `alflow crystalgan train` to create them")
+    st = weights_io.weights_paths(stem)[0]
     cfg = CrystalGANConfig.from_dict(meta["params"])
     dom_a, dom_b, x, y = load_domains(cfg)
     sha = data_hash([dom_a, dom_b])
     if sha != meta["data"]["sha256"]:
         raise CorruptModelError(f"{st}: trained on data {meta['data']['sha256'][:12]}, found {sha[:12]}; retrain")
-    tensors = load_file(str(st))
     step1 = CrossDomainGAN(cfg.slots, cfg.hidden, cfg.layers)
     has2 = any(k.startswith("step2.") for k in tensors)
     step2 = CrossDomainGAN(cfg.slots, cfg.hidden, cfg.layers) if has2 else None
     nets = {"step1.g_ab": step1.g_ab, "step1.g_ba": step1.g_ba}
     if step2 is not None:
         nets |= {"step2.g_ab": step2.g_ab, "step2.g_ba": step2.g_ba}
-    try:
-        for prefix, net in nets.items():
-            sd = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-            net.load_state_dict(sd)
-    except RuntimeError as exc:
-        raise CorruptModelError(f"{st}: weights do not fit the architecture in {js} ({exc})") from None
+    for prefix, net in nets.items():
+        weights_io.load_into(
+            net, {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}, st
+        )
     model = CrystalGANModel(
         cfg, dom_a.metal, dom_b.metal, x, y, step1, step2, data_sha256=sha, wall_s=meta.get("wall_s", {})
     )

@@ -14,6 +14,7 @@ from alcore.validity import check_validity
 from generators import matgan as M
 from generators.base import CompositionGenerator, get_generator
 from generators.fast_formula import FastFormula
+from generators.matgan import sample as matgan_sample
 
 
 def _validity(batch: M.SampleBatch) -> float:
@@ -90,8 +91,8 @@ def test_sampling_parts_and_chunk_sizes_give_identical_results() -> None:
     new = M.sample_batch(sampler.generator, 5000, seed=3)
     assert np.array_equal(ref.counts, new.counts) and ref.formulas == new.formulas
     # the former path: one 16,384-row pass with the default (oneDNN) kernels decodes to the same counts
-    with torch.no_grad(), M._conv_kernels(native=False):
-        z = M._chunked_randn(5000, sampler.generator.latent_dim, 3)
+    with torch.no_grad(), M.conv_kernels(native=False):
+        z = matgan_sample._chunked_randn(5000, sampler.generator.latent_dim, 3)
         onednn = M.encoder().decode_counts(sampler.generator(z).numpy())
     assert np.array_equal(onednn, new.counts)
     parts = list(sampler.sample_sized(5000, seed=3, part=1500))

@@ -1,4 +1,4 @@
-"""Status and top-k summaries (flows/store.py, flows/screen_flow.py): always equal to the full queries.
+"""Status and top-k summaries (flows/store/, flows/pipelines/screening.py): always equal to the full queries.
 
 Seeded small stores; the write patterns mimic the campaign stages (two-half bulk writes, a stage reset
 that deletes and rewrites, a re-run of the metrics stage, a late label import) and the screening flow
@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -19,10 +20,7 @@ from pymongo import DESCENDING, MongoClient, monitoring
 from alcore.errors import EmptyPoolError
 from flows.pipelines.screening import (
     ScreenFilters,
-    _forget_screening,
-    _record_setup,
     screen_batch_task,
-    screen_counts,
     screen_key,
     top_members,
 )
@@ -194,8 +192,8 @@ def _screen(store: Store, pool: str, model: _HashOracle, filters: ScreenFilters,
     """What ``screen_pool_flow`` does, without Prefect: record the setup, screen every batch."""
     key = screen_key(model.name, filters, False)
     if rescreen:
-        _forget_screening(store, pool, key)
-    _record_setup(store, pool, key, model.name, filters, False)
+        store.forget_screening(pool, key)
+    store.record_screen_setup(pool, key, {"model": model.name, "filters": asdict(filters), "predict_all": False})
     for b in range(4):
         screen_batch_task.fn(pool, b, model, filters, key, False, None, None)
     return key
@@ -223,20 +221,20 @@ def test_screen_summaries_equal_the_full_queries(store: Store, monkeypatch: pyte
     assert store.bulk_insert_new("pools", [{**d, "pool": "p"} for d in docs]) == 0  # idempotent
 
     def check(key: str) -> None:
-        assert screen_counts(store, "p", key) == _full_screen_counts(store, "p", key)
+        assert store.screen_counts("p", key) == _full_screen_counts(store, "p", key)
         for k in (1, 7, 25):
             assert top_members(store, "p", k, key=key) == _full_top_pool(store, "p", key, k, ["pass"]), k
             assert top_members(store, "p", k, passed_only=False, key=key) == _full_top_pool(
                 store, "p", key, k, ["pass", "fail"]
             )
 
-    assert top_members(store, "p") == [] and screen_counts(store, "p") == {}  # nothing screened yet
+    assert top_members(store, "p") == [] and store.screen_counts("p") == {}  # nothing screened yet
     model, window = _HashOracle(), ScreenFilters(gap_min=1.5, max_atoms=7)
     key = _screen(store, "p", model, window)
     check(key)
-    assert screen_counts(store, "p") == screen_counts(store, "p", key)  # the latest screening by default
+    assert store.screen_counts("p") == store.screen_counts("p", key)  # the latest screening by default
     assert store.db[SUMMARIES].count_documents({"kind": "screen", "pool": "p"}) == 4
-    assert sum(screen_counts(store, "p", key).values()) == 240
+    assert sum(store.screen_counts("p", key).values()) == 240
     # an interrupted batch: no counts yet, half its verdicts stored
     store.db[SUMMARIES].delete_one({"kind": "screen", "pool": "p", "batch": 1})
     half = [d["_id"] for d in store.db.screenings.find({"pool": "p", "key": key, "batch": 1}, {"_id": 1})][:30]
@@ -244,16 +242,16 @@ def test_screen_summaries_equal_the_full_queries(store: Store, monkeypatch: pyte
     check(key)
     key = _screen(store, "p", model, window)  # the resume finishes it
     check(key)
-    assert sum(screen_counts(store, "p", key).values()) == 240
+    assert sum(store.screen_counts("p", key).values()) == 240
     # another setup (new key) is stored beside the first; the first's answers are unchanged
     key2 = _screen(store, "p", _HashOracle("hash2"), ScreenFilters(gap_min=3.0, max_atoms=7))
-    assert key2 != key and screen_counts(store, "p") == screen_counts(store, "p", key2)
+    assert key2 != key and store.screen_counts("p") == store.screen_counts("p", key2)
     check(key2)
     check(key)
     # --rescreen with the first setup
     key = _screen(store, "p", model, window, rescreen=True)
     check(key)
-    assert screen_counts(store, "p") == screen_counts(store, "p", key)
+    assert store.screen_counts("p") == store.screen_counts("p", key)
     # a member added to a screened batch drops that batch's counts (every key): counted live, then screened
     store.upsert_pool("p", [{"formula": "Z999", "batch": 0, "n_atoms": 2, "n_elements": 2}])
     assert store.db[SUMMARIES].count_documents({"kind": "screen", "pool": "p", "batch": 0}) == 0
@@ -261,7 +259,7 @@ def test_screen_summaries_equal_the_full_queries(store: Store, monkeypatch: pyte
     check(key2)
     key = _screen(store, "p", model, window)
     check(key)
-    assert sum(screen_counts(store, "p", key).values()) == 241
+    assert sum(store.screen_counts("p", key).values()) == 241
     # a verdict deleted behind the hints' back: top-k must not serve the stale entry
     best = top_members(store, "p", 1, key=key)[0]
     store.db.screenings.delete_one({"pool": "p", "key": key, "formula": best["formula"]})
