@@ -37,13 +37,19 @@ CHOLESKY_MAX = 20_000
 
 @dataclass
 class GPFit:
-    """A fitted surrogate: the model, its hyperparameters as plain numbers, and fit timings (s)."""
+    """A fitted surrogate: the model, its hyperparameters as plain numbers, and fit timings (s).
+
+    ``fit_error`` names the exception when the marginal-likelihood optimisation failed (rare:
+    ill-conditioned data); the model then keeps its warm-started or prior hyperparameters, which still
+    give a usable posterior, and the caller records the failure.
+    """
 
     model: SingleTaskGP
     hyperparameters: dict[str, Any]
     fit_s: float
     warm_started: bool
     state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+    fit_error: str | None = None
 
 
 def _check_training_data(x: np.ndarray, y: np.ndarray, bounds: np.ndarray) -> None:
@@ -123,17 +129,16 @@ def fit_gp(
             kwargs["optimizer_kwargs"] = {"options": {"maxiter": int(maxiter)}}
         with warnings.catch_warnings(), gpytorch.settings.max_cholesky_size(CHOLESKY_MAX):
             warnings.simplefilter("ignore")
+            fit_error = None
             try:
                 if optimize:
                     fit_gpytorch_mll(mll, **kwargs)
-            except Exception:  # noqa: BLE001 - botorch raises ModelFittingError variants
-                # A failed fit (rare: ill-conditioned data) keeps the warm-started or prior
-                # hyperparameters, which still give a usable posterior.
-                pass
+            except Exception as exc:  # noqa: BLE001 - botorch raises ModelFittingError variants
+                fit_error = f"{type(exc).__name__}: {str(exc)[:300]}"
         fit_s = time.perf_counter() - t0
         model.eval()
         state = {k: v.detach().clone() for k, v in model.state_dict().items() if _is_hyperparameter(k)}
-        return GPFit(model, hyperparameters(model), fit_s, warm, state)
+        return GPFit(model, hyperparameters(model), fit_s, warm, state, fit_error)
 
 
 def _is_hyperparameter(key: str) -> bool:

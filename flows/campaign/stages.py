@@ -9,6 +9,7 @@ attempt of it alone wrote (see :mod:`flows.campaign.runner` for how they are run
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,8 @@ from flows.campaign.faults import fault_point
 from flows.config import CampaignConfig
 from flows.datasets import band_gap_table
 from flows.store.schemas import LABELLABLE, CandidateStatus
+
+log = logging.getLogger(__name__)
 
 StageResult = dict[str, Any]
 """What a stage stores in ``iterations.stages.<name>.result`` (JSON-like; ``seconds`` is added)."""
@@ -91,6 +94,13 @@ def fit_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
             warm, _ = ctx.store.load_model(prev["gp_sha"], kind="gp")
     maxiter = ctx.config.gp.warm_maxiter if warm is not None else ctx.config.gp.maxiter
     fit = fit_gp(x, y, box, warm_start=warm, maxiter=maxiter, threads=ctx.config.gp.threads)
+    if fit.fit_error:
+        log.warning(
+            "campaign %s iteration %d: GP fit failed (%s); kept the previous hyperparameters",
+            ctx.name,
+            iteration,
+            fit.fit_error,
+        )
     sha = ctx.store.save_model(
         "gp",
         fit.state,
@@ -101,6 +111,7 @@ def fit_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
         "n_labels": len(y),
         "fit_s": round(fit.fit_s, 3),
         "warm_started": fit.warm_started,
+        "fit_error": fit.fit_error,
         "hyperparameters": fit.hyperparameters,
     }
 

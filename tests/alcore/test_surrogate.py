@@ -46,3 +46,18 @@ def test_bad_labels_are_refused():
         fit_gp(x, y, box)
     with pytest.raises(InvalidLabelError, match="at least 2"):
         fit_gp(x[:1], np.array([1.0]), box)
+
+
+def test_a_failed_fit_is_reported_not_swallowed(monkeypatch) -> None:
+    import alcore.surrogate as surrogate
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("ill-conditioned")
+
+    monkeypatch.setattr(surrogate, "fit_gpytorch_mll", refuse)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(10, 2))
+    fit = surrogate.fit_gp(x, x.sum(1), np.array([[0.0, 0.0], [1.0, 1.0]]), maxiter=5)
+    assert fit.fit_error == "RuntimeError: ill-conditioned"
+    mean, std = surrogate.posterior(fit.model, x[:2])  # the prior hyperparameters still give a posterior
+    assert np.isfinite(mean).all() and (std > 0).all()
