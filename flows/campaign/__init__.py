@@ -7,9 +7,9 @@ crash-anywhere test hooks). The proposal logic itself is pure: :mod:`alcore.reco
 
 from __future__ import annotations
 
-from flows.campaign.context import CampaignContext, stage_seed
+from flows.campaign.context import CampaignContext, seed_table, stage_seed
 from flows.campaign.runner import LEASE_TTL_S, campaign_flow, campaign_summary, run_campaign_in, run_stage
-from flows.campaign.stages import ITERATION_STAGES, SEED_STAGE, STAGES, Stage, Waiting, seed_table
+from flows.campaign.stages import ITERATION_STAGES, SEED_STAGE, STAGES, Stage, Waiting
 
 __all__ = [
     "ITERATION_STAGES",

@@ -9,6 +9,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from alcore.autoencoder import CompositionAutoencoder, encode_formulas, load_weights
 from alcore.composition import CompositionEncoder, canonical_formula
@@ -19,6 +20,21 @@ from flows.config import CampaignConfig
 from flows.datasets import band_gap_table, known_formulas
 from flows.store import Store
 from oracles.base import Prediction
+
+
+def seed_table(config: CampaignConfig, encoder: CompositionEncoder | None = None) -> pd.DataFrame:
+    """The seed labels a config selects (columns ``formula``, ``value`` in eV): its data set, below
+    ``seeds.max_gap`` if set, only formulas ``encoder`` can represent if given (the loop needs latent
+    vectors), then ``seeds.n`` rows sampled with the campaign seed if set."""
+    spec = config.seeds
+    table = band_gap_table(spec.dataset)
+    if spec.max_gap is not None:
+        table = table[table["value"] < spec.max_gap]
+    if encoder is not None:
+        table = table[[encoder.representable(f)[0] for f in table["formula"]]]
+    if spec.n is not None:
+        table = table.sample(n=min(spec.n, len(table)), random_state=config.seed)
+    return table
 
 
 def stage_seed(campaign_seed: int, iteration: int, stage: str, attempt: int = 0) -> int:
@@ -99,6 +115,19 @@ class CampaignContext:
             rng = np.random.default_rng(self.config.seed)
             formulas = sorted(rng.choice(formulas, size=self.config.pool_size, replace=False).tolist())
         return formulas, encode_formulas(self.autoencoder[0], self.encoder, formulas)
+
+    @property
+    def oracle_source(self) -> str:
+        """What acquired labels record as their ``source``: the configured oracle's name."""
+        return self.config.oracle
+
+    def seed_rows(self) -> pd.DataFrame:
+        """The seed labels of iteration 0 (columns ``formula``, ``value``): :func:`seed_table`."""
+        return seed_table(self.config, self.encoder)
+
+    def validation_rows(self) -> pd.DataFrame:
+        """The fixed validation set of the retrain stage (columns ``formula``, ``value`` in eV)."""
+        return band_gap_table(self.config.validation)
 
     def oracle_predict(self, formulas: list[str]) -> Prediction:
         """Label formulas with the configured oracle (lookup table or registered model)."""

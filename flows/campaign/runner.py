@@ -128,8 +128,12 @@ def run_campaign_in(
     config: CampaignConfig,
     owner: str | None = None,
     on_iteration: Callable[[int, dict[str, Any]], None] | None = None,
+    context: Callable[[Store, CampaignConfig, str], CampaignContext] = CampaignContext,
 ) -> dict[str, Any]:
     """Run (or resume) a campaign against ``store``; returns a summary dict.
+
+    ``context(store, config, owner)`` builds the stages' :class:`CampaignContext` (a subclass may
+    supply its own seed labels, oracle, validation set and known list, e.g. the hold-out benchmark).
 
     Takes the lease (raises :class:`~alcore.errors.CampaignLockedError` if another runner holds it),
     runs iterations 1..``config.iterations`` stage by stage, and releases the lease. A campaign with
@@ -138,7 +142,7 @@ def run_campaign_in(
     owner = owner or default_owner()
     store.create_campaign(config.name, config.resolved())
     store.acquire_lease(config.name, owner, LEASE_TTL_S)
-    ctx = CampaignContext(store, config, owner)
+    ctx = context(store, config, owner)
     status = CampaignStatus.RUNNING
     try:
         store.update_campaign(config.name, status=CampaignStatus.RUNNING, target_iterations=config.iterations)

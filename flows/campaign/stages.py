@@ -15,18 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from alcore.autoencoder import decode_latents, encode_formulas
-from alcore.composition import CompositionEncoder
 from alcore.errors import AcquisitionError
 from alcore.recommend import LatentBoxRecommender, NothingAcceptedError, Pick, PoolRecommender, Recommender
 from alcore.surrogate import fit_gp, torch_threads
 from alcore.validity import check_validity
 from flows.campaign.context import CampaignContext, stage_seed
 from flows.campaign.faults import fault_point
-from flows.config import CampaignConfig
-from flows.datasets import band_gap_table
 from flows.store.schemas import LABELLABLE, CandidateStatus
 
 log = logging.getLogger(__name__)
@@ -54,25 +50,10 @@ class Stage:
 
 
 # ---------------------------------------------------------------------------- seed labels (iteration 0)
-def seed_table(config: CampaignConfig, encoder: CompositionEncoder | None = None) -> pd.DataFrame:
-    """The seed labels a config selects (columns ``formula``, ``value`` in eV): its data set, below
-    ``seeds.max_gap`` if set, only formulas ``encoder`` can represent if given (the loop needs latent
-    vectors), then ``seeds.n`` rows sampled with the campaign seed if set."""
-    spec = config.seeds
-    table = band_gap_table(spec.dataset)
-    if spec.max_gap is not None:
-        table = table[table["value"] < spec.max_gap]
-    if encoder is not None:
-        table = table[[encoder.representable(f)[0] for f in table["formula"]]]
-    if spec.n is not None:
-        table = table.sample(n=min(spec.n, len(table)), random_state=config.seed)
-    return table
-
-
 def seed_labels(ctx: CampaignContext) -> dict[str, Any]:
     """Iteration 0: write the seed labels (source ``seed``) from the configured data set."""
     spec = ctx.config.seeds
-    table = seed_table(ctx.config, ctx.encoder)
+    table = ctx.seed_rows()
     records = [
         {"formula": f, "value": float(v), "source": "seed", "iteration": 0, "std": 0.0}
         for f, v in zip(table["formula"], table["value"], strict=True)
@@ -209,7 +190,7 @@ def label_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any] | Waitin
                     "value": float(max(m, 0.0)),
                     "std": float(s),
                     "iteration": iteration,
-                    "source": ctx.config.oracle,
+                    "source": ctx.oracle_source,
                 }
             )
         else:
@@ -223,7 +204,7 @@ def label_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any] | Waitin
     return {
         "n_labelled": len(records),
         "n_failed": len(failed),
-        "source": ctx.config.oracle,
+        "source": ctx.oracle_source,
         "max": float(max((r["value"] for r in records), default=float("nan"))),
     }
 
@@ -252,7 +233,7 @@ def retrain_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
     model = fit_screening_model(
         formulas, y, seed=stage_seed(ctx.config.seed, iteration, "retrain"), epochs=ctx.config.screening_epochs
     )
-    val = band_gap_table(ctx.config.validation)
+    val = ctx.validation_rows()
     pred = model.predict(list(val["formula"]))
     ok = pred.ok
     mae = float(np.mean(np.abs(pred.mean[ok] - val["value"].to_numpy()[ok]))) if ok.any() else float("nan")
