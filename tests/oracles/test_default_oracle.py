@@ -100,3 +100,23 @@ def test_calibration_and_float16_survive_save_and_load(tmp_path: Path) -> None:
     np.testing.assert_allclose(b.std, 3.0 * again.predict(FORMULAS, calibrated=False).std)
     assert again.calibration.family == "laplace"
     assert json.loads((tmp_path / "m.json").read_text())["calibration"]["scale"] == 3.0
+
+
+@pytest.mark.slow
+def test_union_recipe_trains_calibrates_and_saves_half_precision(tmp_path: Path) -> None:
+    """The training entry point of the default oracle (the function behind the Prefect flow); ~30 s."""
+    from safetensors import safe_open
+
+    from flows.oracles_flow import train_and_save
+
+    meta = train_and_save("resnet-mp-union", epochs=1, max_train=300, out_dir=tmp_path, log=lambda _m: None)
+    assert meta["split"]["kind"] == "mp_union_val10" and meta["split"]["n_test"] == 10611
+    assert meta["split"]["seed"] == 1005 and len(meta["extra_data"]["sha256"]) == 64
+    stem = tmp_path / "bandgap_resnet_mp_union"
+    with safe_open(str(stem.with_suffix(".safetensors")), "pt") as fh:
+        assert fh.get_tensor("model.inp.weight").dtype == torch.float16
+        assert fh.get_tensor("scaler.x_mean").dtype == torch.float32
+    oracle = ResNetOracle.load(stem)
+    assert oracle.calibration.method == "isotonic" and oracle.calibration.fitted_on["n"] > 5000
+    assert meta["calibration_report"]["report_rows"] > 5000
+    assert oracle.predict(["MgO"]).ok.all()
