@@ -181,7 +181,9 @@ def _fmt(v: float, spec: str = ".3f") -> str:
 def main() -> None:
     """Score all candidates found in the prediction folders, print the tables, write the JSON."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--preds", nargs="+", required=True, help="device output folders with preds_*.npz")
+    ap.add_argument(
+        "--preds", nargs="*", default=[], help="device output folders with preds_*.npz (none: shipped only)"
+    )
     ap.add_argument("--write-calibration", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bandgap.json"))
     args = ap.parse_args()
@@ -211,7 +213,7 @@ def main() -> None:
             f"{label[:30]:30s} {r['mae']:6.4f}+-{r['mae_sd']:.4f} {r['spearman']:9.4f} "
             f"{r['auc_metal']:10.4f} {r['auc_wide']:9.4f}"
         )
-    print("\ncalibrated sigma on the test folds (raw NLL in brackets); goal 68% 0.63-0.73, 95% 0.92-0.98")
+    print("\ncalibrated sigma, test folds (raw NLL); goal cov68 0.63-0.73, cov95 0.92-0.98")
     print(f"{'model':30s} {'NLL (raw)':>15s} {'mis.area':>8s} {'cov68':>6s} {'cov95':>6s} {'rho(s,|e|)':>10s}")
     for label, r in res["models"].items():
         c, raw = r["cal"], r["cal_raw"]
@@ -220,7 +222,7 @@ def main() -> None:
             f"{label[:30]:30s} {nll:>15s} {c['miscal_area']:8.3f} {c['cov68']:6.3f} {c['cov95']:6.3f} "
             f"{c['spearman_sigma_abs_err']:10.3f}"
         )
-    print("\nshipped oracles, calibration fitted on half A of their held-out rows, reported on half B")
+    print("\nshipped oracles: calibration fit on half A of held-out rows, shown on half B")
     print(f"{'oracle':24s} {'held-out':>14s} {'NLL (raw)':>15s} {'cov68':>6s} {'cov95':>6s} {'rho':>6s}")
     for name, rep in res["shipped_calibration"].items():
         c, raw = rep["calibrated"], rep["raw"]

@@ -108,7 +108,7 @@ def main() -> None:
             if cv
             else None,
             "budget": {
-                "device": "NVIDIA H100 80GB (one call, fold-batched with the 5 CV folds)",
+                "device": "NVIDIA H100 80GB, trained in one run together with the 5 CV folds (fold-batched)",
                 "steps": run["steps"],
                 "steps_per_epoch": run["steps_per_epoch"],
                 "wall_s_all_60_networks": run["wall_s"],
