@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import laplace, norm
+from scipy.stats import laplace, norm, t
 
 from oracles.calibration import (
     SigmaCalibration,
@@ -24,7 +24,12 @@ def _data(n: int, family: str, seed: int, true_factor: float = 1.0):
     mu = rng.normal(size=n)
     s_raw = np.exp(rng.uniform(np.log(0.05), np.log(2.0), n))
     s_true = true_factor * s_raw
-    noise = rng.normal(size=n) if family == "gaussian" else rng.laplace(size=n) / np.sqrt(2.0)
+    if family == "gaussian":
+        noise = rng.normal(size=n)
+    elif family == "laplace":
+        noise = rng.laplace(size=n) / np.sqrt(2.0)
+    else:  # t3 with unit standard deviation
+        noise = rng.standard_t(3, size=n) / np.sqrt(3.0)
     return mu + s_true * noise, mu, s_raw
 
 
@@ -33,17 +38,22 @@ def test_half_widths() -> None:
     # Laplace with std 1 has scale 1/sqrt(2): P(|x| <= w) = 1 - exp(-w sqrt 2)
     w = half_width(np.array([0.68, 0.95]), "laplace")
     np.testing.assert_allclose(1 - np.exp(-w * np.sqrt(2)), [0.68, 0.95])
-    with pytest.raises(ValueError):
-        half_width(0.5, "cauchy")
+    # Student-t with std 1
+    w3 = half_width(np.array([0.68, 0.95]), "t3")
+    np.testing.assert_allclose(2 * t.cdf(w3 / np.sqrt(1 / 3), 3) - 1, [0.68, 0.95])
+    for bad in ("cauchy", "t2", "tx"):
+        with pytest.raises(ValueError):
+            half_width(0.5, bad)
 
 
 def test_nll_matches_scipy() -> None:
     y, mu, s = np.array([0.3, -1.0]), np.array([0.0, 0.5]), np.array([0.7, 2.0])
     assert nll(y, mu, s, "gaussian") == pytest.approx(-norm.logpdf(y, mu, s).mean())
     assert nll(y, mu, s, "laplace") == pytest.approx(-laplace.logpdf(y, mu, s / np.sqrt(2)).mean())
+    assert nll(y, mu, s, "t4") == pytest.approx(-t.logpdf(y, 4, mu, s * np.sqrt(2 / 4)).mean())
 
 
-@pytest.mark.parametrize("family", ["gaussian", "laplace"])
+@pytest.mark.parametrize("family", ["gaussian", "laplace", "t3"])
 def test_well_specified_sigma_is_calibrated(family: str) -> None:
     y, mu, s = _data(200_000, family, seed=1)
     assert coverage(y, mu, s, 0.68, family) == pytest.approx(0.68, abs=0.005)
@@ -56,10 +66,10 @@ def test_well_specified_sigma_is_calibrated(family: str) -> None:
     assert coverage(y, mu, 0.3 * s, 0.95, family) < 0.7
 
 
-@pytest.mark.parametrize("family", ["gaussian", "laplace"])
+@pytest.mark.parametrize("family", ["gaussian", "laplace", "t3"])
 def test_fit_scale_recovers_factor_and_family(family: str) -> None:
     y, mu, s = _data(50_000, family, seed=2, true_factor=3.0)
-    cal = fit_scale(y, mu, s)
+    cal = fit_scale(y, mu, s, families=("gaussian", "laplace", "t3", "t10"))
     assert cal.method == "scale" and cal.family == family
     assert cal.scale == pytest.approx(3.0, rel=0.05)
     y2, mu2, s2 = _data(50_000, family, seed=3, true_factor=3.0)  # fresh rows
