@@ -206,6 +206,8 @@ def calibrate_heldout(
     under the chosen family). Returns ``(calibration, report)``.
     """
     ok = np.flatnonzero(np.isfinite(mu) & np.isfinite(sigma))
+    if len(ok) < 8:  # too few held-out rows to fit anything: identity map, said so in the report
+        return SigmaCalibration(), {"fit_rows": 0, "report_rows": 0, "note": f"only {len(ok)} held-out rows"}
     perm = np.random.default_rng(seed).permutation(ok)
     a, b = np.sort(perm[: len(perm) // 2]), np.sort(perm[len(perm) // 2 :])
     where = {"rows": "half A of the held-out rows", "seed": seed}

@@ -104,3 +104,16 @@ def test_sigma_calibration_round_trip_nan_and_floor() -> None:
     np.testing.assert_array_equal(ident.apply(np.array([0.3])), [0.3])
     with pytest.raises(ValueError):
         SigmaCalibration("magic").apply(np.array([1.0]))
+
+
+def test_calibrate_heldout_fits_on_one_half_and_reports_on_the_other() -> None:
+    from oracles.training import calibrate_heldout
+
+    y, mu, s = _data(6000, "laplace", seed=5, true_factor=2.0)
+    cal, rep = calibrate_heldout(y, mu, s, seed=0)
+    assert cal.method == "isotonic" and rep["fit_rows"] == rep["report_rows"] == 3000
+    assert rep["calibrated"]["cov95"] == pytest.approx(0.95, abs=0.02) and rep["raw"]["cov95"] < 0.8
+    small, rep_small = calibrate_heldout(y[:500], mu[:500], s[:500])
+    assert small.method == "scale" and small.scale == pytest.approx(2.0, rel=0.25)
+    none, rep_none = calibrate_heldout(y[:3], mu[:3], s[:3])
+    assert none.method == "identity" and rep_none["fit_rows"] == 0
