@@ -12,12 +12,17 @@ cost about as much wall time as one model. The architecture, standardisation (in
 Data (``--data``, from ``prep_device_data.py``): padded element indices/fractions and the element
 table; descriptors are rebuilt here by :func:`featurise` (identical to
 ``oracles.descriptors._featurise_parsed``). Rows of ``agd_exp1_42k`` whose reduced formula is not in
-matbench_mp_gap are the "union" extra rows; the script asserts that none of them (and no training
-row) shares a reduced formula with the fold's test rows... for the extra rows; matbench's own
-training rows follow the matbench protocol (a polymorph of a test formula may be in training).
+matbench_mp_gap are the "union" extra rows; for every fold the script asserts that no extra
+training row shares a reduced formula with the fold's test rows (none can: their formulas are absent
+from matbench_mp_gap) and that train, validation and test rows are disjoint. Matbench's own training
+rows follow the matbench protocol (a polymorph of a test formula may be in training).
 
-Writes to ``--out``: ``preds_<run>.npz`` (member predictions on every fold's val/test rows and the
-final set's val rows), ``final_<run>.npz`` (the final set's weights + scaler), ``summary.json``.
+Writes to ``--out``: ``preds_<group>.npz`` (member outputs, eV or logits, on every fold's val/test rows
+and the final set's val rows, with the row indices), ``final_<group>.npz`` (final sets' weights +
+scalers, keys ``<run>__model.*``/``<run>__scaler.*``), ``summary.json`` (sizes, leak checks, timings).
+Differences from ``train_resnet``: all members run the same number of steps (epochs of the largest
+set; a smaller set is topped up from a second permutation), initialisation streams are seeded per
+member and layer, and the GPU uses TF32 matmuls.
 """
 
 from __future__ import annotations
