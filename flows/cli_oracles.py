@@ -72,7 +72,7 @@ def predict(
 
 @app.command()
 def train(
-    name: str = typer.Argument(..., help="Recipe: resnet-agd, resnet-mp-gap or eform"),
+    name: str = typer.Argument(..., help="Recipe: resnet-agd, resnet-mp-gap, eform or resnet-mp-union"),
     epochs: int = typer.Option(None, help="Override the recipe's epochs"),
     seed: int = typer.Option(None, help="Override the recipe's seed"),
     out_dir: str = typer.Option(None, help="Write weights here (default: data/weights)"),

@@ -107,7 +107,7 @@ class CampaignConfig(_Strict):
     iterations: int = Field(default=3, ge=1, le=10_000)
     seed: int = 0
     seeds: SeedSpec = SeedSpec()
-    oracle: str = "resnet-agd"
+    oracle: str = "resnet-mp-union"
     lookup_table: str = "agd_exp1_42k"
     pool: str = "agd_exp1_42k"
     pool_collection: str | None = Field(default=None, min_length=1, max_length=100)

@@ -29,6 +29,7 @@ from torch import nn
 
 from alcore.errors import ConfigError, CorruptModelError, InvalidLabelError
 from oracles.base import Prediction
+from oracles.calibration import SigmaCalibration
 from oracles.descriptors import DESCRIPTOR_VERSION, Featuriser, default_featuriser
 
 #: Standardised descriptors are clipped to [-X_CLIP, X_CLIP] (train and predict) so a formula far
@@ -109,7 +110,9 @@ class ResNetOracle:
 
     ``name``: registry/config name; ``property``: ``"band_gap"`` (eV, clipped at 0) or ``"e_form"``
     (eV/atom). ``predict(formulas)`` returns a :class:`Prediction` (mean, std = ensemble spread,
-    NaN + reason for formulas that cannot be featurised).
+    NaN + reason for formulas that cannot be featurised). Where ``info["calibration"]`` holds a fitted
+    :class:`~oracles.calibration.SigmaCalibration` (shipped models: fitted on held-out rows), ``std``
+    is the calibrated sigma; ``predict(..., calibrated=False)`` gives the raw ensemble spread.
     """
 
     def __init__(
@@ -148,8 +151,17 @@ class ResNetOracle:
             P = np.maximum(P, self.clip_min)
         return P.astype(np.float64)
 
-    def predict(self, formulas: Sequence[str]) -> Prediction:
-        """Predict N formulas: mean (N,) and std (N,) in eV or eV/atom; NaN + reason where impossible."""
+    @property
+    def calibration(self) -> SigmaCalibration:
+        """The sigma recalibration map of this model (identity when none was fitted)."""
+        return SigmaCalibration.from_dict(self.info.get("calibration"))
+
+    def predict(self, formulas: Sequence[str], calibrated: bool = True) -> Prediction:
+        """Predict N formulas: mean (N,) and std (N,) in eV or eV/atom; NaN + reason where impossible.
+
+        ``std`` is the calibrated sigma when the model carries a calibration and ``calibrated`` is
+        True, else the ensemble spread (ddof 1). The mean never depends on the calibration.
+        """
         formulas = list(formulas)
         X, reasons = self.featuriser.transform(formulas)
         ok = np.array([r is None for r in reasons], dtype=bool)
@@ -159,6 +171,8 @@ class ResNetOracle:
             P = self.predict_members(X[ok])
             mean[ok] = P.mean(0)
             std[ok] = P.std(0, ddof=1) if P.shape[0] > 1 else 0.0
+            if calibrated and self.info.get("calibration"):
+                std[ok] = self.calibration.apply(std[ok])
         return Prediction(mean, std, reasons)
 
     __call__ = predict
@@ -219,24 +233,49 @@ class ResNetOracle:
         meta = _header_metadata(blob)
         return cls.from_state(state, meta)
 
-    def save(self, stem: str | Path, extra_metadata: dict[str, Any] | None = None) -> tuple[Path, Path]:
-        """Write ``<stem>.safetensors`` and ``<stem>.json``; returns both paths."""
+    def save(
+        self,
+        stem: str | Path,
+        extra_metadata: dict[str, Any] | None = None,
+        weights_dtype: torch.dtype | None = None,
+    ) -> tuple[Path, Path]:
+        """Write ``<stem>.safetensors`` and ``<stem>.json``; returns both paths.
+
+        ``weights_dtype`` (e.g. ``torch.float16``) stores the network weights in that type (halves the
+        file; they are cast back to float32 on load); the standardisation stays float32. A fitted
+        calibration is also written at the JSON's top level (``calibration``), where :meth:`load`
+        reads it.
+        """
         stem = Path(stem)
         stem.parent.mkdir(parents=True, exist_ok=True)
         meta = {**self.metadata(), **(extra_metadata or {})}
+        if self.info.get("calibration"):
+            meta["calibration"] = self.info["calibration"]
         st_path, js_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
-        st_save_file(self.state_dict(), st_path, metadata={"alflow": json.dumps(self.metadata())})
+        state = self.state_dict()
+        if weights_dtype is not None:
+            state = {k: v.to(weights_dtype) if k.startswith("model.") else v for k, v in state.items()}
+        st_save_file(state, st_path, metadata={"alflow": json.dumps(self.metadata())})
         js_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         return st_path, js_path
 
     @classmethod
     def load(cls, stem: str | Path, name: str | None = None) -> ResNetOracle:
-        """Load ``<stem>.safetensors`` (+ its embedded metadata); ``name`` overrides the stored name."""
+        """Load ``<stem>.safetensors`` (+ its embedded metadata); ``name`` overrides the stored name.
+
+        A ``calibration`` entry at the top level of ``<stem>.json`` (fitted after training, see
+        ``benchmarks/bandgap/calibrate_shipped.py``) takes precedence over one in the embedded metadata.
+        """
         st_path = Path(stem).with_suffix(".safetensors")
         if not st_path.exists():
             raise FileNotFoundError(f"{st_path} is missing; train it with `alflow oracles train` or re-checkout")
-        state = st_load_file(st_path)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in st_load_file(st_path).items()}
         meta = _header_metadata(st_path.read_bytes())
+        js_path = st_path.with_suffix(".json")
+        if js_path.exists():
+            side = json.loads(js_path.read_text())
+            if side.get("calibration"):
+                meta = {**meta, "info": {**(meta.get("info") or {}), "calibration": side["calibration"]}}
         oracle = cls.from_state(state, meta)
         if name:
             oracle.name = name

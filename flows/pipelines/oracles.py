@@ -45,7 +45,8 @@ def train_and_save(
     meta["config"] = oracle.metadata()["config"]
     if out_dir is not None and recipe is not None:
         stem = Path(out_dir) / recipe.stem
-        st, js = oracle.save(stem, extra_metadata={"training": meta})
+        dtype = getattr(torch, recipe.weights_dtype) if recipe.weights_dtype else None
+        st, js = oracle.save(stem, extra_metadata={"training": meta}, weights_dtype=dtype)
         meta["weights"] = [str(st), str(js)]
     if store is not None:
         meta["sha256"] = store.save_model("oracle", oracle.state_dict(), {**oracle.metadata(), "training": meta})
@@ -72,7 +73,8 @@ def train_oracle_flow(
     threads: int = 1,
     max_train: int | None = None,
 ) -> dict[str, Any]:
-    """Retrain oracle recipe ``name`` (``resnet-agd``, ``resnet-mp-gap``, ``eform``) and write weights.
+    """Retrain oracle recipe ``name`` (``resnet-agd``, ``resnet-mp-gap``, ``eform``, ``resnet-mp-union``)
+    and write weights (with the sigma calibration fitted on half of the held-out rows).
 
     ``max_train`` limits the training rows (quick runs). Returns the training metadata
     (data sha256, split, test metrics, params, wall time, paths).
