@@ -1,7 +1,7 @@
 """Recipes for the shipped oracles: which data, which split, which hyper-parameters.
 
 Pure computation on the committed data sets (read through :func:`alcore.paths.data_file`); writing
-weights is done by ``flows/oracles_flow.py``. Each recipe returns the trained oracle plus a metadata
+weights is done by ``flows/pipelines/oracles.py``. Each recipe returns the trained oracle plus a metadata
 dict (data sha256, split, metrics, params, wall time) that is stored next to the weights.
 """
 

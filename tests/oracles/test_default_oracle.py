@@ -107,7 +107,7 @@ def test_union_recipe_trains_calibrates_and_saves_half_precision(tmp_path: Path)
     """The training entry point of the default oracle (the function behind the Prefect flow); ~30 s."""
     from safetensors import safe_open
 
-    from flows.oracles_flow import train_and_save
+    from flows.pipelines.oracles import train_and_save
 
     meta = train_and_save("resnet-mp-union", epochs=1, max_train=300, out_dir=tmp_path, log=lambda _m: None)
     assert meta["split"]["kind"] == "mp_union_val10" and meta["split"]["n_test"] == 10611
