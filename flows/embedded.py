@@ -1,7 +1,8 @@
 """The embedded default database: a SecantusDB server run as a child process.
 
 With no ``ALFLOW_MONGODB_URI`` the project starts ``secantusd-py --sync-on-commit`` on
-127.0.0.1 with its data under the per-user data folder, waits until it answers ``ping``, reuses a
+127.0.0.1 (as ``python -m flows.secantusd``: the same server with :mod:`flows.secantus_patch`'s fix of a
+compound-index range bug applied) with its data under the per-user data folder, waits until it answers ``ping``, reuses a
 server that is already running there, and stops it with SIGTERM (which takes 5-9 s; we wait for the
 process to exit before the folder can be reused). The product talks to it through the same
 pymongo/GridFS code as to a production MongoDB.
@@ -97,6 +98,21 @@ def _secantusd_executable() -> str:
     return found
 
 
+def secantusd_command() -> list[str]:
+    """The command that runs the patched ``secantusd-py`` (:mod:`flows.secantusd`) with this interpreter.
+
+    Raises :class:`StoreUnavailableError` when SecantusDB is not installed.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("secantus") is None:
+        raise StoreUnavailableError(
+            "SecantusDB is not installed: install the project (pip install -e .) or set ALFLOW_MONGODB_URI "
+            "to a MongoDB server"
+        )
+    return [sys.executable, "-m", "flows.secantusd"]
+
+
 def start_server(data_dir: Path, port: int, timeout_s: float = 60.0) -> EmbeddedServer:
     """Start (or reuse) the embedded server for ``data_dir`` on ``port``; returns it once it answers ping.
 
@@ -112,7 +128,7 @@ def start_server(data_dir: Path, port: int, timeout_s: float = 60.0) -> Embedded
     storage.mkdir(parents=True, exist_ok=True)
     logfile = open(data_dir / "secantusd.log", "ab")  # noqa: SIM115 - handed to the child
     cmd = [
-        _secantusd_executable(),
+        *secantusd_command(),
         "--host",
         "127.0.0.1",
         "--port",

@@ -9,12 +9,16 @@ from collections.abc import Iterator
 import pytest
 from secantus import SecantusDBServer
 
+from flows.secantus_patch import apply as apply_secantus_patch
 from flows.store import Store
 
 
 @pytest.fixture(scope="session")
 def mongo_uri() -> Iterator[str]:
-    """URI of an in-process SecantusDB server with in-memory storage, shared by the session."""
+    """URI of an in-process SecantusDB server with in-memory storage, shared by the session.
+
+    Patched like the embedded server (:mod:`flows.secantus_patch`: compound-index range queries)."""
+    apply_secantus_patch()
     server = SecantusDBServer(storage_path=":memory:")
     server.start()
     try:
