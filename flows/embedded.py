@@ -1,8 +1,8 @@
 """The embedded default database: a SecantusDB server run as a child process.
 
-With no ``ALFLOW_MONGODB_URI`` the project starts ``secantusd-py --sync-on-commit`` on
-127.0.0.1 (as ``python -m flows.secantusd``: the same server with :mod:`flows.secantus_patch`'s fix of a
-compound-index range bug applied) with its data under the per-user data folder, waits until it answers ``ping``, reuses a
+With no ``ALFLOW_MONGODB_URI`` the project starts ``secantusd-py --sync-on-commit`` on 127.0.0.1 (as
+``python -m flows.secantusd``: the same server with :mod:`flows.secantus_patch`'s fix of a compound-index
+range bug applied) with its data under the per-user data folder, waits until it answers ``ping``, reuses a
 server that is already running there, and stops it with SIGTERM (which takes 5-9 s; we wait for the
 process to exit before the folder can be reused). The product talks to it through the same
 pymongo/GridFS code as to a production MongoDB.

@@ -61,7 +61,7 @@ def _range_scan_index(
     """
     import wiredtiger as wt
     from secantus.sortkey import COMPOUND_SEP
-    from secantus.storage import _IDX_ENTRIES_TABLE, _ENTRY_SEP, _escape_kb, _unpack_entry
+    from secantus.storage import _ENTRY_SEP, _IDX_ENTRIES_TABLE, _escape_kb, _unpack_entry
 
     c = self._cursor(_IDX_ENTRIES_TABLE)
     esc_prefix = _escape_kb(prefix) if prefix is not None else None
