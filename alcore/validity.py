@@ -20,12 +20,14 @@ class ValidityRules:
     """Limits applied on top of SMACT: ``max_elements`` distinct elements, ``max_atoms`` in the reduced cell.
 
     ``include_alloys`` follows SMACT (pure-metal compositions count as valid); it is off by default
-    because the band-gap search looks for charge-balanced compounds.
+    because the band-gap search looks for charge-balanced compounds. ``min_elements`` is 2 by default
+    for the same reason: SMACT calls every pure element valid (Ca, Xe, O2), even with
+    ``include_alloys`` off; pass ``min_elements=1`` to allow them.
     """
 
     max_elements: int = 8
     max_atoms: int = 64
-    min_elements: int = 1
+    min_elements: int = 2
     include_alloys: bool = False
     use_pauling_test: bool = True
 

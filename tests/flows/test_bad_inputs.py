@@ -384,11 +384,15 @@ def test_pool_smaller_than_q():
 
 
 @pytest.mark.slow
-def test_no_valid_decode_within_attempt_budget(store, prefect_harness, tmp_path_factory):
+def test_no_valid_decode_within_attempt_budget(store, prefect_harness, tmp_path_factory, monkeypatch):
     """Validity limits nothing can satisfy (max_atoms 0): AcquisitionError after max_attempts, the stage
-    is marked failed with the error, and the rejected decodes are kept with their reasons."""
-    from flows.campaign import run_campaign_in
+    is marked failed with the error, and the rejected decodes are kept with their reasons. (A config
+    with ``max_atoms: 0`` is refused since issue 19, so the rules are set on the campaign context.)"""
+    from alcore.validity import ValidityRules
+    from flows.campaign import CampaignContext, run_campaign_in
     from tests.flows.fault_harness import tiny_autoencoder
+
+    monkeypatch.setattr(CampaignContext, "validity_rules", property(lambda self: ValidityRules(max_atoms=0)))
 
     ae = tiny_autoencoder(tmp_path_factory.getbasetemp())
     cfg = parse_config(
@@ -405,7 +409,6 @@ def test_no_valid_decode_within_attempt_budget(store, prefect_harness, tmp_path_
                 "mc_samples": 16,
                 "max_attempts": 2,
             },
-            validity={"max_atoms": 0},
         )
     )
     with pytest.raises(

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli_crystalgan import app
+from flows.cli.crystalgan import app
 from flows.crystalgan_flow import crystalgan_flow, structure_documents
 from generators.crystalgan.train import CrystalGANConfig, load_weights, save_weights, train_crystalgan
 

@@ -190,7 +190,7 @@ def test_pools_top_cli_lists_the_latest_screening_and_writes_csv(
     from typer.testing import CliRunner
 
     import flows.pool_flow as pf
-    from flows import cli_pools
+    from flows.cli import pools as cli_pools
 
     db = dict(mongodb_uri=mongo_uri, database=store.db.name)
     generate_pool_flow(pool="cli", n=60, generator="toy", seed=6, batch_size=30, **db)

@@ -4,25 +4,21 @@ structures for cell compositions, export CIFs."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from alcore.errors import AlflowError
+from flows.cli.common import console, examples, fail, typer_app
 
-app = typer.Typer(help="Composition-conditioned crystal GAN for Mg-Mn-O (Kim et al. 2020).", no_args_is_help=True)
-console = Console()
-
-
-def _fail(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(1)
+app = typer_app(
+    "Composition-conditioned crystal GAN for Mg-Mn-O (Kim et al. 2020).",
+    "alflow cccgan generate Mg2Mn4O8 --n 20",
+    "alflow cccgan export-cif cifs --verdict metastable",
+)
 
 
-@app.command()
+@app.command(epilog=examples("alflow cccgan train --steps 50 --name /tmp/cccgan_try"))
 def train(
     steps: int = typer.Option(300, help="training steps (critic + classifier + generator each)"),
     per_composition: int = typer.Option(100, help="augmentation target per composition (paper: 1000)"),
@@ -39,62 +35,50 @@ def train(
     from generators.cccgan.train import train as run_train
 
     torch.set_num_threads(1)
-    try:
-        cfg = TrainConfig(max_steps=steps, per_composition=per_composition, seed=seed, lambda_dist=lambda_dist)
-        ds = load_dataset()
-        bar = tqdm(total=steps, desc="train")
+    cfg = TrainConfig(max_steps=steps, per_composition=per_composition, seed=seed, lambda_dist=lambda_dist)
+    ds = load_dataset()
+    bar = tqdm(total=steps, desc="train")
 
-        def prog(step: int, total: int, m: dict) -> None:
-            bar.n = step + 1
-            bar.set_postfix(w=f"{m['w']:.2f}", cls=f"{m['g_cls']:.2f}", dist=f"{m['g_dist']:.2f}")
-            bar.refresh()
+    def prog(step: int, total: int, m: dict) -> None:
+        bar.n = step + 1
+        bar.set_postfix(w=f"{m['w']:.2f}", cls=f"{m['g_cls']:.2f}", dist=f"{m['g_dist']:.2f}")
+        bar.refresh()
 
-        result = run_train(ds.images, cfg, prog)
-        bar.close()
-        path = save_weights(result, ds.sha256, name)
-    except AlflowError as exc:
-        _fail(exc)
+    result = run_train(ds.images, cfg, prog)
+    bar.close()
+    path = save_weights(result, ds.sha256, name)
     console.print(f"saved {path}: {json.dumps(result.metrics)}")
 
 
-@app.command()
+@app.command(epilog=examples("alflow cccgan generate Mg2Mn4O8 --n 20", "alflow cccgan generate Mg2Mn3O7 --max-relax 0"))
 def generate(
     compositions: list[str] = typer.Argument(..., help="cell formulas, e.g. Mg2Mn4O8 Mg2Mn3O7 (<= 8 Mg, 8 Mn, 12 O)"),
     n: int = typer.Option(50, help="structures generated per composition"),
     seed: int = typer.Option(0, help="noise seed"),
     max_relax: int = typer.Option(5, help="CHGNet relaxations per composition (0: skip stability)"),
-    store: bool = typer.Option(False, help="also upsert into MongoDB `structures` (runs the Prefect flow)"),
+    store: bool = typer.Option(False, "--store", help="also upsert into the database (runs the Prefect flow)"),
     name: str = typer.Option("cccgan_mgmno", help="weights name under data/weights"),
 ) -> None:
     """Generate and evaluate structures; print validity, novelty, metastable and synthesisable counts."""
     import torch
 
     torch.set_num_threads(1)
-    try:
-        if store:
-            # the ephemeral Prefect server needs more than the default 20 s on a loaded machine
-            os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-            from flows.cccgan_flow import cccgan_flow
+    if store:
+        from flows.cccgan_flow import cccgan_flow
 
-            try:
-                summary = cccgan_flow(
-                    compositions=list(compositions), n_per_composition=n, seed=seed, max_relax=max_relax, weights=name
-                )["summary"]
-            except RuntimeError as exc:
-                if "Prefect" not in str(exc):
-                    raise
-                _fail(
-                    RuntimeError(
-                        f"{exc} Start a server (`prefect server start`, set PREFECT_API_URL) or rerun without --store."
-                    )
-                )
-        else:
-            from flows.cccgan_flow import evaluate_compositions, load_or_train
+        try:
+            summary = cccgan_flow(
+                compositions=list(compositions), n_per_composition=n, seed=seed, max_relax=max_relax, weights=name
+            )["summary"]
+        except RuntimeError as exc:
+            if "Prefect" not in str(exc):
+                raise
+            fail(f"{exc} Start a server (`prefect server start`, set PREFECT_API_URL) or rerun without --store.")
+    else:
+        from flows.cccgan_flow import evaluate_compositions, load_or_train
 
-            g, _ = load_or_train(name, log=lambda m: None)
-            summary, _ = evaluate_compositions(g, compositions, n, seed, max_relax, log=lambda m: None)
-    except AlflowError as exc:
-        _fail(exc)
+        g, _ = load_or_train(name, log=lambda m: None)
+        summary, _ = evaluate_compositions(g, compositions, n, seed, max_relax, log=lambda m: None)
     table = Table(title=f"cccgan: {n} per composition, seed {seed}, E_hull by CHGNet")
     cols = ["generated", "valid", "novel", "relaxed", "metastable", "synthesisable", "best_e_hull"]
     table.add_column("composition")
@@ -107,19 +91,18 @@ def generate(
     console.print(table)
 
 
-@app.command("export-cif")
+@app.command(
+    "export-cif", epilog=examples("alflow cccgan export-cif cifs", "alflow cccgan export-cif cifs --verdict metastable")
+)
 def export_cif(
     out: Path = typer.Argument(..., help="folder for the CIF files"),
     verdict: str = typer.Option("", help="only this verdict (e.g. metastable, synthesisable); empty: all valid"),
     campaign: str = typer.Option("cccgan:Mg-Mn-O", help="store campaign"),
 ) -> None:
     """Write stored cccgan structures from MongoDB as CIF files named by template_id."""
-    from flows.store import Store
+    from flows.cli.common import open_store
 
-    try:
-        st = Store.connect()
-    except AlflowError as exc:
-        _fail(exc)
+    st = open_store()
     try:
         query: dict = {"campaign": campaign, "cif": {"$ne": None}}
         query["verdict"] = verdict if verdict else {"$ne": "invalid"}
