@@ -34,9 +34,9 @@ def weights_target(out: Path | None, replace_shipped: bool, shipped: Path, defau
 @app.command(
     "train",
     epilog=examples(
-        "alflow autoencoder train --epochs 2                  # into the user data folder",
+        "alflow autoencoder train --epochs 2       # user data folder",
         "alflow autoencoder train --out /tmp/ae.safetensors",
-        "alflow autoencoder train --replace-shipped           # overwrite data/weights",
+        "alflow autoencoder train --replace-shipped   # data/weights",
     ),
 )
 def ae_train(
@@ -51,7 +51,7 @@ def ae_train(
     """Retrain the composition autoencoder on the committed MP formulas.
 
     Writes to the user data folder unless --out or --replace-shipped is given; campaigns use the
-    committed weights unless their config's ``autoencoder`` names the new file."""
+    committed weights unless their config's 'autoencoder' names the new file."""
     from alcore.paths import WEIGHTS_DIR
     from flows.autoencoder_flow import train_autoencoder_flow
 

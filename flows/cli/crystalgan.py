@@ -136,7 +136,7 @@ def export(
         False, "--include-rejected", help="also write structures that fail the distance check"
     ),
 ) -> None:
-    """Write generated structures as POSCAR or CIF files named ``<template_id>_<formula>.<ext>``."""
+    """Write generated structures as POSCAR or CIF files named <template_id>_<formula>.<ext>."""
     from flows.crystalgan_flow import default_stem, structure_documents
     from generators.crystalgan.train import load_weights
 

@@ -156,9 +156,9 @@ def predict(
 @app.command(
     "train",
     epilog=examples(
-        "alflow oracles train resnet-agd --epochs 1             # into the user data folder",
+        "alflow oracles train resnet-agd --epochs 1   # user data folder",
         "alflow oracles train eform --out-dir /tmp/w",
-        "alflow oracles train resnet-agd --replace-shipped     # overwrite data/weights",
+        "alflow oracles train resnet-agd --replace-shipped",
     ),
 )
 def train(

@@ -35,8 +35,8 @@ def _bar(desc: str, unit: str = "batch") -> tuple[tqdm, Callable[[int, int], Non
 @app.command(
     "train-matgan",
     epilog=examples(
-        "alflow pools train-matgan --gan-minutes 2 --ae-minutes 1   # user data folder",
-        "alflow pools train-matgan --replace-shipped                # overwrite data/weights",
+        "alflow pools train-matgan --gan-minutes 2 --ae-minutes 1",
+        "alflow pools train-matgan --replace-shipped   # data/weights",
     ),
 )
 def train_matgan_cmd(
@@ -96,7 +96,7 @@ def train_matgan_cmd(
     "generate-pool",
     epilog=examples(
         "alflow pools generate-pool --pool mine -n 100000",
-        "alflow pools generate-pool --pool mine -n 1000000 --max-batches 2   # resumable",
+        "alflow pools generate-pool --pool mine --max-batches 2   # resumable",
     ),
 )
 def generate_pool_cmd(
