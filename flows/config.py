@@ -178,7 +178,12 @@ def load_config(path: str | Path, **overrides: Any) -> CampaignConfig:
     except FileNotFoundError:
         raise ConfigError(f"campaign config {path} not found") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path} is not valid YAML: {what}{where}") from None
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"campaign config {path} is not a readable YAML file ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must contain a mapping of settings, got {type(data).__name__}")
     data.update({k: v for k, v in overrides.items() if v is not None})

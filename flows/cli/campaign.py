@@ -61,12 +61,12 @@ def iteration_rows(summary: dict[str, Any]) -> list[list[Any]]:
 ITERATION_COLUMNS = (
     ">iter",
     ">labels",
-    ">best eV",
+    ">best",
     "best formula",
-    ">best acq. eV",
+    ">best acq.",
     ">hits",
     ">acq. hits",
-    ">val MAE eV",
+    ">val MAE",
     ">fit s",
     ">acq. s",
 )
@@ -74,13 +74,15 @@ ITERATION_COLUMNS = (
 
 def print_summary(summary: dict[str, Any]) -> None:
     """Print a campaign's per-iteration metrics and its top labels as tables (complete at 80 columns)."""
+    console.print()
     console.print(table(f"campaign {summary['campaign']}: iterations", ITERATION_COLUMNS, iteration_rows(summary)))
     console.print(
-        "best eV: best label so far, seeds included; best acq. eV: best label the loop acquired; "
-        "hits: labels >= the target threshold (acq.: acquired ones). " + BAND_GAP_NOTE + "."
+        "eV. best: best label so far, seeds included; best acq.: best label the loop acquired; "
+        "hits: labels >= the target threshold (acq.: acquired ones); " + BAND_GAP_NOTE + "."
     )
     top = [[d["formula"], d["value"], d.get("source"), d.get("iteration")] for d in summary["top"]]
-    console.print(table("top labels (eV, PBE-level DFT estimate)", ("formula", ">band gap eV", "source", ">iter"), top))
+    console.print()
+    console.print(table("top labels", ("formula", ">band gap eV", "source", ">iter"), top))
 
 
 def _precheck_run(config: Path, iterations: int | None, name: str | None) -> tuple[Any, str]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
@@ -95,10 +96,16 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     """A rich table whose headers and cells wrap (never ``…``) so it stays complete at 80 columns.
 
     Column names may carry a leading ``>`` to right-align them (numbers)."""
+    kwargs.setdefault("box", None)
+    kwargs.setdefault("pad_edge", False)
+    kwargs.setdefault("show_edge", False)
+    kwargs.setdefault("header_style", "bold underline")
     t = Table(title=title, title_justify="left", **kwargs)
     for col in columns:
         right = col.startswith(">")
-        t.add_column(col.lstrip(">"), justify="right" if right else "left", overflow="fold")
+        name = col.lstrip(">")
+        # a header wraps between words, never inside one
+        t.add_column(name, justify="right" if right else "left", overflow="fold", min_width=max(map(len, name.split())))
     for row in rows:
         t.add_row(*(fmt(c) for c in row))
     return t
@@ -149,5 +156,6 @@ def print_error(message: str) -> None:
     """The single error line on stderr."""
     from rich.markup import escape
 
-    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    one_line = " / ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    err.print(f"[red]error:[/red] {escape(one_line)}", soft_wrap=True)
     sys.stderr.flush()
