@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
-from rich import box
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup

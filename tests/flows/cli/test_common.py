@@ -70,7 +70,7 @@ def test_every_help_has_examples_and_fits_80_columns():
     _mount_generator_apps()
     root = typer.main.get_command(cli.app)
     seen = 0
-    for path, cmd in _commands(root):
+    for path, _cmd in _commands(root):
         from typer.testing import CliRunner
 
         res = CliRunner().invoke(cli.app, [*path, "--help"], terminal_width=80, env={"COLUMNS": "80"})
