@@ -284,6 +284,13 @@ def test_unknown_cli_command_is_a_usage_message(monkeypatch, capsys, store):
         ({"mode": "sideways"}, "mode"),
         ({"mode": "continuous", "pool_collection": "mine"}, "pool_collection 'mine' needs mode: pool"),
         ({"iterations": 0}, "iterations"),
+        ({"gp": {"threads": 0}}, "gp.threads: Input should be greater than or equal to 1"),
+        ({"seeds": {"n": -5}}, "seeds.n: Input should be greater than or equal to 1"),
+        ({"acquisition": {"max_attempts": 0}}, "acquisition.max_attempts"),
+        ({"validity": {"max_atoms": -3}}, "validity.max_atoms"),
+        ({"validity": {"min_elements": 3, "max_elements": 2}}, "min_elements 3 > max_elements 2"),
+        ({"target": {"threshold": float("nan")}}, "target.threshold"),
+        ({"structures": {"top_k": -1}}, "structures.top_k"),
         ({"name": "has spaces/slash"}, "name"),
         ({"surprise": 1}, "surprise"),
     ],
@@ -293,6 +300,18 @@ def test_invalid_config_is_refused(overrides, needle):
         parse_config(_config(**overrides), source="test.yaml")
     assert needle in str(info.value)
     assert str(info.value).startswith("test.yaml")
+
+
+def test_band_gap_campaigns_refuse_pure_elements_by_default():
+    """Issue 19, finding 10: Ca, Ba, Fe, O2 and Xe passed validity and took 2 of 11 demo acquisitions."""
+    from alcore.validity import ValidityRules, check_validity
+
+    assert parse_config(_config()).validity.min_elements == 2
+    for f in ("Ca", "Ba", "Fe", "O2", "Xe"):
+        verdict = check_validity(f)
+        assert not verdict.valid and verdict.reasons == ["1 elements < min_elements 2"], (f, verdict)
+    assert check_validity("Xe", ValidityRules(min_elements=1)).valid
+    assert check_validity("MgO").valid
 
 
 def test_config_file_that_is_not_a_mapping(tmp_path):
