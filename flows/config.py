@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from alcore.acquisition import AcquisitionSettings
 from alcore.errors import ConfigError
+from alcore.validity import BAND_GAP_MIN_ELEMENTS
 from flows.datasets import BANDGAP_FILES
 
 
@@ -73,7 +74,7 @@ class ValiditySpec(_Strict):
     ``min_elements`` defaults to 2: a band-gap campaign looks for compounds, and pure elements (Ca,
     Xe, O2) pass SMACT's check (issue 19: they took 2 of the demo's 11 acquisitions)."""
 
-    min_elements: int = Field(default=2, ge=1)
+    min_elements: int = Field(default=BAND_GAP_MIN_ELEMENTS, ge=1)
     max_elements: int = Field(default=5, ge=1)
     max_atoms: int = Field(default=40, ge=1)
     include_alloys: bool = False

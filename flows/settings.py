@@ -29,8 +29,8 @@ class Settings(BaseSettings):
     (default ``<data_dir>/weights``, outside the checkout: the shipped weights in ``data/weights`` are
     only replaced with ``--replace-shipped``). ``project_data`` mirrors ``ALFLOW_PROJECT_DATA``, the
     folder of the committed data sets and weights (read by :mod:`alcore.paths` at import, which cannot
-    depend on this module). ``torch_threads`` is set by the container images; unset means torch's
-    default.
+    depend on this module). ``torch_threads`` (set by the container images) becomes ``OMP_NUM_THREADS``
+    for the ``alflow`` command line unless that is set; unset means torch's default.
 
     Test hooks, not settings (read directly by the code that uses them): ``ALFLOW_FAULT_POINT`` and
     ``ALFLOW_FAULT_MARKER`` (``flows.campaign.fault_point``: SIGKILL at a named point, for the
@@ -117,5 +117,15 @@ def mask_uri(uri: str) -> str:
 
 
 def get_settings() -> Settings:
-    """Fresh settings from the current environment (cheap; read each time so tests can change env)."""
-    return Settings()
+    """Fresh settings from the current environment (cheap; read each time so tests can change env).
+
+    Raises :class:`ConfigError` naming the ``ALFLOW_*`` variable for a value that does not parse."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"ALFLOW_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid setting {problems}") from None

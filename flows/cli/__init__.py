@@ -108,6 +108,14 @@ def prefect_environment(environ: dict[str, str] | None = None) -> dict[str, str]
     return done
 
 
+def _torch_threads() -> None:
+    """``ALFLOW_TORCH_THREADS`` (set by the container images) caps torch's threads through
+    ``OMP_NUM_THREADS`` before torch is imported; an explicit ``OMP_NUM_THREADS`` wins."""
+    value = os.environ.get("ALFLOW_TORCH_THREADS", "").strip()
+    if value.isdigit() and int(value) >= 1:
+        os.environ.setdefault("OMP_NUM_THREADS", value)
+
+
 def _click_exceptions() -> tuple[type[Exception], ...]:
     """Click's ``ClickException`` classes: typer >= 0.29 vendors click as ``typer._click``."""
     import importlib
@@ -133,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     ``argv`` defaults to ``sys.argv[1:]``. Exits with the command's status (``SystemExit``).
     """
     prefect_environment()
+    _torch_threads()
     _mount_generator_apps()
     args = sys.argv[1:] if argv is None else argv
     try:

@@ -67,3 +67,11 @@ def test_check_uri_is_one_line_without_the_password():
         Settings(mongodb_uri="mongodb://user:se@cret@127.0.0.1:1/").check_uri()
     assert "cret" not in str(info.value) and "\\n" not in str(info.value) and "quote_plus" in str(info.value)
     Settings(mongodb_uri="mongodb://127.0.0.1:1/").check_uri()  # well formed: fine (not contacted)
+
+
+def test_a_setting_that_does_not_parse_is_one_line(monkeypatch):
+    from flows.settings import get_settings
+
+    monkeypatch.setenv("ALFLOW_EMBEDDED_PORT", "abc")
+    with pytest.raises(ConfigError, match="invalid setting ALFLOW_EMBEDDED_PORT: Input should be a valid integer"):
+        get_settings()
