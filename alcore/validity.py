@@ -14,7 +14,6 @@ from functools import lru_cache
 
 from alcore.composition import InvalidFormulaError, canonical_formula, reduced_counts
 
-
 #: fewest distinct elements of a band-gap candidate: a compound, not a pure element (issue 19)
 BAND_GAP_MIN_ELEMENTS = 2
 
