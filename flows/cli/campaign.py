@@ -16,6 +16,7 @@ import typer
 from flows.cli.common import (
     BAND_GAP_NOTE,
     EXIT_INTERRUPTED,
+    check_output_file,
     console,
     err,
     examples,
@@ -170,6 +171,8 @@ def run_cmd(
     The config, the database and the lease are checked before Prefect starts. Ctrl-C stops at once
     and prints the command that resumes the campaign where it stopped.
     """
+    if json_out is not None:
+        check_output_file(json_out)
     cfg, owner = _precheck_run(config, iterations, name)
     resume = f"alflow run {config}" + (f" --name {name}" if name else "")
     install_interrupt_handler(cfg.name, owner, resume)
