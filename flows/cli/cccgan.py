@@ -24,16 +24,28 @@ def train(
     per_composition: int = typer.Option(100, help="augmentation target per composition (paper: 1000)"),
     seed: int = typer.Option(0, help="random seed"),
     lambda_dist: float = typer.Option(1.0, help="weight of the short-distance hinge (ours, not the paper's; 0: off)"),
-    name: str = typer.Option("cccgan_mgmno", help="weights name under data/weights"),
+    name: str = typer.Option("cccgan_mgmno", help="weights name"),
+    weights_dir: Path = typer.Option(
+        None, help="folder for <name>.safetensors (default: the user data folder)", show_default=False
+    ),
+    replace_shipped: bool = typer.Option(
+        False, "--replace-shipped", help="write into data/weights, replacing the shipped weights"
+    ),
 ) -> None:
-    """Train the GAN on data/cccgan and write data/weights/<name>.safetensors + .json."""
+    """Train the GAN on data/cccgan and write <name>.safetensors + .json.
+
+    The shipped weights are only replaced with --replace-shipped; use new ones with
+    `alflow cccgan generate --weights-dir DIR`."""
     import torch
     from tqdm import tqdm
 
+    from alcore.paths import WEIGHTS_DIR
+    from flows.cli.autoencoder import weights_target
     from generators.cccgan.dataset import load_dataset
     from generators.cccgan.train import TrainConfig, save_weights
     from generators.cccgan.train import train as run_train
 
+    target = weights_target(weights_dir, replace_shipped, WEIGHTS_DIR, "")
     torch.set_num_threads(1)
     cfg = TrainConfig(max_steps=steps, per_composition=per_composition, seed=seed, lambda_dist=lambda_dist)
     ds = load_dataset()
@@ -46,7 +58,7 @@ def train(
 
     result = run_train(ds.images, cfg, prog)
     bar.close()
-    path = save_weights(result, ds.sha256, name)
+    path = save_weights(result, ds.sha256, name, directory=target)
     console.print(f"saved {path}: {json.dumps(result.metrics)}")
 
 
@@ -57,7 +69,10 @@ def generate(
     seed: int = typer.Option(0, help="noise seed"),
     max_relax: int = typer.Option(5, help="CHGNet relaxations per composition (0: skip stability)"),
     store: bool = typer.Option(False, "--store", help="also upsert into the database (runs the Prefect flow)"),
-    name: str = typer.Option("cccgan_mgmno", help="weights name under data/weights"),
+    name: str = typer.Option("cccgan_mgmno", help="weights name"),
+    weights_dir: Path = typer.Option(
+        None, help="folder of <name>.safetensors (default: data/weights)", show_default=False
+    ),
 ) -> None:
     """Generate and evaluate structures; print validity, novelty, metastable and synthesisable counts."""
     import torch
@@ -68,7 +83,12 @@ def generate(
 
         try:
             summary = cccgan_flow(
-                compositions=list(compositions), n_per_composition=n, seed=seed, max_relax=max_relax, weights=name
+                compositions=list(compositions),
+                n_per_composition=n,
+                seed=seed,
+                max_relax=max_relax,
+                weights=name,
+                weights_dir=str(weights_dir) if weights_dir else None,
             )["summary"]
         except RuntimeError as exc:
             if "Prefect" not in str(exc):
@@ -77,7 +97,9 @@ def generate(
     else:
         from flows.cccgan_flow import evaluate_compositions, load_or_train
 
-        g, _ = load_or_train(name, log=lambda m: None)
+        if weights_dir is not None and not (weights_dir / f"{name}.safetensors").exists():
+            fail(f"no weights {weights_dir / (name + '.safetensors')}; train them with alflow cccgan train")
+        g, _ = load_or_train(name, directory=weights_dir, log=lambda m: None)
         summary, _ = evaluate_compositions(g, compositions, n, seed, max_relax, log=lambda m: None)
     table = Table(title=f"cccgan: {n} per composition, seed {seed}, E_hull by CHGNet")
     cols = ["generated", "valid", "novel", "relaxed", "metastable", "synthesisable", "best_e_hull"]

@@ -34,7 +34,13 @@ def _bar_progress():  # type: ignore[no-untyped-def]
     return cb
 
 
-@app.command(epilog=examples("alflow crystalgan train --epochs1 50 --epochs2 50 --out /tmp/cg"))
+@app.command(
+    epilog=examples(
+        "alflow crystalgan train --epochs1 50 --epochs2 50      # user data folder",
+        "alflow crystalgan train --out /tmp/cg",
+        "alflow crystalgan train --replace-shipped             # data/weights",
+    )
+)
 def train(
     domain_a: str = typer.Option("PdH", help="first binary domain AH: PdH, NiH, a .mat file or a POSCAR folder"),
     domain_b: str = typer.Option("NiH", help="second binary domain BH"),
@@ -42,13 +48,24 @@ def train(
     epochs2: int = typer.Option(1000, help="step-2 epochs (paper: 1000)"),
     seed: int = typer.Option(0, help="random seed"),
     geo: bool = typer.Option(True, "--geo/--no-geo", help="use the geometric loss in step 2"),
-    out: Path = typer.Option(None, help="weights stem (default data/weights/crystalgan_<A>-<B>)"),
+    out: Path = typer.Option(
+        None, help="weights stem (default: crystalgan_<A>-<B> in the user data folder)", show_default=False
+    ),
+    replace_shipped: bool = typer.Option(
+        False, "--replace-shipped", help="write data/weights/crystalgan_<A>-<B>, replacing the shipped weights"
+    ),
 ) -> None:
-    """Train CrystalGAN (step 1, feature transfer, step 2) and write safetensors + JSON metadata."""
+    """Train CrystalGAN (step 1, feature transfer, step 2) and write safetensors + JSON metadata.
+
+    The shipped weights are only replaced with --replace-shipped; use new ones with
+    `alflow crystalgan generate --weights STEM`."""
+    from flows.cli.autoencoder import weights_target
     from flows.crystalgan_flow import default_stem
     from generators.crystalgan.compare import evaluate
     from generators.crystalgan.train import CrystalGANConfig, generate, save_weights, train_step1, train_step2
 
+    shipped = default_stem(domain_a, domain_b)
+    stem = weights_target(out, replace_shipped, shipped, shipped.name)
     cfg = CrystalGANConfig(
         domain_a=domain_a, domain_b=domain_b, epochs1=epochs1, epochs2=epochs2, seed=seed, use_geo=geo
     )
@@ -59,7 +76,7 @@ def train(
     model = train_step2(train_step1(cfg, prog), geo, prog)
     ev = evaluate(generate(model)[0], model.metal_a, model.metal_b, cfg.d1, cfg.d2, cfg.slots)
     metrics = {k: ev[k] for k in ("n", "decoded", "ternary", "good", "good_distinct")}
-    path = save_weights(model, out or default_stem(domain_a, domain_b), metrics)
+    path = save_weights(model, stem, metrics)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB); {metrics}; wall {model.wall_s}")
 
 

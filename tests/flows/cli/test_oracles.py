@@ -62,7 +62,14 @@ def test_training_writes_to_the_user_folder_by_default(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "args", [["oracles", "train", "--help"], ["autoencoder", "train", "--help"], ["pools", "train-matgan", "--help"]]
+    "args",
+    [
+        ["oracles", "train", "--help"],
+        ["autoencoder", "train", "--help"],
+        ["pools", "train-matgan", "--help"],
+        ["crystalgan", "train", "--help"],
+        ["cccgan", "train", "--help"],
+    ],
 )
 def test_training_help_says_shipped_weights_need_an_option(cli, args):
     code, out, _ = cli(*args)
