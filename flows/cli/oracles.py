@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import numpy as np
 import typer
 
 from flows.cli.autoencoder import weights_target
@@ -20,8 +19,6 @@ app = typer_app(
 )
 
 UNITS = {"band_gap": "eV", "e_form": "eV/atom"}
-#: held-out formulas used to calibrate the domain bounds (a seeded subsample of the test split)
-CALIBRATION_N = 1000
 
 
 def _names() -> str:
@@ -51,40 +48,6 @@ def list_oracles() -> None:
     console.print(f"weights in {WEIGHTS_DIR}; " + BAND_GAP_NOTE + ".")
 
 
-def _domain_cache_path(stem: str, data_sha: str, weights: Path) -> Path:
-    from flows.settings import get_settings
-    from oracles.training import sha256_file
-
-    wsha = sha256_file(weights.with_suffix(".safetensors"))[:12]
-    return get_settings().data_dir / "cache" / f"domain-{stem}-{data_sha[:12]}-{wsha}.npz"
-
-
-def oracle_domain(name: str, oracle: Any, weights_dir: Path) -> Any:
-    """The :class:`oracles.domain.Domain` of a shipped oracle: its recipe's training formulas, calibrated
-    on up to :data:`CALIBRATION_N` held-out formulas (distance and this oracle's ensemble std). Cached
-    in ``<data dir>/cache`` (keyed by data and weights sha256); None for an oracle without a recipe."""
-    from oracles.domain import Domain
-    from oracles.registry import ALIASES
-    from oracles.training import RECIPES, load_recipe_data
-
-    recipe = RECIPES.get(ALIASES.get(name, name))
-    if recipe is None:
-        return None
-    df, train, test, data_sha = load_recipe_data(recipe)
-    cache = _domain_cache_path(recipe.stem, data_sha, weights_dir / recipe.stem)
-    if cache.exists():
-        with np.load(cache) as z:
-            return Domain.from_arrays(dict(z))
-    formulas = df[recipe.formula_col].astype(str).to_numpy()
-    domain = Domain.from_formulas(list(formulas[train]), source="/".join(recipe.data))
-    rng = np.random.default_rng(0)
-    held = formulas[np.sort(rng.choice(test, size=min(CALIBRATION_N, len(test)), replace=False))]
-    domain.calibrate(list(held), oracle.predict(list(held)).std)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(cache, **domain.to_arrays())
-    return domain
-
-
 @app.command(
     "predict",
     epilog=examples(
@@ -112,6 +75,7 @@ def predict(
     experimental gaps); composition-only models cannot tell polymorphs apart. Exits with 2 when no
     formula could be predicted."""
     from alcore.paths import WEIGHTS_DIR
+    from flows.oracle_domain import oracle_domain
     from oracles.registry import get_oracle
 
     o = get_oracle(oracle, weights_dir=weights_dir) if weights_dir else get_oracle(oracle)
