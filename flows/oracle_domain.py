@@ -31,18 +31,19 @@ def oracle_domain(name: str, oracle: Any, weights_dir: Path) -> Any:
     """The :class:`oracles.domain.Domain` of a shipped oracle: its recipe's training formulas, calibrated
     on up to :data:`CALIBRATION_N` held-out formulas (distance and this oracle's ensemble std). Cached
     in ``<data dir>/cache`` (keyed by data and weights sha256); None for an oracle without a recipe."""
+    from alcore.paths import data_file
     from oracles.domain import Domain
     from oracles.registry import ALIASES
-    from oracles.training import RECIPES, load_recipe_data
+    from oracles.training import RECIPES, load_recipe_data, sha256_file
 
     recipe = RECIPES.get(ALIASES.get(name, name))
     if recipe is None:
         return None
-    df, train, test, data_sha = load_recipe_data(recipe)
-    cache = _domain_cache_path(recipe.stem, data_sha, weights_dir / recipe.stem)
+    cache = _domain_cache_path(recipe.stem, sha256_file(data_file(*recipe.data)), weights_dir / recipe.stem)
     if cache.exists():
         with np.load(cache) as z:
             return Domain.from_arrays(dict(z))
+    df, train, test, _ = load_recipe_data(recipe)
     formulas = df[recipe.formula_col].astype(str).to_numpy()
     domain = Domain.from_formulas(list(formulas[train]), source="/".join(recipe.data))
     rng = np.random.default_rng(0)
