@@ -104,8 +104,18 @@ def probe_inputs(tmp: Path) -> list[dict[str, Any]]:
         ("E7", "q: two (run)", ["run", _cfg(tmp, "e7", acquisition={"q": "two"})]),
         ("E8", "gp.threads 0", ["run", _cfg(tmp, "e8", gp={"threads": 0})]),
         ("E9", "seeds.n -5", ["run", _cfg(tmp, "e9", seeds={"n": -5})]),
-        ("E10", "URI with unescaped @", ["campaign", "list"], {"ALFLOW_MONGODB_URI": "mongodb://user:se@cret@127.0.0.1:1/"}),
-        ("E11", "URI with unescaped /", ["campaign", "list"], {"ALFLOW_MONGODB_URI": "mongodb://user:se/cret@127.0.0.1:1/"}),
+        (
+            "E10",
+            "URI with unescaped @",
+            ["campaign", "list"],
+            {"ALFLOW_MONGODB_URI": "mongodb://user:se@cret@127.0.0.1:1/"},
+        ),
+        (
+            "E11",
+            "URI with unescaped /",
+            ["campaign", "list"],
+            {"ALFLOW_MONGODB_URI": "mongodb://user:se/cret@127.0.0.1:1/"},
+        ),
         (
             "E12",
             "unresolvable mongodb+srv host",
