@@ -32,11 +32,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EmbeddedServer:
-    """A running embedded server: its ``pid``, ``port``, data folder and ``uri``."""
+    """A running embedded server: its ``pid``, ``port``, data folder and ``uri``; ``patched``: started
+    with :mod:`flows.secantus_patch` (False for a server an older alflow started and that is still
+    running: it answers some compound-index range queries wrongly until ``alflow db stop``)."""
 
     pid: int
     port: int
     storage_path: Path
+    patched: bool = True
 
     @property
     def uri(self) -> str:
@@ -77,7 +80,9 @@ def running_server(data_dir: Path) -> EmbeddedServer | None:
         return None
     try:
         info = json.loads(state.read_text())
-        server = EmbeddedServer(int(info["pid"]), int(info["port"]), Path(info["storage_path"]))
+        server = EmbeddedServer(
+            int(info["pid"]), int(info["port"]), Path(info["storage_path"]), bool(info.get("secantus_patch", False))
+        )
     except (ValueError, KeyError, OSError):
         return None
     if _pid_alive(server.pid) and ping(server.uri):
@@ -123,6 +128,12 @@ def start_server(data_dir: Path, port: int, timeout_s: float = 60.0) -> Embedded
     data_dir.mkdir(parents=True, exist_ok=True)
     existing = running_server(data_dir)
     if existing:
+        if not existing.patched:
+            log.warning(
+                "the embedded database (pid %s) was started without the compound-range fix "
+                "(flows.secantus_patch); run `alflow db stop` so the next command restarts it",
+                existing.pid,
+            )
         return existing
     storage = data_dir / "db"
     storage.mkdir(parents=True, exist_ok=True)
@@ -149,7 +160,8 @@ def start_server(data_dir: Path, port: int, timeout_s: float = 60.0) -> Embedded
                 f"(is port {port} taken? set ALFLOW_EMBEDDED_PORT)"
             )
         if ping(server.uri, timeout_s=0.5):
-            _state_file(data_dir).write_text(json.dumps({"pid": proc.pid, "port": port, "storage_path": str(storage)}))
+            state = {"pid": proc.pid, "port": port, "storage_path": str(storage), "secantus_patch": True}
+            _state_file(data_dir).write_text(json.dumps(state))
             log.info("embedded database started (pid %s, port %s, %s)", proc.pid, port, storage)
             return server
         time.sleep(0.2)

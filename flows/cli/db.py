@@ -46,6 +46,11 @@ def db_status() -> None:
             f"embedded: {'running, pid ' + str(server.pid) + ', ' + server.uri if server else 'not running'}"
             f" (data {s.data_dir})"
         )
+        if server is not None and not server.patched:
+            console.print(
+                "warning: started without alflow's SecantusDB range-query fix (an older alflow); "
+                "run `alflow db stop` so that the next command restarts it patched"
+            )
     else:
         store = open_store()
         console.print(f"MongoDB {s.uri_masked()}: reachable, database {store.db.name}")

@@ -109,13 +109,14 @@ def test_the_unpatched_server_still_has_the_bug(db):
 
 def test_the_embedded_server_runs_patched(tmp_path):
     """``flows.embedded.start_server`` (the default database) starts the patched server."""
-    from flows.embedded import start_server, stop_server
+    from flows.embedded import running_server, start_server, stop_server
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = start_server(tmp_path, port)
     try:
+        assert running_server(tmp_path).patched
         client: MongoClient = MongoClient(server.uri)
         coll = client.t.x
         coll.create_index([("a", ASCENDING), ("b", ASCENDING), ("c", ASCENDING)])
