@@ -14,13 +14,19 @@ from functools import lru_cache
 
 from alcore.composition import InvalidFormulaError, canonical_formula, reduced_counts
 
+#: fewest distinct elements of a band-gap candidate: a compound, not a pure element (issue 19)
+BAND_GAP_MIN_ELEMENTS = 2
+
 
 @dataclass(frozen=True)
 class ValidityRules:
     """Limits applied on top of SMACT: ``max_elements`` distinct elements, ``max_atoms`` in the reduced cell.
 
     ``include_alloys`` follows SMACT (pure-metal compositions count as valid); it is off by default
-    because the band-gap search looks for charge-balanced compounds.
+    because the band-gap search looks for charge-balanced compounds. SMACT calls every pure element
+    valid (Ca, Xe, O2) even with ``include_alloys`` off, so a band-gap search sets ``min_elements=2``
+    (:data:`BAND_GAP_MIN_ELEMENTS`; the campaign config's default, ``validity.min_elements``). The
+    default here stays 1 so that generator metrics (MatGAN's SMACT validity) keep their meaning.
     """
 
     max_elements: int = 8

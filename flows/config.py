@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from alcore.acquisition import AcquisitionSettings
 from alcore.errors import ConfigError
+from alcore.validity import BAND_GAP_MIN_ELEMENTS
 from flows.datasets import BANDGAP_FILES
 
 
@@ -22,8 +23,8 @@ class SeedSpec(_Strict):
     (AGD Exp 4: all seeds with Eg < 3 eV), or the first ``n`` rows after a seeded shuffle."""
 
     dataset: str = "agd_exp3_init_300"
-    n: int | None = None
-    max_gap: float | None = None
+    n: int | None = Field(default=None, ge=1)
+    max_gap: float | None = Field(default=None, ge=0)
 
     @field_validator("dataset")
     @classmethod
@@ -47,7 +48,7 @@ class AcquisitionSpec(_Strict):
     raw_samples: int = _ACQ.raw_samples
     maxiter: int = _ACQ.maxiter
     mc_samples: int = _ACQ.mc_samples
-    max_attempts: int = _ACQ.max_attempts
+    max_attempts: int = Field(default=_ACQ.max_attempts, ge=1)
     trust_region: float = Field(default=_ACQ.trust_region, gt=0, le=1)
 
     def settings(self) -> AcquisitionSettings:
@@ -60,35 +61,47 @@ class GPSpec(_Strict):
     ``warm_maxiter`` when warm-started from the previous iteration, and torch threads of the fit and
     of the acquisition."""
 
-    maxiter: int | None = 75
-    warm_maxiter: int | None = 25
+    maxiter: int | None = Field(default=75, ge=1)
+    warm_maxiter: int | None = Field(default=25, ge=1)
     warm_start: bool = True
-    threads: int = 1
+    threads: int = Field(default=1, ge=1)
 
 
 class ValiditySpec(_Strict):
-    """Limits on acquired formulas (on top of SMACT): elements and atoms in the reduced formula."""
+    """Limits on acquired formulas (on top of SMACT): elements and atoms in the reduced formula.
 
-    max_elements: int = 5
-    max_atoms: int = 40
+    ``min_elements`` defaults to 2: a band-gap campaign looks for compounds, and pure elements (Ca,
+    Xe, O2) pass SMACT's check (issue 19: they took 2 of the demo's 11 acquisitions)."""
+
+    min_elements: int = Field(default=BAND_GAP_MIN_ELEMENTS, ge=1)
+    max_elements: int = Field(default=5, ge=1)
+    max_atoms: int = Field(default=40, ge=1)
     include_alloys: bool = False
+
+    @model_validator(mode="after")
+    def _satisfiable(self) -> ValiditySpec:
+        if self.min_elements > self.max_elements:
+            raise ValueError(f"min_elements {self.min_elements} > max_elements {self.max_elements}: nothing is valid")
+        if self.min_elements > self.max_atoms:
+            raise ValueError(f"min_elements {self.min_elements} > max_atoms {self.max_atoms}: nothing is valid")
+        return self
 
 
 class TargetSpec(_Strict):
     """What counts as a hit: value >= ``threshold`` (eV), optionally within [``window_lo``, ``window_hi``]."""
 
-    threshold: float = 3.0
-    window_lo: float | None = None
-    window_hi: float | None = None
+    threshold: float = Field(default=3.0, allow_inf_nan=False)
+    window_lo: float | None = Field(default=None, allow_inf_nan=False)
+    window_hi: float | None = Field(default=None, allow_inf_nan=False)
 
 
 class StructuresSpec(_Strict):
     """Structure stage at the end of the campaign: ``top_k`` best labelled new formulas (0 = off),
     ``templates_per_formula`` trials each, CHGNet relaxation bounded to ``relax_steps`` FIRE steps."""
 
-    top_k: int = 0
-    templates_per_formula: int = 1
-    e_hull_max: float = 0.1
+    top_k: int = Field(default=0, ge=0)
+    templates_per_formula: int = Field(default=1, ge=1)
+    e_hull_max: float = Field(default=0.1, ge=0, allow_inf_nan=False)
     relax_steps: int = Field(default=200, ge=1)
 
 
@@ -120,7 +133,7 @@ class CampaignConfig(_Strict):
     validity: ValiditySpec = ValiditySpec()
     target: TargetSpec = TargetSpec()
     structures: StructuresSpec = StructuresSpec()
-    screening_epochs: int | None = None
+    screening_epochs: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> CampaignConfig:
@@ -165,7 +178,12 @@ def load_config(path: str | Path, **overrides: Any) -> CampaignConfig:
     except FileNotFoundError:
         raise ConfigError(f"campaign config {path} not found") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path} is not valid YAML: {what}{where}") from None
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"campaign config {path} is not a readable YAML file ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must contain a mapping of settings, got {type(data).__name__}")
     data.update({k: v for k, v in overrides.items() if v is not None})

@@ -10,11 +10,15 @@ import pytest
 from secantus import SecantusDBServer
 
 from flows.store import Store
+from flows.store.secantus_patch import apply as apply_secantus_patch
 
 
 @pytest.fixture(scope="session")
 def mongo_uri() -> Iterator[str]:
-    """URI of an in-process SecantusDB server with in-memory storage, shared by the session."""
+    """URI of an in-process SecantusDB server with in-memory storage, shared by the session.
+
+    Patched like the embedded server (:mod:`flows.store.secantus_patch`: compound-index range queries)."""
+    apply_secantus_patch()
     server = SecantusDBServer(storage_path=":memory:")
     server.start()
     try:

@@ -87,7 +87,12 @@ class CampaignContext:
     def validity_rules(self) -> ValidityRules:
         """Validity limits of acquired formulas."""
         v = self.config.validity
-        return ValidityRules(max_elements=v.max_elements, max_atoms=v.max_atoms, include_alloys=v.include_alloys)
+        return ValidityRules(
+            min_elements=v.min_elements,
+            max_elements=v.max_elements,
+            max_atoms=v.max_atoms,
+            include_alloys=v.include_alloys,
+        )
 
     @cached_property
     def pool(self) -> tuple[list[str], np.ndarray]:

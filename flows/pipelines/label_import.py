@@ -11,15 +11,27 @@ from pathlib import Path
 from typing import Any
 
 from alcore.composition import InvalidFormulaError, canonical_formula
-from alcore.errors import ImportValidationError
+from alcore.errors import AlflowError, ImportValidationError
 
 FORMULA_COLUMNS = ("formula", "composition")
 VALUE_COLUMNS = ("value", "band_gap", "eg", "target")
 
 
+class LabelFileError(ImportValidationError):
+    """The file as a whole cannot be imported (missing, too large, empty, no usable header):
+    ``--skip-bad`` cannot help, so the message does not suggest it."""
+
+    def __init__(self, path: str, problems: list[tuple[int, str]]) -> None:
+        self.path = path
+        self.problems = problems
+        shown = "; ".join(f"line {n}: {m}" if n else m for n, m in problems)
+        AlflowError.__init__(self, f"{path}: {shown}; nothing was written")
+
+
 @dataclass
 class ParsedLabels:
-    """Valid records ``{formula, value, std?}`` and problems ``(line_number, message)``."""
+    """Valid records ``{formula, value, std?, line}`` (``line``: the CSV line, counted from 1 = the
+    header) and problems ``(line_number, message)``."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
     problems: list[tuple[int, str]] = field(default_factory=list)
@@ -40,10 +52,12 @@ def parse_label_csv(path: Path, max_bytes: int, allow_negative: bool = False) ->
     missing columns). Returns :class:`ParsedLabels` with line numbers counted from 1 (the header).
     """
     if not path.exists():
-        raise ImportValidationError(str(path), [(0, "file not found")])
+        raise LabelFileError(str(path), [(0, "file not found")])
+    if path.is_dir():
+        raise LabelFileError(str(path), [(0, "is a folder, not a CSV file")])
     size = path.stat().st_size
     if size > max_bytes:
-        raise ImportValidationError(
+        raise LabelFileError(
             str(path),
             [
                 (
@@ -55,22 +69,17 @@ def parse_label_csv(path: Path, max_bytes: int, allow_negative: bool = False) ->
         )
     text = path.read_text(encoding="utf-8-sig", errors="replace")
     if not text.strip():
-        raise ImportValidationError(str(path), [(0, "file is empty; expected a header such as 'formula,value'")])
+        raise LabelFileError(str(path), [(0, "file is empty; expected a header such as 'formula,value'")])
     reader = csv.reader(io.StringIO(text))
     header = next(reader)
     fcol, vcol = _pick(header, FORMULA_COLUMNS), _pick(header, VALUE_COLUMNS)
     if fcol is None or vcol is None:
-        raise ImportValidationError(
-            str(path),
-            [
-                (
-                    1,
-                    f"header {header} lacks a formula column "
-                    f"({'/'.join(FORMULA_COLUMNS)}) and a value column "
-                    f"({'/'.join(VALUE_COLUMNS)})",
-                )
-            ],
-        )
+        missing = []
+        if fcol is None:
+            missing.append(f"a formula column ({'/'.join(FORMULA_COLUMNS)})")
+        if vcol is None:
+            missing.append(f"a value column ({'/'.join(VALUE_COLUMNS)})")
+        raise LabelFileError(str(path), [(1, f"header {header} lacks {' and '.join(missing)}")])
     fi, vi = header.index(fcol), header.index(vcol)
     si = header.index(_pick(header, ("std",))) if _pick(header, ("std",)) else None
     out = ParsedLabels()
@@ -81,6 +90,15 @@ def parse_label_csv(path: Path, max_bytes: int, allow_negative: bool = False) ->
             continue
         if len(row) < len(header):
             out.problems.append((line, f"expected {len(header)} columns, got {len(row)}"))
+            continue
+        if len(row) > len(header) and any(c.strip() for c in row[len(header) :]):
+            out.problems.append(
+                (
+                    line,
+                    f"expected {len(header)} columns, got {len(row)}: the cell(s) beyond the header "
+                    f"{header} would be lost; name them in the header (e.g. 'std') or remove them",
+                )
+            )
             continue
         raw_formula, raw_value = row[fi].strip(), row[vi].strip()
         try:
@@ -106,7 +124,7 @@ def parse_label_csv(path: Path, max_bytes: int, allow_negative: bool = False) ->
                 conflicted.add(formula)
             continue
         seen[formula] = (value, line)
-        record: dict[str, Any] = {"formula": formula, "value": value}
+        record: dict[str, Any] = {"formula": formula, "value": value, "line": line}
         if si is not None and row[si].strip():
             try:
                 record["std"] = float(row[si])

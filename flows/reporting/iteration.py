@@ -45,15 +45,16 @@ def _config(store: Store, name: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- data extraction
 def discovery_series(store: Store, name: str) -> dict[str, np.ndarray]:
     """Discovery curve of campaign ``name``: arrays (one entry per point) ``n_labels``,
-    ``best_value`` (eV), ``count_above_threshold`` and ``iteration``; point 0 is the seed set
+    ``best_value`` (eV, seeds included), ``best_acquired`` (eV, the loop's own labels; NaN before any),
+    ``count_above_threshold`` and ``iteration``; point 0 is the seed set
     (computed from the seed labels), then one point per iteration with stored ``metrics``."""
     cfg = _config(store, name)
     threshold = float(cfg.get("target", {}).get("threshold", 3.0))
     prop = cfg.get("property", "band_gap")
     seeds = np.array([d["value"] for d in store.labels(name, prop) if d.get("source") == "seed"], dtype=np.float64)
-    rows: list[tuple[int, int, float, int]] = []
+    rows: list[tuple[int, int, float, int, float]] = []
     if len(seeds):
-        rows.append((0, len(seeds), float(seeds.max()), int((seeds >= threshold).sum())))
+        rows.append((0, len(seeds), float(seeds.max()), int((seeds >= threshold).sum()), np.nan))
     for it in store.iterations(name):
         m = it.get("metrics")
         if m and it["iteration"] > 0:
@@ -63,14 +64,16 @@ def discovery_series(store: Store, name: str) -> dict[str, np.ndarray]:
                     int(m["n_labels"]),
                     float(m["best_value"]) if m.get("best_value") is not None else np.nan,
                     int(m.get("count_above_threshold", 0)),
+                    float(m["best_acquired"]) if m.get("best_acquired") is not None else np.nan,
                 )
             )
-    arr = np.array(rows, dtype=np.float64).reshape(-1, 4)
+    arr = np.array(rows, dtype=np.float64).reshape(-1, 5)
     return {
         "iteration": arr[:, 0].astype(int),
         "n_labels": arr[:, 1].astype(int),
         "best_value": arr[:, 2],
         "count_above_threshold": arr[:, 3].astype(int),
+        "best_acquired": arr[:, 4],
         "threshold": np.array(threshold),
     }
 
@@ -223,9 +226,13 @@ def plot_discovery(store: Store, name: str, path: Path) -> Path:
     plt = _pyplot()
     s = discovery_series(store, name)
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=PLOT_DPI)
-    ax.plot(s["n_labels"], s["best_value"], "o-", color="tab:blue", label="best value")
+    ax.plot(s["n_labels"], s["best_value"], "o-", color="tab:blue", label="best overall (seeds included)")
+    acq = np.isfinite(s["best_acquired"])
+    if acq.any():
+        ax.plot(s["n_labels"][acq], s["best_acquired"][acq], "^--", color="tab:green", label="best acquired")
+    ax.legend(loc="lower right", fontsize=8)
     ax.set_xlabel("number of labels")
-    ax.set_ylabel("best value (eV)", color="tab:blue")
+    ax.set_ylabel("best band gap (eV, PBE-level DFT estimate)", color="tab:blue", fontsize=8)
     ax2 = ax.twinx()
     ax2.step(
         s["n_labels"],
@@ -263,8 +270,8 @@ def plot_parity(store: Store, name: str, path: Path, iteration: int | None = Non
     ax.plot([0, hi], [0, hi], "k--", lw=1)
     ax.set_xlim(0, hi)
     ax.set_ylim(min(0.0, float(data["pred"].min(initial=0.0))), hi)
-    ax.set_xlabel(f"true band gap (eV), {data['dataset']}")
-    ax.set_ylabel("screening model (eV)")
+    ax.set_xlabel(f"band gap (eV, PBE-level DFT), {data['dataset']}")
+    ax.set_ylabel("screening model (eV, PBE-level estimate)")
     ax.set_title(f"{name} iteration {data['iteration']}: MAE {data['mae']:.3f} eV (n={len(data['true'])})")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -289,7 +296,7 @@ def plot_latent(store: Store, name: str, path: Path) -> Path:
             alpha=0.85,
             edgecolors="none",
         )
-        fig.colorbar(sc, ax=ax, label="label (eV)")
+        fig.colorbar(sc, ax=ax, label="band gap (eV, PBE-level DFT estimate)")
     status = np.array(p["cand_status"], dtype=object)
     if len(p["cand_xy"]):
         bad = status == "rejected"
@@ -378,13 +385,16 @@ def publish_artifacts(store: Store, name: str, iteration: int, pngs: list[Path],
     lines = [
         f"# Campaign `{name}`, iteration {iteration}",
         "",
-        "| iteration | labels | best (eV) | count >= threshold |",
-        "|---:|---:|---:|---:|",
+        "| iteration | labels | best (eV) | best acquired (eV) | count >= threshold |",
+        "|---:|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {i} | {n} | {b:.3f} | {c} |"
-        for i, n, b, c in zip(s["iteration"], s["n_labels"], s["best_value"], s["count_above_threshold"], strict=True)
+        f"| {i} | {n} | {b:.3f} | {'-' if not np.isfinite(a) else f'{a:.3f}'} | {c} |"
+        for i, n, b, a, c in zip(
+            s["iteration"], s["n_labels"], s["best_value"], s["best_acquired"], s["count_above_threshold"], strict=True
+        )
     ]
+    lines += ["", "Band gaps are PBE-level DFT estimates; best (eV) includes the seed labels."]
     lines += ["", "Plots (written by the worker; also shown as image artifacts):", ""]
     lines += [f"* `{p.resolve()}`" for p in pngs]
     key = artifact_key(name, "summary")

@@ -8,10 +8,12 @@ from datetime import timedelta
 from typing import Any
 
 from pymongo import ASCENDING
+from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from alcore.errors import CampaignLockedError, CampaignNotFoundError, ConfigError
 from flows.store.base import group_rows, owner_is_dead_local_process, partitioned_counts, utcnow
+from flows.store.schemas import CampaignStatus
 
 log = logging.getLogger(__name__)
 
@@ -245,3 +247,12 @@ def _comparable(config: Mapping[str, Any]) -> dict[str, Any]:
     the settings of the post-loop structure stage (they do not change any stored loop state). Unset
     (None) fields are dropped, so a field added later with a None default does not change old configs."""
     return {k: v for k, v in dict(config).items() if k not in {"iterations", "structures"} and v is not None}
+
+
+def mark_interrupted(db: Database, name: str, owner: str) -> None:
+    """Set campaign ``name`` to ``interrupted`` and release its lease if ``owner`` holds it (a stage
+    left ``running`` is redone by the next run). A function on a bare database handle so that a
+    Ctrl-C handler can call it with a short server timeout, without building a :class:`Store`."""
+    db.campaigns.update_one(
+        {"name": name, "lease.owner": owner}, {"$set": {"status": CampaignStatus.INTERRUPTED, "lease": None}}
+    )

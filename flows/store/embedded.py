@@ -1,7 +1,8 @@
 """The embedded default database: a SecantusDB server run as a child process.
 
-With no ``ALFLOW_MONGODB_URI`` the project starts ``secantusd-py --sync-on-commit`` on
-127.0.0.1 with its data under the per-user data folder, waits until it answers ``ping``, reuses a
+With no ``ALFLOW_MONGODB_URI`` the project starts ``secantusd-py --sync-on-commit`` on 127.0.0.1 (as
+``python -m flows.store.secantusd``: the same server with :mod:`flows.store.secantus_patch`'s fix of a compound-index
+range bug applied) with its data under the per-user data folder, waits until it answers ``ping``, reuses a
 server that is already running there, and stops it with SIGTERM (which takes 5-9 s; we wait for the
 process to exit before the folder can be reused). The product talks to it through the same
 pymongo/GridFS code as to a production MongoDB.
@@ -31,11 +32,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EmbeddedServer:
-    """A running embedded server: its ``pid``, ``port``, data folder and ``uri``."""
+    """A running embedded server: its ``pid``, ``port``, data folder and ``uri``; ``patched``: started
+    with :mod:`flows.store.secantus_patch` (False for a server an older alflow started and that is still
+    running: it answers some compound-index range queries wrongly until ``alflow db stop``)."""
 
     pid: int
     port: int
     storage_path: Path
+    patched: bool = True
 
     @property
     def uri(self) -> str:
@@ -76,7 +80,9 @@ def running_server(data_dir: Path) -> EmbeddedServer | None:
         return None
     try:
         info = json.loads(state.read_text())
-        server = EmbeddedServer(int(info["pid"]), int(info["port"]), Path(info["storage_path"]))
+        server = EmbeddedServer(
+            int(info["pid"]), int(info["port"]), Path(info["storage_path"]), bool(info.get("secantus_patch", False))
+        )
     except (ValueError, KeyError, OSError):
         return None
     if _pid_alive(server.pid) and ping(server.uri):
@@ -97,6 +103,21 @@ def _secantusd_executable() -> str:
     return found
 
 
+def secantusd_command() -> list[str]:
+    """The command that runs the patched ``secantusd-py`` (:mod:`flows.store.secantusd`) with this interpreter.
+
+    Raises :class:`StoreUnavailableError` when SecantusDB is not installed.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("secantus") is None:
+        raise StoreUnavailableError(
+            "SecantusDB is not installed: install the project (pip install -e .) or set ALFLOW_MONGODB_URI "
+            "to a MongoDB server"
+        )
+    return [sys.executable, "-m", "flows.store.secantusd"]
+
+
 def start_server(data_dir: Path, port: int, timeout_s: float = 60.0) -> EmbeddedServer:
     """Start (or reuse) the embedded server for ``data_dir`` on ``port``; returns it once it answers ping.
 
@@ -107,12 +128,18 @@ def start_server(data_dir: Path, port: int, timeout_s: float = 60.0) -> Embedded
     data_dir.mkdir(parents=True, exist_ok=True)
     existing = running_server(data_dir)
     if existing:
+        if not existing.patched:
+            log.warning(
+                "the embedded database (pid %s) was started without the compound-range fix "
+                "(flows.store.secantus_patch); run `alflow db stop` so the next command restarts it",
+                existing.pid,
+            )
         return existing
     storage = data_dir / "db"
     storage.mkdir(parents=True, exist_ok=True)
     logfile = open(data_dir / "secantusd.log", "ab")  # noqa: SIM115 - handed to the child
     cmd = [
-        _secantusd_executable(),
+        *secantusd_command(),
         "--host",
         "127.0.0.1",
         "--port",
@@ -133,7 +160,8 @@ def start_server(data_dir: Path, port: int, timeout_s: float = 60.0) -> Embedded
                 f"(is port {port} taken? set ALFLOW_EMBEDDED_PORT)"
             )
         if ping(server.uri, timeout_s=0.5):
-            _state_file(data_dir).write_text(json.dumps({"pid": proc.pid, "port": port, "storage_path": str(storage)}))
+            state = {"pid": proc.pid, "port": port, "storage_path": str(storage), "secantus_patch": True}
+            _state_file(data_dir).write_text(json.dumps(state))
             log.info("embedded database started (pid %s, port %s, %s)", proc.pid, port, storage)
             return server
         time.sleep(0.2)

@@ -55,6 +55,10 @@ class PoolStore:
             )
         )
 
+    def pool_names(self) -> list[str]:
+        """The names of every stored pool, sorted."""
+        return sorted(self.db["pools"].distinct("pool"))
+
     def pool_exists(self, pool: str) -> bool:
         """Whether ``pool`` has members: a generation marker that inserted some (cheap), else a lookup."""
         if self.db[BATCHES].find_one({"pool": pool, "inserted": {"$gt": 0}}, {"_id": 1}) is not None:

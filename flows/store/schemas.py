@@ -14,6 +14,7 @@ class CampaignStatus(StrEnum):
     AWAITING_LABELS = "awaiting_labels"
     FINISHED = "finished"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"
 
 
 class StageStatus(StrEnum):

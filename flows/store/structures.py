@@ -42,3 +42,7 @@ class StructureStore:
             query["cif"] = {"$ne": None}
         order = [("e_hull", 1), ("formula", 1)] if by_e_hull else [("formula", 1), ("template_id", 1)]
         return list(self.db.structures.find(query, {"_id": 0}).sort(order).limit(limit))
+
+    def structure_campaigns(self) -> list[str]:
+        """The campaigns that have structure documents, sorted."""
+        return sorted(self.db.structures.distinct("campaign"))

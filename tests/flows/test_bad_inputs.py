@@ -284,6 +284,13 @@ def test_unknown_cli_command_is_a_usage_message(monkeypatch, capsys, store):
         ({"mode": "sideways"}, "mode"),
         ({"mode": "continuous", "pool_collection": "mine"}, "pool_collection 'mine' needs mode: pool"),
         ({"iterations": 0}, "iterations"),
+        ({"gp": {"threads": 0}}, "gp.threads: Input should be greater than or equal to 1"),
+        ({"seeds": {"n": -5}}, "seeds.n: Input should be greater than or equal to 1"),
+        ({"acquisition": {"max_attempts": 0}}, "acquisition.max_attempts"),
+        ({"validity": {"max_atoms": -3}}, "validity.max_atoms"),
+        ({"validity": {"min_elements": 3, "max_elements": 2}}, "min_elements 3 > max_elements 2"),
+        ({"target": {"threshold": float("nan")}}, "target.threshold"),
+        ({"structures": {"top_k": -1}}, "structures.top_k"),
         ({"name": "has spaces/slash"}, "name"),
         ({"surprise": 1}, "surprise"),
     ],
@@ -293,6 +300,27 @@ def test_invalid_config_is_refused(overrides, needle):
         parse_config(_config(**overrides), source="test.yaml")
     assert needle in str(info.value)
     assert str(info.value).startswith("test.yaml")
+
+
+def test_band_gap_campaigns_refuse_pure_elements_by_default():
+    """Issue 19, finding 10: Ca, Ba, Fe, O2 and Xe passed validity and took 2 of 11 demo acquisitions."""
+    from alcore.validity import BAND_GAP_MIN_ELEMENTS, ValidityRules, check_validity
+
+    spec = parse_config(_config()).validity
+    assert spec.min_elements == BAND_GAP_MIN_ELEMENTS == 2
+    rules = ValidityRules(min_elements=spec.min_elements, max_elements=spec.max_elements, max_atoms=spec.max_atoms)
+    for f in ("Ca", "Ba", "Fe", "O2", "Xe"):
+        verdict = check_validity(f, rules)
+        assert not verdict.valid and verdict.reasons == ["1 elements < min_elements 2"], (f, verdict)
+        assert check_validity(f).valid  # the library default (generator metrics) is unchanged
+    assert check_validity("MgO", rules).valid
+
+
+def test_the_campaign_loop_uses_the_configured_min_elements(store):
+    from flows.campaign import CampaignContext
+
+    ctx = CampaignContext(store, parse_config(_config(name="elements")), owner="t")
+    assert ctx.validity_rules.min_elements == 2
 
 
 def test_config_file_that_is_not_a_mapping(tmp_path):
@@ -384,11 +412,15 @@ def test_pool_smaller_than_q():
 
 
 @pytest.mark.slow
-def test_no_valid_decode_within_attempt_budget(store, prefect_harness, tmp_path_factory):
+def test_no_valid_decode_within_attempt_budget(store, prefect_harness, tmp_path_factory, monkeypatch):
     """Validity limits nothing can satisfy (max_atoms 0): AcquisitionError after max_attempts, the stage
-    is marked failed with the error, and the rejected decodes are kept with their reasons."""
-    from flows.campaign import run_campaign_in
-    from tests.flows.campaign.fault_harness import tiny_autoencoder
+    is marked failed with the error, and the rejected decodes are kept with their reasons. (A config
+    with ``max_atoms: 0`` is refused since issue 19, so the rules are set on the campaign context.)"""
+    from alcore.validity import ValidityRules
+    from flows.campaign import CampaignContext, run_campaign_in
+    from tests.flows.fault_harness import tiny_autoencoder
+
+    monkeypatch.setattr(CampaignContext, "validity_rules", property(lambda self: ValidityRules(max_atoms=0)))
 
     ae = tiny_autoencoder(tmp_path_factory.getbasetemp())
     cfg = parse_config(
@@ -405,7 +437,6 @@ def test_no_valid_decode_within_attempt_budget(store, prefect_harness, tmp_path_
                 "mc_samples": 16,
                 "max_attempts": 2,
             },
-            validity={"max_atoms": 0},
         )
     )
     with pytest.raises(

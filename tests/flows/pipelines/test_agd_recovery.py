@@ -130,7 +130,7 @@ def test_experiment_scores_four_arms_and_resumes(
     # tables, writes the JSON and the plot
     from typer.testing import CliRunner
 
-    from flows.cli_pools import app
+    from flows.cli.pools import app
 
     out = tmp_path / "cli.json"
     cli = CliRunner().invoke(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli_cccgan import app
+from flows.cli.cccgan import app
 from flows.pipelines.cccgan import CAMPAIGN, cccgan_flow
 from flows.store import Store
 
@@ -59,5 +59,5 @@ def test_flow_trains_generates_and_stores(prefect_harness, store: Store, mongo_u
 
 def test_cli_rejects_bad_composition() -> None:
     result = CliRunner().invoke(app, ["generate", "Mg9MnO4", "--max-relax", "0"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # user errors exit with 2 (flows.cli.common)
     assert "outside 1..8" in result.output

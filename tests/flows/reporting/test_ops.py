@@ -99,7 +99,7 @@ def test_publish_iteration_writes_plots_and_artifacts(store, tiny_ae, prefect_ha
 def test_report_cli_writes_pngs(store, tiny_ae, prefect_harness, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from flows import cli_ops
+    from flows.cli import ops as cli_ops
 
     run_campaign_in(store, _config(tiny_ae, "ops-cli", iterations=1))
     monkeypatch.setattr(cli_ops, "_store", lambda: store)
@@ -253,7 +253,8 @@ def test_served_deployment_runs_on_schedule_and_publishes_artifacts(tiny_ae, mon
             [
                 sys.executable,
                 "-m",
-                "flows.cli_ops",
+                "flows.cli",
+                "ops",
                 "serve",
                 "--config",
                 str(cfg_path),

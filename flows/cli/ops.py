@@ -15,32 +15,24 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from prefect import flow
-from rich.console import Console
 
-from alcore.errors import AlflowError, ConfigError
+from alcore.errors import ConfigError
+from flows.cli.common import console, examples, open_store, typer_app
 
-console = Console()
-err = Console(stderr=True)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POOL = "alflow-process"
 
-app = typer.Typer(
-    help="Operations: campaign reports and Prefect deployments (serve, deploy).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
+app = typer_app(
+    "Operations: campaign reports and Prefect deployments (serve, deploy).",
+    "alflow ops report demo --out runs/report",
+    "alflow ops serve --interval 3600",
+    "alflow ops deploy-campaign deploy/campaigns/demo.yaml --cron '0 2 * * *'",
 )
+REPORT_EXAMPLES = examples("alflow report demo --out runs/report", "alflow report demo --iteration 2")
 
 
 def _store():
-    from flows.store import Store
-
-    return Store.connect()
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(2)
+    return open_store()
 
 
 def _repo_relative(path: Path) -> str:
@@ -50,38 +42,6 @@ def _repo_relative(path: Path) -> str:
         return str(p.relative_to(ROOT))
     except ValueError:
         return str(p)
-
-
-# ---------------------------------------------------------------------------- deployable wrapper flow
-@flow(name="screen-pool-job", log_prints=True)
-def screen_pool_job(
-    pool: str,
-    model: str = "resnet-agd",
-    gap_min: float | None = None,
-    gap_max: float | None = None,
-    max_atoms: int | None = 7,
-    max_elements: int | None = 3,
-    rescreen: bool = False,
-    dask_address: str | None = None,
-    dask_workers: int = 0,
-) -> dict[str, Any]:
-    """Deployable entry for pool screening with plain parameters: runs the ``screen-pool`` flow as a
-    subflow. ``dask_address`` (``tcp://scheduler:8786``) sends its batch tasks to a Dask cluster;
-    ``dask_workers > 0`` starts a local Dask cluster of that many workers instead. Returns its summary."""
-    from flows.pipelines.screening import screen_pool_flow
-
-    return screen_pool_flow(
-        pool,
-        model=model,
-        gap_min=gap_min,
-        gap_max=gap_max,
-        max_atoms=max_atoms,
-        max_elements=max_elements,
-        rescreen=rescreen,
-        dask_address=dask_address,
-        dask_local=dask_workers > 0,
-        dask_workers=max(dask_workers, 1),
-    )
 
 
 def build_deployments(
@@ -100,6 +60,7 @@ def build_deployments(
     ``screen-pool-job/<pool>`` (with ``pool``) and ``structures/<name>`` (with ``with_structures``)."""
     from flows.campaign import campaign_flow
     from flows.config import load_config
+    from flows.deployments import screen_pool_job
     from flows.reporting import campaign_report_flow
 
     cfg = load_config(config)
@@ -139,26 +100,30 @@ def build_deployments(
 
 
 # ---------------------------------------------------------------------------- commands
-@app.command("report")
+@app.command("report", epilog=REPORT_EXAMPLES)
 def report_cmd(
     name: Annotated[str, typer.Argument(help="Campaign name.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the PNGs (created).")] = Path("runs/report"),
     iteration: Annotated[
-        int | None, typer.Option(help="Parity plot of this iteration's model (default latest).")
+        int | None, typer.Option(min=1, help="Parity plot of this iteration's model (default latest).")
     ] = None,
 ) -> None:
-    """Write a campaign's plots: discovery curve, screening parity, latent-space map (PNG)."""
+    """Write a campaign's plots: discovery curve (best overall and best acquired), screening parity,
+    latent-space map (PNG; band gaps are PBE-level DFT estimates)."""
     from flows.reporting import write_plots
 
-    try:
-        paths = write_plots(_store(), name, out, iteration)
-    except AlflowError as exc:
-        raise _fail(exc) from None
+    paths = write_plots(_store(), name, out, iteration)
     for p in paths:
         console.print(f"wrote {p}")
 
 
-@app.command("serve")
+@app.command(
+    "serve",
+    epilog=examples(
+        "alflow ops serve                                   # nightly demo campaign",
+        "alflow ops serve --config my.yaml --interval 3600 --pool mine",
+    ),
+)
 def serve_cmd(
     config: Annotated[Path, typer.Option(help="Campaign YAML served by the campaign deployment.")] = Path(
         "deploy/campaigns/demo.yaml"
@@ -175,24 +140,27 @@ def serve_cmd(
     """Register the deployments and run them from this process until Ctrl-C (needs PREFECT_API_URL)."""
     from prefect import serve
 
-    try:
-        deps = build_deployments(
-            config,
-            cron=cron,
-            interval=interval,
-            iterations=iterations,
-            report_dir=report_dir,
-            pool=pool,
-            pool_n=pool_n,
-            with_structures=structures,
-        )
-    except AlflowError as exc:
-        raise _fail(exc) from None
+    deps = build_deployments(
+        config,
+        cron=cron,
+        interval=interval,
+        iterations=iterations,
+        report_dir=report_dir,
+        pool=pool,
+        pool_n=pool_n,
+        with_structures=structures,
+    )
     console.print(f"serving {len(deps)} deployment(s): {', '.join(d.name for d in deps)}")
     serve(*deps, limit=limit)
 
 
-@app.command("deploy-campaign")
+@app.command(
+    "deploy-campaign",
+    epilog=examples(
+        "alflow ops deploy-campaign deploy/campaigns/demo.yaml",
+        "alflow ops deploy-campaign my.yaml --cron '30 1 * * *' --iterations 20",
+    ),
+)
 def deploy_campaign_cmd(
     config: Annotated[Path, typer.Argument(help="Campaign YAML file.")],
     cron: Annotated[str, typer.Option(help="Cron schedule (UTC), e.g. '0 2 * * *' for nightly.")] = "0 2 * * *",
@@ -203,12 +171,9 @@ def deploy_campaign_cmd(
     from flows.campaign import campaign_flow
     from flows.config import load_config
 
-    try:
-        cfg = load_config(config)
-    except AlflowError as exc:
-        raise _fail(exc) from None
+    cfg = load_config(config)
     if not config.resolve().is_relative_to(ROOT):
-        raise _fail(ConfigError(f"{config} must be inside the checkout {ROOT} so that the worker finds it"))
+        raise ConfigError(f"{config} must be inside the checkout {ROOT} so that the worker finds it")
     ensure_work_pool(pool)
     params: dict[str, Any] = {"config_path": _repo_relative(config)}
     if iterations is not None:
@@ -247,7 +212,3 @@ def ensure_work_pool(name: str = DEFAULT_POOL) -> None:
                 await client.create_work_pool(WorkPoolCreate(name=name, type="process"))
 
     run_coro_as_sync(ensure())
-
-
-if __name__ == "__main__":  # `python -m flows.cli_ops ...` before the lead mounts it in `alflow`
-    app()

@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from tqdm import tqdm
 
-from alcore.errors import AlflowError
+from flows.cli.common import console, examples, fail, table, typer_app, write_csv
 
-app = typer.Typer(
-    help="Generated formula pools: train MatGAN, generate a pool, screen it, list the top members.",
-    no_args_is_help=True,
+app = typer_app(
+    "Generated formula pools: train MatGAN, generate a pool, screen it, list the top members.",
+    "alflow pools generate-pool --pool mine -n 100000",
+    "alflow pools screen-pool --pool mine --gap-min 3",
+    "alflow pools top --pool mine -k 10",
 )
-console = Console()
-
-
-def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Print an AlflowError as one line and exit 1 (no stack trace)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except AlflowError as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(1) from None
-
-    return wrapper
+#: names accepted by generators.base.get_generator (listed here so --help needs no import)
+GENERATORS = "matgan, matgan-valid, latent-random"
+ORACLES = "resnet-agd, resnet-mp-gap, eform (see `alflow oracles list`)"
 
 
 def _bar(desc: str, unit: str = "batch") -> tuple[tqdm, Callable[[int, int], None]]:
@@ -46,31 +32,49 @@ def _bar(desc: str, unit: str = "batch") -> tuple[tqdm, Callable[[int, int], Non
     return bar, update
 
 
-@app.command("train-matgan")
-@_user_errors
+@app.command(
+    "train-matgan",
+    epilog=examples(
+        "alflow pools train-matgan --gan-minutes 2 --ae-minutes 1",
+        "alflow pools train-matgan --replace-shipped   # data/weights",
+    ),
+)
 def train_matgan_cmd(
     gan_minutes: float = typer.Option(8.0, help="Wall-clock budget of the WGAN-GP training (minutes)."),
     ae_minutes: float = typer.Option(4.0, help="Wall-clock budget of the autoencoder training (minutes)."),
-    epochs: int = typer.Option(200, help="Most GAN epochs (the time budget usually stops training first)."),
+    epochs: int = typer.Option(200, min=1, help="Most GAN epochs (the time budget usually stops training first)."),
     seed: int = typer.Option(0, help="Random seed of both trainings."),
-    out: str = typer.Option("", help="Folder for the weights (default: data/weights)."),
-    threads: int = typer.Option(1, help="torch threads."),
+    out: Path = typer.Option(None, help="Folder for the weights (default: the user data folder).", show_default=False),
+    replace_shipped: bool = typer.Option(
+        False, "--replace-shipped", help="Write into data/weights, replacing the shipped MatGAN weights."
+    ),
+    threads: int = typer.Option(1, min=1, help="torch threads."),
     valid_only: bool = typer.Option(
         False,
+        "--valid-only",
         help="Train on the SMACT-valid MP formulas only (generator 'matgan-valid' reads data/weights/matgan_valid).",
     ),
     ch: int = typer.Option(8, help="Channel width of generator, critic and autoencoder."),
     lr: float = typer.Option(1e-3, help="GAN learning rate (may change when resuming: fine-tune lower)."),
     checkpoint: str = typer.Option(
-        "", help="GAN checkpoint file, resumed if it exists (default: <out>/checkpoints/matgan_gan.pt)."
+        "",
+        help="GAN checkpoint file, resumed if it exists. Default: <out>/checkpoints/matgan_gan.pt.",
+        show_default=False,
     ),
-    store: bool = typer.Option(True, help="Also store both models in MongoDB (GridFS)."),
+    store: bool = typer.Option(True, "--store/--no-store", help="Also store both models in the database (GridFS)."),
 ) -> None:
     """Train MatGAN and its reachability autoencoder on the MP formulas and write the weights
-    (Prefect flow ``train-matgan``).
+    (Prefect flow 'train-matgan').
 
-    The GAN training is checkpointed: running the command again continues it (EPOCHS is the total)."""
+    The GAN training is checkpointed: running the command again continues it (EPOCHS is the total).
+    The shipped weights in data/weights are only replaced with --replace-shipped."""
+    from alcore.paths import WEIGHTS_DIR
+    from flows.cli.autoencoder import weights_target
     from flows.pipelines.matgan import train_matgan_flow
+
+    target = weights_target(out, replace_shipped, WEIGHTS_DIR / ("matgan_valid" if valid_only else ""), "")
+    if not replace_shipped and out is None and valid_only:
+        target = target / "matgan_valid"
 
     meta = train_matgan_flow(
         gan_minutes=gan_minutes,
@@ -80,23 +84,28 @@ def train_matgan_cmd(
         ch=ch,
         lr=lr,
         valid_only=valid_only,
-        out=out or None,
+        out=str(target),
         checkpoint=checkpoint or None,
         threads=threads,
         store_weights=store,
     )
-    console.print(f"saved; metrics: {meta['metrics']}")
+    console.print(f"saved in {target}; metrics: {meta['metrics']}")
 
 
-@app.command("generate-pool")
-@_user_errors
+@app.command(
+    "generate-pool",
+    epilog=examples(
+        "alflow pools generate-pool --pool mine -n 100000",
+        "alflow pools generate-pool --pool mine --max-batches 2   # resumable",
+    ),
+)
 def generate_pool_cmd(
     pool: str = typer.Option(..., "--pool", help="Pool name (documents are keyed by pool + formula)."),
-    n: int = typer.Option(1_000_000, "-n", "--n", help="Number of samples to draw."),
-    generator: str = typer.Option("matgan", help="Generator name (generators.base.get_generator)."),
+    n: int = typer.Option(1_000_000, "-n", "--n", min=1, help="Number of samples to draw."),
+    generator: str = typer.Option("matgan", help=f"Generator: {GENERATORS}."),
     seed: int = typer.Option(0, help="Seed; batch k uses a seed derived from (seed, k)."),
-    batch_size: int = typer.Option(50_000, help="Samples per batch (one marker per batch; resume unit)."),
-    max_batches: int = typer.Option(0, help="Stop after this many new batches (0: run to the end)."),
+    batch_size: int = typer.Option(50_000, min=1, help="Samples per batch (one marker per batch; resume unit)."),
+    max_batches: int = typer.Option(0, min=0, help="Stop after this many new batches (0: run to the end)."),
 ) -> None:
     """Generate (or resume) a pool of N samples and store its distinct canonical formulas."""
     from flows.pipelines.pool import generate_pool_flow
@@ -117,22 +126,32 @@ def generate_pool_cmd(
     console.print(summary)
 
 
-@app.command("screen-pool")
-@_user_errors
+@app.command(
+    "screen-pool",
+    epilog=examples(
+        "alflow pools screen-pool --pool mine --gap-min 3",
+        "alflow pools screen-pool --pool mine --oracle resnet-mp-gap --rescreen",
+    ),
+)
 def screen_pool_cmd(
     pool: str = typer.Option(..., "--pool", help="Pool to screen."),
-    oracle: str = typer.Option("resnet-agd", help="Screening model name (oracles.registry.get_oracle)."),
+    oracle: str = typer.Option("resnet-agd", help=f"Screening model: {ORACLES}."),
     gap_min: float = typer.Option(None, help="Lower end of the predicted-property window (eV); none if unset."),
     gap_max: float = typer.Option(None, help="Upper end of the predicted-property window (eV); none if unset."),
-    max_atoms: int = typer.Option(7, help="Most atoms in the reduced formula (AGD: 7); 0 = no limit."),
-    max_elements: int = typer.Option(3, help="Most distinct elements (AGD: 3); 0 = no limit."),
-    predict_all: bool = typer.Option(False, help="Run the model on formulas failing the composition filters too."),
-    rescreen: bool = typer.Option(False, help="Delete this setup's verdicts and screen the whole pool again."),
+    max_atoms: int = typer.Option(7, min=0, help="Most atoms in the reduced formula (AGD: 7); 0 = no limit."),
+    max_elements: int = typer.Option(3, min=0, help="Most distinct elements (AGD: 3); 0 = no limit."),
+    predict_all: bool = typer.Option(
+        False, "--predict-all", help="Run the model on formulas failing the composition filters too."
+    ),
+    rescreen: bool = typer.Option(
+        False, "--rescreen", help="Delete this setup's verdicts and screen the whole pool again."
+    ),
     dask_address: str = typer.Option("", help="Run the batches on this Dask scheduler (tcp://host:8786)."),
-    dask_local: bool = typer.Option(False, help="Run the batches on a local Dask cluster."),
+    dask_local: bool = typer.Option(False, "--dask-local", help="Run the batches on a local Dask cluster."),
 ) -> None:
-    """Screen a pool: composition filters + model prediction window; verdicts go into `screenings`
-    (one document per member and setup; an interrupted run resumes where it stopped)."""
+    """Screen a pool: composition filters + model prediction window; verdicts go into 'screenings'
+    (one document per member and setup; an interrupted run resumes where it stopped). Band gaps are
+    PBE-level DFT estimates."""
     from flows.pipelines.screening import screen_pool_flow
 
     bar, update = _bar(f"screen {pool}")
@@ -155,13 +174,15 @@ def screen_pool_cmd(
     console.print(summary)
 
 
-@app.command("top")
-@_user_errors
+@app.command(
+    "top",
+    epilog=examples("alflow pools top --pool mine -k 10", "alflow pools top --pool mine --all --csv top.csv"),
+)
 def top_cmd(
     pool: str = typer.Option(..., "--pool", help="Pool to list."),
-    k: int = typer.Option(20, "-k", help="How many members."),
+    k: int = typer.Option(20, "-k", min=1, help="How many members."),
     all_verdicts: bool = typer.Option(False, "--all", help="Include members that failed screening."),
-    key: str = typer.Option("", help="Screening key (see `screen-pool` output); default: the latest screening."),
+    key: str = typer.Option("", help="Screening key (see the screen-pool output). Default: the latest screening."),
     csv: Path = typer.Option(None, help="Also write the rows to this CSV file."),
 ) -> None:
     """The k pool members with the highest predicted property (passing members only by default)."""
@@ -169,6 +190,9 @@ def top_cmd(
     from flows.pipelines.screening import top_members
 
     store = open_store()
+    if not store.pool_exists(pool):
+        known = store.pool_names()
+        fail(f"no pool named {pool!r}; known: {known or 'none'} (alflow pools generate-pool --pool NAME)")
     key = key or store.latest_screen_key(pool) or ""
     rows = top_members(store, pool, k, passed_only=not all_verdicts, key=key or None)
     setup = store.screen_setup(pool, key) if key else None
@@ -176,36 +200,35 @@ def top_cmd(
     if setup:
         title += f" (screening {key}: {setup['model']}, {setup['filters']}; {store.screen_counts(pool, key)})"
     columns = ("formula", "pred_mean", "pred_std", "verdict", "reasons", "batch")
-    table = Table(title=title)
-    for col in columns:
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
+    shown = [
+        [
             r["formula"],
-            _fmt(r.get("pred_mean")),
-            _fmt(r.get("pred_std")),
-            str(r.get("verdict")),
+            r.get("pred_mean"),
+            r.get("pred_std"),
+            r.get("verdict"),
             "; ".join(r.get("reasons") or []),
-            str(r.get("batch")),
-        )
-    console.print(table)
+            r.get("batch"),
+        ]
+        for r in rows
+    ]
+    console.print(table(title, ("formula", ">pred eV", ">std", "verdict", "reasons", ">batch"), shown))
+    console.print("pred: the screening oracle's band gap, a PBE-level DFT estimate.")
     if csv is not None:
-        from flows.cli import write_csv
-
         write_csv(csv, [{**r, "key": key} for r in rows], [*columns, "key"])
         console.print(f"wrote {len(rows)} rows to {csv}")
 
 
-def _fmt(x: Any) -> str:
-    return "-" if x is None else f"{x:.3f}"
-
-
-@app.command("agd-recovery")
-@_user_errors
+@app.command(
+    "agd-recovery",
+    epilog=examples(
+        "alflow pools agd-recovery deploy/campaigns/agd_exp3.yaml --draws 100000",
+        "alflow pools agd-recovery --campaign-seed 1 --json recovery.json",
+    ),
+)
 def agd_recovery_cmd(
     config: str = typer.Argument("deploy/campaigns/agd_exp3.yaml", help="Campaign YAML (run or resumed first)."),
     draws: int = typer.Option(1_000_000, help="Generator samples drawn for the pool."),
-    generator: str = typer.Option("matgan", help="Pool generator (generators.base.get_generator)."),
+    generator: str = typer.Option("matgan", help=f"Pool generator: {GENERATORS}."),
     pool_seed: int = typer.Option(0, help="Seed of the pool draws."),
     threshold: float = typer.Option(6.0, help="Wide-gap threshold (eV)."),
     max_atoms: int = typer.Option(7, help="Most atoms of a pool formula (AGD: 7)."),
@@ -240,32 +263,31 @@ def agd_recovery_cmd(
         )
     finally:
         bar.close()
-    table = Table(
-        title=f"recovery of the oracle's {result['pool']['reference']} wide-gap formulas "
-        f"(pool {result['pool']['size']:,}, campaign {result['campaign']})"
-    )
-    for col in ("arm", "labels", "wide labels", "recall", "precision", "recovered", "predicted", "pool MAE eV"):
-        table.add_column(col)
-    for s in result["summary"]:
-        table.add_row(
+    arm_rows = [
+        [
             s["arm"],
-            str(s["labels"]),
-            str(s["wide_labels"]),
+            s["labels"],
+            s["wide_labels"],
             f"{s['recall']:.1%} ± {s['recall_sd']:.1%}",
             f"{s['precision']:.1%}",
             f"{s['recovered']:.1f}",
             f"{s['predicted']:.1f}",
-            f"{s['pool_mae_eV']:.3f}",
-        )
-    console.print(table)
-    found = Table(
-        title=f"the reference formulas: share of each arm's models that also predict them above {threshold} eV"
+            s["pool_mae_eV"],
+        ]
+        for s in result["summary"]
+    ]
+    cols = ("arm", ">labels", ">wide labels", ">recall", ">precision", ">recovered", ">predicted", ">pool MAE eV")
+    title = (
+        f"recovery of the oracle's {result['pool']['reference']} wide-gap formulas "
+        f"(pool {result['pool']['size']:,}, campaign {result['campaign']})"
     )
-    for col in ("formula", "oracle eV", *(s["arm"] for s in result["summary"])):
-        found.add_column(col)
-    for e in result["reference"]:
-        found.add_row(e["formula"], f"{e['oracle_eV']:.2f}", *(f"{v:.0%}" for v in e["found_by"].values()))
-    console.print(found)
+    console.print(table(title, cols, arm_rows))
+    found = [
+        [e["formula"], f"{e['oracle_eV']:.2f}", *(f"{v:.0%}" for v in e["found_by"].values())]
+        for e in result["reference"]
+    ]
+    title = f"the reference formulas: share of each arm's models that also predict them above {threshold} eV"
+    console.print(table(title, ("formula", ">oracle eV", *(">" + s["arm"] for s in result["summary"])), found))
     for name, ratio in result["ratios"].items():
         console.print(f"{name}: {ratio:.2f}x")
     png = plot_recovery(result, Path(out_dir) / f"recovery-{result['campaign']}.png")

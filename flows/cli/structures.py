@@ -1,0 +1,128 @@
+"""``alflow structures run|export-cif``: template structures + CHGNet stability for formulas or a
+campaign's top candidates."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from flows.cli.common import console, examples, fail, open_store, require_structure_campaign, table, typer_app
+
+app = typer_app(
+    "Crystal structures by EMD template substitution, CHGNet relaxation and E_hull filtering.",
+    "alflow structures run MgO LiF --no-hull",
+    "alflow structures run --campaign demo --top-k 2",
+    "alflow structures export-cif --campaign demo --out cifs",
+)
+
+
+@app.command(
+    "run",
+    epilog=examples(
+        "alflow structures run MgO LiF --k-templates 2",
+        "alflow structures run --campaign demo --top-k 2 --steps 100",
+    ),
+)
+def run(
+    formulas: list[str] = typer.Argument(
+        None, help="Formulas to structure; omit to take the campaign's top candidates.", show_default=False
+    ),
+    campaign: str = typer.Option("adhoc", help="Campaign the structures belong to (and whose candidates to take)."),
+    top_k: int = typer.Option(20, min=1, help="With no formulas: how many of the campaign's top candidates."),
+    k_templates: int = typer.Option(3, min=1, help="Trial structures per formula (EMD-nearest templates)."),
+    e_hull_max: float = typer.Option(0.1, min=0, help="Largest E_hull (eV/atom) still called stable."),
+    steps: int = typer.Option(200, min=1, help="Most relaxation steps per trial."),
+    fmax: float = typer.Option(0.1, min=0, help="Force tolerance of the relaxation (eV/Å)."),
+    runner: str = typer.Option("thread", help="Task runner: thread or dask."),
+    workers: int = typer.Option(2, min=1, help="Parallel relaxations (threads or Dask worker processes)."),
+    no_hull: bool = typer.Option(False, "--no-hull", help="Skip E_hull (formation energy only; faster)."),
+    redo: bool = typer.Option(False, "--redo", help="Recompute trials that already have a verdict."),
+    cif_dir: Path = typer.Option(None, help="Also export the campaign's CIFs to this folder.", show_default=False),
+) -> None:
+    """Propose, relax and judge structures; writes every trial to the database ('structures')."""
+    if runner not in ("thread", "dask"):
+        fail(f"unknown runner {runner!r}; use thread or dask")
+    if not formulas:
+        store = open_store()
+        try:
+            store.get_campaign(campaign)  # a typo must not structure nothing (or start Prefect first)
+        finally:
+            store.close()
+    from flows.pipelines.structures import run_structures
+
+    summary = run_structures(
+        formulas=list(formulas) if formulas else None,
+        runner=runner,
+        workers=workers,
+        campaign=campaign,
+        top_k=top_k,
+        k_templates=k_templates,
+        e_hull_max=e_hull_max,
+        steps=steps,
+        fmax=fmax,
+        compute_hull=not no_hull,
+        redo=redo,
+        cif_dir=str(cif_dir) if cif_dir else None,
+    )
+    row = [
+        len(summary["formulas"]),
+        summary["trials"],
+        summary["relaxed"],
+        summary["skipped"],
+        ", ".join(f"{k}: {v}" for k, v in sorted(summary["verdicts"].items())),
+    ]
+    console.print(
+        table(f"structures: campaign {campaign}", (">formulas", ">trials", ">relaxed", ">skipped", "verdicts"), [row])
+    )
+    if summary["formulas"]:
+        console.print("formulas: " + ", ".join(summary["formulas"]))
+
+
+def cif_file_name(doc: dict[str, Any]) -> str:
+    """``<formula>__<verdict>__<template_id>.cif`` (characters other than letters, digits, ``.-_`` -> ``_``)."""
+    name = f"{doc['formula']}__{doc.get('verdict') or 'unjudged'}__{doc['template_id']}"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def export_campaign_cifs(store: Any, campaign: str, out: Path, verdicts: list[str] | None, include_failed: bool) -> int:
+    """Write the CIFs of campaign ``campaign``'s structures to ``out`` (verdict in the file name and in
+    a leading comment with E_form / E_hull); failed trials only with ``include_failed``. Returns the count."""
+    docs = store.structures_of(campaign, verdicts=verdicts, with_cif=True)
+    if not verdicts and not include_failed:
+        docs = [d for d in docs if d.get("verdict") != "failed"]
+    out.mkdir(parents=True, exist_ok=True)
+    for d in docs:
+        head = (
+            f"# alflow: {d['formula']} verdict {d.get('verdict')}, E_form {d.get('e_form')} eV/atom, "
+            f"E_hull {d.get('e_hull')} eV/atom (CHGNet)\n"
+        )
+        (out / (cif_file_name(d) + ".cif")).write_text(head + d["cif"])
+    return len(docs)
+
+
+@app.command(
+    "export-cif",
+    epilog=examples(
+        "alflow structures export-cif --campaign demo --out cifs",
+        "alflow structures export-cif --campaign demo --out cifs --stable-only",
+    ),
+)
+def export_cif(
+    campaign: str = typer.Option(..., help="Campaign whose structures to export."),
+    out: Path = typer.Option(..., help="Folder for <formula>__<verdict>__<template_id>.cif files."),
+    stable_only: bool = typer.Option(False, "--stable-only", help="Only structures with verdict 'stable'."),
+    include_failed: bool = typer.Option(
+        False, "--include-failed", help="Also write failed trials (e.g. overlapping atoms)."
+    ),
+) -> None:
+    """Write the CIFs of a campaign's structures to a folder (failed trials left out by default)."""
+    store = open_store()
+    try:
+        require_structure_campaign(store, campaign)
+        n = export_campaign_cifs(store, campaign, out, ["stable"] if stable_only else None, include_failed)
+    finally:
+        store.close()
+    console.print(f"wrote {n} CIF file(s) to {out}")

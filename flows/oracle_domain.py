@@ -1,0 +1,54 @@
+"""The applicability domain of a shipped oracle, built from its recipe's data and cached on disk.
+
+:class:`oracles.domain.Domain` is the pure logic; this module does the I/O: it reads the recipe's
+training formulas and held-out split (:func:`oracles.training.load_recipe_data`), calibrates the bounds
+on up to :data:`CALIBRATION_N` held-out formulas with the oracle's own ensemble std, and caches the
+result under ``<ALFLOW_DATA_DIR>/cache`` keyed by the sha256 of the data and of the weights. Used by
+``alflow oracles predict``; the campaign loop can call :func:`oracle_domain` the same way to flag
+acquired candidates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: held-out formulas used to calibrate the domain bounds (a seeded subsample of the test split)
+CALIBRATION_N = 1000
+
+
+def _domain_cache_path(stem: str, data_sha: str, weights: Path) -> Path:
+    from flows.settings import get_settings
+    from oracles.training import sha256_file
+
+    wsha = sha256_file(weights.with_suffix(".safetensors"))[:12]
+    return get_settings().data_dir / "cache" / f"domain-{stem}-{data_sha[:12]}-{wsha}.npz"
+
+
+def oracle_domain(name: str, oracle: Any, weights_dir: Path) -> Any:
+    """The :class:`oracles.domain.Domain` of a shipped oracle: its recipe's training formulas, calibrated
+    on up to :data:`CALIBRATION_N` held-out formulas (distance and this oracle's ensemble std). Cached
+    in ``<data dir>/cache`` (keyed by data and weights sha256); None for an oracle without a recipe."""
+    from alcore.paths import data_file
+    from oracles.domain import Domain
+    from oracles.registry import ALIASES
+    from oracles.training import RECIPES, load_recipe_data, sha256_file
+
+    recipe = RECIPES.get(ALIASES.get(name, name))
+    if recipe is None:
+        return None
+    cache = _domain_cache_path(recipe.stem, sha256_file(data_file(*recipe.data)), weights_dir / recipe.stem)
+    if cache.exists():
+        with np.load(cache) as z:
+            return Domain.from_arrays(dict(z))
+    df, train, test, _ = load_recipe_data(recipe)
+    formulas = df[recipe.formula_col].astype(str).to_numpy()
+    domain = Domain.from_formulas(list(formulas[train]), source="/".join(recipe.data))
+    rng = np.random.default_rng(0)
+    held = formulas[np.sort(rng.choice(test, size=min(CALIBRATION_N, len(test)), replace=False))]
+    domain.calibrate(list(held), oracle.predict(list(held)).std)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(cache, **domain.to_arrays())
+    return domain

@@ -1,0 +1,48 @@
+"""Run ``alflow`` through the real entry point (``flows.cli.main``) against a test store."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+
+def _uri(store) -> str:
+    host, port = store.client.address
+    return f"mongodb://{host}:{port}/?directConnection=true"
+
+
+@pytest.fixture
+def cli(store, monkeypatch, capsys, tmp_path):
+    """``cli(*args, **env) -> (exit status, stdout, stderr)`` of ``alflow ARGS`` on ``store``'s database."""
+    from flows import cli as cli_mod
+
+    def run(*args: str, **env: str) -> tuple[int, str, str]:
+        monkeypatch.setenv("ALFLOW_MONGODB_URI", _uri(store))
+        monkeypatch.setenv("ALFLOW_DATABASE", store.db.name)
+        monkeypatch.setenv("ALFLOW_SERVER_TIMEOUT_S", "10")
+        monkeypatch.setenv("ALFLOW_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.setenv("COLUMNS", "80")
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.setattr(sys, "argv", ["alflow", *args])
+        capsys.readouterr()
+        code = 0
+        try:
+            cli_mod.main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+def assert_user_error(code: int, err: str, *needles: str) -> None:
+    """Exit status 2, one ``error:`` line on stderr, no traceback, containing ``needles``."""
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    for n in needles:
+        assert n in err, (n, err)
