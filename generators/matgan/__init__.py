@@ -23,61 +23,10 @@ with checkpoints, autoencoder, end to end), ``sample`` (sampler, generation metr
 
 from __future__ import annotations
 
-from generators.matgan.data import (
-    AUTOENCODER_NAME,
-    ELEMENTS,
-    GENERATOR_NAME,
-    LATENT_DIM,
-    MAX_COUNT,
-    data_hash,
-    encode_formulas,
-    encoder,
-    fast_formula,
-    known_formulas,
-    training_formulas,
-    training_formulas_of,
-)
-from generators.matgan.model import Autoencoder, Critic, Generator, load_module, load_trained, save_module
-from generators.matgan.sample import (
-    MatGANSampler,
-    SampleBatch,
-    conv_kernels,
-    generation_metrics,
-    iter_sample_batches,
-    reduced_sizes,
-    sample_batch,
-)
-from generators.matgan.train import AEConfig, GANConfig, train_autoencoder, train_gan, train_matgan
+from generators.matgan import data, model, sample, train
+from generators.matgan.data import *  # noqa: F403
+from generators.matgan.model import *  # noqa: F403
+from generators.matgan.sample import *  # noqa: F403
+from generators.matgan.train import *  # noqa: F403
 
-__all__ = [
-    "AUTOENCODER_NAME",
-    "ELEMENTS",
-    "GENERATOR_NAME",
-    "LATENT_DIM",
-    "MAX_COUNT",
-    "AEConfig",
-    "Autoencoder",
-    "Critic",
-    "GANConfig",
-    "Generator",
-    "MatGANSampler",
-    "SampleBatch",
-    "conv_kernels",
-    "data_hash",
-    "encode_formulas",
-    "encoder",
-    "fast_formula",
-    "generation_metrics",
-    "iter_sample_batches",
-    "known_formulas",
-    "load_module",
-    "load_trained",
-    "reduced_sizes",
-    "sample_batch",
-    "save_module",
-    "train_autoencoder",
-    "train_gan",
-    "train_matgan",
-    "training_formulas",
-    "training_formulas_of",
-]
+__all__ = [*data.__all__, *model.__all__, *sample.__all__, *train.__all__]

@@ -131,3 +131,6 @@ def load_trained(weights_dir: str | Path, name: str) -> tuple[nn.Module, dict]:
     sized by its metadata; returns ``(module in eval mode, metadata)`` (errors as :func:`load_module`)."""
     cls = {GENERATOR_NAME: Generator, AUTOENCODER_NAME: Autoencoder}[name]
     return load_module(weights_dir, name, lambda m: cls(m["params"]["latent_dim"], m["params"]["ch"]))
+
+
+__all__ = ["Autoencoder", "Critic", "Generator", "load_module", "load_trained", "save_module"]

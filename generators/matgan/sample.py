@@ -250,3 +250,14 @@ def generation_metrics(
         out["validity_method"] = f"uniform random subsample of {validity_sample} samples (seed {seed})"
     out["validity_seconds"] = time.perf_counter() - t0
     return out
+
+
+__all__ = [
+    "MatGANSampler",
+    "SampleBatch",
+    "conv_kernels",
+    "generation_metrics",
+    "iter_sample_batches",
+    "reduced_sizes",
+    "sample_batch",
+]

@@ -397,3 +397,6 @@ def train_matgan(
         },
     )
     return {**common, "gan_history": gh, "ae_history": ah}
+
+
+__all__ = ["AEConfig", "GANConfig", "train_autoencoder", "train_gan", "train_matgan"]

@@ -418,7 +418,7 @@ def test_no_valid_decode_within_attempt_budget(store, prefect_harness, tmp_path_
     with ``max_atoms: 0`` is refused since issue 19, so the rules are set on the campaign context.)"""
     from alcore.validity import ValidityRules
     from flows.campaign import CampaignContext, run_campaign_in
-    from tests.flows.fault_harness import tiny_autoencoder
+    from tests.flows.campaign.fault_harness import tiny_autoencoder
 
     monkeypatch.setattr(CampaignContext, "validity_rules", property(lambda self: ValidityRules(max_atoms=0)))
 

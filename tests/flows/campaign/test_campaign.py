@@ -18,6 +18,20 @@ def _config(tiny_ae: Path, name: str, **overrides) -> object:
     return pool_config(tiny_ae, name, **overrides)
 
 
+def _continuous(tiny_ae: Path, name: str, **acquisition: object) -> object:
+    """A 1-iteration continuous-mode campaign on the committed autoencoder with a cheap optimiser."""
+    fast = {"q": 2, "beta": 25.0, "num_restarts": 2, "raw_samples": 32, "maxiter": 10, "mc_samples": 32}
+    return _config(
+        tiny_ae,
+        name,
+        mode="continuous",
+        iterations=1,
+        oracle="resnet-agd",
+        autoencoder="autoencoder_agd87",
+        acquisition={**fast, **acquisition},
+    )
+
+
 def _state(store, name: str) -> dict:
     labels = sorted((d["formula"], round(d["value"], 9), d["source"], d.get("iteration")) for d in store.labels(name))
     cands = sorted((d["iteration"], d["formula"], d["status"]) for d in store.candidates(name))
@@ -96,23 +110,7 @@ def test_external_oracle_pauses_and_resumes_after_import(store, tiny_ae, prefect
 
 def test_continuous_campaign_decodes_only_valid_formulas(store, tiny_ae, prefect_harness):
     # the committed autoencoder: a 3-epoch toy decodes most latent points to nothing
-    cfg = _config(
-        tiny_ae,
-        "cont",
-        mode="continuous",
-        iterations=1,
-        oracle="resnet-agd",
-        autoencoder="autoencoder_agd87",
-        acquisition={
-            "q": 2,
-            "beta": 25.0,
-            "num_restarts": 2,
-            "raw_samples": 32,
-            "maxiter": 10,
-            "mc_samples": 32,
-            "max_attempts": 15,
-        },
-    )
+    cfg = _continuous(tiny_ae, "cont", max_attempts=15)
     result = run_campaign_in(store, cfg)
     assert result["status"] == "finished"
     cands = store.candidates("cont")
@@ -133,24 +131,7 @@ def test_trust_region_widens_after_an_attempt_that_only_decodes_known_formulas(
 ):
     """An exhausted neighbourhood (every decode already labelled) doubles the search box for the next
     attempt instead of failing the iteration after max_attempts (agd-exp3 got stuck at iteration 27)."""
-    cfg = _config(
-        tiny_ae,
-        "widen",
-        mode="continuous",
-        iterations=1,
-        oracle="resnet-agd",
-        autoencoder="autoencoder_agd87",
-        acquisition={
-            "q": 2,
-            "beta": 25.0,
-            "num_restarts": 2,
-            "raw_samples": 32,
-            "maxiter": 10,
-            "mc_samples": 32,
-            "max_attempts": 6,
-            "trust_region": 0.2,
-        },
-    )
+    cfg = _continuous(tiny_ae, "widen", max_attempts=6, trust_region=0.2)
     real_decode = campaign_stages.decode_latents
     calls = {"n": 0}
 
@@ -171,15 +152,7 @@ def test_trust_region_widens_after_an_attempt_that_only_decodes_known_formulas(
 def test_a_formula_decoded_twice_keeps_its_accepted_candidate(store, tiny_ae, prefect_harness, monkeypatch):
     """Issue 19 finding 1: the duplicate-decode rejection was written under the accepted candidate's
     key and replaced it, so an accepted formula was never labelled."""
-    cfg = _config(
-        tiny_ae,
-        "dupes",
-        mode="continuous",
-        iterations=1,
-        oracle="resnet-agd",
-        autoencoder="autoencoder_agd87",
-        acquisition={"q": 3, "num_restarts": 2, "raw_samples": 32, "maxiter": 10, "mc_samples": 32},
-    )
+    cfg = _continuous(tiny_ae, "dupes", q=3)
     real_decode = campaign_stages.decode_latents
     calls = {"n": 0}
 

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from flows.config import parse_config
+
 
 def _uri(store) -> str:
     host, port = store.client.address
@@ -46,3 +48,21 @@ def assert_user_error(code: int, err: str, *needles: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("error:"), err
     for n in needles:
         assert n in err, (n, err)
+
+
+def external_campaign(store, name: str = "ext") -> None:
+    """A stored external-label campaign with a labelled, an awaiting and a rejected candidate."""
+    cfg = parse_config(
+        {"name": name, "mode": "pool", "oracle": "external", "seeds": {"n": 10}, "pool_size": 100, "iterations": 1}
+    )
+    store.create_campaign(name, cfg.resolved())
+    store.upsert_candidates(
+        name,
+        1,
+        [
+            {"formula": "NaCl", "status": "labelled", "valid": True, "rank": 0, "gp_mean": 4.0, "gp_std": 0.5},
+            {"formula": "KBr", "status": "awaiting_label", "valid": True, "rank": 1},
+            {"formula": "Ca", "status": "rejected", "valid": False, "rank": 2, "reasons": ["1 elements < min"]},
+        ],
+    )
+    store.upsert_labels(name, [{"formula": "NaCl", "value": 5.0, "source": "external", "iteration": 1}])

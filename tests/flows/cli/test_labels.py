@@ -4,29 +4,11 @@ from __future__ import annotations
 
 import csv
 
-from flows.config import parse_config
-from tests.flows.cli.conftest import assert_user_error
-
-
-def _campaign(store, name: str = "ext") -> None:
-    cfg = parse_config(
-        {"name": name, "mode": "pool", "oracle": "external", "seeds": {"n": 10}, "pool_size": 100, "iterations": 1}
-    )
-    store.create_campaign(name, cfg.resolved())
-    store.upsert_candidates(
-        name,
-        1,
-        [
-            {"formula": "NaCl", "status": "labelled", "valid": True, "rank": 0, "gp_mean": 4.0, "gp_std": 0.5},
-            {"formula": "KBr", "status": "awaiting_label", "valid": True, "rank": 1},
-            {"formula": "Ca", "status": "rejected", "valid": False, "rank": 2, "reasons": ["1 elements < min"]},
-        ],
-    )
-    store.upsert_labels(name, [{"formula": "NaCl", "value": 5.0, "source": "external", "iteration": 1}])
+from tests.flows.cli.conftest import assert_user_error, external_campaign
 
 
 def test_labels_export_has_property_and_unit(cli, store, tmp_path):
-    _campaign(store)
+    external_campaign(store)
     code, _, err = cli("labels", "export", "ext", str(tmp_path / "l.csv"))
     assert code == 0, err
     (row,) = list(csv.DictReader((tmp_path / "l.csv").read_text().splitlines()))
@@ -34,13 +16,13 @@ def test_labels_export_has_property_and_unit(cli, store, tmp_path):
 
 
 def test_export_into_a_missing_folder_is_refused(cli, store, tmp_path):
-    _campaign(store)
+    external_campaign(store)
     code, _, err = cli("labels", "export", "ext", str(tmp_path / "no" / "l.csv"))
     assert_user_error(code, err, "does not exist")
 
 
 def test_label_row_with_more_cells_than_the_header_is_refused(cli, store, tmp_path):
-    _campaign(store)
+    external_campaign(store)
     path = tmp_path / "three.csv"
     path.write_text("formula,value\nNaCl,5.1\nKBr,4.0,0.1\n")
     code, _, err = cli("labels", "import", "ext", str(path))
@@ -49,7 +31,7 @@ def test_label_row_with_more_cells_than_the_header_is_refused(cli, store, tmp_pa
 
 
 def test_import_messages_name_the_real_line(cli, store, tmp_path):
-    _campaign(store)
+    external_campaign(store)
     path = tmp_path / "l.csv"
     path.write_text("formula,value\nNaCl,5.1\nMgO,7.8\n")
     code, _, err = cli("labels", "import", "ext", str(path))
@@ -58,7 +40,7 @@ def test_import_messages_name_the_real_line(cli, store, tmp_path):
 
 
 def test_file_level_import_errors_do_not_suggest_skip_bad(cli, store, tmp_path):
-    _campaign(store)
+    external_campaign(store)
     path = tmp_path / "typo.csv"
     path.write_text("formla,value\nNaCl,5.0\n")
     code, _, err = cli("labels", "import", "ext", str(path))

@@ -2,25 +2,6 @@
 
 from __future__ import annotations
 
-from flows.config import parse_config
-
-
-def _campaign(store, name: str = "ext") -> None:
-    cfg = parse_config(
-        {"name": name, "mode": "pool", "oracle": "external", "seeds": {"n": 10}, "pool_size": 100, "iterations": 1}
-    )
-    store.create_campaign(name, cfg.resolved())
-    store.upsert_candidates(
-        name,
-        1,
-        [
-            {"formula": "NaCl", "status": "labelled", "valid": True, "rank": 0, "gp_mean": 4.0, "gp_std": 0.5},
-            {"formula": "KBr", "status": "awaiting_label", "valid": True, "rank": 1},
-            {"formula": "Ca", "status": "rejected", "valid": False, "rank": 2, "reasons": ["1 elements < min"]},
-        ],
-    )
-    store.upsert_labels(name, [{"formula": "NaCl", "value": 5.0, "source": "external", "iteration": 1}])
-
 
 def test_cif_export_names_the_verdict_and_leaves_failed_trials_out(cli, store, tmp_path):
     docs = [

@@ -9,7 +9,7 @@ import pytest
 
 from alcore.errors import ConfigError, EmptyPoolError
 from flows.pipelines.pool import batch_plan, batch_seed, generate_pool_flow
-from flows.pipelines.screening import ScreenFilters, screen_counts, screen_formulas, screen_pool_flow, top_members
+from flows.pipelines.screening import ScreenFilters, screen_formulas, screen_pool_flow, top_members
 from generators.base import register_generator
 from oracles.base import Prediction
 
@@ -149,7 +149,7 @@ def test_screen_pool_writes_verdicts_and_resumes(store, mongo_uri, prefect_harne
     with pytest.raises(EmptyPoolError):
         screen_pool_flow("nothing", AtomCountOracle(), **db)
     generate_pool_flow(pool="p", n=80, generator="toy", seed=1, batch_size=20, **db)
-    assert top_members(store, "p") == [] and screen_counts(store, "p") == {}  # not screened yet
+    assert top_members(store, "p") == [] and store.screen_counts("p") == {}  # not screened yet
     summary = screen_pool_flow("p", AtomCountOracle(), gap_min=1.8, gap_max=3.0, **db)
     members = {d["formula"]: d for d in store.db.pools.find({"pool": "p"})}
     verdicts = _verdicts(store, "p", summary["screen_key"])
@@ -165,7 +165,7 @@ def test_screen_pool_writes_verdicts_and_resumes(store, mongo_uri, prefect_harne
         assert "verdict" not in d  # the pool documents are not rewritten
     n_pass = sum(v["verdict"] == "pass" for v in verdicts.values())
     assert summary["passed_total"] == n_pass > 0
-    assert screen_counts(store, "p") == {"pass": n_pass, "fail": len(members) - n_pass}
+    assert store.screen_counts("p") == {"pass": n_pass, "fail": len(members) - n_pass}
     # same setup again: nothing left to screen; a new window is a second screening beside the first
     assert screen_pool_flow("p", AtomCountOracle(), gap_min=1.8, gap_max=3.0, **db)["screened"] == 0
     again = screen_pool_flow("p", AtomCountOracle(), gap_min=0.0, gap_max=10.0, **db)
@@ -224,8 +224,8 @@ def test_an_interrupted_screening_resumes_to_the_same_verdicts(store, mongo_uri,
         _verdicts(store, "whole", key), ("pool",)
     )
     assert (
-        screen_counts(store, "cut")
-        == screen_counts(store, "whole")
+        store.screen_counts("cut")
+        == store.screen_counts("whole")
         == {
             k: store.db.screenings.count_documents({"pool": "whole", "key": key, "verdict": k})
             for k in ("fail", "pass")
@@ -292,16 +292,15 @@ def test_matgan_pool_resume_equals_straight_run_and_sizes_come_from_counts(store
 
 
 def test_pool_batches_equal_distinct_batches(store, mongo_uri, prefect_harness) -> None:
-    from flows.pipelines.screening import pool_batches, screen_setup
 
     db = dict(mongodb_uri=mongo_uri, database=store.db.name)
     generate_pool_flow(pool="pb", n=60, generator="toy", seed=3, batch_size=10, **db)
     distinct = sorted(store.db.pools.distinct("batch", {"pool": "pb"}))
-    assert pool_batches(store, "pb") == distinct  # batches that added nothing new are left out
+    assert store.pool_batches("pb") == distinct  # batches that added nothing new are left out
     store.upsert_pool("pb", [{"formula": "ZnS", "batch": 40}, {"formula": "CdS", "batch": -3}])  # not from markers
-    assert pool_batches(store, "pb") == sorted([*distinct, 40, -3])
-    assert pool_batches(store, "none") == []
+    assert store.pool_batches("pb") == sorted([*distinct, 40, -3])
+    assert store.pool_batches("none") == []
     summary = screen_pool_flow("pb", AtomCountOracle(), gap_min=1.8, **db)
     assert summary["screened"] == store.db.pools.count_documents({"pool": "pb"})
-    setup = screen_setup(store, "pb", summary["screen_key"])
+    setup = store.screen_setup("pb", summary["screen_key"])
     assert setup["model"] == "letters" and setup["filters"]["gap_min"] == 1.8 and setup["predict_all"] is False
