@@ -11,7 +11,7 @@ import uuid
 import pytest
 from pymongo import ASCENDING, DESCENDING, MongoClient
 
-from flows import secantus_patch
+from flows.store import secantus_patch
 
 RANGES = [
     {"$lte": 2},
