@@ -27,12 +27,18 @@ def run(
     campaign: str = typer.Option("adhoc", help="Campaign the structures belong to (and whose candidates to take)."),
     top_k: int = typer.Option(20, help="With no formulas: how many top candidates (by pred_mean) to structure."),
     k_templates: int = typer.Option(3, help="Trial structures per formula (EMD-nearest templates)."),
-    e_hull_max: float = typer.Option(0.1, help="Largest E_hull (eV/atom) still called stable."),
+    e_hull_max: float = typer.Option(0.1, help="Largest E_hull (eV/atom) called near_hull (stable: on the hull)."),
     steps: int = typer.Option(200, help="Most relaxation steps per trial."),
     fmax: float = typer.Option(0.1, help="Force tolerance of the relaxation (eV/Å)."),
     runner: str = typer.Option("thread", help="Task runner: 'thread' or 'dask'."),
     workers: int = typer.Option(2, help="Parallel relaxations (threads or Dask worker processes)."),
-    no_hull: bool = typer.Option(False, "--no-hull", help="Skip E_hull (formation energy only; faster)."),
+    no_hull: bool = typer.Option(
+        False, "--no-hull", help="Skip E_hull: verdicts are at best e_form_only (no stability claim; faster)."
+    ),
+    judge: str = typer.Option(
+        "chgnet",
+        help="Stability judge: chgnet, sevennet, funnel (CHGNet pre-screen, SevenNet judges), 7net-0/-l3i5/-mf-0.",
+    ),
     redo: bool = typer.Option(False, help="Recompute trials that already have a verdict."),
     cif_dir: Path = typer.Option(None, help="Also export the campaign's CIFs to this folder."),
 ) -> None:
@@ -51,6 +57,7 @@ def run(
             steps=steps,
             fmax=fmax,
             compute_hull=not no_hull,
+            judge=judge,
             redo=redo,
             cif_dir=str(cif_dir) if cif_dir else None,
         )
