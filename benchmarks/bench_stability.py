@@ -7,8 +7,9 @@ with the project: without ../shared this benchmark stops with a one-line message
 Protocol (docs/structures.md, "Benchmark protocol"): each model relaxes the OQMD structure (FIRE +
 FrechetCellFilter, fmax 0.1 eV/Å, <= 200 steps: the product's settings) and gives a formation
 energy against its own elemental references (the same ``<tag>_elemental_refs.json`` the product
-uses). The predicted distance to the hull is the model's formation energy minus the DFT hull energy
-of the competing phases at that composition, ``h = delta_e - stability_e_hull`` (the OQMD hull of
+uses; SevenNet energies get MP's 2020 corrections first: it was trained on raw MPtrj energies,
+CHGNet on corrected ones). The predicted distance to the hull is the model's formation energy minus
+the DFT hull energy of the competing phases at that composition, ``h = delta_e - stability_e_hull`` (the OQMD hull of
 every other phase, read off the labels); the Matbench Discovery convention. Classes: "on the hull"
 (E_hull <= 0) and "within 50 meV/atom" (E_hull <= 0.05), DFT labels vs predictions. A structure a
 model could not relax counts as predicted unstable. The funnel takes CHGNet's prediction, and for
@@ -191,11 +192,41 @@ def bootstrap_f1(label: np.ndarray, preds: dict[str, np.ndarray], n_boot: int = 
     return out
 
 
+def e_form_of(model: str, doc: dict, refs: dict[str, dict]) -> float:
+    """Formation energy (eV/atom) of a cached result: energy (+ MP2020 correction for SevenNet) minus the
+    model's elemental references; NaN if the relaxation failed or a reference is missing."""
+    from pymatgen.core import Composition
+
+    from generators.stability import formation_energy
+    from oracles.stability.corrections import mp2020_correction
+
+    if "energy_per_atom" not in doc:
+        return float("nan")
+    comp = Composition(doc["formula"])
+    if any(el.symbol not in refs for el in comp.elements):
+        return float("nan")
+    corr = 0.0 if model == "chgnet" else mp2020_correction(comp)
+    ref = {el.symbol: refs[el.symbol]["energy_per_atom"] for el in comp.elements}
+    return formation_energy(comp, doc["energy_per_atom"] + corr, ref)
+
+
+def _refs_table(model: str) -> dict[str, dict]:
+    from generators.stability import DATA_DIR
+    from oracles.stability.relaxers import SEVENNET_CHECKPOINTS
+
+    tag = "chgnet" if model not in SEVENNET_CHECKPOINTS else "sevennet_" + model.removeprefix("7net-").replace("-", "")
+    return json.loads((DATA_DIR / "structures" / f"{tag}_elemental_refs.json").read_text())
+
+
 def cmd_score(args) -> None:
     """Score every model on the structures all models have finished; print the table, write the JSON."""
     recs = {r["id"]: r for r in load_oqmd()}
     models = [m for m in args.models.split(",") if (CACHE_DIR / f"{m}.jsonl").exists()]
     caches = {m: _read_cache(m) for m in models}
+    for m in models:  # E_form from the stored energy with the current references and corrections
+        refs = _refs_table(m)
+        for d in caches[m].values():
+            d["e_form"] = e_form_of(m, d, refs)
     ids = sorted(set.intersection(*(set(c) for c in caches.values())), key=lambda i: caches[models[0]][i]["k"])
     if not ids:
         sys.exit("bench_stability: no results yet; run `bench_stability.py run` first")
@@ -264,7 +295,7 @@ def cmd_score(args) -> None:
             "formula": recs[i]["formula"],
             "delta_e": recs[i]["delta_e"],
             "stability_e_hull": recs[i]["e_hull"],
-            **{f"e_form[{m}]": caches[m][i].get("e_form") for m in models},
+            **{f"e_form[{m}]": _num(caches[m][i].get("e_form")) for m in models},
             **{f"seconds[{m}]": caches[m][i].get("seconds") for m in models},
             **{f"converged[{m}]": caches[m][i].get("converged") for m in models},
         }
@@ -273,6 +304,9 @@ def cmd_score(args) -> None:
     out["machine"] = f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs, 1 torch thread"
     out["date"] = time.strftime("%Y-%m-%d %H:%M")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if "mp60" in old:  # written by `mp60`; kept
+        out["mp60"] = old["mp60"]
     RESULTS.write_text(json.dumps(out, indent=1, default=float))
     lab = out["labels"]
     print(f"OQMD ternaries, n = {n} (on hull: {lab['e_hull<=0.0']}, <= 50 meV: {lab['e_hull<=0.05']})")
@@ -292,6 +326,10 @@ def cmd_score(args) -> None:
     print(f"wrote {RESULTS.relative_to(ROOT)}")
 
 
+def _num(x):
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
 # ---------------------------------------------------------------------------- MP60 E_form check
 def cmd_mp60(args) -> None:
     """E_form MAE vs MP DFT on data/structures/dft_sample_mp60.jsonl.gz for each model (relaxed)."""
@@ -299,6 +337,7 @@ def cmd_mp60(args) -> None:
 
     from generators.stability import formation_energy
     from generators.templates import TemplateLibrary
+    from oracles.stability.corrections import mp2020_correction
     from oracles.stability.relaxers import get_relaxer
 
     with gzip.open(ROOT / "data/structures/dft_sample_mp60.jsonl.gz", "rt") as fh:
@@ -315,7 +354,8 @@ def cmd_mp60(args) -> None:
             try:
                 ref = refs.energies([e.symbol for e in s.composition.elements])
                 res = relaxer.relax(s, fmax=0.1, steps=200)
-                e_form = formation_energy(s.composition, res.energy_per_atom, ref)
+                corr = mp2020_correction(s.composition, res.structure) if relaxer.energy_correction else 0.0
+                e_form = formation_energy(s.composition, res.energy_per_atom + corr, ref)
                 secs.append(res.seconds)
             except Exception as exc:
                 print(m, r["formula"], "failed", exc)

@@ -596,6 +596,7 @@ class StabilityChecker:
                 else None
             )
         )
+        self.energy_correction = getattr(relaxer, "energy_correction", None)
         self.mp_phases = _mp_formation_energies() if mp_phases is True else (mp_phases or None)
         if self.mp_phases is not None and not isinstance(self.mp_phases, MPFormationEnergies):
             raise TypeError("mp_phases: True, False/None or an MPFormationEnergies")
@@ -625,11 +626,20 @@ class StabilityChecker:
         elements = [e for e, _ in reduced_counts(formula)]
         model_phases: dict[str, float] = {}
         for f, _, e in self.phases.energies(elements) if self.phases is not None else []:
-            ef = formation_energy(f, e, refs)
+            ef = formation_energy(f, e + self.correction(Composition(f)), refs)
             rf = Composition(f).reduced_formula
             model_phases[rf] = min(ef, model_phases.get(rf, ef))
         dft = self.mp_phases.phases(elements) if self.mp_phases is not None else {}
         return e_above_hull(formula, e_form, model_phases, dft)
+
+    def correction(self, composition: Composition, structure: Structure | None = None) -> float:
+        """Energy correction (eV/atom) added to this potential's energies before E_form: MP2020 for
+        potentials trained on raw MPtrj energies (SevenNet), 0 for CHGNet."""
+        if self.energy_correction == "mp2020":
+            from oracles.stability.corrections import mp2020_correction
+
+            return mp2020_correction(composition, structure)
+        return 0.0
 
     def evaluate_structure(self, structure: Structure, formula: str | None = None, template_id: str = "") -> Verdict:
         """Relax ``structure`` and judge it (see class doc); ``formula`` defaults to its composition."""
@@ -673,7 +683,9 @@ class StabilityChecker:
         try:
             elements = [e for e, _ in reduced_counts(formula)]
             refs = self.refs.energies(elements)
-            v.e_form = formation_energy(formula, res.energy_per_atom, refs)
+            corr = self.correction(res.structure.composition, res.structure)
+            v.extra["energy_correction"] = {"scheme": self.energy_correction or "none", "ev_per_atom": corr}
+            v.e_form = formation_energy(formula, res.energy_per_atom + corr, refs)
             if self.compute_hull:
                 h = self.hull(formula, v.e_form, refs)
                 v.e_hull = h.e_hull

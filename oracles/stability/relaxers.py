@@ -1,6 +1,9 @@
 """Machine-learned interatomic potentials that relax a structure and give its energy, behind one interface.
 
-A :class:`Relaxer` has a ``name`` (recorded on every verdict document), a ``tag`` (the prefix of its
+A :class:`Relaxer` has a ``name`` (recorded on every verdict document), ``energy_correction``
+(``"mp2020"`` when its energies are raw MPtrj energies that need MP's 2020 corrections before they
+are compared with MP formation energies, see :mod:`oracles.stability.corrections`; None when the
+model was trained on corrected energies, as CHGNet was), a ``tag`` (the prefix of its
 cache files in ``data/structures``: ``<tag>_elemental_refs.json``, ``<tag>_phase_energies.json``),
 ``relax(structure, fmax, steps, relax_cell) -> RelaxResult`` and ``single_points(structures) -> [eV/atom]``.
 
@@ -52,6 +55,7 @@ class Relaxer(Protocol):
 
     name: str
     tag: str
+    energy_correction: str | None
 
     def relax(
         self, structure: Structure, fmax: float = 0.1, steps: int = 200, relax_cell: bool = True
@@ -65,6 +69,7 @@ class CHGNetRelaxer:
 
     tag = "chgnet"
     name = "chgnet-0.4.2-pretrained"
+    energy_correction = None  # trained on MP2020-corrected MPtrj energies
 
     def __init__(self, model=None, threads: int | None = 1) -> None:
         from generators.stability import get_model
@@ -100,6 +105,7 @@ class SevenNetRelaxer:
         self.model_name, self.modal = SEVENNET_CHECKPOINTS[checkpoint]
         self.name = f"sevennet-{sevenn.__version__}:{checkpoint}" + (f":{self.modal}" if self.modal else "")
         self.tag = "sevennet_" + checkpoint.removeprefix("7net-").replace("-", "")
+        self.energy_correction = "mp2020"  # trained on uncorrected MPtrj energies
         self.threads = threads
         self._local = threading.local()
         self._load_lock = threading.Lock()
