@@ -128,7 +128,10 @@ def cmd_run(args) -> None:
     refs = {m: _refs(m, relaxers[m], library) for m in models}
     caches = {m: _read_cache(m) for m in models}
     t_start = time.perf_counter()
+    shard, n_shards = (int(x) for x in args.shard.split("/"))
     for k, i in enumerate(order[: args.n]):
+        if k % n_shards != shard:
+            continue
         r = recs[int(i)]
         s = None
         for m in models:
@@ -227,7 +230,13 @@ def cmd_score(args) -> None:
         refs = _refs_table(m)
         for d in caches[m].values():
             d["e_form"] = e_form_of(m, d, refs)
-    ids = sorted(set.intersection(*(set(c) for c in caches.values())), key=lambda i: caches[models[0]][i]["k"])
+    order = sample_order(len(recs))
+    by_id = sorted(recs)  # load_oqmd's order: records sorted by id
+    ids = []  # the longest prefix of the sample that every model has finished
+    for i in order:
+        if not all(by_id[int(i)] in c for c in caches.values()):
+            break
+        ids.append(by_id[int(i)])
     if not ids:
         sys.exit("bench_stability: no results yet; run `bench_stability.py run` first")
     n = len(ids)
@@ -389,6 +398,7 @@ def main() -> None:
     p = sub.add_parser("run")
     p.add_argument("--n", type=int, default=400)
     p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--shard", default="0/1", help="i/k: this process takes sample positions with index % k == i")
     p = sub.add_parser("score")
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--boot", type=int, default=2000)

@@ -476,6 +476,7 @@ def bench_flow(args) -> None:
             workers=args.workers,
             k_templates=args.k,
             campaign="bench-structures",
+            judge=args.judge,
             mongo_uri=server.uri,
             database="bench",
         )
@@ -502,6 +503,7 @@ def bench_flow(args) -> None:
     res = {
         "n_candidates": len(cands),
         "k_templates": args.k,
+        "judge": args.judge,
         "runner": args.runner,
         "workers": args.workers,
         "trials": out["trials"],
@@ -532,7 +534,10 @@ def bench_flow(args) -> None:
         ("candidates", "trials", "wall s", "min per 100", "median relax s", "verdicts"),
     )
     print(f"caches at start {cached}, added {added}; failed: {reasons}")
-    _save(f"flow_k{args.k}", res)
+    key = f"flow_k{args.k}"
+    if (args.judge, len(cands)) != ("chgnet", 100):
+        key += f"_{args.judge}_n{len(cands)}"
+    _save(key, res)
 
 
 def main() -> None:
@@ -545,6 +550,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--n", type=int, default=None)
     p.add_argument("--k", type=int, default=1)
+    p.add_argument("--judge", default="chgnet", help="flow: stability judge (chgnet, sevennet, funnel, 7net-...)")
     p.add_argument("--elmd-queries", type=int, default=3)
     p.add_argument("--formulas", nargs="*", default=["NaCl", "MgO", "SrF2", "SrTiO3"])
     args = p.parse_args()
