@@ -6,13 +6,15 @@
   by the same model (fcc/bcc/hcp/diamond AFLOW prototypes from pymatgen and the element's own
   library structures; dimers in a 12 Å box for H, N, O, F, Cl), cached in
   ``data/structures/chgnet_elemental_refs.json``.
-* :class:`PhaseEnergies`: competing phases of a chemical system taken from the template library,
-  evaluated by the same model (single points of DFT-relaxed structures, relaxations of the others),
-  cached per template id in ``data/structures/chgnet_phase_energies.json``.
-* :class:`StabilityChecker` turns a :class:`~generators.templates.Trial` into a :class:`Verdict`:
-  ``"stable"`` (E_form < 0 and E_hull <= threshold), ``"unstable"`` or ``"failed"`` with a reason
-  (no structure, overlapping atoms, a relaxation that raised or blew up). It never raises for a
-  bad structure.
+* :class:`PhaseEnergies`: competing phases of a chemical system taken from the template library (all
+  of them by default), evaluated by the same model (single points of DFT-relaxed structures,
+  relaxations of the others), cached per template id in ``data/structures/chgnet_phase_energies.json``.
+* :class:`StabilityChecker` turns a :class:`~generators.templates.Trial` into a :class:`Verdict`
+  whose ``verdict`` is an :class:`oracles.stability.verdicts.StabilityVerdict` (``stable``,
+  ``near_hull``, ``unstable``, ``unconverged``, ``e_form_only``, ``failed``, with a reason); the
+  hull is :func:`oracles.stability.hull.e_above_hull` over every library phase plus MP formation
+  energies. It never raises for a bad structure. Any :mod:`oracles.stability.relaxers` potential
+  (SevenNet) can replace CHGNet (``relaxer=``); its references and phases get their own caches.
 
 Energies are in eV/atom. CHGNet runs on CPU; call ``torch.set_num_threads(1)`` per worker (done by
 :func:`get_model` when ``threads`` is given).
