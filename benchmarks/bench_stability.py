@@ -256,7 +256,9 @@ def cmd_score(args) -> None:
         pred[m] = ef[m] - h
         secs[m] = np.array([caches[m][i].get("seconds", np.nan) for i in ids], float)
         cpu[m] = np.array([caches[m][i].get("cpu_s", np.nan) for i in ids], float)
-        conv[m] = np.array([bool(caches[m][i].get("converged", False)) for i in ids])
+        # converged = stopped before the 200-step bound (FIRE's own criterion; the stored flag of early
+        # entries used the Cartesian forces of the last frame, which the product no longer does)
+        conv[m] = np.array([caches[m][i].get("steps", 200) < 200 for i in ids])
     strong = [m for m in models if m != "chgnet"]
     survivors = {}
     if "chgnet" in models:

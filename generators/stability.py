@@ -196,13 +196,18 @@ def relax(
     if len(energies) == 0 or not np.all(np.isfinite(energies)):
         raise StructureError("CHGNet relaxation produced a non-finite energy")
     final = out["final_structure"]
-    fmax_last = float(np.linalg.norm(traj.forces[-1], axis=1).max()) if len(traj.forces) else np.inf
+    # the observer records the start, every FIRE step, and once more after the run: FIRE steps = len - 2.
+    # FIRE stops before its step bound only when its own criterion holds (forces on the cell filter's
+    # coordinates, stress included); the Cartesian forces of the last frame can exceed fmax by ~10 %
+    # when the cell is strained (measured: Ba2NbCl4 stopped at 34 steps with 0.111 eV/Å), so they
+    # are not the test of convergence.
+    n_steps = max(0, len(energies) - 2)
     return RelaxResult(
         structure=final,
         energy_per_atom=float(energies[-1]),
         initial_energy_per_atom=float(energies[0]),
-        steps=len(energies) - 1,
-        converged=fmax_last <= fmax * 1.0001 and len(energies) - 1 < steps,
+        steps=n_steps,
+        converged=n_steps < steps,
         seconds=time.perf_counter() - t0,
     )
 
