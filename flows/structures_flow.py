@@ -242,7 +242,12 @@ def run_structures(
 ) -> dict[str, Any]:
     """Run :func:`structures_flow` on a chosen task runner: ``"thread"`` (``workers`` threads) or
     ``"dask"`` (a local cluster of ``workers`` single-threaded processes, or ``dask_address``).
-    Extra keyword arguments go to the flow. Returns the flow's summary."""
+    Extra keyword arguments go to the flow. Returns the flow's summary. An unknown ``judge`` is a
+    ConfigError before Prefect starts."""
+    from oracles.stability.judges import JUDGES
+
+    if kwargs.get("judge", "chgnet") not in JUDGES:
+        raise ConfigError(f"unknown stability judge {kwargs['judge']!r}; use one of: {', '.join(JUDGES)}")
     if runner == "thread":
         tr = ThreadPoolTaskRunner(max_workers=workers)
     elif runner == "dask":

@@ -70,6 +70,14 @@ def test_unknown_judge_is_a_config_error(store: Store, mongo_uri: str, prefect_h
         structures_flow(formulas=["NaCl"], judge="mace", mongo_uri=mongo_uri, database=store.db.name)
 
 
+def test_unknown_judge_is_refused_before_prefect_starts() -> None:
+    from alcore.errors import ConfigError
+    from flows.structures_flow import run_structures
+
+    with pytest.raises(ConfigError, match="use one of: chgnet, sevennet, funnel"):
+        run_structures(["NaCl"], judge="m3gnet")
+
+
 def test_structures_spec_judge_is_backward_compatible() -> None:
     from pydantic import ValidationError
 
