@@ -226,8 +226,8 @@ def bench_search(args) -> None:
 
 
 def _checker(compute_hull=True):
-    from generators.stability import StabilityChecker, get_model
     from generators.templates import TemplateLibrary
+    from oracles.stability.checker import StabilityChecker, get_model
 
     lib = TemplateLibrary.load()
     return lib, StabilityChecker(library=lib, model=get_model(threads=1), compute_hull=compute_hull)
@@ -276,7 +276,7 @@ def bench_sanity(args) -> None:
 def bench_dft(args) -> None:
     from pymatgen.io.cif import CifParser
 
-    from generators.stability import ElementalReferences, formation_energy, relax, single_point
+    from oracles.stability.checker import ElementalReferences, formation_energy, relax, single_point
 
     lib, chk = _checker(compute_hull=False)
     model = chk.model
@@ -336,8 +336,8 @@ def _save_dft(rows, sp_err, rx_err, per, t_all) -> None:
 
 
 def bench_relax(args) -> None:
-    from generators.stability import get_model, relax
     from generators.templates import TemplateLibrary, propose_structures
+    from oracles.stability.checker import get_model, relax
 
     lib = TemplateLibrary.load()
     model = get_model(threads=1)
@@ -459,7 +459,7 @@ def bench_flow(args) -> None:
 
     from flows.pipelines.structures import run_structures
     from flows.store.embedded import start_server, stop_server
-    from generators.stability import PHASES_PATH, REFS_PATH
+    from oracles.stability.checker import PHASES_PATH, REFS_PATH
 
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
     n = args.n or 100
@@ -476,6 +476,7 @@ def bench_flow(args) -> None:
             workers=args.workers,
             k_templates=args.k,
             campaign="bench-structures",
+            judge=args.judge,
             mongo_uri=server.uri,
             database="bench",
         )
@@ -502,6 +503,7 @@ def bench_flow(args) -> None:
     res = {
         "n_candidates": len(cands),
         "k_templates": args.k,
+        "judge": args.judge,
         "runner": args.runner,
         "workers": args.workers,
         "trials": out["trials"],
@@ -532,7 +534,10 @@ def bench_flow(args) -> None:
         ("candidates", "trials", "wall s", "min per 100", "median relax s", "verdicts"),
     )
     print(f"caches at start {cached}, added {added}; failed: {reasons}")
-    _save(f"flow_k{args.k}", res)
+    key = f"flow_k{args.k}"
+    if (args.judge, len(cands)) != ("chgnet", 100):
+        key += f"_{args.judge}_n{len(cands)}"
+    _save(key, res)
 
 
 def main() -> None:
@@ -545,6 +550,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--n", type=int, default=None)
     p.add_argument("--k", type=int, default=1)
+    p.add_argument("--judge", default="chgnet", help="flow: stability judge (chgnet, sevennet, funnel, 7net-...)")
     p.add_argument("--elmd-queries", type=int, default=3)
     p.add_argument("--formulas", nargs="*", default=["NaCl", "MgO", "SrF2", "SrTiO3"])
     args = p.parse_args()

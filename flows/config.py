@@ -97,12 +97,15 @@ class TargetSpec(_Strict):
 
 class StructuresSpec(_Strict):
     """Structure stage at the end of the campaign: ``top_k`` best labelled new formulas (0 = off),
-    ``templates_per_formula`` trials each, CHGNet relaxation bounded to ``relax_steps`` FIRE steps."""
+    ``templates_per_formula`` trials each, relaxation bounded to ``relax_steps`` FIRE steps and
+    judged by ``judge``: ``chgnet``, ``sevennet``, ``funnel`` (CHGNet pre-screen, SevenNet judges the
+    survivors) or a SevenNet checkpoint (``7net-0``, ``7net-l3i5``, ``7net-mf-0``); docs/structures.md."""
 
     top_k: int = Field(default=0, ge=0)
     templates_per_formula: int = Field(default=1, ge=1)
     e_hull_max: float = Field(default=0.1, ge=0, allow_inf_nan=False)
     relax_steps: int = Field(default=200, ge=1)
+    judge: Literal["chgnet", "sevennet", "funnel", "7net-0", "7net-l3i5", "7net-mf-0"] = "chgnet"
 
 
 class CampaignConfig(_Strict):

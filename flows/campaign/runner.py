@@ -224,6 +224,7 @@ def structure_top_candidates(store: Store, config: CampaignConfig, settings: Set
         k_templates=config.structures.templates_per_formula,
         e_hull_max=config.structures.e_hull_max,
         steps=config.structures.relax_steps,
+        judge=config.structures.judge,
         cif_dir=str(cif_dir),
         mongo_uri=None,
         database=settings.database,

@@ -24,6 +24,7 @@ app = typer_app(
     epilog=examples(
         "alflow structures run MgO LiF --k-templates 2",
         "alflow structures run --campaign demo --top-k 2 --steps 100",
+        "alflow structures run BaZrO3 --judge funnel",
     ),
 )
 def run(
@@ -33,12 +34,18 @@ def run(
     campaign: str = typer.Option("adhoc", help="Campaign the structures belong to (and whose candidates to take)."),
     top_k: int = typer.Option(20, min=1, help="With no formulas: how many of the campaign's top candidates."),
     k_templates: int = typer.Option(3, min=1, help="Trial structures per formula (EMD-nearest templates)."),
-    e_hull_max: float = typer.Option(0.1, min=0, help="Largest E_hull (eV/atom) still called stable."),
+    e_hull_max: float = typer.Option(0.1, min=0, help="Largest E_hull (eV/atom) called near_hull (stable: on it)."),
     steps: int = typer.Option(200, min=1, help="Most relaxation steps per trial."),
     fmax: float = typer.Option(0.1, min=0, help="Force tolerance of the relaxation (eV/Å)."),
     runner: str = typer.Option("thread", help="Task runner: thread or dask."),
     workers: int = typer.Option(2, min=1, help="Parallel relaxations (threads or Dask worker processes)."),
-    no_hull: bool = typer.Option(False, "--no-hull", help="Skip E_hull (formation energy only; faster)."),
+    no_hull: bool = typer.Option(
+        False, "--no-hull", help="Skip E_hull: verdicts are at best e_form_only (no stability claim; faster)."
+    ),
+    judge: str = typer.Option(
+        "chgnet",
+        help="Stability judge: chgnet, sevennet, funnel (CHGNet pre-screen, SevenNet judges), 7net-0/-l3i5/-mf-0.",
+    ),
     redo: bool = typer.Option(False, "--redo", help="Recompute trials that already have a verdict."),
     cif_dir: Path = typer.Option(None, help="Also export the campaign's CIFs to this folder.", show_default=False),
 ) -> None:
@@ -64,6 +71,7 @@ def run(
         steps=steps,
         fmax=fmax,
         compute_hull=not no_hull,
+        judge=judge,
         redo=redo,
         cif_dir=str(cif_dir) if cif_dir else None,
     )

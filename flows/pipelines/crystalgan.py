@@ -118,12 +118,12 @@ def structure_documents(
 def add_chgnet_energies(docs: list[dict[str, Any]], log: Log = print) -> list[dict[str, Any]]:
     """Add the CHGNet single-point energy per atom (eV/atom, unrelaxed) to each document's metrics.
 
-    Uses :func:`generators.stability.single_point` (CHGNet weights ship in its wheel). A structure
+    Uses :func:`oracles.stability.checker.single_point` (CHGNet weights ship in its wheel). A structure
     CHGNet cannot evaluate gets ``chgnet_e_per_atom = None``. Returns the same list.
     """
     from pymatgen.core import Structure
 
-    from generators.stability import get_model, single_point
+    from oracles.stability.checker import get_model, single_point
 
     model = get_model(threads=1)
     for d in docs:

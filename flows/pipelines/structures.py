@@ -40,13 +40,10 @@ def _library():
 
 
 @lru_cache(maxsize=8)
-def _checker(e_hull_max: float, fmax: float, steps: int, compute_hull: bool):
-    from generators.stability import StabilityChecker, get_model
+def _checker(e_hull_max: float, fmax: float, steps: int, compute_hull: bool, judge: str = "chgnet"):
+    from oracles.stability.judges import make_checker
 
-    model = get_model(threads=1)
-    return StabilityChecker(
-        library=_library(), model=model, e_hull_max=e_hull_max, fmax=fmax, steps=steps, compute_hull=compute_hull
-    )
+    return make_checker(judge, _library(), e_hull_max, fmax, steps, compute_hull, threads=1)
 
 
 def _clean(x: Any) -> Any:
@@ -80,11 +77,11 @@ def verdict_doc(campaign: str, trial, verdict) -> dict[str, Any]:
         "initial_energy_per_atom": verdict.initial_energy_per_atom,
         "e_form": verdict.e_form,
         "e_hull": verdict.e_hull,
-        "verdict": verdict.verdict,
+        "verdict": str(verdict.verdict),
         "reason": verdict.reason,
         "relax": {"steps": verdict.steps, "converged": verdict.converged, "seconds": verdict.seconds},
         "extra": verdict.extra,
-        "model": MODEL_NAME,
+        "model": getattr(verdict, "model", None) or MODEL_NAME,
     }
     return _clean(doc)
 
@@ -103,12 +100,14 @@ def propose_task(formulas: list[str], k: int, fallback_trials: int, seed: int) -
 
 
 @task(name="relax-and-judge", cache_policy=NO_CACHE)
-def relax_task(campaign: str, trial, e_hull_max: float, fmax: float, steps: int, compute_hull: bool) -> dict[str, Any]:
-    """Relax one trial and return its ``structures`` document (never raises for a bad structure)."""
-    from generators.stability import Verdict
+def relax_task(
+    campaign: str, trial, e_hull_max: float, fmax: float, steps: int, compute_hull: bool, judge: str = "chgnet"
+) -> dict[str, Any]:
+    """Relax one trial with ``judge`` and return its ``structures`` document (never raises for a bad structure)."""
+    from oracles.stability.checker import Verdict
 
     try:
-        verdict = _checker(e_hull_max, fmax, steps, compute_hull).evaluate(trial)
+        verdict = _checker(e_hull_max, fmax, steps, compute_hull, judge).evaluate(trial)
     except Exception as exc:  # last line of defence: a verdict, not a crashed flow
         verdict = Verdict(trial.formula, trial.template_id, "failed", f"{type(exc).__name__}: {exc}", trial.structure)
     return verdict_doc(campaign, trial, verdict)
@@ -147,6 +146,7 @@ def structures_flow(
     fmax: float = 0.1,
     steps: int = 200,
     compute_hull: bool = True,
+    judge: str = "chgnet",
     seed: int = 0,
     redo: bool = False,
     cif_dir: str | None = None,
@@ -156,8 +156,13 @@ def structures_flow(
     """Structure, relax and judge formulas; returns ``{formulas, trials, relaxed, skipped, verdicts}``.
 
     ``formulas`` None takes the ``top_k`` best-labelled formulas the campaign acquired (seeds
-    excluded). ``mongo_uri`` None uses the configured store (embedded by default).
+    excluded). ``mongo_uri`` None uses the configured store (embedded by default). ``judge``:
+    ``chgnet``, ``sevennet``, ``funnel`` or a SevenNet checkpoint (:data:`oracles.stability.judges.JUDGES`).
     """
+    from oracles.stability.judges import JUDGES
+
+    if judge not in JUDGES:
+        raise ConfigError(f"unknown stability judge {judge!r}; use one of: {', '.join(JUDGES)}")
     logger = get_run_logger()
     store = _open_store(mongo_uri, database)
     try:
@@ -184,7 +189,7 @@ def structures_flow(
             len(trials) - len(todo),
             len(todo),
         )
-        futures = [relax_task.submit(campaign, t, e_hull_max, fmax, steps, compute_hull) for t in todo]
+        futures = [relax_task.submit(campaign, t, e_hull_max, fmax, steps, compute_hull, judge) for t in todo]
         counts: dict[str, int] = {}
         for fut in as_completed(futures):
             doc = fut.result()
@@ -214,7 +219,12 @@ def run_structures(
 ) -> dict[str, Any]:
     """Run :func:`structures_flow` on a chosen task runner: ``"thread"`` (``workers`` threads) or
     ``"dask"`` (a local cluster of ``workers`` single-threaded processes, or ``dask_address``).
-    Extra keyword arguments go to the flow. Returns the flow's summary."""
+    Extra keyword arguments go to the flow. Returns the flow's summary. An unknown ``judge`` is a
+    ConfigError before Prefect starts."""
+    from oracles.stability.judges import JUDGES
+
+    if kwargs.get("judge", "chgnet") not in JUDGES:
+        raise ConfigError(f"unknown stability judge {kwargs['judge']!r}; use one of: {', '.join(JUDGES)}")
     if runner == "thread":
         tr = ThreadPoolTaskRunner(max_workers=workers)
     elif runner == "dask":

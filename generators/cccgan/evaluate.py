@@ -161,7 +161,7 @@ def mark_stability(
     that fails marks the candidate invalid with the reason.
     """
     from generators.cccgan.stability import e_hull, phase_diagram, relax
-    from generators.stability import single_points
+    from oracles.stability.checker import single_points
 
     pd = phase_diagram(references)
     pool = [c for c in candidates if c.valid and c.novel]

@@ -1,6 +1,6 @@
 """CHGNet helpers for the crystal GAN: bounded relaxation and E_hull in Mg-Mn-O.
 
-Relaxations use the shared model and per-thread optimizer of :mod:`generators.stability`, so
+Relaxations use the shared model and per-thread optimizer of :mod:`oracles.stability.checker`, so
 references and candidates see the same model, which is what E_hull needs.
 
 Energies are CHGNet 0.4.2 total energies (eV; the model is trained on MP-compatible energies), so
@@ -19,7 +19,7 @@ from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Structure
 
 from alcore.errors import StructureError
-from generators.stability import get_model, one_blas_thread, thread_optimizer
+from oracles.stability.checker import get_model, one_blas_thread, thread_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,10 @@ def relax(structure: Structure, steps: int = MAX_STEPS, fmax: float = FMAX) -> R
 
     Raises :class:`StructureError` if the energy is not finite or the cell collapses/explodes.
     """
-    opt = thread_optimizer(get_model(threads=1))  # the shared CHGNet of generators.stability
+    opt = thread_optimizer(get_model(threads=1))  # the shared CHGNet of oracles.stability.checker
     with warnings.catch_warnings(), one_blas_thread():
         warnings.simplefilter("ignore")
-        # ASE log to devnull without swapping sys.stdout (see generators.stability.relax)
+        # ASE log to devnull without swapping sys.stdout (see oracles.stability.checker.relax)
         out = opt.relax(structure.copy(), fmax=fmax, steps=steps, relax_cell=True, verbose=True, logfile=None)
     final: Structure = out["final_structure"]
     traj = out["trajectory"]

@@ -190,7 +190,7 @@ def test_relaxation_budget_goes_to_the_lowest_single_point_energies(ds) -> None:
     single-point energy (a real structure beats the same structure squeezed by 12 %)."""
     from generators.cccgan.evaluate import Candidate, mark_stability
     from generators.cccgan.representation import image_to_structure
-    from generators.stability import single_point
+    from oracles.stability.checker import single_point
 
     real = image_to_structure(ds.images[0])
     squeezed = real.copy()

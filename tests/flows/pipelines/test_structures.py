@@ -43,7 +43,9 @@ def test_flow_writes_docs_and_rerun_skips(store: Store, mongo_uri: str, prefect_
     assert len(docs) == 2
     for d in docs:
         assert d["formula"] == "NaCl"
-        assert d["verdict"] in {"stable", "unstable", "failed"}
+        # no hull: never "stable" (issue 19, finding 4)
+        assert d["verdict"] in {"e_form_only", "unstable", "unconverged", "failed"}
+        assert d["model"] == "chgnet-0.4.2-pretrained"
         assert d["template"]["id"] == d["template_id"] and d["template"]["source"]
         assert d["template"]["emd"] == pytest.approx(0.0, abs=1e-9)
         assert d["mapping"] == {"Na": "Na", "Cl": "Cl"}
@@ -59,3 +61,29 @@ def test_flow_writes_docs_and_rerun_skips(store: Store, mongo_uri: str, prefect_
     assert export_cifs(store, "camp", tmp_path / "again", ["stable"]) == sum(
         1 for d in docs if d["verdict"] == "stable"
     )
+
+
+def test_unknown_judge_is_a_config_error(store: Store, mongo_uri: str, prefect_harness) -> None:
+    from alcore.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown stability judge 'mace'"):
+        structures_flow(formulas=["NaCl"], judge="mace", mongo_uri=mongo_uri, database=store.db.name)
+
+
+def test_unknown_judge_is_refused_before_prefect_starts() -> None:
+    from alcore.errors import ConfigError
+    from flows.pipelines.structures import run_structures
+
+    with pytest.raises(ConfigError, match="use one of: chgnet, sevennet, funnel"):
+        run_structures(["NaCl"], judge="m3gnet")
+
+
+def test_structures_spec_judge_is_backward_compatible() -> None:
+    from pydantic import ValidationError
+
+    from flows.config import StructuresSpec
+
+    assert StructuresSpec().judge == "chgnet"
+    assert StructuresSpec(judge="funnel").judge == "funnel"
+    with pytest.raises(ValidationError):
+        StructuresSpec(judge="mace")

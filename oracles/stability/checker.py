@@ -6,13 +6,15 @@
   by the same model (fcc/bcc/hcp/diamond AFLOW prototypes from pymatgen and the element's own
   library structures; dimers in a 12 Å box for H, N, O, F, Cl), cached in
   ``data/structures/chgnet_elemental_refs.json``.
-* :class:`PhaseEnergies`: competing phases of a chemical system taken from the template library,
-  evaluated by the same model (single points of DFT-relaxed structures, relaxations of the others),
-  cached per template id in ``data/structures/chgnet_phase_energies.json``.
-* :class:`StabilityChecker` turns a :class:`~generators.templates.Trial` into a :class:`Verdict`:
-  ``"stable"`` (E_form < 0 and E_hull <= threshold), ``"unstable"`` or ``"failed"`` with a reason
-  (no structure, overlapping atoms, a relaxation that raised or blew up). It never raises for a
-  bad structure.
+* :class:`PhaseEnergies`: competing phases of a chemical system taken from the template library (all
+  of them by default), evaluated by the same model (single points of DFT-relaxed structures,
+  relaxations of the others), cached per template id in ``data/structures/chgnet_phase_energies.json``.
+* :class:`StabilityChecker` turns a :class:`~generators.templates.Trial` into a :class:`Verdict`
+  whose ``verdict`` is an :class:`oracles.stability.verdicts.StabilityVerdict` (``stable``,
+  ``near_hull``, ``unstable``, ``unconverged``, ``e_form_only``, ``failed``, with a reason); the
+  hull is :func:`oracles.stability.hull.e_above_hull` over every library phase plus MP formation
+  energies. It never raises for a bad structure. Any :mod:`oracles.stability.relaxers` potential
+  (SevenNet) can replace CHGNet (``relaxer=``); its references and phases get their own caches.
 
 Energies are in eV/atom. CHGNet runs on CPU; call ``torch.set_num_threads(1)`` per worker (done by
 :func:`get_model` when ``threads`` is given).
@@ -194,13 +196,18 @@ def relax(
     if len(energies) == 0 or not np.all(np.isfinite(energies)):
         raise StructureError("CHGNet relaxation produced a non-finite energy")
     final = out["final_structure"]
-    fmax_last = float(np.linalg.norm(traj.forces[-1], axis=1).max()) if len(traj.forces) else np.inf
+    # the observer records the start, every FIRE step, and once more after the run: FIRE steps = len - 2.
+    # FIRE stops before its step bound only when its own criterion holds (forces on the cell filter's
+    # coordinates, stress included); the Cartesian forces of the last frame can exceed fmax by ~10 %
+    # when the cell is strained (measured: Ba2NbCl4 stopped at 34 steps with 0.111 eV/Å), so they
+    # are not the test of convergence.
+    n_steps = max(0, len(energies) - 2)
     return RelaxResult(
         structure=final,
         energy_per_atom=float(energies[-1]),
         initial_energy_per_atom=float(energies[0]),
-        steps=len(energies) - 1,
-        converged=fmax_last <= fmax * 1.0001 and len(energies) - 1 < steps,
+        steps=n_steps,
+        converged=n_steps < steps,
         seconds=time.perf_counter() - t0,
     )
 
@@ -285,10 +292,12 @@ class ElementalReferences:
         max_sites: int = 12,
         max_library: int = 3,
         always_prototypes: bool = False,
+        relaxer=None,
     ) -> None:
         self.cache = _JsonCache(path)
         self.library = library
         self.model = model
+        self.relaxer = relaxer  # an oracles.stability.relaxers.Relaxer; None = CHGNet (``model``)
         self.fmax = fmax
         self.steps = steps
         self.max_sites = max_sites
@@ -337,13 +346,13 @@ class ElementalReferences:
             results: dict[str, float] = {}
             for name, (s, cell) in self.candidates(element).items():
                 try:
-                    results[name] = relax(
-                        s, self.model, fmax=self.fmax, steps=self.steps, relax_cell=cell
+                    results[name] = _relax_with(
+                        self.relaxer, self.model, s, fmax=self.fmax, steps=self.steps, relax_cell=cell
                     ).energy_per_atom
                 except StructureError as exc:
                     log.warning("reference %s for %s failed: %s", name, element, exc)
             if not results:
-                raise StructureError(f"no reference structure of {element} could be relaxed by CHGNet")
+                raise StructureError(f"no reference structure of {element} could be relaxed")
             best = min(results, key=results.get)
             self.cache.put(
                 element,
@@ -360,6 +369,20 @@ class ElementalReferences:
     def energies(self, elements: Iterable[str]) -> dict[str, float]:
         """``{element: eV/atom}`` for several elements."""
         return {e: self.energy(e) for e in elements}
+
+
+def _relax_with(relaxer, model, structure: Structure, **kwargs: Any) -> RelaxResult:
+    """Relax with ``relaxer`` (an :class:`oracles.stability.relaxers.Relaxer`) if given, else CHGNet ``model``."""
+    if relaxer is not None:
+        return relaxer.relax(structure, **kwargs)
+    return relax(structure, model, **kwargs)
+
+
+def _single_points_with(relaxer, model, structures: Sequence[Structure]) -> list[float]:
+    """Single points (eV/atom) with ``relaxer`` if given, else CHGNet ``model``."""
+    if relaxer is not None:
+        return relaxer.single_points(structures)
+    return single_points(structures, model)
 
 
 def formation_energy(formula: str | Composition, energy_per_atom: float, refs: dict[str, float]) -> float:
@@ -383,7 +406,8 @@ class PhaseEnergies:
 
     For a system, one template per reduced formula (the library's preferred one: MP/experimental,
     lowest DFT formation energy, fewest sites) whose elements are a subset of the
-    system and that has 2+ elements and at most ``max_sites`` sites, the ``max_phases`` smallest.
+    system and that has 2+ elements and at most ``max_sites`` sites (None: any), the ``max_phases``
+    smallest (None, the default: every one; the cap of 12 used before made E_hull a lower bound).
     Phases from DFT-relaxed sources (MP, OQMD) get a CHGNet single point, batched: measured on the
     71 phases relaxed before this rule, single point minus relaxed energy is 0 eV/atom (median) and
     3 meV/atom (90th percentile) for MP/OQMD structures (CHGNet was trained on MP relaxations), but
@@ -398,9 +422,10 @@ class PhaseEnergies:
         model=None,
         fmax: float = 0.1,
         steps: int = 150,
-        max_sites: int = 20,
-        max_phases: int = 12,
+        max_sites: int | None = None,
+        max_phases: int | None = None,
         always_relax: bool = False,
+        relaxer=None,
     ) -> None:
         self.library = library
         self.cache = _JsonCache(path)
@@ -410,6 +435,7 @@ class PhaseEnergies:
         self.max_sites = max_sites
         self.max_phases = max_phases
         self.always_relax = always_relax
+        self.relaxer = relaxer  # an oracles.stability.relaxers.Relaxer; None = CHGNet (``model``)
         self._elements: list[frozenset[str]] | None = None
 
     def _element_sets(self) -> list[frozenset[str]]:
@@ -427,14 +453,15 @@ class PhaseEnergies:
         best: dict[str, int] = {}
         lib = self.library
         sets = self._element_sets()
-        for r in np.flatnonzero(lib.nsites <= self.max_sites):
+        rows = np.arange(len(lib.nsites)) if self.max_sites is None else np.flatnonzero(lib.nsites <= self.max_sites)
+        for r in rows:
             fe = sets[r]
             if len(fe) < 2 or not fe <= els:
                 continue
             f = str(lib.formulas[r])
             if f not in best or lib.preference[r] < lib.preference[best[f]]:
                 best[f] = int(r)
-        return sorted(best.values(), key=lambda r: (int(lib.nsites[r]), r))[: self.max_phases]
+        return sorted(best.values(), key=lambda r: (int(lib.nsites[r]), r))[: self.max_phases]  # None: all
 
     def energies(self, elements: Sequence[str]) -> list[tuple[str, str, float]]:
         """``[(formula, template id, eV/atom)]`` of the system's competing phases (computing uncached ones)."""
@@ -446,13 +473,13 @@ class PhaseEnergies:
         if single:
             templates = [self.library.template(r) for r in single]
             try:
-                values = single_points([t.structure() for t in templates], self.model)
+                values = _single_points_with(self.relaxer, self.model, [t.structure() for t in templates])
             except Exception as exc:  # a bad structure in the batch: fall back to one at a time
                 log.warning("batched single points failed (%s); one at a time", exc)
                 values = []
                 for t in templates:
                     try:
-                        values.append(single_point(t.structure(), self.model))
+                        values.append(_single_points_with(self.relaxer, self.model, [t.structure()])[0])
                     except Exception as exc1:
                         log.warning("competing phase %s (%s) failed: %s", t.formula, t.tid, exc1)
                         values.append(float("nan"))
@@ -464,7 +491,7 @@ class PhaseEnergies:
         for r in set(todo) - set(single):
             t = self.library.template(r)
             try:
-                res = relax(t.structure(), self.model, fmax=self.fmax, steps=self.steps)
+                res = _relax_with(self.relaxer, self.model, t.structure(), fmax=self.fmax, steps=self.steps)
             except StructureError as exc:
                 log.warning("competing phase %s (%s) failed: %s", t.formula, t.tid, exc)
                 continue
@@ -497,11 +524,16 @@ def energy_above_hull(
 # ---------------------------------------------------------------------------- verdicts
 @dataclass
 class Verdict:
-    """Stability outcome of one trial structure; energies in eV/atom, NaN where not computed."""
+    """Stability outcome of one trial structure; energies in eV/atom, NaN where not computed.
+
+    ``verdict`` is an :class:`oracles.stability.verdicts.StabilityVerdict` (a ``str``): ``stable``,
+    ``near_hull``, ``unstable``, ``unconverged``, ``e_form_only`` or ``failed``. ``model`` names the
+    potential that relaxed and judged it.
+    """
 
     formula: str
     template_id: str
-    verdict: str  # "stable" | "unstable" | "failed"
+    verdict: str
     reason: str | None
     structure: Structure | None
     energy_per_atom: float = float("nan")
@@ -512,10 +544,20 @@ class Verdict:
     converged: bool = False
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    model: str = "chgnet-0.4.2-pretrained"
 
 
 class StabilityChecker:
-    """Relax a trial structure and judge it: E_form < 0 and E_hull <= ``e_hull_max`` is "stable".
+    """Relax a trial structure and judge it with :func:`oracles.stability.verdicts.judge`.
+
+    The potential is ``relaxer`` (an :class:`oracles.stability.relaxers.Relaxer`, e.g. SevenNet) or,
+    when None, CHGNet (``model``). Elemental references and competing-phase energies come from the
+    same potential (cached in ``data/structures/<tag>_elemental_refs.json`` and
+    ``<tag>_phase_energies.json``). The hull (:func:`oracles.stability.hull.e_above_hull`) uses
+    every library phase of the chemical system evaluated by the potential, plus the Materials
+    Project DFT formation energies of formulas the library lacks (``mp_phases``; False: none);
+    ``extra`` records ``n_competing_phases`` (and of those ``n_model_phases``, ``n_dft_phases``)
+    and ``hull_decomposition``. ``compute_hull`` False gives at best ``e_form_only``.
 
     ``evaluate(trial)`` never raises for a bad structure or a failed relaxation; those give a
     ``"failed"`` :class:`Verdict` with the reason.
@@ -532,14 +574,39 @@ class StabilityChecker:
         steps: int = 200,
         min_dist: float = MIN_DISTANCE,
         compute_hull: bool = True,
+        relaxer=None,
+        mp_phases=True,
     ) -> None:
+        from oracles.stability.hull import MPFormationEnergies
+
         self.model = model
-        self.refs = refs or ElementalReferences(library=library, model=model)
+        self.relaxer = relaxer
+        tag = relaxer.tag if relaxer is not None else "chgnet"
+        self.model_name = relaxer.name if relaxer is not None else "chgnet-0.4.2-pretrained"
+        self.refs = refs or ElementalReferences(
+            path=REFS_PATH if relaxer is None else DATA_DIR / "structures" / f"{tag}_elemental_refs.json",
+            library=library,
+            model=model,
+            relaxer=relaxer,
+        )
         self.phases = (
             phases
             if phases is not None
-            else (PhaseEnergies(library, model=model) if library is not None and compute_hull else None)
+            else (
+                PhaseEnergies(
+                    library,
+                    path=PHASES_PATH if relaxer is None else DATA_DIR / "structures" / f"{tag}_phase_energies.json",
+                    model=model,
+                    relaxer=relaxer,
+                )
+                if library is not None and compute_hull
+                else None
+            )
         )
+        self.energy_correction = getattr(relaxer, "energy_correction", None)
+        self.mp_phases = _mp_formation_energies() if mp_phases is True else (mp_phases or None)
+        if self.mp_phases is not None and not isinstance(self.mp_phases, MPFormationEnergies):
+            raise TypeError("mp_phases: True, False/None or an MPFormationEnergies")
         self.e_hull_max = e_hull_max
         self.fmax = fmax
         self.steps = steps
@@ -550,38 +617,60 @@ class StabilityChecker:
         """A :class:`Verdict` for a :class:`~generators.templates.Trial` (structure may be None)."""
         formula, tid = trial.formula, trial.template_id
         if trial.structure is None:
-            return Verdict(formula, tid, "failed", trial.reason or "no structure (missing template)", None)
+            return self._failed(formula, tid, trial.reason or "no structure (missing template)", None)
         return self.evaluate_structure(trial.structure, formula, tid)
+
+    def _failed(self, formula: str, tid: str, reason: str, structure: Structure | None) -> Verdict:
+        from oracles.stability.verdicts import StabilityVerdict
+
+        return Verdict(formula, tid, StabilityVerdict.FAILED, reason, structure, model=self.model_name)
+
+    def hull(self, formula: str, e_form: float, refs: dict[str, float]):
+        """:class:`oracles.stability.hull.HullResult` of ``formula`` at ``e_form`` (eV/atom) against
+        every competing phase (library phases by this checker's potential, MP DFT for the rest)."""
+        from oracles.stability.hull import e_above_hull
+
+        elements = [e for e, _ in reduced_counts(formula)]
+        model_phases: dict[str, float] = {}
+        for f, _, e in self.phases.energies(elements) if self.phases is not None else []:
+            ef = formation_energy(f, e + self.correction(Composition(f)), refs)
+            rf = Composition(f).reduced_formula
+            model_phases[rf] = min(ef, model_phases.get(rf, ef))
+        dft = self.mp_phases.phases(elements) if self.mp_phases is not None else {}
+        return e_above_hull(formula, e_form, model_phases, dft)
+
+    def correction(self, composition: Composition, structure: Structure | None = None) -> float:
+        """Energy correction (eV/atom) added to this potential's energies before E_form: MP2020 for
+        potentials trained on raw MPtrj energies (SevenNet), 0 for CHGNet."""
+        if self.energy_correction == "mp2020":
+            from oracles.stability.corrections import mp2020_correction
+
+            return mp2020_correction(composition, structure)
+        return 0.0
 
     def evaluate_structure(self, structure: Structure, formula: str | None = None, template_id: str = "") -> Verdict:
         """Relax ``structure`` and judge it (see class doc); ``formula`` defaults to its composition."""
+        from oracles.stability.verdicts import StabilityVerdict, judge
+
         formula = canonical_formula(formula or structure.composition.reduced_formula)
         beyond = [e for e, _ in reduced_counts(formula) if Element(e).Z > MAX_Z]
         if beyond:
-            return Verdict(
-                formula,
-                template_id,
-                "failed",
-                f"{', '.join(beyond)} beyond CHGNet's elements (Z <= {MAX_Z}, H..Pu)",
-                structure,
-            )
+            who = "CHGNet" if self.relaxer is None or self.relaxer.tag == "chgnet" else self.model_name
+            reason = f"{', '.join(beyond)} beyond {who}'s elements (Z <= {MAX_Z}, H..Pu)"
+            return self._failed(formula, template_id, reason, structure)
         d0 = min_distance(structure)
         if d0 < self.min_dist:
-            return Verdict(
-                formula,
-                template_id,
-                "failed",
-                f"overlapping atoms: min distance {d0:.2f} Å < {self.min_dist} Å",
-                structure,
+            return self._failed(
+                formula, template_id, f"overlapping atoms: min distance {d0:.2f} Å < {self.min_dist} Å", structure
             )
         try:
-            res = relax(structure, self.model, fmax=self.fmax, steps=self.steps)
+            res = _relax_with(self.relaxer, self.model, structure, fmax=self.fmax, steps=self.steps)
         except StructureError as exc:
-            return Verdict(formula, template_id, "failed", str(exc), structure)
+            return self._failed(formula, template_id, str(exc), structure)
         v = Verdict(
             formula,
             template_id,
-            "unstable",
+            StabilityVerdict.FAILED,
             None,
             res.structure,
             res.energy_per_atom,
@@ -589,31 +678,42 @@ class StabilityChecker:
             steps=res.steps,
             converged=res.converged,
             seconds=res.seconds,
+            model=self.model_name,
         )
         d1 = min_distance(res.structure)
         if d1 < self.min_dist:
-            v.verdict, v.reason = "failed", f"relaxation collapsed: min distance {d1:.2f} Å"
+            v.reason = f"relaxation collapsed: min distance {d1:.2f} Å"
             return v
         if res.structure.volume / len(res.structure) > 200:
-            v.verdict, v.reason = "failed", "relaxation blew up: volume > 200 Å^3/atom"
+            v.reason = "relaxation blew up: volume > 200 Å^3/atom"
             return v
         try:
             elements = [e for e, _ in reduced_counts(formula)]
             refs = self.refs.energies(elements)
-            v.e_form = formation_energy(formula, res.energy_per_atom, refs)
+            corr = self.correction(res.structure.composition, res.structure)
+            v.extra["energy_correction"] = {"scheme": self.energy_correction or "none", "ev_per_atom": corr}
+            v.e_form = formation_energy(formula, res.energy_per_atom + corr, refs)
             if self.compute_hull:
-                phases = self.phases.energies(elements) if self.phases is not None else []
-                v.e_hull = energy_above_hull(formula, res.energy_per_atom, refs, phases)
-                v.extra["n_competing_phases"] = len(phases)
+                h = self.hull(formula, v.e_form, refs)
+                v.e_hull = h.e_hull
+                v.extra.update(
+                    n_competing_phases=h.n_phases,
+                    n_model_phases=h.n_model_phases,
+                    n_dft_phases=h.n_dft_phases,
+                    hull_decomposition=h.decomposition,
+                )
         except Exception as exc:
-            v.verdict, v.reason = "failed", f"energy references failed: {type(exc).__name__}: {exc}"
+            v.reason = f"energy references failed: {type(exc).__name__}: {exc}"
             return v
-        if not v.e_form < 0:
-            v.reason = f"E_form {v.e_form:+.3f} eV/atom >= 0"
-        elif self.compute_hull and not v.e_hull <= self.e_hull_max:
-            v.reason = f"E_hull {v.e_hull:.3f} eV/atom > {self.e_hull_max}"
-        else:
-            v.verdict = "stable"
+        v.verdict, v.reason = judge(v.e_form, v.e_hull, res.converged, self.compute_hull, self.e_hull_max, res.steps)
         if not res.converged:
             v.extra["note"] = f"not converged in {res.steps} steps (fmax {self.fmax} eV/Å)"
         return v
+
+
+@lru_cache(maxsize=1)
+def _mp_formation_energies():
+    """The process-wide MP DFT formation energies (read on first use)."""
+    from oracles.stability.hull import MPFormationEnergies
+
+    return MPFormationEnergies()

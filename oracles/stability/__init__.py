@@ -1,0 +1,1 @@
+"""Stability judges: potentials that relax, elemental references, convex hulls and verdicts."""
