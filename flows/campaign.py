@@ -161,6 +161,19 @@ class CampaignContext:
             formulas = sorted(rng.choice(formulas, size=self.config.pool_size, replace=False).tolist())
         return formulas, encode_formulas(self.autoencoder[0], self.encoder, formulas)
 
+    @property
+    def oracle_source(self) -> str:
+        """What acquired labels record as their ``source``: the configured oracle's name."""
+        return self.config.oracle
+
+    def seed_rows(self) -> pd.DataFrame:
+        """The seed labels of iteration 0 (columns ``formula``, ``value``): :func:`seed_table`."""
+        return seed_table(self.config, self.encoder)
+
+    def validation_rows(self) -> pd.DataFrame:
+        """The fixed validation set of the retrain stage (columns ``formula``, ``value`` in eV)."""
+        return band_gap_table(self.config.validation)
+
     def oracle_predict(self, formulas: list[str]) -> Prediction:
         """Label formulas with the configured oracle (lookup table or registered model)."""
         if self.config.oracle == "lookup":
@@ -238,7 +251,7 @@ def seed_table(config: CampaignConfig, encoder: CompositionEncoder | None = None
 def seed_labels(ctx: CampaignContext) -> dict[str, Any]:
     """Iteration 0: write the seed labels (source ``seed``) from the configured data set."""
     spec = ctx.config.seeds
-    table = seed_table(ctx.config, ctx.encoder)
+    table = ctx.seed_rows()
     records = [
         {"formula": f, "value": float(v), "source": "seed", "iteration": 0, "std": 0.0}
         for f, v in zip(table["formula"], table["value"], strict=True)
@@ -457,7 +470,7 @@ def label_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
                     "value": float(max(m, 0.0)),
                     "std": float(s),
                     "iteration": iteration,
-                    "source": ctx.config.oracle,
+                    "source": ctx.oracle_source,
                 }
             )
         else:
@@ -477,7 +490,7 @@ def label_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
     return {
         "n_labelled": len(records),
         "n_failed": len(failed),
-        "source": ctx.config.oracle,
+        "source": ctx.oracle_source,
         "max": float(max((r["value"] for r in records), default=float("nan"))),
     }
 
@@ -490,7 +503,7 @@ def retrain_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
     model = fit_screening_model(
         formulas, y, seed=stage_seed(ctx.config.seed, iteration, "retrain"), epochs=ctx.config.screening_epochs
     )
-    val = band_gap_table(ctx.config.validation)
+    val = ctx.validation_rows()
     pred = model.predict(list(val["formula"]))
     ok = pred.ok
     mae = float(np.mean(np.abs(pred.mean[ok] - val["value"].to_numpy()[ok]))) if ok.any() else float("nan")
@@ -606,8 +619,12 @@ def run_campaign_in(
     config: CampaignConfig,
     owner: str | None = None,
     on_iteration: Callable[[int, dict[str, Any]], None] | None = None,
+    context: Callable[[Store, CampaignConfig, str], CampaignContext] = CampaignContext,
 ) -> dict[str, Any]:
     """Run (or resume) a campaign against ``store``; returns a summary dict.
+
+    ``context(store, config, owner)`` builds the stages' :class:`CampaignContext` (a subclass may
+    supply its own seed labels, oracle, validation set and known list, e.g. the hold-out benchmark).
 
     Takes the lease (raises :class:`~alcore.errors.CampaignLockedError` if another runner holds it),
     runs iterations 1..``config.iterations`` stage by stage, and releases the lease. A campaign with
@@ -616,7 +633,7 @@ def run_campaign_in(
     owner = owner or default_owner()
     store.create_campaign(config.name, config.resolved())
     store.acquire_lease(config.name, owner, LEASE_TTL_S)
-    ctx = CampaignContext(store, config, owner)
+    ctx = context(store, config, owner)
     status = "running"
     try:
         store.update_campaign(config.name, status="running", target_iterations=config.iterations)

@@ -1,0 +1,1 @@
+"""Pipelines: multi-stage Prefect flows (benchmarks of the whole pipeline, ...)."""
