@@ -85,6 +85,12 @@ def format_tables(result: dict[str, Any]) -> str:
             f"{sc['limits_ceiling']['ge4']}, base rate pool {100 * sc['base_rate']['pool']:.3f} %, "
             f"random SMACT {100 * sc['base_rate']['smact']:.3f} %"
         )
+        if "oracle" in sc:
+            o = sc["oracle"]
+            out.append(
+                f"    oracle MAE {o['mae_validation_eV']:.2f} eV visible / {o['mae_hidden_eV']:.2f} eV hidden; "
+                f"finds {100 * (o['hidden_ge4_recall_at_4eV'] or 0):.0f} % of hidden >= 4 eV at 4 eV"
+            )
     return "\n".join(out)
 
 
