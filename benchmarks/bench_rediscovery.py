@@ -36,7 +36,15 @@ def main() -> None:
 
     from flows.pipelines.rediscovery import ranked_lists, rediscovery_flow
     from flows.pipelines.rediscovery_config import load_rediscovery_config
-    from flows.pipelines.rediscovery_report import format_tables, format_times, plot_curves, write_json, write_proposals
+    from flows.pipelines.rediscovery_report import (
+        format_goals,
+        format_tables,
+        format_times,
+        goals,
+        plot_curves,
+        write_json,
+        write_proposals,
+    )
     from flows.store import Store
 
     cfg = load_rediscovery_config(args.config, split_seeds=tuple(args.split_seeds) if args.split_seeds else None)
@@ -50,8 +58,11 @@ def main() -> None:
         store.close()
     print(format_tables(result))
     print(format_times(result))
+    print(format_goals(goals(result)))
     out = write_json(
-        result, RESULTS / f"{args.name}.json", {"config_file": args.config, "machine": machine(), "wall_s": wall}
+        result,
+        RESULTS / f"{args.name}.json",
+        {"config_file": args.config, "machine": machine(), "wall_s": wall, "goals": goals(result)},
     )
     props = write_proposals(lists, RESULTS / f"{args.name}_proposals.json.gz")
     png = plot_curves(result, Path(args.png))

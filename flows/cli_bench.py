@@ -43,8 +43,10 @@ def rediscovery_cmd(
     from flows.pipelines.rediscovery import ranked_lists, rediscovery_flow
     from flows.pipelines.rediscovery_config import load_rediscovery_config
     from flows.pipelines.rediscovery_report import (
+        format_goals,
         format_tables,
         format_times,
+        goals,
         plot_curves,
         write_json,
         write_proposals,
@@ -65,7 +67,8 @@ def rediscovery_cmd(
         raise typer.Exit(1) from None
     typer.echo(format_tables(result))
     typer.echo(format_times(result))
-    write_json(result, json_out, {"config_file": str(config)})
+    typer.echo(format_goals(goals(result)))
+    write_json(result, json_out, {"config_file": str(config), "goals": goals(result)})
     write_proposals(lists, proposals_out)
     plot_curves(result, png)
     typer.echo(f"-> {json_out}\n-> {proposals_out}\n-> {png}")
