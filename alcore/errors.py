@@ -68,3 +68,7 @@ class StoreUnavailableError(AlflowError, ConnectionError):
 
 class StructureError(AlflowError, ValueError):
     """A crystal structure is unusable (overlapping atoms, diverging relaxation, no template)."""
+
+
+class HoldoutLeakError(AlflowError, ValueError):
+    """A table the hold-out benchmark learns from or compares against contains a hidden formula."""

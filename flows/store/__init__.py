@@ -12,6 +12,7 @@ touches a collection directly). The class is assembled from one part per collect
 ``screenings``          pool screenings: verdicts, setups, per-batch counts
 ``structures``          structure trials (campaign, formula, template_id)
 ``models``              model weights in GridFS (safetensors, sha256-verified)
+``benchmarks``          benchmark stage results and ranked proposal lists
 =====================  ==============================================================
 
 ``schemas`` holds the status vocabularies; ``embedded`` the embedded SecantusDB server.
@@ -33,6 +34,7 @@ from flows.store.base import (
     partitioned_counts,
     utcnow,
 )
+from flows.store.benchmarks import BenchmarkStore
 from flows.store.campaigns import CampaignStore
 from flows.store.candidates import CandidateStore
 from flows.store.labels import LabelStore
@@ -43,7 +45,15 @@ from flows.store.structures import StructureStore
 
 
 class Store(
-    CampaignStore, LabelStore, CandidateStore, PoolStore, ScreeningStore, StructureStore, ModelStore, StoreBase
+    CampaignStore,
+    LabelStore,
+    CandidateStore,
+    PoolStore,
+    ScreeningStore,
+    StructureStore,
+    ModelStore,
+    BenchmarkStore,
+    StoreBase,
 ):
     """Repository over one MongoDB database: campaigns, iterations, labels, candidates, pools,
     screenings, structures and GridFS model weights. Create with :meth:`connect`, :meth:`from_uri`

@@ -1,0 +1,73 @@
+"""The hold-out rediscovery benchmark (issue 18; docs/rediscovery.md): hide 20 % of the chemical
+systems of the MP data in data/, rebuild every model from the visible part (leak-checked), run each
+route at the same label budget and count how many hidden real materials each route proposes.
+
+Run (resumable: models, pools, campaigns and lists are kept in MongoDB; a rerun resumes):
+``python benchmarks/bench_rediscovery.py [deploy/benchmarks/rediscovery.yaml] [--split-seeds 0 1 2]``.
+Prints the table and the wall time per stage; writes ``benchmarks/results/rediscovery.json``
+(scores per split and list, summary, times), ``benchmarks/results/rediscovery_proposals.json.gz``
+(every route's full ranked proposal list: formula, rank, score, route, split seed) and
+``docs/rediscovery_curves.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RESULTS, machine  # noqa: E402
+
+from alcore.paths import PROJECT_ROOT  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("config", nargs="?", default=str(PROJECT_ROOT / "deploy" / "benchmarks" / "rediscovery.yaml"))
+    ap.add_argument("--split-seeds", type=int, nargs="+", default=None)
+    ap.add_argument("--name", default="rediscovery", help="results file stem in benchmarks/results")
+    ap.add_argument("--png", default=str(PROJECT_ROOT / "docs" / "rediscovery_curves.png"))
+    args = ap.parse_args()
+    os.environ.setdefault("ALFLOW_REPORTS", "0")
+
+    from flows.pipelines.rediscovery import ranked_lists, rediscovery_flow
+    from flows.pipelines.rediscovery_config import load_rediscovery_config
+    from flows.pipelines.rediscovery_report import (
+        format_goals,
+        format_tables,
+        format_times,
+        goals,
+        plot_curves,
+        write_json,
+        write_proposals,
+    )
+    from flows.store import Store
+
+    cfg = load_rediscovery_config(args.config, split_seeds=tuple(args.split_seeds) if args.split_seeds else None)
+    t0 = time.perf_counter()
+    result = rediscovery_flow(args.config, list(cfg.split_seeds))
+    wall = time.perf_counter() - t0
+    store = Store.open()
+    try:
+        lists = ranked_lists(store, cfg)
+    finally:
+        store.close()
+    print(format_tables(result))
+    print(format_times(result))
+    print(format_goals(goals(result)))
+    out = write_json(
+        result,
+        RESULTS / f"{args.name}.json",
+        {"config_file": args.config, "machine": machine(), "wall_s": wall, "goals": goals(result)},
+    )
+    props = write_proposals(lists, RESULTS / f"{args.name}_proposals.json.gz")
+    png = plot_curves(result, Path(args.png))
+    print(f"-> {out}\n-> {props}\n-> {png}")
+
+
+if __name__ == "__main__":
+    main()

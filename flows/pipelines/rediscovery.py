@@ -1,0 +1,834 @@
+"""Prefect flow ``rediscovery``: the hold-out rediscovery benchmark of the whole pipeline.
+
+Per split seed (``alcore.holdout``: default 20 % of the chemical systems of the MP data in
+``data/`` hidden), every model the pipeline learns from is rebuilt from the visible part only,
+with a leak check in code for each table (:func:`alcore.holdout.assert_no_leak`):
+
+============== ==============================================================================
+stage          what
+============== ==============================================================================
+split          the split and its counts (hidden formulas, hidden wide-gap ones)
+data           300 seed labels and the validation rows: random visible MP gaps (max over polymorphs)
+oracle         band-gap ResNet ensemble on every visible MP gap (labels acquisitions = "DFT")
+autoencoder    composition autoencoder (agd87) on the visible MP formulas (continuous route, GP latents)
+matgan         MatGAN WGAN-GP from scratch on the visible SMACT-valid MP formulas (resumable checkpoint)
+pool           MatGAN draws -> distinct, 2..max_elements elements, <= max_atoms atoms, SMACT-valid,
+               representable, not in the visible known list; stored in MongoDB ``pools``
+screening      plain screening: the pool ranked by the oracle (no label budget)
+pool-al        campaign choosing among the pool (``mode: pool``), seeds + acquisitions labelled by
+               the oracle; lists: its acquisitions by label, the pool by its last screening model
+continuous-al  campaign in the autoencoder's latent space (``mode: continuous``); same two lists
+random-*       random pool labels (both lists), random visible MP labels (pool by its screening
+               model), random pool members and random SMACT-valid compositions as proposals
+score          rediscoveries@K etc. (:mod:`alcore.rediscovery`) per list; ceilings and base rates
+============== ==============================================================================
+
+Models are cached by (protocol, fraction, split seed, MP data sha256, settings) in MongoDB GridFS
+(kinds ``rediscovery_oracle``, ``rediscovery_autoencoder``, ``rediscovery_matgan``) with their files
+under ``out_dir`` (never ``data/weights``). Each stage stores its result in the ``rediscovery``
+collection and each ranked list in ``rediscovery_lists``; a rerun returns what is stored, and the
+campaigns resume stage by stage, so a killed run resumes where it stopped. H (the hidden formulas
+and their DFT gaps) is used only by the ``score`` stage.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefect import flow, task
+from prefect.cache_policies import NONE as NO_CACHE
+
+from alcore.composition import CompositionEncoder, canonical_formula
+from alcore.errors import AlflowError, EmptyPoolError, InvalidFormulaError
+from alcore.holdout import HoldoutSplit, assert_no_leak, make_split
+from alcore.rediscovery import CRITERIA, base_rate, count_members, mean_sd, rediscovery_curve, score_list
+from alcore.validity import ValidityRules, check_validity_batch
+from flows.campaign import CampaignContext, run_campaign_in
+from flows.campaign.faults import fault_point
+from flows.config import parse_config
+from flows.holdout_data import mp_data_sha256, mp_tables, mp_universe
+from flows.pipelines.pool import formula_sizes, pool_member_docs
+from flows.pipelines.rediscovery_config import RediscoveryConfig
+from flows.store import Store
+from oracles.base import Prediction
+
+ELEMENTS = "agd87"
+
+#: (route label, list name, universe of its ceiling) of every ranked list, in table order.
+LISTS: tuple[tuple[str, str, str], ...] = (
+    ("screening", "screening/oracle", "pool"),
+    ("pool-al", "pool-AL/acquired", "pool"),
+    ("pool-al", "pool-AL/screen", "pool"),
+    ("continuous-al", "continuous-AL/acquired", "limits"),
+    ("continuous-al", "continuous-AL/screen", "pool"),
+    ("random-pool-labels", "random-pool-labels/acquired", "pool"),
+    ("random-pool-labels", "random-pool-labels/screen", "pool"),
+    ("random-mp-labels", "random-MP-labels/screen", "pool"),
+    ("random", "random/pool", "pool"),
+    ("random", "random/SMACT", "limits"),
+)
+
+
+def _log(msg: str, *args: Any) -> None:
+    try:
+        from prefect.logging import get_run_logger
+
+        get_run_logger().info(msg, *args)
+    except Exception:  # noqa: BLE001 - outside a flow run
+        print(msg % args if args else msg, flush=True)
+
+
+def split_key(cfg: RediscoveryConfig, seed: int) -> str:
+    """The cache key of one split: protocol, fraction, seed, MP data sha256 (and universe limit)."""
+    key = f"{cfg.protocol}-f{cfg.fraction:g}-s{seed}-{mp_data_sha256()[:8]}"
+    return key + (f"-u{cfg.universe_limit}" if cfg.universe_limit else "")
+
+
+def benchmark_universe(cfg: RediscoveryConfig) -> frozenset[str]:
+    """The formula universe of the split: all MP formulas in ``data/``, or a seeded subset of
+    ``universe_limit`` of them (tests)."""
+    universe = mp_universe(Path(cfg.out_dir) / "cache")
+    if cfg.universe_limit is None or cfg.universe_limit >= len(universe):
+        return universe
+    rng = np.random.default_rng(12345)
+    return frozenset(rng.choice(sorted(universe), size=cfg.universe_limit, replace=False).tolist())
+
+
+@functools.lru_cache(maxsize=8)
+def _split_cached(protocol: str, fraction: float, seed: int, universe: frozenset[str]) -> HoldoutSplit:
+    return make_split(universe, protocol, fraction, seed)
+
+
+# ---------------------------------------------------------------------------------------- resources
+@dataclass
+class SplitRun:
+    """One split seed of one benchmark: config, store, split and the lazily built visible tables."""
+
+    cfg: RediscoveryConfig
+    store: Store
+    seed: int
+    split: HoldoutSplit
+    key: str
+    times: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def out(self) -> Path:
+        """Folder of this split's model files."""
+        return Path(self.cfg.out_dir) / "models" / self.key
+
+    @cached_property
+    def tables(self) -> dict[str, dict]:
+        """The MP tables (:func:`flows.holdout_data.mp_tables`)."""
+        return mp_tables(Path(self.cfg.out_dir) / "cache")
+
+    @cached_property
+    def visible_gaps(self) -> pd.DataFrame:
+        """Visible MP band gaps (``formula``, ``value`` eV, max over polymorphs), sorted by formula."""
+        gap = self.tables["gap"]
+        rows = sorted((f, v) for f, v in gap.items() if f in self.split.visible)
+        table = pd.DataFrame(rows, columns=["formula", "value"])
+        assert_no_leak("visible band gaps", table["formula"], self.split)
+        return table
+
+    @cached_property
+    def hidden_gaps(self) -> dict[str, float | None]:
+        """Every hidden formula -> DFT gap (eV) or None: the answer key, used only for scoring."""
+        gap = self.tables["gap"]
+        return {f: gap.get(f) for f in self.split.hidden}
+
+    @cached_property
+    def known(self) -> frozenset[str]:
+        """The novelty reference: visible MP formulas plus every element (whose solid is known)."""
+        from pymatgen.core.periodic_table import Element
+
+        elements = set()
+        for element in Element:
+            try:
+                elements.add(canonical_formula(element.symbol))
+            except InvalidFormulaError:
+                continue
+        known = frozenset(self.split.visible) | frozenset(elements - self.split.hidden)
+        assert_no_leak("known-formula list", known, self.split)
+        return known
+
+    @cached_property
+    def encoder(self) -> CompositionEncoder:
+        """The agd87 one-hot encoder of the autoencoder and the campaigns."""
+        return CompositionEncoder(ELEMENTS)
+
+    @cached_property
+    def rules(self) -> ValidityRules:
+        """Validity limits of every proposal (SMACT + size limits)."""
+        return ValidityRules(max_elements=self.cfg.max_elements, max_atoms=self.cfg.max_atoms, min_elements=2)
+
+    def stage_id(self, stage: str) -> str:
+        """``_id`` of a stage document (see :mod:`flows.store.benchmarks`)."""
+        return f"{self.cfg.name}:{self.key}:{stage}"
+
+    def result(self, stage: str) -> dict[str, Any]:
+        """The stored result of a finished stage (raises :class:`AlflowError` if it has not run)."""
+        result = self.store.bench_stage_result(self.stage_id(stage))
+        if result is None:
+            raise AlflowError(f"rediscovery stage {stage!r} of {self.key} has not run")
+        return result
+
+    def save_list(self, name: str, formulas: list[str], scores: list[float | None]) -> None:
+        """Store ranked list ``name`` (formulas best first, their scores; NaN -> None)."""
+        clean = [None if s is None or not np.isfinite(s) else float(s) for s in scores]
+        doc = {"bench": self.cfg.name, "split": self.key, "seed": self.seed, "list": name}
+        self.store.save_bench_list(
+            f"{self.stage_id('list')}:{name}", {**doc, "formulas": list(formulas), "scores": clean}
+        )
+
+    def load_list(self, name: str) -> tuple[list[str], list[float | None]] | None:
+        """A stored ranked list ``(formulas, scores)``, or None."""
+        doc = self.store.bench_list(f"{self.stage_id('list')}:{name}")
+        return None if doc is None else (doc["formulas"], doc["scores"])
+
+    @cached_property
+    def oracle(self):
+        """The visible-data band-gap oracle (loaded from GridFS)."""
+        from oracles.registry import load_screening_model
+
+        state, meta = self.store.load_model(self.result("oracle")["sha256"], kind="rediscovery_oracle")
+        return load_screening_model(state, meta)
+
+    @cached_property
+    def pool(self) -> list[str]:
+        """The generated pool's formulas (sorted)."""
+        return sorted(self.store.pool_formulas(self.result("pool")["pool"]))
+
+    @cached_property
+    def pool_oracle(self) -> dict[str, float]:
+        """Oracle band gap (eV) of every pool member (the plain-screening scores)."""
+        stored = self.load_list("screening/oracle")
+        if stored is None:
+            raise AlflowError(f"the pool of {self.key} has not been screened yet")
+        return {f: s for f, s in zip(*stored, strict=True) if s is not None}
+
+
+def run_stage(run: SplitRun, stage: str, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run one stage idempotently: the stored result if done, else ``body()`` stored with its time.
+    Fault points ``rediscovery:<stage>:before`` / ``:after`` (see :func:`flows.campaign.faults.fault_point`)."""
+    done = run.store.bench_stage_result(run.stage_id(stage))
+    if done is not None:
+        return done
+    fault_point(f"rediscovery:{stage}:before")
+    t0 = time.perf_counter()
+    result = body()
+    result = {**result, "seconds": round(time.perf_counter() - t0, 3)}
+    fault_point(f"rediscovery:{stage}:after")
+    run.store.set_bench_stage(
+        run.stage_id(stage),
+        {"bench": run.cfg.name, "split": run.key, "seed": run.seed, "stage": stage, "status": "done", "result": result},
+    )
+    _log("rediscovery %s %s: done in %.1f s", run.key, stage, result["seconds"])
+    return result
+
+
+@task(name="rediscovery-stage", task_run_name="{stage}", cache_policy=NO_CACHE)
+def stage_task(run: SplitRun, stage: str) -> dict[str, Any]:
+    """Prefect task: one benchmark stage of one split (see the module docstring)."""
+    return run_stage(run, stage, functools.partial(STAGE_BODIES[stage], run))
+
+
+# ---------------------------------------------------------------------------------------- stages
+def split_stage(run: SplitRun) -> dict[str, Any]:
+    """Counts of the split (the split itself is recomputed deterministically)."""
+    gaps = run.hidden_gaps
+    with_gap = [g for g in gaps.values() if g is not None]
+    return {
+        "protocol": run.split.protocol,
+        "fraction": run.split.fraction,
+        "seed": run.seed,
+        "data_sha256": mp_data_sha256(),
+        "n_visible": len(run.split.visible),
+        "n_hidden": len(run.split.hidden),
+        "n_hidden_systems": len(run.split.hidden_systems),
+        "n_hidden_with_gap": len(with_gap),
+        **{f"n_hidden_{c.name}": sum(c.meets(g) for g in with_gap) for c in CRITERIA},
+    }
+
+
+def data_stage(run: SplitRun) -> dict[str, Any]:
+    """Seed labels (``cfg.seeds`` random visible MP gaps the autoencoder can encode) and
+    ``cfg.validation`` other random visible rows for the campaigns' screening-model MAE."""
+    table = run.visible_gaps
+    ok = np.array([run.encoder.representable(f)[0] for f in table["formula"]], dtype=bool)
+    rng = np.random.default_rng([run.seed, 1])
+    idx = rng.permutation(np.flatnonzero(ok))
+    seeds = table.iloc[np.sort(idx[: run.cfg.seeds])]
+    val = table.iloc[np.sort(idx[run.cfg.seeds : run.cfg.seeds + run.cfg.validation])]
+    assert_no_leak("seed labels", seeds["formula"], run.split)
+    assert_no_leak("validation rows", val["formula"], run.split)
+    return {
+        "seeds": {"formula": seeds["formula"].tolist(), "value": seeds["value"].astype(float).tolist()},
+        "validation": {"formula": val["formula"].tolist(), "value": val["value"].astype(float).tolist()},
+        "n_wide_seeds": int((seeds["value"] >= 4.0).sum()),
+    }
+
+
+def _cached_model(run: SplitRun, kind: str, settings: str) -> str | None:
+    return run.store.latest_model(kind, holdout_key=run.key, settings=settings)
+
+
+def oracle_stage(run: SplitRun) -> dict[str, Any]:
+    """Train (or find in GridFS) the band-gap oracle on every visible MP gap."""
+    from oracles.registry import screening_state
+    from oracles.resnet import TrainConfig, train_resnet
+
+    spec = run.cfg.oracle
+    settings = spec.digest()
+    sha = _cached_model(run, "rediscovery_oracle", settings)
+    if sha is not None:
+        return {"sha256": sha, "cached": True}
+    table = run.visible_gaps
+    if spec.max_train is not None and spec.max_train < len(table):
+        table = table.sample(n=spec.max_train, random_state=run.seed)
+    assert_no_leak("oracle training set", table["formula"], run.split)
+    cfg = TrainConfig(
+        hidden=spec.hidden,
+        n_layers=spec.layers,
+        n_members=spec.members,
+        epochs=spec.epochs,
+        batch_size=spec.batch_size,
+        seed=run.seed,
+    )
+    import torch
+
+    torch.set_num_threads(1)
+    bar = _epoch_bar("oracle epochs", spec.epochs)
+    oracle = train_resnet(
+        list(table["formula"]),
+        table["value"].to_numpy(),
+        name=f"holdout-oracle-{run.key}",
+        config=cfg,
+        progress=lambda e, loss: bar.update(1),
+    )
+    bar.close()
+    state, meta = screening_state(oracle)
+    sha = run.store.save_model(
+        "rediscovery_oracle",
+        state,
+        {**meta, "holdout_key": run.key, "settings": settings, "n_train": len(table), "spec": spec.model_dump()},
+    )
+    return {"sha256": sha, "cached": False, "n_train": len(table), "train_s": oracle.info.get("wall_s")}
+
+
+def _epoch_bar(desc: str, total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="epoch", leave=False)
+
+
+def autoencoder_stage(run: SplitRun) -> dict[str, Any]:
+    """Train (or find in GridFS) the composition autoencoder on the visible MP formulas; writes its
+    file under ``out_dir`` (restored from GridFS when the file is gone)."""
+    import torch
+
+    from alcore.autoencoder import load_weights, model_from_state, save_weights
+    from flows.pipelines.autoencoder import train_and_save_autoencoder
+
+    spec = run.cfg.autoencoder
+    settings = spec.digest()
+    path = run.out / f"autoencoder-{settings}.safetensors"
+    sha = _cached_model(run, "rediscovery_autoencoder", settings)
+    if sha is not None:
+        if not path.exists():
+            state, meta = run.store.load_model(sha, kind="rediscovery_autoencoder")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_weights(model_from_state(state, meta["config"]), path, meta["file_metadata"])
+        return {"sha256": sha, "path": str(path), "cached": True}
+    corpus = sorted(f for f in run.split.visible if run.encoder.representable(f)[0])
+    if spec.max_train is not None and spec.max_train < len(corpus):
+        corpus = sorted(np.random.default_rng(run.seed).choice(corpus, size=spec.max_train, replace=False).tolist())
+    assert_no_leak("autoencoder corpus", corpus, run.split)
+    meta = train_and_save_autoencoder(
+        path, element_list=ELEMENTS, epochs=spec.epochs, seed=run.seed, corpus=corpus, progress=True
+    )
+    torch.set_num_threads(1)
+    model, file_meta = load_weights(path)
+    sha = run.store.save_model(
+        "rediscovery_autoencoder",
+        model.state_dict(),
+        {"holdout_key": run.key, "settings": settings, "config": file_meta["config"], "file_metadata": file_meta},
+    )
+    return {
+        "sha256": sha,
+        "path": str(path),
+        "cached": False,
+        "corpus": len(corpus),
+        "val_exact": meta["metrics"]["val_exact"],
+    }
+
+
+def matgan_stage(run: SplitRun) -> dict[str, Any]:
+    """Train (or find in GridFS) MatGAN on the visible SMACT-valid MP formulas (>= 2 elements,
+    matgan85 / max count 8), resumably from its checkpoint under ``out_dir``."""
+    import torch
+
+    from generators.matgan import GENERATOR_NAME, GANConfig, encode_formulas, save_module, train_gan
+    from generators.matgan import encoder as matgan_encoder
+
+    spec = run.cfg.matgan
+    settings = spec.digest()
+    sha = _cached_model(run, "rediscovery_matgan", settings)
+    if sha is not None:
+        return {"sha256": sha, "cached": True}
+    enc = matgan_encoder()
+    forms = []
+    for f in sorted(run.split.visible):
+        ok, _ = enc.representable(f)
+        if ok and len(enc.counts(f)) >= 2:
+            forms.append(f)
+    forms = [v.formula for v in check_validity_batch(forms, ValidityRules()) if v.valid]
+    if spec.max_train is not None and spec.max_train < len(forms):
+        forms = sorted(np.random.default_rng(run.seed).choice(forms, size=spec.max_train, replace=False).tolist())
+    assert_no_leak("MatGAN training formulas", forms, run.split)
+    torch.set_num_threads(1)
+    cfg = GANConfig(epochs=spec.epochs, seed=run.seed, ch=spec.ch, lr=spec.lr)
+    bar = _epoch_bar("MatGAN epochs", spec.epochs)
+    gen, history = train_gan(
+        encode_formulas(forms),
+        cfg,
+        progress=lambda e, s: bar.update(1),
+        checkpoint=run.out / f"matgan-{settings}" / "matgan_gan.pt",
+    )
+    bar.close()
+    meta = {
+        "holdout_key": run.key,
+        "settings": settings,
+        "params": {"latent_dim": cfg.latent_dim, "ch": cfg.ch},
+        "n_formulas": len(forms),
+        "epochs": history["epochs"],
+        "seconds": history["seconds"],
+    }
+    save_module(run.out / f"matgan-{settings}", GENERATOR_NAME, gen, meta)
+    sha = run.store.save_model("rediscovery_matgan", gen.state_dict(), meta)
+    return {"sha256": sha, "cached": False, "n_formulas": len(forms), "gan_seconds": history["seconds"]}
+
+
+def _matgan_sampler(run: SplitRun):
+    from generators.matgan import Generator, MatGANSampler
+
+    state, meta = run.store.load_model(run.result("matgan")["sha256"], kind="rediscovery_matgan")
+    gen = Generator(meta["params"]["latent_dim"], meta["params"]["ch"])
+    gen.load_state_dict(state)
+    return MatGANSampler(gen, None, meta, name=f"matgan-holdout-{run.key}")
+
+
+def pool_stage(run: SplitRun) -> dict[str, Any]:
+    """Draw the pool from the visible MatGAN and store it in MongoDB ``pools``."""
+    from tqdm import tqdm
+
+    cfg = run.cfg
+    sampler = _matgan_sampler(run)
+    name = f"{cfg.name}-{run.key}-{hashlib.sha256(run.result('matgan')['sha256'].encode()).hexdigest()[:6]}"
+    name += f"-{cfg.pool_draws}-{cfg.max_atoms}-{cfg.max_elements}"
+    distinct: dict[str, None] = {}
+    chunk = 20_000
+    bar = tqdm(total=cfg.pool_draws, desc="pool draws", unit="draw", unit_scale=True, leave=False)
+    for start in range(0, cfg.pool_draws, chunk):
+        n = min(chunk, cfg.pool_draws - start)
+        for f in sampler.sample(n, seed=run.seed * 1_000_003 + start):
+            distinct.setdefault(f, None)
+        bar.update(n)
+    bar.close()
+    forms = list(distinct)
+    atoms, elems = formula_sizes(forms)
+    sized = [
+        f for f, a, e in zip(forms, atoms, elems, strict=True) if a <= cfg.max_atoms and 2 <= e <= cfg.max_elements
+    ]
+    novel = [f for f in sized if f not in run.known and run.encoder.representable(f)[0]]
+    members = sorted(v.formula for v in check_validity_batch(novel, run.rules) if v.valid)
+    need = max(cfg.acquisitions, cfg.pool_q) + 1
+    if len(members) < need:
+        raise EmptyPoolError(
+            f"the pool of {run.key} has {len(members)} novel valid formulas ({len(distinct)} distinct of "
+            f"{cfg.pool_draws} draws), fewer than the {need} the routes need; raise pool_draws or matgan.epochs"
+        )
+    stored = set(run.store.pool_formulas(name))
+    todo = [f for f in members if f not in stored]
+    a, e = formula_sizes(todo)
+    meta = {"generator": sampler.name, "seed": run.seed, "batch": 0, "source": "rediscovery"}
+    run.store.bulk_insert_new("pools", pool_member_docs(name, todo, a, e, meta))
+    return {
+        "pool": name,
+        "draws": cfg.pool_draws,
+        "distinct": len(forms),
+        "within_limits": len(sized),
+        "novel": len(novel),
+        "size": len(members),
+    }
+
+
+def screening_stage(run: SplitRun) -> dict[str, Any]:
+    """Plain screening: the oracle predicts every pool member; the pool ranked by it."""
+    pool = run.pool
+    pred = np.asarray(run.oracle.predict(pool).mean, dtype=np.float64)
+    order = _rank(pool, pred)
+    run.save_list("screening/oracle", [pool[i] for i in order], [float(pred[i]) for i in order])
+    return {"n": len(pool), "n_predicted": int(np.isfinite(pred).sum())}
+
+
+def _rank(formulas: list[str], scores: np.ndarray) -> list[int]:
+    """Indices best first: by score descending (NaN last), ties by formula."""
+    s = np.where(np.isfinite(scores), scores, -np.inf)
+    return sorted(range(len(formulas)), key=lambda i: (-s[i], formulas[i]))
+
+
+@dataclass
+class HoldoutCampaignContext(CampaignContext):
+    """A campaign context whose seeds, validation rows, oracle and known list come from the visible
+    part of a split (:class:`SplitRun`) instead of the committed data sets and shipped oracles."""
+
+    run: SplitRun | None = None
+
+    def _run(self) -> SplitRun:
+        if self.run is None:
+            raise AlflowError("HoldoutCampaignContext needs its SplitRun")
+        return self.run
+
+    @property
+    def oracle_source(self) -> str:
+        """Acquired labels record the visible-data oracle's GridFS sha256."""
+        return f"holdout-oracle:{self._run().result('oracle')['sha256'][:12]}"
+
+    def seed_rows(self) -> pd.DataFrame:
+        """The split's seed labels (random visible MP gaps)."""
+        seeds = self._run().result("data")["seeds"]
+        return pd.DataFrame({"formula": seeds["formula"], "value": seeds["value"]})
+
+    def validation_rows(self) -> pd.DataFrame:
+        """The split's validation rows (visible MP gaps)."""
+        val = self._run().result("data")["validation"]
+        return pd.DataFrame({"formula": val["formula"], "value": val["value"]})
+
+    def oracle_predict(self, formulas: list[str]) -> Prediction:
+        """Labels from the visible-data oracle."""
+        return self._run().oracle.predict(formulas)
+
+    @cached_property
+    def known(self) -> frozenset[str]:
+        """The visible known list (hidden formulas count as new)."""
+        return self._run().known
+
+
+def campaign_config(run: SplitRun, mode: str) -> Any:
+    """The :class:`flows.config.CampaignConfig` of the pool or continuous route of this split."""
+    cfg = run.cfg
+    base = {
+        "name": f"{cfg.name}-{run.key}-{mode}",
+        "mode": mode,
+        "seed": run.seed,
+        # placeholders for the validator: HoldoutCampaignContext supplies seeds, oracle and validation
+        "seeds": {"dataset": "matbench_mp_gap", "n": cfg.seeds},
+        "oracle": "resnet-mp-gap",
+        "validation": "matbench_mp_gap",
+        "autoencoder": str(Path(run.result("autoencoder")["path"]).resolve()),
+        "element_list": ELEMENTS,
+        "validity": {"max_atoms": cfg.max_atoms, "max_elements": cfg.max_elements},
+        "target": {"threshold": 4.0},
+    }
+    if mode == "pool":
+        base.update(
+            iterations=cfg.acquisitions // cfg.pool_q,
+            pool_collection=run.result("pool")["pool"],
+            acquisition={"q": cfg.pool_q, "beta": cfg.beta},
+        )
+    else:
+        c = cfg.continuous
+        base.update(
+            iterations=c.acquisitions // c.q,
+            acquisition={"q": c.q, "beta": c.beta, "max_attempts": c.max_attempts, "trust_region": c.trust_region},
+        )
+    return parse_config(base, source=f"rediscovery {mode} campaign")
+
+
+def _campaign_route(run: SplitRun, mode: str) -> dict[str, Any]:
+    """Run (or resume) the route's campaign, then store its two ranked lists."""
+    from oracles.registry import load_screening_model
+
+    config = campaign_config(run, mode)
+    store = run.store
+    context = functools.partial(_holdout_context, run=run)
+    t0 = time.perf_counter()
+    summary = run_campaign_in(store, config, owner=f"rediscovery-{run.key}-{mode}", context=context)
+    if summary["status"] != "finished":
+        raise AlflowError(f"campaign {config.name!r} ended {summary['status']!r}")
+    store.update_campaign(config.name, holdout={"split": run.key, "oracle": run.result("oracle")["sha256"]})
+    campaign_s = time.perf_counter() - t0
+    docs = store.labels(config.name)
+    seeds = [d["formula"] for d in docs if d.get("source") == "seed"]
+    assert_no_leak(f"campaign {config.name} seed labels", seeds, run.split)
+    acquired = [(d["formula"], float(d["value"])) for d in docs if d.get("source") != "seed"]
+    novel = sorted((p for p in acquired if p[0] not in run.known), key=lambda p: (-p[1], p[0]))
+    label = "pool-AL" if mode == "pool" else "continuous-AL"
+    run.save_list(f"{label}/acquired", [f for f, _ in novel], [v for _, v in novel])
+    last = store.stage_result(config.name, config.iterations, "retrain")
+    state, meta = store.load_model(last["screening_sha"], kind="screening")
+    model = load_screening_model(state, meta)
+    pool = run.pool
+    pred = np.asarray(model.predict(pool).mean, dtype=np.float64)
+    order = _rank(pool, pred)
+    run.save_list(f"{label}/screen", [pool[i] for i in order], [float(pred[i]) for i in order])
+    fits = [it.get("timings", {}) for it in store.iterations(config.name)]
+    return {
+        "campaign": config.name,
+        "acquired": len(acquired),
+        "acquired_novel": len(novel),
+        "acquired_wide_by_oracle": sum(v >= 4.0 for _, v in acquired),
+        "campaign_s": round(campaign_s, 1),
+        "iterations": config.iterations,
+        "q": config.acquisition.q,
+        "acquire_s_per_iteration": float(np.mean([t.get("acquire", np.nan) for t in fits])) if fits else None,
+        "screening_val_mae": last.get("val_mae"),
+    }
+
+
+def _holdout_context(store: Store, config: Any, owner: str, run: SplitRun) -> HoldoutCampaignContext:
+    return HoldoutCampaignContext(store, config, owner, run=run)
+
+
+def pool_al_stage(run: SplitRun) -> dict[str, Any]:
+    """The pool route (campaign ``mode: pool`` among the generated pool)."""
+    return _campaign_route(run, "pool")
+
+
+def continuous_al_stage(run: SplitRun) -> dict[str, Any]:
+    """The continuous latent route (campaign ``mode: continuous``)."""
+    return _campaign_route(run, "continuous")
+
+
+def _seed_pairs(run: SplitRun) -> tuple[list[str], list[float]]:
+    seeds = run.result("data")["seeds"]
+    return list(seeds["formula"]), list(seeds["value"])
+
+
+def _screen_pool_with(run: SplitRun, formulas: list[str], values: list[float], list_name: str) -> dict[str, Any]:
+    from oracles.registry import fit_screening_model
+
+    t0 = time.perf_counter()
+    model = fit_screening_model(formulas, values, seed=run.seed)
+    pool = run.pool
+    pred = np.asarray(model.predict(pool).mean, dtype=np.float64)
+    order = _rank(pool, pred)
+    run.save_list(list_name, [pool[i] for i in order], [float(pred[i]) for i in order])
+    return {"n_labels": len(formulas), "fit_predict_s": round(time.perf_counter() - t0, 1)}
+
+
+def random_pool_labels_stage(run: SplitRun) -> dict[str, Any]:
+    """Baseline: the seeds plus ``acquisitions`` random pool members labelled by the oracle."""
+    pool, oracle = run.pool, run.pool_oracle
+    labelled = [f for f in pool if f in oracle]
+    rng = np.random.default_rng([run.seed, 2])
+    pick = sorted(rng.choice(labelled, size=min(run.cfg.acquisitions, len(labelled)), replace=False).tolist())
+    ranked = sorted(pick, key=lambda f: (-oracle[f], f))
+    run.save_list("random-pool-labels/acquired", ranked, [oracle[f] for f in ranked])
+    sf, sv = _seed_pairs(run)
+    out = _screen_pool_with(run, sf + pick, sv + [max(oracle[f], 0.0) for f in pick], "random-pool-labels/screen")
+    return {**out, "acquired_wide_by_oracle": sum(oracle[f] >= 4.0 for f in pick)}
+
+
+def random_mp_labels_stage(run: SplitRun) -> dict[str, Any]:
+    """Baseline: the seeds plus ``acquisitions`` random visible MP rows with their DFT gaps."""
+    data = run.result("data")
+    used = set(data["seeds"]["formula"]) | set(data["validation"]["formula"])
+    table = run.visible_gaps[~run.visible_gaps["formula"].isin(used)]
+    rows = table.sample(n=min(run.cfg.acquisitions, len(table)), random_state=run.seed)
+    assert_no_leak("random MP labels", rows["formula"], run.split)
+    sf, sv = _seed_pairs(run)
+    return _screen_pool_with(
+        run, sf + rows["formula"].tolist(), sv + rows["value"].astype(float).tolist(), "random-MP-labels/screen"
+    )
+
+
+def random_stage(run: SplitRun) -> dict[str, Any]:
+    """Random proposals: the pool in random order; random SMACT-valid compositions within the
+    limits (matgan85 elements, 2..max_elements, <= max_atoms atoms, not in the visible known list)."""
+    from generators.random_compositions import RandomCompositions
+
+    pool = run.pool
+    rng = np.random.default_rng([run.seed, 3])
+    perm = rng.permutation(len(pool))
+    run.save_list("random/pool", [pool[i] for i in perm], [None] * len(pool))
+    gen = RandomCompositions(
+        "matgan85", max_atoms=run.cfg.max_atoms, max_elements=run.cfg.max_elements, exclude=run.known
+    )
+    forms = gen.distinct(run.cfg.random_compositions, seed=run.seed)
+    run.save_list("random/SMACT", forms, [None] * len(forms))
+    return {"n_random_compositions": len(forms)}
+
+
+STAGE_BODIES: dict[str, Callable[[SplitRun], dict[str, Any]]] = {
+    "split": split_stage,
+    "data": data_stage,
+    "oracle": oracle_stage,
+    "autoencoder": autoencoder_stage,
+    "matgan": matgan_stage,
+    "pool": pool_stage,
+    "screening": screening_stage,
+    "pool-al": pool_al_stage,
+    "continuous-al": continuous_al_stage,
+    "random-pool-labels": random_pool_labels_stage,
+    "random-mp-labels": random_mp_labels_stage,
+    "random": random_stage,
+}
+
+#: Stages every route needs, in order.
+SHARED_STAGES = ("split", "data", "oracle", "autoencoder", "matgan", "pool", "screening")
+
+
+def stages_for(cfg: RediscoveryConfig) -> list[str]:
+    """The stages a config runs, in order (shared ones first, then its routes)."""
+    return list(SHARED_STAGES) + [r for r in cfg.routes if r != "screening"]
+
+
+# ---------------------------------------------------------------------------------------- scoring
+def limits_ceiling(run: SplitRun) -> dict[str, int]:
+    """Hidden members the size/validity limits can express at all (any route's absolute ceiling):
+    hidden formulas with 2..max_elements elements, <= max_atoms atoms, SMACT-valid, per criterion."""
+    hidden = sorted(f for f, g in run.hidden_gaps.items() if g is not None)
+    ok = [v.formula for v in check_validity_batch(hidden, run.rules) if v.valid]
+    return {c.name: count_members(ok, run.hidden_gaps, c) for c in CRITERIA}
+
+
+def score_split(run: SplitRun) -> dict[str, Any]:
+    """Score every stored list of this split (see :mod:`alcore.rediscovery`); returns per list
+    ``{route, list, n, scores (per K), curve (rediscoveries >= 4 eV at K = 1..max K)}`` plus the
+    ceilings and base rates."""
+    gaps = run.hidden_gaps
+    pool = run.pool
+    pool_ceiling = {c.name: count_members(pool, gaps, c) for c in CRITERIA}
+    limits = limits_ceiling(run)
+    primary = CRITERIA[0]
+    smact = run.load_list("random/SMACT")
+    rates = {
+        "pool": base_rate(pool, gaps, primary),
+        "smact": base_rate(smact[0], gaps, primary) if smact else float("nan"),
+    }
+    k_max = max(run.cfg.ks)
+    lists = []
+    for route, name, universe in LISTS:
+        if route not in run.cfg.routes:
+            continue
+        stored = run.load_list(name)
+        if stored is None:
+            continue
+        formulas, _ = stored
+        ceiling = pool_ceiling[primary.name] if universe == "pool" else limits[primary.name]
+        scores = score_list(formulas, gaps, run.cfg.ks, ceiling=ceiling, rate=rates["pool"])
+        for s in scores:
+            s["daf_smact"] = s["precision"] / rates["smact"] if rates["smact"] else float("nan")
+        lists.append(
+            {
+                "route": route,
+                "list": name,
+                "n": len(formulas),
+                "ceiling_universe": universe,
+                "ceiling": ceiling,
+                "scores": scores,
+                "curve": rediscovery_curve(formulas, gaps, primary, k_max).tolist(),
+            }
+        )
+    return {
+        "pool_size": len(pool),
+        "pool_ceiling": pool_ceiling,
+        "limits_ceiling": limits,
+        "base_rate": rates,
+        "oracle": oracle_errors(run),
+        "lists": lists,
+    }
+
+
+def oracle_errors(run: SplitRun) -> dict[str, Any]:
+    """Diagnostics of the visible-data oracle (scoring side only): MAE (eV) on the visible
+    validation rows and on every hidden formula with a DFT gap (unseen chemical systems), and the
+    recall of the hidden >= 4 eV formulas at an oracle threshold of 4 eV."""
+    val = run.result("data")["validation"]
+    pv = np.asarray(run.oracle.predict(val["formula"]).mean, dtype=np.float64)
+    hidden = sorted(f for f, g in run.hidden_gaps.items() if g is not None)
+    y = np.array([run.hidden_gaps[f] for f in hidden], dtype=np.float64)
+    ph = np.asarray(run.oracle.predict(hidden).mean, dtype=np.float64)
+    ok = np.isfinite(ph)
+    wide = y >= 4.0
+    return {
+        "mae_validation_eV": float(np.nanmean(np.abs(pv - np.asarray(val["value"])))),
+        "mae_hidden_eV": float(np.mean(np.abs(ph[ok] - y[ok]))),
+        "n_hidden": int(ok.sum()),
+        "hidden_ge4_recall_at_4eV": float(np.mean(ph[wide & ok] >= 4.0)) if (wide & ok).any() else float("nan"),
+    }
+
+
+def summarise(per_split: list[dict[str, Any]], ks: tuple[int, ...]) -> list[dict[str, Any]]:
+    """Mean and sd over split seeds per (list, K) of every score (rows for the table and the JSON)."""
+    rows = []
+    names = list(dict.fromkeys(lst["list"] for s in per_split for lst in s["score"]["lists"]))
+    for name in names:
+        entries = [lst for s in per_split for lst in s["score"]["lists"] if lst["list"] == name]
+        for k in ks:
+            at_k = [next(x for x in e["scores"] if x["k"] == k) for e in entries]
+            row: dict[str, Any] = {"list": name, "route": entries[0]["route"], "k": k, "splits": len(at_k)}
+            for crit in CRITERIA:
+                row[f"red_{crit.name}"] = mean_sd([x["rediscoveries"][crit.name] for x in at_k])
+            for metric in ("precision", "recall", "real", "daf", "daf_smact", "ch_share", "n_systems"):
+                row[metric] = mean_sd([x[metric] for x in at_k])
+            row["ceiling"] = mean_sd([e["ceiling"] for e in entries])
+            rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------- flow
+def run_split(cfg: RediscoveryConfig, store: Store, seed: int) -> dict[str, Any]:
+    """Every stage of one split seed (resuming what is stored), then its scores."""
+    universe = benchmark_universe(cfg)
+    split = _split_cached(cfg.protocol, cfg.fraction, seed, universe)
+    run = SplitRun(cfg, store, seed, split, split_key(cfg, seed))
+    results = {}
+    for stage in stages_for(cfg):
+        results[stage] = stage_task(run, stage)
+    # scored afresh on every run (cheap, deterministic): stored for the record, never reused
+    t0 = time.perf_counter()
+    score = score_split(run)
+    record = {"bench": cfg.name, "split": run.key, "seed": seed, "stage": "score", "status": "scored"}
+    store.set_bench_stage(run.stage_id("score"), {**record, "result": score, "seconds": time.perf_counter() - t0})
+    return {"seed": seed, "key": run.key, "stages": results, "score": score}
+
+
+def ranked_lists(store: Store, cfg: RediscoveryConfig) -> list[dict[str, Any]]:
+    """Every stored ranked list of the benchmark: ``{list, route, seed, split, formulas, scores}``."""
+    route_of = {name: route for route, name, _ in LISTS}
+    keys = {split_key(cfg, s) for s in cfg.split_seeds}
+    out = []
+    for doc in store.bench_lists(cfg.name):
+        if doc["split"] in keys:
+            out.append({**doc, "route": route_of.get(doc["list"], doc["list"])})
+    return out
+
+
+@flow(name="rediscovery", log_prints=True)
+def rediscovery_flow(
+    config_path: str, split_seeds: list[int] | None = None, mongodb_uri: str | None = None, database: str | None = None
+) -> dict[str, Any]:
+    """Prefect flow: run (or resume) the hold-out rediscovery benchmark of the YAML ``config_path``
+    (``split_seeds`` overrides the config's). Returns ``{"config", "splits" (per seed: stage results
+    and scores), "summary" (mean ± sd over seeds per list and K)}``; the ranked lists stay in
+    MongoDB (:func:`ranked_lists`)."""
+    from flows.pipelines.rediscovery_config import load_rediscovery_config
+
+    cfg = load_rediscovery_config(config_path, split_seeds=tuple(split_seeds) if split_seeds else None)
+    store = Store.open(mongodb_uri, database)
+    try:
+        splits = [run_split(cfg, store, seed) for seed in cfg.split_seeds]
+    finally:
+        store.close()
+    return {"config": cfg.resolved(), "splits": splits, "summary": summarise(splits, cfg.ks)}

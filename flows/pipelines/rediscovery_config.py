@@ -1,0 +1,140 @@
+"""Configuration of the hold-out rediscovery benchmark: a validated YAML file (pydantic)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from alcore.errors import ConfigError
+
+#: Every route the benchmark can run (see :mod:`flows.pipelines.rediscovery`).
+ROUTES: tuple[str, ...] = ("screening", "pool-al", "continuous-al", "random-pool-labels", "random-mp-labels", "random")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def digest(self) -> str:
+        """12 hex digits identifying these settings (part of every cache key)."""
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
+
+
+class OracleSpec(_Strict):
+    """The band-gap oracle retrained on the visible MP gaps (labels acquisitions; ranks plain screening):
+    a ResNet ensemble of ``members`` x ``layers`` residual layers of width ``hidden``, ``epochs`` epochs."""
+
+    hidden: int = Field(default=128, ge=4)
+    layers: int = Field(default=5, ge=1)
+    members: int = Field(default=5, ge=1)
+    epochs: int = Field(default=30, ge=1)
+    batch_size: int = Field(default=256, ge=8)
+    max_train: int | None = Field(default=None, ge=10)
+
+
+class AutoencoderSpec(_Strict):
+    """The composition autoencoder (agd87 one-hot) retrained on the visible MP formulas."""
+
+    epochs: int = Field(default=4, ge=1)
+    max_train: int | None = Field(default=None, ge=10)
+
+
+class MatGANSpec(_Strict):
+    """MatGAN (WGAN-GP) retrained from scratch on the visible SMACT-valid MP formulas, ``epochs``
+    epochs (resumable checkpoint), channel width ``ch``."""
+
+    epochs: int = Field(default=6, ge=1)
+    ch: int = Field(default=8, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    max_train: int | None = Field(default=None, ge=10)
+
+
+class ContinuousSpec(_Strict):
+    """The continuous latent route's campaign: ``acquisitions`` in batches of ``q`` (UCB ``beta``,
+    ``max_attempts`` decode rounds, ``trust_region`` side)."""
+
+    acquisitions: int = Field(default=1000, ge=1)
+    q: int = Field(default=20, ge=1)
+    beta: float = Field(default=25.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1)
+    trust_region: float = Field(default=0.2, gt=0, le=1)
+
+
+class RediscoveryConfig(_Strict):
+    """A whole benchmark. ``protocol``/``fraction``/``split_seeds``: the hold-out splits
+    (:mod:`alcore.holdout`); ``seeds`` + ``acquisitions``: the label budget of every AL and
+    random-label route (pool route in batches of ``pool_q``, UCB ``beta``); ``continuous``: the
+    continuous route's own budget (reported beside the others when smaller); ``max_atoms`` /
+    ``max_elements``: size limits of every proposal (pool, campaign validity, random compositions);
+    ``pool_draws``: MatGAN draws of the pool; ``random_compositions``: random SMACT-valid
+    compositions drawn for the base rate; ``validation``: visible rows held out for the campaign's
+    screening-model MAE; ``universe_limit``: use a seeded subset of the MP universe (tests);
+    ``out_dir``: model files and caches (never ``data/weights``)."""
+
+    name: str = Field(default="rediscovery", min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
+    protocol: Literal["system", "random"] = "system"
+    fraction: float = Field(default=0.2, gt=0, lt=1)
+    split_seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: int = Field(default=300, ge=2)
+    acquisitions: int = Field(default=1000, ge=1)
+    pool_q: int = Field(default=50, ge=1)
+    beta: float = Field(default=25.0, gt=0)
+    continuous: ContinuousSpec = ContinuousSpec()
+    max_atoms: int = Field(default=7, ge=2)
+    max_elements: int = Field(default=3, ge=2)
+    oracle: OracleSpec = OracleSpec()
+    autoencoder: AutoencoderSpec = AutoencoderSpec()
+    matgan: MatGANSpec = MatGANSpec()
+    pool_draws: int = Field(default=100_000, ge=100)
+    random_compositions: int = Field(default=20_000, ge=10)
+    validation: int = Field(default=500, ge=1)
+    ks: tuple[int, ...] = (50, 100, 500)
+    routes: tuple[str, ...] = ROUTES
+    universe_limit: int | None = Field(default=None, ge=100)
+    out_dir: str = "runs/rediscovery"
+
+    @model_validator(mode="after")
+    def _check(self) -> RediscoveryConfig:
+        unknown = [r for r in self.routes if r not in ROUTES]
+        if unknown:
+            raise ValueError(f"unknown route(s) {unknown}; known: {', '.join(ROUTES)}")
+        if not self.split_seeds:
+            raise ValueError("split_seeds must name at least one seed")
+        if any(k < 1 for k in self.ks):
+            raise ValueError(f"every K must be >= 1, got {list(self.ks)}")
+        if self.acquisitions % self.pool_q:
+            raise ValueError(f"acquisitions ({self.acquisitions}) must be a multiple of pool_q ({self.pool_q})")
+        if self.continuous.acquisitions % self.continuous.q:
+            raise ValueError(
+                f"continuous.acquisitions ({self.continuous.acquisitions}) must be a multiple of "
+                f"continuous.q ({self.continuous.q})"
+            )
+        return self
+
+    def resolved(self) -> dict[str, Any]:
+        """The config as plain JSON-able data."""
+        return self.model_dump(mode="json")
+
+
+def load_rediscovery_config(path: str | Path, **overrides: Any) -> RediscoveryConfig:
+    """Read and validate a benchmark YAML file; ``overrides`` replace top-level keys (None = keep).
+    Raises :class:`ConfigError` with every problem on one line."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"rediscovery config {path} not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must contain a mapping of settings, got {type(data).__name__}")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return RediscoveryConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: invalid rediscovery config: {problems}") from None
