@@ -68,3 +68,7 @@ class StoreUnavailableError(AlflowError, ConnectionError):
 
 class StructureError(AlflowError, ValueError):
     """A crystal structure is unusable (overlapping atoms, diverging relaxation, no template)."""
+
+
+class LeakError(AlflowError, AssertionError):
+    """A table that must hold only visible formulas of a hold-out split contains hidden ones."""

@@ -1,0 +1,1 @@
+"""Prefect pipelines (benchmark and batch flows)."""
