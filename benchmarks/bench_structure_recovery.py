@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 warnings.filterwarnings("ignore")
+# before prefect is imported: its ephemeral API server starts slowly on a loaded machine
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -178,7 +180,6 @@ def main(argv: list[str] | None = None) -> int:
     if not folder.exists():
         print(f"bench_structure_recovery: known structures not found at {folder} (needs ../shared); stopping")
         return 2
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
     t0 = time.perf_counter()
     load0 = os.getloadavg()[0]
     try:
