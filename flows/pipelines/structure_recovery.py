@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import time
 import warnings
 import zlib
@@ -162,13 +163,37 @@ def choose_reference(records: list[KnownStructure]) -> KnownStructure:
     return min(records, key=lambda r: (r.source == "amcsd_larixite", r.nsites, r.id))
 
 
-def load_known_structures(split: HoldoutSplit, structure_dir: Path | None = None) -> dict[str, list[KnownStructure]]:
+_FOLDER_FORMULA = re.compile(r"(?:^|[:/])CIFs/([A-Za-z0-9().]+)/")
+
+
+def record_problem(record_id: str, formula: str) -> str | None:
+    """Why a data-set record cannot serve as the known structure of ``formula``, or None if it can.
+
+    Records whose id names the compound they were cut from (``.../CIFs/<formula>/...``, the
+    curie_neel MP set) must name ``formula``: 2,101 of its 4,727 records are magnetic-sublattice CIFs
+    (``*_mag.cif``) that lack the non-magnetic atoms, e.g. ``CIFs/SmPd2Cd20/SmPd2Cd20_0_mag.cif`` holds
+    "SmPd2" at 169 Å^3/atom.
+    """
+    m = _FOLDER_FORMULA.search(record_id)
+    if m is None:
+        return None
+    try:
+        named = canonical_formula(m.group(1))
+    except InvalidFormulaError:
+        return f"record id names an unparsable compound {m.group(1)!r}"
+    return None if named == formula else f"record of {named}, not {formula} (a sublattice of another compound)"
+
+
+def load_known_structures(
+    split: HoldoutSplit, structure_dir: Path | None = None, stats: dict[str, int] | None = None
+) -> dict[str, list[KnownStructure]]:
     """Known (MP-relaxed or experimental) structures of the split's hidden formulas, from the data sets.
 
     Reads ``mp_megnet_36k.jsonl.gz`` and ``templates_merged.jsonl.gz`` (records of :data:`KNOWN_SOURCES`,
     ordered, any size) in ``structure_dir`` (default ``../shared/data/structures``). Returns
-    ``{formula: [records]}`` for formulas in ``split.hidden``. Raises :class:`ConfigError` when the folder is
-    missing (a user's clone has no ../shared).
+    ``{formula: [records]}`` for formulas in ``split.hidden``; records that :func:`record_problem` rejects are
+    skipped (counted in ``stats["inconsistent"]`` when a dict is given). Raises :class:`ConfigError` when the
+    folder is missing (a user's clone has no ../shared).
     """
     folder = Path(structure_dir) if structure_dir else SHARED_STRUCTURES
     missing = [n for n in KNOWN_FILES if not (folder / n).exists()]
@@ -190,6 +215,10 @@ def load_known_structures(split: HoldoutSplit, structure_dir: Path | None = None
                 except (InvalidFormulaError, KeyError):
                     continue
                 if f not in split.hidden:
+                    continue
+                if record_problem(r["id"], f) is not None:
+                    if stats is not None:
+                        stats["inconsistent"] = stats.get("inconsistent", 0) + 1
                     continue
                 props = r.get("props") or {}
                 mpid = props.get("material_id")
@@ -458,9 +487,15 @@ def run_name(split: HoldoutSplit, params: RecoveryParams) -> str:
     return f"recovery:{split.protocol}-f{split.fraction:g}-s{split.seed}:{params.key()}"
 
 
-def done_formulas(store: Store, run: str) -> set[str]:
-    """Formulas of ``run`` that already have their compound document."""
-    return {d["formula"] for d in store.db[COLLECTION].find({"run": run}, {"formula": 1, "_id": 0})}
+def done_formulas(store: Store, run: str, references: dict[str, KnownStructure] | None = None) -> set[str]:
+    """Formulas of ``run`` that already have their compound document (judged against the same known
+    structure as in ``references``, when given: a document made against another record is redone)."""
+    out = set()
+    for d in store.db[COLLECTION].find({"run": run}, {"formula": 1, "reference.id": 1, "_id": 0}):
+        f = d["formula"]
+        if references is None or (f in references and d.get("reference", {}).get("id") == references[f].id):
+            out.add(f)
+    return out
 
 
 def compound_documents(store: Store, run: str, formulas: Iterable[str] | None = None) -> list[dict[str, Any]]:
@@ -526,7 +561,7 @@ def structure_recovery_flow(
     store = Store.open(mongo_uri, database)
     try:
         store.db[COLLECTION].create_index([("run", 1), ("formula", 1)], unique=True)
-        done = done_formulas(store, run)
+        done = done_formulas(store, run, refs)
         todo = [f for f in sample if f not in done]
         # work in a seeded random order, so that a run stopped early has done a uniform sub-sample
         order = {f: i for i, f in enumerate(schedule_order(sample, sample_seed))}
@@ -555,7 +590,7 @@ def structure_recovery_flow(
             "run": run,
             "n_qualified": len(refs),
             "sample": sample,
-            "done": len(done_formulas(store, run) & set(sample)),
+            "done": len(done_formulas(store, run, refs) & set(sample)),
             "computed": computed,
             "visible_templates": len(stage.library),
             "removed_templates": stage.n_removed_templates,

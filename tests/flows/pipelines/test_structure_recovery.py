@@ -16,6 +16,7 @@ from flows.pipelines.structure_recovery import (
     RecoveryParams,
     load_known_structures,
     qualified_references,
+    record_problem,
     recover_compound,
     sample_formulas,
     schedule_order,
@@ -74,6 +75,13 @@ def structure_dir(tmp_path_factory) -> Path:
         _record("amcsd:mgo", "amcsd_larixite", _rocksalt(4.21, ("Mg", "O")), 225),
         _record("perov:naf", "perov5_val_cdvae", _rocksalt(4.63, ("Na", "F")), 225),
         _record("mp:kcl-rs-copy", "mp_3dsc_raw", _rocksalt(6.29, ("K", "Cl")), 225, None, "mp-23193"),
+        # a magnetic-sublattice CIF of another compound (Mg3CdO4 without Cd, as in the curie_neel set)
+        _record(
+            "LazyDragon1123/curie_neel_data:CIFs/Mg3CdO4/Mg3CdO4_0_mag.cif",
+            "magnetic_curie_neel_mpcifs",
+            Structure(Lattice.cubic(9.0), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+            221,
+        ),
     ]
     for name, recs in (("mp_megnet_36k.jsonl.gz", mp), ("templates_merged.jsonl.gz", merged)):
         with gzip.open(d / name, "wt") as fh:
@@ -82,8 +90,10 @@ def structure_dir(tmp_path_factory) -> Path:
 
 
 def test_known_structures_and_sample(split, structure_dir: Path) -> None:
-    known = load_known_structures(split, structure_dir)
+    stats: dict[str, int] = {}
+    known = load_known_structures(split, structure_dir, stats)
     assert set(known) == {"KCl", "CaO", "MgO"}  # NaCl is visible, NaF has no known (MP/experimental) structure
+    assert stats == {"inconsistent": 1} and len(known["MgO"]) == 1  # the Mg3CdO4 sublattice record is skipped
     assert len(known["KCl"]) == 2  # the 3DSC copy of mp-23193 is the same material
     refs = qualified_references(known, max_sites=20)
     assert refs["KCl"].id == "mp:kcl-rs" and refs["KCl"].spg == 225  # the ground state, not the CsCl polymorph
@@ -96,6 +106,12 @@ def test_known_structures_and_sample(split, structure_dir: Path) -> None:
     assert sorted(schedule_order(refs, 0)) == sorted(refs)
     with pytest.raises(Exception, match="pass structure_dir"):
         load_known_structures(split, structure_dir / "nowhere")
+
+
+def test_record_problem() -> None:
+    assert record_problem("LazyDragon1123/curie_neel_data:CIFs/Al2GdNi/Al2GdNi_0.cif", "GdAl2Ni") is None
+    assert "not SmPd2" in record_problem("LazyDragon1123/curie_neel_data:CIFs/SmPd2Cd20/SmPd2Cd20_0_mag.cif", "SmPd2")
+    assert record_problem("kdmsit/MEGNet:data/0.cif", "Cs") is None
 
 
 def test_recover_one_hidden_compound(split, structure_dir: Path) -> None:
