@@ -40,11 +40,18 @@ class HoldoutSplit:
     fraction: float
 
     def is_hidden(self, formula: str) -> bool:
-        """Whether ``formula`` (any spelling pymatgen parses) is hidden; unparsable -> False."""
+        """Whether ``formula`` (any spelling pymatgen parses) is hidden: in ``hidden``, or (protocol
+        ``"system"``) in a hidden chemical system even if the split's universe did not list it (e.g.
+        MgO2 of a template library when Mg-O is hidden). Unparsable -> False."""
         try:
-            return canonical_formula(formula) in self.hidden
+            return self._hidden_canonical(canonical_formula(formula))
         except InvalidFormulaError:
             return False
+
+    def _hidden_canonical(self, formula: str) -> bool:
+        if formula in self.hidden:
+            return True
+        return self.protocol == "system" and chemical_system(formula) in self.hidden_systems
 
 
 @lru_cache(maxsize=500_000)
@@ -142,7 +149,7 @@ def leaked(formulas: Iterable[str], split: HoldoutSplit) -> list[str]:
             c = canonical_formula(str(f))
         except InvalidFormulaError:
             continue
-        if c in split.hidden:
+        if split._hidden_canonical(c):
             out[c] = None
     return list(out)
 

@@ -22,7 +22,7 @@ import hashlib
 import json
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -123,6 +123,7 @@ class TemplateLibrary:
         self.preference = np.lexsort((nsites, ef, self.tier)).argsort()
         self.emd_index = EMDIndex(positions, cumfrac)
         self._lines: list[bytes] | None = None
+        self._line_of: np.ndarray | None = None  # library row -> line of the file (set by :meth:`without`)
         self._tid_row = {t: i for i, t in enumerate(tids)}
         self._by_anon: dict[str, np.ndarray] = {}
         order = np.argsort(anon, kind="stable")
@@ -135,8 +136,49 @@ class TemplateLibrary:
         return len(self.formulas)
 
     @classmethod
-    def load(cls, path: Path | str | None = None, cache: bool = True) -> TemplateLibrary:
-        """Load the library at ``path`` (default: the committed one) using/refreshing its npz index."""
+    def load(
+        cls, path: Path | str | None = None, cache: bool = True, exclude_formulas: Iterable[str] | None = None
+    ) -> TemplateLibrary:
+        """Load the library at ``path`` (default: the committed one) using/refreshing its npz index.
+
+        ``exclude_formulas``: reduced formulas whose templates are left out (e.g. the hidden formulas
+        of a hold-out split, see :meth:`without`); None (default) keeps every template.
+        """
+        lib = cls._load(path, cache)
+        return lib.without(exclude_formulas) if exclude_formulas is not None else lib
+
+    def without(self, formulas: Iterable[str]) -> TemplateLibrary:
+        """A library without the templates whose reduced formula is in ``formulas`` (canonicalised).
+
+        Shares the file with this one (structures stay lazy); its EMD index, anonymised-formula
+        groups and tie-break order are rebuilt over the kept rows, so a search can never return a
+        removed template. ``len(result)`` is the number of kept templates.
+        """
+        drop = set()
+        for f in formulas:
+            try:
+                drop.add(canonical_formula(str(f)))
+            except Exception:
+                continue
+        keep = np.flatnonzero(~np.isin(self.formulas, np.array(sorted(drop), dtype=self.formulas.dtype)))
+        lib = TemplateLibrary(
+            self.path,
+            self.formulas[keep],
+            self.anon[keep],
+            self.tids[keep],
+            self.sources[keep],
+            self.spg[keep],
+            self.nsites[keep],
+            self.emd_index.positions[keep],
+            self.emd_index.cumfrac[keep],
+            self.e_form_dft[keep],
+        )
+        lib._line_of = keep if self._line_of is None else self._line_of[keep]
+        lib._lines = self._lines
+        return lib
+
+    @classmethod
+    def _load(cls, path: Path | str | None = None, cache: bool = True) -> TemplateLibrary:
         path = Path(path) if path is not None else TEMPLATES_PATH
         if not path.exists():
             raise StructureError(
@@ -194,7 +236,7 @@ class TemplateLibrary:
         if self._lines is None:
             with gzip.open(self.path, "rb") as fh:
                 self._lines = fh.read().splitlines()
-        return json.loads(self._lines[row])
+        return json.loads(self._lines[row if self._line_of is None else int(self._line_of[row])])
 
     def template(self, row_or_tid: int | str) -> Template:
         """The parsed template at a row index or with a template id (``"T01234"``)."""
@@ -344,9 +386,13 @@ def substitute(template: Template, candidate: str, emd_distance: float = float("
 
 # ---------------------------------------------------------------------------- fallback
 class KnownSpacegroups:
-    """EMD index over the known MP formulas with their space groups (for the pyxtal fallback)."""
+    """EMD index over the known MP formulas with their space groups (for the pyxtal fallback).
 
-    def __init__(self, path: Path = KNOWN_PATH) -> None:
+    ``exclude_formulas`` (e.g. the hidden formulas of a hold-out split) are left out of the index.
+    """
+
+    def __init__(self, path: Path = KNOWN_PATH, exclude_formulas: Iterable[str] | None = None) -> None:
+        self._exclude = set(canonical_formula(str(f)) for f in exclude_formulas) if exclude_formulas else set()
         cache = TEMPLATES_PATH.with_name("known_index.npz")
         sha = _file_sha(path)
         if cache.exists():
@@ -376,6 +422,9 @@ class KnownSpacegroups:
         self._set(formulas, spg, pos, cum)
 
     def _set(self, formulas, spg, positions, cumfrac) -> None:
+        if self._exclude:
+            keep = ~np.isin(formulas, np.array(sorted(self._exclude), dtype=formulas.dtype))
+            formulas, spg, positions, cumfrac = formulas[keep], spg[keep], positions[keep], cumfrac[keep]
         self.formulas = formulas
         self.spg = spg
         self.nel = (positions >= 0).sum(1)
@@ -474,11 +523,17 @@ def random_symmetric(
 
 
 def propose_structures(
-    formula: str, library: TemplateLibrary, k: int = 3, fallback_trials: int = 3, seed: int = 0
+    formula: str,
+    library: TemplateLibrary,
+    k: int = 3,
+    fallback_trials: int = 3,
+    seed: int = 0,
+    known: KnownSpacegroups | None = None,
 ) -> list[Trial]:
     """Candidate structures for ``formula``: the top-``k`` EMD-nearest same-anonymised templates,
     substituted; else ``fallback_trials`` pyxtal structures in the space group of the nearest known
-    composition(s). Never raises for a valid formula: failures come back as trials with a reason.
+    composition(s) (from ``known``, default the process-wide :func:`known_spacegroups`). Never raises
+    for a valid formula: failures come back as trials with a reason.
     """
     formula = canonical_formula(formula)
     if any(e not in MOD_PETTI for e, _ in reduced_counts(formula)):
@@ -510,7 +565,7 @@ def propose_structures(
     if trials:
         return trials
     try:
-        near = known_spacegroups().nearest(formula, k=3)
+        near = (known if known is not None else known_spacegroups()).nearest(formula, k=3)
     except Exception as exc:
         near = []
         log.warning("known-composition lookup failed for %s: %s", formula, exc)

@@ -52,6 +52,7 @@ UNIQUE_KEYS: dict[str, list[str]] = {
     "screenings": ["pool", "key", "formula"],
     "structures": ["campaign", "formula", "template_id"],
     "pool_batches": ["pool", "batch"],
+    "structure_recovery": ["run", "formula"],
 }
 
 #: Secondary indexes for the common queries (top-k, status, per-pool screening).

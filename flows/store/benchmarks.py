@@ -1,15 +1,18 @@
-"""Benchmark runs (the hold-out rediscovery benchmark): one document per (benchmark, split, stage)
-in ``rediscovery`` and one per ranked proposal list in ``rediscovery_lists``, keyed by string ids."""
+"""Benchmark runs: the hold-out rediscovery benchmark (one document per (benchmark, split, stage) in
+``rediscovery`` and one per ranked proposal list in ``rediscovery_lists``, keyed by string ids) and
+the structure-recovery benchmark (one document per (run, formula) in ``structure_recovery``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flows.store.base import utcnow
 
 BENCH_STAGES = "rediscovery"
 BENCH_LISTS = "rediscovery_lists"
+#: One document per (run, formula) of the structure-recovery benchmark; it marks the compound done.
+RECOVERY = "structure_recovery"
 
 
 class BenchmarkStore:
@@ -39,3 +42,14 @@ class BenchmarkStore:
     def bench_lists(self, bench: str) -> list[dict[str, Any]]:
         """Every ranked list of benchmark ``bench``, by seed and list name."""
         return list(self.db[BENCH_LISTS].find({"bench": bench}, {"_id": 0}).sort([("seed", 1), ("list", 1)]))
+
+    def recovery_documents(self, run: str, formulas: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """The structure-recovery compound documents of ``run`` (optionally only ``formulas``), by formula."""
+        q: dict[str, Any] = {"run": run}
+        if formulas is not None:
+            q["formula"] = {"$in": list(formulas)}
+        return list(self.db[RECOVERY].find(q, {"_id": 0}).sort("formula", 1))
+
+    def upsert_recovery_document(self, run: str, doc: Mapping[str, Any]) -> None:
+        """Write the compound document of one structure-recovery compound (it marks the compound done)."""
+        self.db[RECOVERY].update_one({"run": run, "formula": doc["formula"]}, {"$set": dict(doc)}, upsert=True)
