@@ -140,6 +140,21 @@ def canonical_formula(formula: str) -> str:
         return Composition(counts).reduced_formula
 
 
+@lru_cache(maxsize=1)
+def element_formulas() -> frozenset[str]:
+    """Canonical formulas of every element pymatgen knows (``"O2"``, ``"Fe"``, ...): each one's solid
+    is a known material, although formula lists of compounds (e.g. ``data/known``) omit them."""
+    from pymatgen.core.periodic_table import Element
+
+    out = set()
+    for element in Element:
+        try:
+            out.add(canonical_formula(element.symbol))
+        except InvalidFormulaError:
+            continue
+    return frozenset(out)
+
+
 def canonical_formulas(formulas: Iterable[str]) -> list[str]:
     """Canonicalise many formulas; raises on the first invalid one (see :func:`canonical_formula`)."""
     return [canonical_formula(f) for f in formulas]

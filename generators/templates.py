@@ -41,6 +41,22 @@ log = logging.getLogger(__name__)
 TEMPLATES_PATH = DATA_DIR / "structures" / "templates.jsonl.gz"
 KNOWN_PATH = DATA_DIR / "known" / "mp_formulas_spacegroups.csv"
 KMAX = 8  # most elements per composition the index holds
+#: Sources of MP-relaxed structures in the shared structure data (tier 1 of ../shared/data/structures).
+MP_SOURCES = frozenset(
+    {
+        "mp_kdmsit_megnet",
+        "magnetic_curie_neel_mpcifs",
+        "mp_3dsc_raw",
+        "mp40_test_chemeleon",
+        "mp_cgcnn_me228_sparsh",
+        "mp_kdmsit_elasticity",
+        "camd_mp_test_data",
+        "matbench_phonons_aviary",
+        "smact_test_db",
+        "cspml_90_test",
+        "robocrys_minerals",
+    }
+)
 #: Preference among equally near templates: experimental/MP-relaxed first, then OQMD, then prototypes.
 SOURCE_TIER = {"amcsd_larixite": 1, "oqmd_ternaries_jhamlin": 2, "aflow_prototypes": 3}  # others (MP): 0
 

@@ -35,24 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from alcore.composition import canonical_formula  # noqa: E402
 from generators.emd import MOD_PETTI  # noqa: E402
+from generators.templates import MP_SOURCES, SOURCE_TIER  # noqa: E402
 
 MAX_SITES = 40
 OUT = Path(__file__).with_name("templates.jsonl.gz")
 
-MP_SOURCES = {
-    "mp_kdmsit_megnet",
-    "magnetic_curie_neel_mpcifs",
-    "mp_3dsc_raw",
-    "mp40_test_chemeleon",
-    "mp_cgcnn_me228_sparsh",
-    "mp_kdmsit_elasticity",
-    "camd_mp_test_data",
-    "matbench_phonons_aviary",
-    "smact_test_db",
-    "cspml_90_test",
-    "robocrys_minerals",
-}
-PRIORITY = {**dict.fromkeys(MP_SOURCES, 0), "amcsd_larixite": 1, "oqmd_ternaries_jhamlin": 2, "aflow_prototypes": 3}
+PRIORITY = {**dict.fromkeys(MP_SOURCES, 0), **SOURCE_TIER}
 LICENCE = {
     **dict.fromkeys(MP_SOURCES, "MP CC BY 4.0"),
     "amcsd_larixite": "AMCSD (Downs & Hall-Wallace 2003)",

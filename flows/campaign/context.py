@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from alcore.autoencoder import CompositionAutoencoder, encode_formulas, load_weights
-from alcore.composition import CompositionEncoder, canonical_formula
-from alcore.errors import EmptyPoolError, InvalidFormulaError
+from alcore.composition import CompositionEncoder, element_formulas
+from alcore.errors import EmptyPoolError
 from alcore.paths import WEIGHTS_DIR
 from alcore.validity import ValidityRules, check_validity_batch
 from flows.config import CampaignConfig
@@ -73,15 +73,7 @@ class CampaignContext:
     def known(self) -> frozenset[str]:
         """Canonical formulas of known materials (for the novelty flag): the MP compounds of
         ``data/known`` plus every element, whose solid is known (that list holds compounds only)."""
-        from pymatgen.core.periodic_table import Element
-
-        elements = set()
-        for element in Element:
-            try:
-                elements.add(canonical_formula(element.symbol))
-            except InvalidFormulaError:
-                continue
-        return known_formulas() | elements
+        return known_formulas() | element_formulas()
 
     @cached_property
     def validity_rules(self) -> ValidityRules:

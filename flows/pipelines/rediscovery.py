@@ -47,8 +47,8 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NONE as NO_CACHE
 
-from alcore.composition import CompositionEncoder, canonical_formula
-from alcore.errors import AlflowError, EmptyPoolError, InvalidFormulaError
+from alcore.composition import CompositionEncoder, element_formulas
+from alcore.errors import AlflowError, EmptyPoolError
 from alcore.holdout import HoldoutSplit, assert_no_leak, make_split
 from alcore.rediscovery import CRITERIA, base_rate, count_members, mean_sd, rediscovery_curve, score_list
 from alcore.validity import ValidityRules, check_validity_batch
@@ -148,15 +148,7 @@ class SplitRun:
     @cached_property
     def known(self) -> frozenset[str]:
         """The novelty reference: visible MP formulas plus every element (whose solid is known)."""
-        from pymatgen.core.periodic_table import Element
-
-        elements = set()
-        for element in Element:
-            try:
-                elements.add(canonical_formula(element.symbol))
-            except InvalidFormulaError:
-                continue
-        known = frozenset(self.split.visible) | frozenset(elements - self.split.hidden)
+        known = frozenset(self.split.visible) | (element_formulas() - self.split.hidden)
         assert_no_leak("known-formula list", known, self.split)
         return known
 

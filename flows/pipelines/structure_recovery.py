@@ -51,26 +51,12 @@ from alcore.errors import AlflowError, ConfigError, InvalidFormulaError
 from alcore.holdout import HoldoutSplit, assert_no_leak, split_by_chemical_system
 from alcore.paths import PROJECT_ROOT
 from flows.store import Store
+from generators.templates import MP_SOURCES
 
 SHARED_STRUCTURES = PROJECT_ROOT.parent / "shared" / "data" / "structures"
 KNOWN_FILES = ("mp_megnet_36k.jsonl.gz", "templates_merged.jsonl.gz")
 #: Sources of structures that count as known (MP-relaxed or experimental; tier 1 in the shared README).
-KNOWN_SOURCES = frozenset(
-    {
-        "mp_kdmsit_megnet",
-        "magnetic_curie_neel_mpcifs",
-        "mp_3dsc_raw",
-        "mp40_test_chemeleon",
-        "mp_cgcnn_me228_sparsh",
-        "mp_kdmsit_elasticity",
-        "camd_mp_test_data",
-        "matbench_phonons_aviary",
-        "smact_test_db",
-        "cspml_90_test",
-        "robocrys_minerals",
-        "amcsd_larixite",
-    }
-)
+KNOWN_SOURCES = MP_SOURCES | {"amcsd_larixite"}
 MODEL_NAME = "chgnet-0.4.2-pretrained"
 
 
