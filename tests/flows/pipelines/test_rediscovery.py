@@ -16,7 +16,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.flows.fault_harness import REPO, HarnessEnv
+from tests.flows.campaign.fault_harness import REPO, HarnessEnv
 
 TINY = REPO / "deploy" / "benchmarks" / "rediscovery_tiny.yaml"
 CHILD = (
