@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -27,8 +27,72 @@ from flows.store.schemas import LABELLABLE, CandidateStatus
 
 log = logging.getLogger(__name__)
 
-StageResult = dict[str, Any]
-"""What a stage stores in ``iterations.stages.<name>.result`` (JSON-like; ``seconds`` is added)."""
+
+class SeedResult(TypedDict):
+    """Result of the seed stage: labels written and the data set they came from."""
+
+    n_seed: int
+    dataset: str
+
+
+class FitResult(TypedDict):
+    """Result of ``fit``: the GP blob's sha256, labels used, fit time (s), warm start, a failed fit's
+    error (None when the optimisation succeeded) and the hyperparameters as plain numbers."""
+
+    gp_sha: str
+    n_labels: int
+    fit_s: float
+    warm_started: bool
+    fit_error: str | None
+    hyperparameters: dict[str, Any]
+
+
+class AcquireResult(TypedDict):
+    """Result of ``acquire``: accepted/rejected picks, latent points decoded, repeats of a formula
+    within the iteration, optimisation attempts, accepted formulas, trust-region side per attempt."""
+
+    n_accepted: int
+    n_rejected: int
+    n_decodes: int
+    n_duplicates: int
+    attempts: int
+    formulas: list[str]
+    trust_region_sides: list[float]
+
+
+class LabelResult(TypedDict, total=False):
+    """Result of ``label``: labels written, failures (oracle only), label source, best label (eV)."""
+
+    n_labelled: int
+    n_failed: int
+    source: str
+    max: float
+
+
+class RetrainResult(TypedDict):
+    """Result of ``retrain``: the screening model's sha256, validation MAE (eV) and set sizes."""
+
+    screening_sha: str
+    val_mae: float
+    n_val: int
+    n_labels: int
+
+
+class MetricsResult(TypedDict):
+    """Result of ``metrics``: label counts, best value (eV) and formula, hits above the target (all
+    labels and acquired ones only) and the best acquired value."""
+
+    n_labels: int
+    n_acquired_labels: int
+    best_value: float | None
+    best_formula: str | None
+    count_above_threshold: int
+    acquired_above_threshold: int
+    best_acquired: float | None
+
+
+StageResult = SeedResult | FitResult | AcquireResult | LabelResult | RetrainResult | MetricsResult
+"""What a stage stores in ``iterations.stages.<name>.result`` (a plain document; ``seconds`` is added)."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +114,7 @@ class Stage:
 
 
 # ---------------------------------------------------------------------------- seed labels (iteration 0)
-def seed_labels(ctx: CampaignContext) -> dict[str, Any]:
+def seed_labels(ctx: CampaignContext) -> SeedResult:
     """Iteration 0: write the seed labels (source ``seed``) from the configured data set."""
     spec = ctx.config.seeds
     table = ctx.seed_rows()
@@ -63,7 +127,7 @@ def seed_labels(ctx: CampaignContext) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- fit, acquire
-def fit_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
+def fit_stage(ctx: CampaignContext, iteration: int) -> FitResult:
     """Fit the GP on latent vectors of all labels; store its hyperparameters as a model blob."""
     model, box = ctx.autoencoder
     formulas, y = ctx.labelled()
@@ -106,7 +170,7 @@ def _gp_for(ctx: CampaignContext, iteration: int):
     return fit_gp(x, y, box, warm_start=state, optimize=False).model, x, formulas
 
 
-def acquire_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
+def acquire_stage(ctx: CampaignContext, iteration: int) -> AcquireResult:
     """Acquire ``q`` candidates: read the GP and labels, let the mode's recommender propose, write
     every pick (accepted and rejected, with reasons) to ``candidates``."""
     with torch_threads(ctx.config.gp.threads):
@@ -172,7 +236,7 @@ def _candidate(ctx: CampaignContext, pick: Pick) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- label, retrain, metrics
-def label_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any] | Waiting:
+def label_stage(ctx: CampaignContext, iteration: int) -> LabelResult | Waiting:
     """Label the accepted candidates with the oracle. With the ``external`` oracle, candidates whose
     label has not been imported yet are marked ``awaiting_label`` and the stage returns
     :class:`Waiting` (nothing to label yet; the next run completes it)."""
@@ -209,7 +273,7 @@ def label_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any] | Waitin
     }
 
 
-def _external_labels(ctx: CampaignContext, iteration: int, formulas: list[str]) -> dict[str, Any] | Waiting:
+def _external_labels(ctx: CampaignContext, iteration: int, formulas: list[str]) -> LabelResult | Waiting:
     """The ``external`` oracle: imported labels complete the stage; missing ones make it wait."""
     labels = ctx.store.labels_of(ctx.name, formulas, ctx.config.property)
     missing = [f for f in formulas if f not in labels]
@@ -225,7 +289,7 @@ def _external_labels(ctx: CampaignContext, iteration: int, formulas: list[str]) 
     return {"n_labelled": len(formulas), "source": "external", "max": float(max(values, default=np.nan))}
 
 
-def retrain_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
+def retrain_stage(ctx: CampaignContext, iteration: int) -> RetrainResult:
     """Retrain the screening model on all labels; MAE (eV) on the fixed validation set; store weights."""
     from oracles.registry import fit_screening_model, screening_state
 
@@ -244,7 +308,7 @@ def retrain_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
     return {"screening_sha": sha, "val_mae": mae, "n_val": int(ok.sum()), "n_labels": len(y)}
 
 
-def metrics_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
+def metrics_stage(ctx: CampaignContext, iteration: int) -> MetricsResult:
     """Discovery metrics after this iteration: best value, hits above the threshold, counts."""
     formulas, y = ctx.labelled()
     docs = ctx.store.labels(ctx.name, ctx.config.property)
@@ -255,7 +319,7 @@ def metrics_stage(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
         hits = (y >= t.window_lo) & (y <= t.window_hi)
     acquired_hits = int(np.sum(acquired >= t.threshold)) if len(acquired) else 0
     best_i = int(np.argmax(y)) if len(y) else -1
-    out = {
+    out: MetricsResult = {
         "n_labels": len(y),
         "n_acquired_labels": len(acquired),
         "best_value": float(y[best_i]) if len(y) else None,
