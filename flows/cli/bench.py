@@ -15,6 +15,11 @@ app = typer_app(
 )
 
 
+@app.callback()
+def _group() -> None:
+    """Benchmarks of the whole pipeline (a group even with one command: `alflow bench rediscovery`)."""
+
+
 @app.command(
     "rediscovery",
     epilog=examples(
