@@ -61,7 +61,7 @@ def score(docs: list[dict[str, Any]]) -> dict[str, Any]:
     relaxed = [t for t in trials if t["verdict"] != "failed"]
     for d in docs:
         d["nsites_bin"] = (
-            "1-6" if d["reference"]["nsites"] <= 6 else ("7-12" if d["reference"]["nsites"] <= 12 else "13-20")
+            "01-06" if d["reference"]["nsites"] <= 6 else ("07-12" if d["reference"]["nsites"] <= 12 else "13-20")
         )
         d["proposals"] = "pyxtal fallback" if d["fallback"] else "templates"
         d["prototype_available"] = "in top-k templates" if d["prototype_in_templates"] else "not in top-k"
@@ -232,6 +232,20 @@ def main(argv: list[str] | None = None) -> int:
     s = score(docs)
     print_table(s, len(refs), len(sample))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    try:  # the calls that built this run (a resumed run is several calls)
+        calls = json.loads(RESULTS.read_text()).get("calls", []) if RESULTS.exists() else []
+    except ValueError:
+        calls = []
+    calls.append(
+        {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "score_only": args.score_only,
+            "computed": summary.get("computed", 0),
+            "wall_s": time.perf_counter() - t0,
+            "workers": args.workers,
+            "loadavg_1m_start": load0,
+        }
+    )
     RESULTS.write_text(
         json.dumps(
             {
@@ -250,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                     "of templates_merged (MP first, fewest sites)",
                 },
                 "this_call": {k: v for k, v in summary.items() if k != "sample"},
+                "calls": calls,
                 "wall_s_this_call": time.perf_counter() - t0,
                 "machine": {**machine(), "loadavg_1m_start": load0},
                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
