@@ -378,7 +378,7 @@ def _acquire(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
                 f"({len(rejected)} rejected; first reasons: {[r['reasons'] for r in rejected[:3]]}); "
                 "raise acquisition.max_attempts, lower beta, or relax the validity limits"
             )
-    everything = accepted + rejected
+    everything = unique_by_formula(accepted + rejected)
     # written in two bulk batches with a fault point between them (a kill mid-write must be harmless)
     ctx.store.upsert_candidates(ctx.name, iteration, everything[: len(everything) // 2])
     fault_point(f"acquire:{iteration}:mid-candidates")
@@ -390,6 +390,19 @@ def _acquire(ctx: CampaignContext, iteration: int) -> dict[str, Any]:
         "formulas": [c["formula"] for c in accepted],
         "trust_region_sides": sides,
     }
+
+
+def unique_by_formula(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first candidate document per formula, in order. Candidates are stored keyed by formula, so
+    a later duplicate decode of an accepted formula (rejected as a duplicate) would otherwise
+    overwrite the accepted document, which then was never labelled."""
+    seen: set[str] = set()
+    out = []
+    for doc in docs:
+        if doc["formula"] not in seen:
+            seen.add(doc["formula"])
+            out.append(doc)
+    return out
 
 
 def _rejection_reasons(ctx: CampaignContext, formula: str | None, labelled: set[str], seen: set[str]) -> list[str]:
