@@ -14,7 +14,7 @@ from rich.console import Console
 from alcore.errors import AlflowError
 
 bench_app = typer.Typer(help="Benchmarks of the whole pipeline (hold-out rediscovery).", no_args_is_help=True)
-console = Console()
+console = Console(soft_wrap=True)  # an error stays one line, whatever the terminal width
 
 
 @bench_app.callback()
