@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -34,39 +33,16 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("ALFLOW_REPORTS", "0")
 
-    from flows.pipelines.rediscovery import ranked_lists, rediscovery_flow
-    from flows.pipelines.rediscovery_config import load_rediscovery_config
-    from flows.pipelines.rediscovery_report import (
-        format_goals,
-        format_tables,
-        format_times,
-        goals,
-        plot_curves,
-        write_json,
-        write_proposals,
-    )
-    from flows.store import Store
+    from flows.pipelines.rediscovery_report import run_and_report
 
-    cfg = load_rediscovery_config(args.config, split_seeds=tuple(args.split_seeds) if args.split_seeds else None)
-    t0 = time.perf_counter()
-    result = rediscovery_flow(args.config, list(cfg.split_seeds))
-    wall = time.perf_counter() - t0
-    store = Store.open()
-    try:
-        lists = ranked_lists(store, cfg)
-    finally:
-        store.close()
-    print(format_tables(result))
-    print(format_times(result))
-    print(format_goals(goals(result)))
-    out = write_json(
-        result,
+    run_and_report(
+        args.config,
+        args.split_seeds,
         RESULTS / f"{args.name}.json",
-        {"config_file": args.config, "machine": machine(), "wall_s": wall, "goals": goals(result)},
+        RESULTS / f"{args.name}_proposals.json.gz",
+        Path(args.png),
+        extra={"machine": machine()},
     )
-    props = write_proposals(lists, RESULTS / f"{args.name}_proposals.json.gz")
-    png = plot_curves(result, Path(args.png))
-    print(f"-> {out}\n-> {props}\n-> {png}")
 
 
 if __name__ == "__main__":

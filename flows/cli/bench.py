@@ -44,31 +44,9 @@ def rediscovery_cmd(
 ) -> None:
     """Run or resume the hold-out rediscovery benchmark (Prefect flow 'rediscovery'), print its
     table and write the JSON, the ranked proposal lists and the PNG (docs/rediscovery.md)."""
-    from flows.pipelines.rediscovery import ranked_lists, rediscovery_flow
-    from flows.pipelines.rediscovery_config import load_rediscovery_config
-    from flows.pipelines.rediscovery_report import (
-        format_goals,
-        format_tables,
-        format_times,
-        goals,
-        plot_curves,
-        write_json,
-        write_proposals,
-    )
-    from flows.store import Store
+    from flows.pipelines.rediscovery_report import run_and_report
 
     os.environ.setdefault("ALFLOW_REPORTS", "0")  # per-iteration campaign plots are not needed here
-    cfg = load_rediscovery_config(config, split_seeds=tuple(split_seed) if split_seed else None)
-    result = rediscovery_flow(str(config), list(cfg.split_seeds), mongodb_uri or None, database or None)
-    store = Store.open(mongodb_uri or None, database or None)
-    try:
-        lists = ranked_lists(store, cfg)
-    finally:
-        store.close()
-    typer.echo(format_tables(result))
-    typer.echo(format_times(result))
-    typer.echo(format_goals(goals(result)))
-    write_json(result, json_out, {"config_file": str(config), "goals": goals(result)})
-    write_proposals(lists, proposals_out)
-    plot_curves(result, png)
-    typer.echo(f"-> {json_out}\n-> {proposals_out}\n-> {png}")
+    run_and_report(
+        config, split_seed or None, json_out, proposals_out, png, mongodb_uri or None, database or None, echo=typer.echo
+    )

@@ -573,7 +573,8 @@ def _campaign_route(run: SplitRun, mode: str) -> dict[str, Any]:
     pred = np.asarray(model.predict(pool).mean, dtype=np.float64)
     order = _rank(pool, pred)
     run.save_list(f"{label}/screen", [pool[i] for i in order], [float(pred[i]) for i in order])
-    fits = [it.get("timings", {}) for it in store.iterations(config.name)]
+    acquire = [store.stage_result(config.name, i, "acquire") for i in range(1, config.iterations + 1)]
+    acquire_s = [a["seconds"] for a in acquire if a]
     return {
         "campaign": config.name,
         "acquired": len(acquired),
@@ -582,7 +583,7 @@ def _campaign_route(run: SplitRun, mode: str) -> dict[str, Any]:
         "campaign_s": round(campaign_s, 1),
         "iterations": config.iterations,
         "q": config.acquisition.q,
-        "acquire_s_per_iteration": float(np.mean([t.get("acquire", np.nan) for t in fits])) if fits else None,
+        "acquire_s_per_iteration": float(np.mean(acquire_s)) if acquire_s else None,
         "screening_val_mae": last.get("val_mae"),
     }
 

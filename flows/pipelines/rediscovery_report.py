@@ -264,3 +264,43 @@ def format_goals(g: dict[str, Any]) -> str:
                     f"  vs best {label} list: {f(g[f'best_al_vs_{key}'])}x (goal >= 2x: {g[f'vs_{key}_goal_met']})"
                 )
     return "\n".join(lines)
+
+
+def run_and_report(
+    config: str | Path,
+    split_seeds: list[int] | None,
+    json_out: Path,
+    proposals_out: Path,
+    png: Path,
+    mongodb_uri: str | None = None,
+    database: str | None = None,
+    extra: dict[str, Any] | None = None,
+    echo: Any = print,
+) -> dict[str, Any]:
+    """Run (or resume) the benchmark of ``config`` (only ``split_seeds`` if given), ``echo`` its tables,
+    times and goals, and write the JSON (``extra`` merged into its header, with the wall time in s),
+    every ranked list and the PNG. Returns the flow's result."""
+    import time
+
+    from flows.pipelines.rediscovery import ranked_lists, rediscovery_flow
+    from flows.pipelines.rediscovery_config import load_rediscovery_config
+    from flows.store import Store
+
+    cfg = load_rediscovery_config(config, split_seeds=tuple(split_seeds) if split_seeds else None)
+    t0 = time.perf_counter()
+    result = rediscovery_flow(str(config), list(cfg.split_seeds), mongodb_uri, database)
+    wall = time.perf_counter() - t0
+    store = Store.open(mongodb_uri, database)
+    try:
+        lists = ranked_lists(store, cfg)
+    finally:
+        store.close()
+    echo(format_tables(result))
+    echo(format_times(result))
+    echo(format_goals(goals(result)))
+    header = {"config_file": str(config), "wall_s": wall, "goals": goals(result), **(extra or {})}
+    out = write_json(result, json_out, header)
+    props = write_proposals(lists, proposals_out)
+    fig = plot_curves(result, png)
+    echo(f"-> {out}\n-> {props}\n-> {fig}")
+    return result

@@ -145,3 +145,18 @@ def test_tiny_benchmark_resumes_after_a_kill_and_scores(
     assert screen["scores"] == sorted(screen["scores"], reverse=True)  # ranked best first
     assert (out / "rd.png").stat().st_size > 1000
     assert os.environ.get("ALFLOW_FAULT_POINT") in (None, "")
+
+
+def test_bad_configs_get_one_line_errors(tmp_path: Path) -> None:
+    from flows.cli.bench import app as bench_app
+
+    missing = CliRunner().invoke(bench_app, ["rediscovery", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 2 and "not found" in missing.output and "Traceback" not in missing.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nroutes: [screening, magic]\nacquisitions: 10\npool_q: 3\n")
+    res = CliRunner().invoke(bench_app, ["rediscovery", str(bad)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "unknown route" in res.output and "magic" in res.output
+    bad.write_text("name: x\nacquisitions: 10\npool_q: 3\n")
+    res = CliRunner().invoke(bench_app, ["rediscovery", str(bad)])
+    assert res.exit_code == 2 and "multiple of pool_q" in res.output
