@@ -290,14 +290,14 @@ def full_screen_counts(store: Store) -> dict[Any, int]:
 
 def _memory_server() -> tuple[subprocess.Popen, str]:
     """Start ``secantusd-py --storage-path :memory:`` on a free port; returns (process, uri)."""
-    from flows.store.embedded import _secantusd_executable, ping
+    from flows.store.embedded import ping, secantusd_command
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
         [
-            _secantusd_executable(),
+            *secantusd_command(),
             "--host",
             "127.0.0.1",
             "--port",

@@ -88,12 +88,12 @@ def _cpu_s(pid: int) -> float:
 def start_standalone(data_dir: Path, port: int):
     """The embedded server's command line plus ``--standalone`` (comparison only); returns an
     :class:`~flows.store.embedded.EmbeddedServer` that :func:`flows.store.embedded.stop_server` can stop."""
-    from flows.store.embedded import EmbeddedServer, _secantusd_executable, _state_file, ping
+    from flows.store.embedded import EmbeddedServer, _state_file, ping, secantusd_command
 
     storage = data_dir / "db"
     storage.mkdir(parents=True, exist_ok=True)
     cmd = [
-        _secantusd_executable(),
+        *secantusd_command(),
         "--host",
         "127.0.0.1",
         "--port",

@@ -481,6 +481,17 @@ def random_symmetric(
     els = list(counts)
     out: list[Trial] = []
     last_err = ""
+
+    def template(tid: str) -> dict[str, Any]:
+        return {
+            "id": tid,
+            "formula": source_formula,
+            "source": "pyxtal_random",
+            "emd": float(emd_distance),
+            "spg": spg,
+            "mpid": None,
+        }
+
     for t in range(trials):
         made = False
         for z in range(1, max_z + 1):
@@ -496,22 +507,7 @@ def random_symmetric(
                 last_err = f"{type(exc).__name__}: {exc}"
                 continue
             tid = f"pyxtal:{spg}:z{z}:s{seed + t}"
-            out.append(
-                Trial(
-                    formula=formula,
-                    template_id=tid,
-                    structure=s,
-                    template={
-                        "id": tid,
-                        "formula": source_formula,
-                        "source": "pyxtal_random",
-                        "emd": float(emd_distance),
-                        "spg": spg,
-                        "mpid": None,
-                    },
-                    mapping={e: e for e in els},
-                )
-            )
+            out.append(Trial(formula, tid, s, template(tid), mapping={e: e for e in els}))
             made = True
             break
         if not made:
@@ -520,17 +516,10 @@ def random_symmetric(
         tid = f"pyxtal:{spg}"
         out.append(
             Trial(
-                formula=formula,
-                template_id=tid,
-                structure=None,
-                template={
-                    "id": tid,
-                    "formula": source_formula,
-                    "source": "pyxtal_random",
-                    "emd": float(emd_distance),
-                    "spg": spg,
-                    "mpid": None,
-                },
+                formula,
+                tid,
+                None,
+                template(tid),
                 reason=f"pyxtal could not place {formula} in space group {spg} with Z<= {max_z} "
                 f"({last_err or 'no valid structure'})",
             )

@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -88,19 +87,6 @@ def running_server(data_dir: Path) -> EmbeddedServer | None:
     if _pid_alive(server.pid) and ping(server.uri):
         return server
     return None
-
-
-def _secantusd_executable() -> str:
-    exe = Path(sys.executable).with_name("secantusd-py")
-    if exe.exists():
-        return str(exe)
-    found = shutil.which("secantusd-py")
-    if not found:
-        raise StoreUnavailableError(
-            "secantusd-py not found: install the project (pip install -e .) or set ALFLOW_MONGODB_URI "
-            "to a MongoDB server"
-        )
-    return found
 
 
 def secantusd_command() -> list[str]:
