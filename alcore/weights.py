@@ -1,7 +1,8 @@
 """One way to write and read model weights: ``<stem>.safetensors`` (tensors only, no pickle, so loading
 never runs code) beside ``<stem>.json`` (metadata plus the sha256 of the weights file, checked on
 every load). The autoencoder, MatGAN, CrystalGAN and the composition-conditioned crystal GAN all go
-through here; the ResNet oracles keep their metadata inside the safetensors header instead.
+through here, and so do the ResNet oracles (their in-memory ``to_bytes`` blobs for GridFS keep the
+metadata inside the safetensors header).
 """
 
 from __future__ import annotations

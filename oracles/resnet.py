@@ -22,12 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load as st_load
-from safetensors.torch import load_file as st_load_file
 from safetensors.torch import save as st_save
-from safetensors.torch import save_file as st_save_file
 from torch import nn
 
 from alcore.errors import ConfigError, CorruptModelError, InvalidLabelError
+from alcore.weights import load_weights, save_weights, weights_paths
 from oracles.base import Prediction
 from oracles.calibration import SigmaCalibration
 from oracles.descriptors import DESCRIPTOR_VERSION, Featuriser, default_featuriser
@@ -239,43 +238,38 @@ class ResNetOracle:
         extra_metadata: dict[str, Any] | None = None,
         weights_dtype: torch.dtype | None = None,
     ) -> tuple[Path, Path]:
-        """Write ``<stem>.safetensors`` and ``<stem>.json``; returns both paths.
+        """Write ``<stem>.safetensors`` and ``<stem>.json`` (:func:`alcore.weights.save_weights`); returns both paths.
 
         ``weights_dtype`` (e.g. ``torch.float16``) stores the network weights in that type (halves the
         file; they are cast back to float32 on load); the standardisation stays float32. A fitted
         calibration is also written at the JSON's top level (``calibration``), where :meth:`load`
         reads it.
         """
-        stem = Path(stem)
-        stem.parent.mkdir(parents=True, exist_ok=True)
         meta = {**self.metadata(), **(extra_metadata or {})}
         if self.info.get("calibration"):
             meta["calibration"] = self.info["calibration"]
-        st_path, js_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
         state = self.state_dict()
         if weights_dtype is not None:
             state = {k: v.to(weights_dtype) if k.startswith("model.") else v for k, v in state.items()}
-        st_save_file(state, st_path, metadata={"alflow": json.dumps(self.metadata())})
-        js_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        return st_path, js_path
+        save_weights(stem, state, meta)
+        return weights_paths(stem)
 
     @classmethod
     def load(cls, stem: str | Path, name: str | None = None) -> ResNetOracle:
-        """Load ``<stem>.safetensors`` (+ its embedded metadata); ``name`` overrides the stored name.
+        """Load ``<stem>.safetensors`` and its ``<stem>.json`` metadata; ``name`` overrides the stored name.
 
-        A ``calibration`` entry at the top level of ``<stem>.json`` (fitted after training, see
-        ``benchmarks/bandgap/calibrate_shipped.py``) takes precedence over one in the embedded metadata.
+        A ``calibration`` entry at the top level of the JSON (fitted after training, see
+        ``benchmarks/bandgap/calibrate_shipped.py``) takes precedence over one in the training info.
+        Raises ``FileNotFoundError`` when the weights are missing, :class:`CorruptModelError` when they
+        do not match their JSON.
         """
-        st_path = Path(stem).with_suffix(".safetensors")
+        st_path, _ = weights_paths(stem)
         if not st_path.exists():
             raise FileNotFoundError(f"{st_path} is missing; train it with `alflow oracles train` or re-checkout")
-        state = {k: v.float() if v.is_floating_point() else v for k, v in st_load_file(st_path).items()}
-        meta = _header_metadata(st_path.read_bytes())
-        js_path = st_path.with_suffix(".json")
-        if js_path.exists():
-            side = json.loads(js_path.read_text())
-            if side.get("calibration"):
-                meta = {**meta, "info": {**(meta.get("info") or {}), "calibration": side["calibration"]}}
+        tensors, meta = load_weights(stem, "train it with `alflow oracles train` or re-checkout")
+        state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+        if meta.get("calibration"):
+            meta = {**meta, "info": {**(meta.get("info") or {}), "calibration": meta["calibration"]}}
         oracle = cls.from_state(state, meta)
         if name:
             oracle.name = name
