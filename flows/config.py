@@ -148,13 +148,10 @@ class CampaignConfig(_Strict):
                 raise ValueError(
                     f"{field_name}: unknown data set {getattr(self, field_name)!r}; known: {sorted(BANDGAP_FILES)}"
                 )
-        if self.oracle not in {"lookup", "external"}:
-            from oracles.registry import known_oracles
+        from oracles.registry import known_oracles
 
-            if self.oracle not in known_oracles():
-                raise ValueError(
-                    f"unknown oracle {self.oracle!r}; known: lookup, external, {', '.join(sorted(known_oracles()))}"
-                )
+        if self.oracle not in known_oracles():
+            raise ValueError(f"unknown oracle {self.oracle!r}; known: {', '.join(sorted(known_oracles()))}")
         return self
 
     def resolved(self) -> dict[str, Any]:

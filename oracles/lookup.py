@@ -1,4 +1,5 @@
-"""A lookup oracle over a known table: the closed-world benchmark's stand-in for DFT."""
+"""Table oracles: ``LookupOracle`` (a known table, the closed-world benchmark's stand-in for DFT) and
+``ExternalOracle`` (labels come from outside alflow, imported through the CLI)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,23 @@ class LookupOracle:
                 reasons[i] = f"not in table {self.name}"
         std = np.where(np.isfinite(mean), 0.0, np.nan)
         return Prediction(mean, std, reasons)
+
+
+class ExternalOracle:
+    """Labels made outside alflow (DFT, experiment) and imported with ``alflow labels import``.
+
+    ``predict`` never invents a value: every formula gets NaN and a reason saying how to supply it.
+    The campaign's label stage sees ``is_external`` and waits for imported labels instead.
+    """
+
+    is_external = True
+
+    def __init__(self, name: str = "external", property: str = "band_gap") -> None:
+        self.name = name
+        self.property = property
+
+    def predict(self, formulas: Sequence[str]) -> Prediction:
+        """NaN for every formula with the reason "awaiting an external label"."""
+        n = len(formulas)
+        reason = "awaiting an external label: import it with `alflow labels import`"
+        return Prediction(np.full(n, np.nan), np.full(n, np.nan), [reason] * n)

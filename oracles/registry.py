@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 from alcore.errors import ConfigError
 from alcore.paths import WEIGHTS_DIR
 from oracles.base import Oracle
+from oracles.lookup import ExternalOracle, LookupOracle
 from oracles.resnet import ResNetOracle, TrainConfig, train_resnet
 
 #: name -> (weights file stem in data/weights, property, one-line description)
@@ -61,9 +63,20 @@ SCREENING_DEFAULTS = TrainConfig(
 SCREENING_STEPS = 500
 
 
+#: Oracles built from run-time inputs rather than shipped weights: name -> (options, description).
+BUILT: dict[str, tuple[str, str]] = {
+    "lookup": ("table (formula -> value), table_name", "the tabulated value of each formula (closed world)"),
+    "external": ("property", "labels made outside alflow and imported with `alflow labels import`"),
+    "roost": ("weights (stem of a RoostOracle.save)", "a Roost ensemble trained with oracles.roost.train_roost"),
+}
+#: Where ``get_oracle("roost")`` looks when no ``weights`` stem is given.
+DEFAULT_ROOST_STEM = "bandgap_roost"
+
+
 def known_oracles() -> dict[str, str]:
     """``{name: description}`` of every name :func:`get_oracle` accepts (aliases included)."""
     out = {n: d for n, (_, _, d) in SHIPPED.items()}
+    out.update({n: d for n, (_, d) in BUILT.items()})
     out.update({a: f"alias of {t}" for a, t in ALIASES.items()})
     return out
 
@@ -74,24 +87,48 @@ def _load_shipped(name: str) -> ResNetOracle:
     return ResNetOracle.load(WEIGHTS_DIR / stem, name=name)
 
 
-def get_oracle(name: str, **kwargs: Any) -> Oracle:
-    """The oracle registered under ``name`` (see :func:`known_oracles`).
+def _check_options(name: str, given: dict[str, Any], allowed: set[str]) -> None:
+    unknown = set(given) - allowed
+    if unknown:
+        allowed_list = ", ".join(sorted(allowed)) or "none"
+        raise ConfigError(f"get_oracle({name!r}) got unknown option(s) {sorted(unknown)}; allowed: {allowed_list}")
 
-    ``kwargs``: ``weights_dir`` loads the same-named weights from another folder (uncached).
+
+def _build(name: str, options: dict[str, Any]) -> Oracle:
+    """The oracles of :data:`BUILT`, made from their options."""
+    if name == "lookup":
+        _check_options(name, options, {"table", "table_name", "property"})
+        if "table" not in options:
+            raise ConfigError("get_oracle('lookup') needs table={formula: value} (e.g. a data set's band gaps)")
+        table_name = options.get("table_name", "lookup")
+        return LookupOracle(options["table"], name=f"lookup:{table_name}", property=options.get("property", "band_gap"))
+    if name == "external":
+        _check_options(name, options, {"property"})
+        return ExternalOracle(property=options.get("property", "band_gap"))
+    _check_options(name, options, {"weights"})
+    from oracles.roost import RoostOracle
+
+    return RoostOracle.load(options.get("weights", WEIGHTS_DIR / DEFAULT_ROOST_STEM), name="roost")
+
+
+def get_oracle(name: str, **options: Any) -> Oracle:
+    """The oracle registered under ``name`` (see :func:`known_oracles`), ready to ``predict``.
+
+    Shipped ResNet ensembles (and their aliases) take ``weights_dir`` (load the same-named weights from
+    another folder, uncached); ``lookup`` needs ``table`` ({canonical formula: value}); ``external``
+    takes ``property``; ``roost`` takes ``weights`` (a stem written by ``RoostOracle.save``).
     Returns an object with ``.name``, ``.property`` and ``.predict(formulas) -> Prediction``.
-    Raises :class:`ConfigError` for an unknown name (listing the known ones) and
-    ``FileNotFoundError`` if the shipped weights are missing.
+    Raises :class:`ConfigError` for an unknown name or option (listing the known ones) and
+    ``FileNotFoundError``/:class:`CorruptModelError` if weights are missing or damaged.
     """
     key = ALIASES.get(name, name)
+    if key in BUILT:
+        return _build(key, options)
     if key not in SHIPPED:
         raise ConfigError(f"unknown oracle {name!r}; known oracles: {', '.join(sorted(known_oracles()))}")
-    unknown = set(kwargs) - {"weights_dir"}
-    if unknown:
-        raise ConfigError(f"get_oracle({name!r}) got unknown option(s) {sorted(unknown)}; allowed: weights_dir")
-    if "weights_dir" in kwargs:
-        from pathlib import Path
-
-        return ResNetOracle.load(Path(kwargs["weights_dir"]) / SHIPPED[key][0], name=key)
+    _check_options(name, options, {"weights_dir"})
+    if "weights_dir" in options:
+        return ResNetOracle.load(Path(options["weights_dir"]) / SHIPPED[key][0], name=key)
     return _load_shipped(key)
 
 

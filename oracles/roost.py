@@ -16,13 +16,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from alcore.composition import parse_amounts
-from alcore.errors import ConfigError, InvalidFormulaError, InvalidLabelError
+from alcore.errors import ConfigError, CorruptModelError, InvalidFormulaError, InvalidLabelError
+from alcore.weights import load_into, load_weights, save_weights
 from oracles.base import Prediction
 
 #: Small Roost (the paper's defaults: elem_fea_len 64, gates/msgs (256,), trunk (1024, 512),
@@ -116,6 +118,37 @@ class RoostOracle:
         self.y_mean, self.y_std = float(y_mean), float(y_std)
         self.params = params
         self.info = dict(info or {})
+
+    def save(self, stem: str | Path) -> str:
+        """Write ``<stem>.safetensors`` + ``<stem>.json`` (:mod:`alcore.weights`); returns the sha256."""
+        tensors = {f"m{i}.{k}": v for i, m in enumerate(self.models) for k, v in m.state_dict().items()}
+        meta = {
+            "format": "alflow-roost-ensemble/v1",
+            "name": self.name,
+            "property": self.property,
+            "n_models": len(self.models),
+            "y_mean": self.y_mean,
+            "y_std": self.y_std,
+            "params": self.params,
+            "info": self.info,
+        }
+        return save_weights(stem, tensors, meta)
+
+    @classmethod
+    def load(cls, stem: str | Path, name: str | None = None) -> RoostOracle:
+        """Inverse of :meth:`save`; raises :class:`CorruptModelError` for missing or mismatched files."""
+        tensors, meta = load_weights(stem, "train a Roost with oracles.roost.train_roost and RoostOracle.save")
+        if meta.get("format") != "alflow-roost-ensemble/v1":
+            raise CorruptModelError(f"{stem} is not a Roost ensemble (format {meta.get('format')!r})")
+        Roost = _import_roost()
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()}
+        models = []
+        for i in range(int(meta["n_models"])):
+            model = Roost(robust=True, n_targets=[1], task_dict={"y": "regression"}, **params)
+            prefix = f"m{i}."
+            state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            models.append(load_into(model, state, stem))
+        return cls(name or meta["name"], meta["property"], models, meta["y_mean"], meta["y_std"], params, meta["info"])
 
     def predict(self, formulas: Sequence[str], batch: int = 2048) -> Prediction:
         """Mean and std (aleatoric exp(log_std) combined with the seed spread) in property units."""

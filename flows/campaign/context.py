@@ -19,7 +19,7 @@ from alcore.validity import ValidityRules, check_validity_batch
 from flows.config import CampaignConfig
 from flows.datasets import band_gap_table, known_formulas
 from flows.store import Store
-from oracles.base import Prediction
+from oracles.base import Oracle, Prediction
 
 
 def seed_table(config: CampaignConfig, encoder: CompositionEncoder | None = None) -> pd.DataFrame:
@@ -126,19 +126,23 @@ class CampaignContext:
         """The fixed validation set of the retrain stage (columns ``formula``, ``value`` in eV)."""
         return band_gap_table(self.config.validation)
 
-    def oracle_predict(self, formulas: list[str]) -> Prediction:
-        """Label formulas with the configured oracle (lookup table or registered model)."""
-        if self.config.oracle == "lookup":
-            from oracles.lookup import LookupOracle
-
-            table = band_gap_table(self.config.lookup_table)
-            oracle = LookupOracle(
-                dict(zip(table["formula"], table["value"], strict=True)), name=f"lookup:{self.config.lookup_table}"
-            )
-            return oracle.predict(formulas)
+    @cached_property
+    def oracle(self) -> Oracle:
+        """The configured oracle by name (:func:`oracles.registry.get_oracle`); ``lookup`` gets the
+        ``lookup_table`` data set as its table."""
         from oracles.registry import get_oracle
 
-        return get_oracle(self.config.oracle).predict(formulas)
+        if self.config.oracle == "lookup":
+            table = band_gap_table(self.config.lookup_table)
+            values = dict(zip(table["formula"], table["value"], strict=True))
+            return get_oracle("lookup", table=values, table_name=self.config.lookup_table)
+        if self.config.oracle == "external":
+            return get_oracle("external", property=self.config.property)
+        return get_oracle(self.config.oracle)
+
+    def oracle_predict(self, formulas: list[str]) -> Prediction:
+        """Label formulas with the configured oracle (:attr:`oracle`)."""
+        return self.oracle.predict(formulas)
 
     def labelled(self) -> tuple[list[str], np.ndarray]:
         """All labelled formulas (sorted) and their values (eV) for the campaign's property."""

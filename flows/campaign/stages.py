@@ -242,7 +242,7 @@ def label_stage(ctx: CampaignContext, iteration: int) -> LabelResult | Waiting:
     :class:`Waiting` (nothing to label yet; the next run completes it)."""
     todo = ctx.store.candidates(ctx.name, iteration, status=list(LABELLABLE))
     formulas = [c["formula"] for c in todo]
-    if ctx.config.oracle == "external":
+    if getattr(ctx.oracle, "is_external", False):
         return _external_labels(ctx, iteration, formulas)
     pred = ctx.oracle_predict(formulas)
     records, failed = [], []

@@ -115,9 +115,22 @@ def test_bad_labels_rejected() -> None:
 def test_unknown_oracle_name_is_config_error() -> None:
     with pytest.raises(ConfigError) as err:
         get_oracle("no-such-oracle")
-    for name in ("resnet-agd", "resnet-mp-gap", "eform"):
+    for name in ("resnet-agd", "resnet-mp-gap", "eform", "lookup", "external", "roost"):
         assert name in str(err.value)
         assert name in known_oracles()
+
+
+def test_lookup_and_external_oracles_by_name() -> None:
+    lookup = get_oracle("lookup", table={"MgO": 7.8}, table_name="mine")
+    pred = lookup.predict(["MgO", "NaCl"])
+    assert lookup.name == "lookup:mine" and pred.mean[0] == 7.8 and pred.reasons[1] == "not in table lookup:mine"
+    external = get_oracle("external")
+    pred = external.predict(["MgO"])
+    assert external.is_external and not pred.ok[0] and "alflow labels import" in pred.reasons[0]
+    with pytest.raises(ConfigError, match="needs table"):
+        get_oracle("lookup")
+    with pytest.raises(ConfigError, match="unknown option"):
+        get_oracle("external", table={})
 
 
 @pytest.mark.parametrize("name,prop", [("resnet-agd", "band_gap"), ("resnet-mp-gap", "band_gap"), ("eform", "e_form")])

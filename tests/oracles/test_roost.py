@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
+from alcore.errors import CorruptModelError
 from alcore.paths import data_file
+from oracles.registry import get_oracle
 from oracles.roost import _import_roost, roost_inputs, train_roost
 
 torch.set_num_threads(1)
@@ -51,3 +54,13 @@ def test_roost_small_training_learns() -> None:
     y = df.Eg.to_numpy()[600:]
     assert np.nanmean(np.abs(pred.mean[:-1] - y)) < np.abs(df.Eg.to_numpy()[:600].mean() - y).mean()
     assert (pred.std[:-1] > 0).all() and not pred.ok[-1] and pred.reasons[-1]
+
+
+def test_roost_saved_ensemble_is_reachable_by_name(tmp_path) -> None:
+    oracle = train_roost(["NaCl", "MgO", "Fe2O3", "Si", "GaN", "LiF"], [5.0, 4.5, 2.0, 0.6, 1.7, 8.7], epochs=1)
+    oracle.save(tmp_path / "r")
+    again = get_oracle("roost", weights=tmp_path / "r")
+    assert again.name == "roost" and again.property == "band_gap"
+    np.testing.assert_allclose(again.predict(["KCl", "ZnO"]).mean, oracle.predict(["KCl", "ZnO"]).mean, rtol=1e-6)
+    with pytest.raises(CorruptModelError, match="missing"):
+        get_oracle("roost", weights=tmp_path / "absent")
