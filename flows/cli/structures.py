@@ -25,6 +25,7 @@ app = typer_app(
         "alflow structures run MgO LiF --k-templates 2",
         "alflow structures run --campaign demo --top-k 2 --steps 100",
         "alflow structures run BaZrO3 --judge funnel",
+        "alflow structures run Mg2Mn2O6 --generator cccgan --k-templates 20",
     ),
 )
 def run(
@@ -33,7 +34,12 @@ def run(
     ),
     campaign: str = typer.Option("adhoc", help="Campaign the structures belong to (and whose candidates to take)."),
     top_k: int = typer.Option(20, min=1, help="With no formulas: how many of the campaign's top candidates."),
-    k_templates: int = typer.Option(3, min=1, help="Trial structures per formula (EMD-nearest templates)."),
+    k_templates: int = typer.Option(
+        3, min=1, help="Trial structures per formula (EMD-nearest templates, or GAN samples)."
+    ),
+    generator: str = typer.Option(
+        "templates", help="Structure generator: templates (EMD substitution), cccgan (Mg-Mn-O), crystalgan (Pd-Ni-H)."
+    ),
     e_hull_max: float = typer.Option(0.1, min=0, help="Largest E_hull (eV/atom) called near_hull (stable: on it)."),
     steps: int = typer.Option(200, min=1, help="Most relaxation steps per trial."),
     fmax: float = typer.Option(0.1, min=0, help="Force tolerance of the relaxation (eV/Å)."),
@@ -72,6 +78,7 @@ def run(
         fmax=fmax,
         compute_hull=not no_hull,
         judge=judge,
+        generator=generator,
         redo=redo,
         cif_dir=str(cif_dir) if cif_dir else None,
     )

@@ -88,14 +88,16 @@ def verdict_doc(campaign: str, trial, verdict) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- tasks
 @task(name="propose-structures", cache_policy=NO_CACHE)
-def propose_task(formulas: list[str], k: int, fallback_trials: int, seed: int) -> list:
-    """Trials (generators.templates.Trial) for each formula, in order."""
-    from generators.templates import propose_structures
+def propose_task(formulas: list[str], k: int, fallback_trials: int, seed: int, generator: str = "templates") -> list:
+    """Trials (generators.templates.Trial) for each formula, in order: ``k`` per formula from the
+    structure generator named ``generator`` (:func:`generators.structure_generators.get_structure_generator`)."""
+    from generators.structure_generators import get_structure_generator
 
-    lib = _library()
+    options = {"library": _library(), "fallback_trials": fallback_trials} if generator == "templates" else {}
+    maker = get_structure_generator(generator, **options)
     out = []
     for f in formulas:
-        out.extend(propose_structures(f, lib, k=k, fallback_trials=fallback_trials, seed=seed))
+        out.extend(maker.propose(k, seed, formula=f))
     return out
 
 
@@ -152,17 +154,24 @@ def structures_flow(
     cif_dir: str | None = None,
     mongo_uri: str | None = None,
     database: str = "alflow",
+    generator: str = "templates",
 ) -> dict[str, Any]:
     """Structure, relax and judge formulas; returns ``{formulas, trials, relaxed, skipped, verdicts}``.
 
     ``formulas`` None takes the ``top_k`` best-labelled formulas the campaign acquired (seeds
     excluded). ``mongo_uri`` None uses the configured store (embedded by default). ``judge``:
     ``chgnet``, ``sevennet``, ``funnel`` or a SevenNet checkpoint (:data:`oracles.stability.judges.JUDGES`).
+    ``generator``: the structure generator (``templates``: EMD template substitution, ``k_templates``
+    per formula; ``cccgan``: that many Mg-Mn-O GAN samples per cell composition; ``crystalgan``).
     """
+    from generators.structure_generators import STRUCTURE_GENERATORS
     from oracles.stability.judges import JUDGES
 
     if judge not in JUDGES:
         raise ConfigError(f"unknown stability judge {judge!r}; use one of: {', '.join(JUDGES)}")
+    if generator not in STRUCTURE_GENERATORS:
+        generators = ", ".join(STRUCTURE_GENERATORS)
+        raise ConfigError(f"unknown structure generator {generator!r}; use one of: {generators}")
     logger = get_run_logger()
     store = _open_store(mongo_uri, database)
     try:
@@ -177,7 +186,7 @@ def structures_flow(
             c = canonical_formula(f)
             if c not in canon:
                 canon.append(c)
-        trials = propose_task(canon, k_templates, fallback_trials, seed)
+        trials = propose_task(canon, k_templates, fallback_trials, seed, generator)
         done = set()
         if not redo:
             done = {(d["formula"], d["template_id"]) for d in store.structures_of(campaign, canon, judged_only=True)}
@@ -220,11 +229,15 @@ def run_structures(
     """Run :func:`structures_flow` on a chosen task runner: ``"thread"`` (``workers`` threads) or
     ``"dask"`` (a local cluster of ``workers`` single-threaded processes, or ``dask_address``).
     Extra keyword arguments go to the flow. Returns the flow's summary. An unknown ``judge`` is a
-    ConfigError before Prefect starts."""
+    ConfigError before Prefect starts, and so is an unknown structure ``generator``."""
+    from generators.structure_generators import STRUCTURE_GENERATORS
     from oracles.stability.judges import JUDGES
 
     if kwargs.get("judge", "chgnet") not in JUDGES:
         raise ConfigError(f"unknown stability judge {kwargs['judge']!r}; use one of: {', '.join(JUDGES)}")
+    if kwargs.get("generator", "templates") not in STRUCTURE_GENERATORS:
+        generators = ", ".join(STRUCTURE_GENERATORS)
+        raise ConfigError(f"unknown structure generator {kwargs['generator']!r}; use one of: {generators}")
     if runner == "thread":
         tr = ThreadPoolTaskRunner(max_workers=workers)
     elif runner == "dask":

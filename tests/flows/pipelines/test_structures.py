@@ -76,6 +76,27 @@ def test_unknown_judge_is_refused_before_prefect_starts() -> None:
 
     with pytest.raises(ConfigError, match="use one of: chgnet, sevennet, funnel"):
         run_structures(["NaCl"], judge="m3gnet")
+    with pytest.raises(ConfigError, match="unknown structure generator 'diffcsp'; use one of: templates"):
+        run_structures(["NaCl"], generator="diffcsp")
+
+
+def test_a_gan_generator_feeds_the_same_judge_and_documents(store: Store, mongo_uri: str, prefect_harness) -> None:
+    """The structures flow takes any structure generator: Mg-Mn-O GAN samples are judged and stored
+    like template substitutions (one document per sample, keyed by the sample id)."""
+    out = structures_flow(
+        formulas=["Mg2Mn2O6"],
+        campaign="gan",
+        k_templates=2,
+        generator="cccgan",
+        compute_hull=False,
+        steps=2,
+        mongo_uri=mongo_uri,
+        database=store.db.name,
+    )
+    assert out["formulas"] == ["MgMnO3"] and out["trials"] == 2
+    docs = store.structures_of("gan", ["MgMnO3"])
+    assert sorted(d["template_id"] for d in docs) == ["cccgan-0-0", "cccgan-0-1"]
+    assert all(d["template"]["source"] == "cccgan" and d["verdict"] for d in docs)
 
 
 def test_structures_spec_judge_is_backward_compatible() -> None:
