@@ -290,24 +290,12 @@ def full_screen_counts(store: Store) -> dict[Any, int]:
 
 def _memory_server() -> tuple[subprocess.Popen, str]:
     """Start ``secantusd-py --storage-path :memory:`` on a free port; returns (process, uri)."""
-    from flows.store.embedded import ping, secantusd_command
+    from flows.store.embedded import ping, server_command
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            *secantusd_command(),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--storage-path",
-            ":memory:",
-            "--log-level",
-            "WARNING",
-        ]
-    )
+    proc = subprocess.Popen(server_command(port, ":memory:"))  # nothing to sync in memory
     uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
     deadline = time.monotonic() + 120
     while not ping(uri, timeout_s=0.5):

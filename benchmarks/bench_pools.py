@@ -88,23 +88,11 @@ def _cpu_s(pid: int) -> float:
 def start_standalone(data_dir: Path, port: int):
     """The embedded server's command line plus ``--standalone`` (comparison only); returns an
     :class:`~flows.store.embedded.EmbeddedServer` that :func:`flows.store.embedded.stop_server` can stop."""
-    from flows.store.embedded import EmbeddedServer, _state_file, ping, secantusd_command
+    from flows.store.embedded import EmbeddedServer, _state_file, ping, server_command
 
     storage = data_dir / "db"
     storage.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        *secantusd_command(),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--storage-path",
-        str(storage),
-        "--sync-on-commit",
-        "--log-level",
-        "WARNING",
-        "--standalone",
-    ]
+    cmd = server_command(port, storage, "--standalone")
     log = open(data_dir / "secantusd.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = EmbeddedServer(proc.pid, port, storage)

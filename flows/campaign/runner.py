@@ -24,6 +24,7 @@ from flows.campaign.context import CampaignContext
 from flows.campaign.faults import call_stage_hook, fault_point
 from flows.campaign.stages import ITERATION_STAGES, SEED_STAGE, Stage, StageResult, Waiting
 from flows.config import CampaignConfig
+from flows.logs import flow_logger
 from flows.settings import Settings
 from flows.store import Store, default_owner
 from flows.store.schemas import CampaignStatus, StageStatus
@@ -31,15 +32,6 @@ from flows.store.schemas import CampaignStatus, StageStatus
 log = logging.getLogger(__name__)
 
 LEASE_TTL_S = 600.0
-
-
-def _logger() -> logging.Logger | logging.LoggerAdapter:
-    try:
-        from prefect.logging import get_run_logger
-
-        return get_run_logger()
-    except Exception:  # noqa: BLE001 - outside a flow/task run context
-        return log
 
 
 # ---------------------------------------------------------------------------- one stage, idempotently
@@ -69,7 +61,9 @@ def run_stage(ctx: CampaignContext, iteration: int, stage: Stage) -> StageResult
     call_stage_hook(stage.name, "after", iteration)
     fault_point(f"{stage.name}:{iteration}:after")
     ctx.store.mark_stage(ctx.name, iteration, stage.name, StageStatus.DONE, result=result)
-    _logger().info("campaign %s iteration %d: %s done in %.1f s", ctx.name, iteration, stage.name, result["seconds"])
+    flow_logger().info(
+        "campaign %s iteration %d: %s done in %.1f s", ctx.name, iteration, stage.name, result["seconds"]
+    )
     return result
 
 
@@ -85,7 +79,7 @@ def publish_report(ctx: CampaignContext, iteration: int) -> None:
     try:
         publish_iteration(ctx.store, ctx.name, iteration, settings.report_dir / ctx.name)
     except Exception as exc:  # noqa: BLE001 - reports are best effort
-        _logger().warning(
+        flow_logger().warning(
             "campaign %s iteration %d: report not published (%s: %s)", ctx.name, iteration, type(exc).__name__, exc
         )
 
@@ -152,7 +146,7 @@ def run_campaign_in(
                 (r for s in ITERATION_STAGES if isinstance(r := stage_task(ctx, iteration, s), Waiting)), None
             )
             if waiting is not None:
-                _logger().warning(waiting.message)
+                flow_logger().warning(waiting.message)
                 status = CampaignStatus.AWAITING_LABELS
                 break
             run_iteration_hooks(ctx, iteration)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 from tqdm import tqdm
@@ -21,7 +22,8 @@ GENERATORS = "matgan, matgan-valid, latent-random"
 ORACLES = "resnet-agd, resnet-mp-gap, eform (see `alflow oracles list`)"
 
 
-def _bar(desc: str, unit: str = "batch") -> tuple[tqdm, Callable[[int, int], None]]:
+def _with_bar(desc: str, run: Callable[..., Any], unit: str = "batch", **kwargs: Any) -> Any:
+    """``run(**kwargs, progress=update)`` under a tqdm bar that ``update(done, total)`` moves."""
     bar = tqdm(desc=desc, unit=unit, unit_scale=unit != "batch")
 
     def update(done: int, total: int) -> None:
@@ -29,7 +31,10 @@ def _bar(desc: str, unit: str = "batch") -> tuple[tqdm, Callable[[int, int], Non
         bar.n = done
         bar.refresh()
 
-    return bar, update
+    try:
+        return run(**kwargs, progress=update)
+    finally:
+        bar.close()
 
 
 @app.command(
@@ -110,19 +115,16 @@ def generate_pool_cmd(
     """Generate (or resume) a pool of N samples and store its distinct canonical formulas."""
     from flows.pipelines.pool import generate_pool_flow
 
-    bar, update = _bar(f"pool {pool}")
-    try:
-        summary = generate_pool_flow(
-            pool=pool,
-            n=n,
-            generator=generator,
-            seed=seed,
-            batch_size=batch_size,
-            max_batches=max_batches or None,
-            progress=update,
-        )
-    finally:
-        bar.close()
+    summary = _with_bar(
+        f"pool {pool}",
+        generate_pool_flow,
+        pool=pool,
+        n=n,
+        generator=generator,
+        seed=seed,
+        batch_size=batch_size,
+        max_batches=max_batches or None,
+    )
     console.print(summary)
 
 
@@ -154,23 +156,20 @@ def screen_pool_cmd(
     PBE-level DFT estimates."""
     from flows.pipelines.screening import screen_pool_flow
 
-    bar, update = _bar(f"screen {pool}")
-    try:
-        summary = screen_pool_flow(
-            pool=pool,
-            model=oracle,
-            gap_min=gap_min,
-            gap_max=gap_max,
-            max_atoms=max_atoms or None,
-            max_elements=max_elements or None,
-            predict_all=predict_all,
-            rescreen=rescreen,
-            dask_address=dask_address or None,
-            dask_local=dask_local,
-            progress=update,
-        )
-    finally:
-        bar.close()
+    summary = _with_bar(
+        f"screen {pool}",
+        screen_pool_flow,
+        pool=pool,
+        model=oracle,
+        gap_min=gap_min,
+        gap_max=gap_max,
+        max_atoms=max_atoms or None,
+        max_elements=max_elements or None,
+        predict_all=predict_all,
+        rescreen=rescreen,
+        dask_address=dask_address or None,
+        dask_local=dask_local,
+    )
     console.print(summary)
 
 
@@ -256,13 +255,15 @@ def agd_recovery_cmd(
         max_elements=max_elements,
         model_seeds=tuple(range(model_seeds)),
     )
-    bar, update = _bar("pool draws", unit="draw")
-    try:
-        result = agd_recovery_flow(
-            config, setup, out_dir=out_dir, progress=update, campaign_seed=None if campaign_seed < 0 else campaign_seed
-        )
-    finally:
-        bar.close()
+    result = _with_bar(
+        "pool draws",
+        agd_recovery_flow,
+        unit="draw",
+        config_path=config,
+        setup=setup,
+        out_dir=out_dir,
+        campaign_seed=None if campaign_seed < 0 else campaign_seed,
+    )
     arm_rows = [
         [
             s["arm"],

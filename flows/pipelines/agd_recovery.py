@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from alcore.errors import AlflowError, ConfigError, EmptyPoolError
 from alcore.recovery import hits, recovery_score
@@ -36,6 +36,7 @@ from alcore.validity import check_validity_batch
 from flows.campaign import CampaignContext, run_campaign_in, seed_table
 from flows.config import CampaignConfig, load_config
 from flows.datasets import band_gap_table
+from flows.logs import flow_logger
 from flows.pipelines.pool import formula_sizes, pool_member_docs
 from flows.store import Store
 from generators.base import get_generator
@@ -286,7 +287,7 @@ def agd_recovery_flow(
     ``ratios`` are the AL arm's mean recall divided by each random arm's. Writes nothing but the pool
     cache under ``out_dir``; the caller saves the result.
     """
-    logger = get_run_logger()
+    logger = flow_logger()
     from flows.settings import get_settings
 
     config = load_config(config_path)

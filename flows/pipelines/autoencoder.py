@@ -18,6 +18,7 @@ from alcore.autoencoder import latent_box, save_weights, train_autoencoder
 from alcore.composition import CompositionEncoder
 from alcore.paths import WEIGHTS_DIR
 from flows.datasets import autoencoder_corpus, file_sha256, split_indices
+from flows.logs import flow_logger
 
 
 def train_and_save_autoencoder(
@@ -84,12 +85,12 @@ def random_latent_validity(model_path: Path, n: int = 2000, seed: int = 0) -> di
     return {"n": n, "decoded": len(decoded) / n, "valid": len(valid) / n, "unique_valid": len(set(valid)) / n}
 
 
-@flow(name="train-autoencoder", log_prints=True)
+@flow(name="train-autoencoder")
 def train_autoencoder_flow(
     epochs: int = 8, element_list: str = "agd87", seed: int = 0, out: str | None = None
 ) -> dict[str, Any]:
     """Prefect flow: retrain the autoencoder and write weights (default: the committed file)."""
     path = Path(out) if out else WEIGHTS_DIR / f"autoencoder_{element_list}.safetensors"
     meta = train_and_save_autoencoder(path, element_list=element_list, epochs=epochs, seed=seed)
-    print(f"held-out exact reconstruction {meta['metrics']['val_exact']:.3%}; weights {path}")
+    flow_logger().info(f"held-out exact reconstruction {meta['metrics']['val_exact']:.3%}; weights {path}")
     return meta

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from alcore.paths import WEIGHTS_DIR
+from flows.logs import flow_logger
 from generators.cccgan.dataset import load_dataset
 from generators.cccgan.evaluate import (
     MIN_DIST,
@@ -118,7 +119,7 @@ def evaluate_compositions(
 @task(name="cccgan-model", cache_policy=NO_CACHE)
 def _model_task(name: str, retrain: bool, config: dict[str, Any], directory: str | None) -> Generator:
     cfg = TrainConfig(**config)
-    g, _ = load_or_train(name, retrain, cfg, Path(directory) if directory else None, log=get_run_logger().info)
+    g, _ = load_or_train(name, retrain, cfg, Path(directory) if directory else None, log=flow_logger().info)
     return g
 
 
@@ -134,7 +135,7 @@ def _evaluate_task(
     sha: str | None,
 ) -> tuple[dict, list[dict[str, Any]]]:
     summaries, cands = evaluate_compositions(
-        generator, compositions, n, seed, max_relax, steps, min_dist, log=get_run_logger().info
+        generator, compositions, n, seed, max_relax, steps, min_dist, log=flow_logger().info
     )
     docs = []
     for cs in cands.values():

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from pymatgen.io.cif import CifWriter
 
 from alcore.paths import WEIGHTS_DIR
+from flows.logs import flow_logger
 from generators.crystalgan.compare import evaluate
 from generators.crystalgan.data import to_poscar
 from generators.crystalgan.geometry import D1, D2
@@ -137,7 +138,7 @@ def add_chgnet_energies(docs: list[dict[str, Any]], log: Log = print) -> list[di
 
 @task(name="crystalgan-model", cache_policy=NO_CACHE)
 def _model_task(stem: str, retrain: bool, cfg: dict[str, Any]) -> CrystalGANModel:
-    return load_or_train(stem, retrain, CrystalGANConfig.from_dict(cfg), log=get_run_logger().info)
+    return load_or_train(stem, retrain, CrystalGANConfig.from_dict(cfg), log=flow_logger().info)
 
 
 @task(name="crystalgan-generate", cache_policy=NO_CACHE)
@@ -146,8 +147,8 @@ def _generate_task(
 ) -> list[dict[str, Any]]:
     docs = structure_documents(model, seeds, accepted_only=True, weights_sha256=sha)
     if chgnet and docs:
-        add_chgnet_energies(docs, get_run_logger().info)
-    get_run_logger().info(f"{len(docs)} accepted structures from seeds {seeds}")
+        add_chgnet_energies(docs, flow_logger().info)
+    flow_logger().info(f"{len(docs)} accepted structures from seeds {seeds}")
     return docs
 
 

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 
 from alcore.paths import WEIGHTS_DIR
+from flows.logs import flow_logger
 from generators.matgan import (
     AUTOENCODER_NAME,
     GENERATOR_NAME,
@@ -49,7 +50,7 @@ def _metrics_markdown(meta: dict[str, Any], out: Path) -> str:
 def _train_task(
     out: str, gan: GANConfig, ae: AEConfig, valid_only: bool, checkpoint: str | None, threads: int
 ) -> dict[str, Any]:
-    logger = get_run_logger()
+    logger = flow_logger()
     torch.set_num_threads(threads)
     return train_matgan(out, gan, ae, log_fn=logger.info, valid_only=valid_only, checkpoint=checkpoint)
 
@@ -99,7 +100,7 @@ def train_matgan_flow(
     create_markdown_artifact(
         _metrics_markdown(meta, wdir), key="matgan-training", description="MatGAN generation metrics after training"
     )
-    print(
+    flow_logger().info(
         f"MatGAN weights in {wdir}: validity {meta['metrics']['gen_validity']:.1%}, "
         f"novelty {meta['metrics']['gen_novelty_samples']:.1%}"
     )

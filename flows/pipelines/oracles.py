@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 
 from alcore.paths import WEIGHTS_DIR
+from flows.logs import flow_logger
 from oracles.training import RECIPES, train_recipe
 
 
@@ -58,7 +59,7 @@ def train_and_save(
 def _train_task(
     name: str, epochs: int | None, seed: int | None, out_dir: str | None, threads: int, max_train: int | None
 ) -> dict[str, Any]:
-    logger = get_run_logger()
+    logger = flow_logger()
     return train_and_save(
         name, epochs=epochs, seed=seed, out_dir=out_dir, threads=threads, max_train=max_train, log=logger.info
     )

@@ -35,10 +35,11 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 
 from alcore.composition import reduced_counts
 from alcore.errors import ConfigError
+from flows.logs import flow_logger
 from flows.store import Store, utcnow
 from generators.base import CompositionGenerator, get_generator
 
@@ -282,7 +283,7 @@ def generate_pool_flow(
     total)`` is called after each batch (the CLI drives a progress bar with it). Returns a summary:
     batches done/skipped, samples, distinct formulas stored in the pool, seconds.
     """
-    logger = get_run_logger()
+    logger = flow_logger()
     kwargs = dict(generator_kwargs or {})
     store = open_store(mongodb_uri, database)
     sizes = batch_plan(n, batch_size)

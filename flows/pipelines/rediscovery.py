@@ -56,6 +56,7 @@ from flows.campaign import CampaignContext, run_campaign_in
 from flows.campaign.faults import fault_point
 from flows.config import parse_config
 from flows.holdout_data import mp_data_sha256, mp_tables, mp_universe
+from flows.logs import flow_logger
 from flows.pipelines.pool import formula_sizes, pool_member_docs
 from flows.pipelines.rediscovery_config import RediscoveryConfig
 from flows.store import Store
@@ -79,12 +80,7 @@ LISTS: tuple[tuple[str, str, str], ...] = (
 
 
 def _log(msg: str, *args: Any) -> None:
-    try:
-        from prefect.logging import get_run_logger
-
-        get_run_logger().info(msg, *args)
-    except Exception:  # noqa: BLE001 - outside a flow run
-        print(msg % args if args else msg, flush=True)
+    flow_logger().info(msg, *args)
 
 
 def split_key(cfg: RediscoveryConfig, seed: int) -> str:

@@ -48,9 +48,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 
 from alcore.errors import EmptyPoolError
+from flows.logs import flow_logger
 from flows.pipelines.pool import OrderedWriter, formula_sizes, open_store
 from flows.store import SCREENINGS, Store
 from oracles.base import Oracle
@@ -260,7 +261,7 @@ def _screen_pool(
     concurrent: bool,
     progress: Callable[[int, int], None] | None,
 ) -> dict[str, Any]:
-    logger = get_run_logger()
+    logger = flow_logger()
     store = open_store(mongodb_uri, database)
     batches = store.pool_batches(pool)
     if not batches:

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -50,6 +50,7 @@ from alcore.composition import canonical_formula, reduced_counts
 from alcore.errors import AlflowError, ConfigError, InvalidFormulaError
 from alcore.holdout import HoldoutSplit, assert_no_leak, split_by_chemical_system
 from alcore.paths import PROJECT_ROOT
+from flows.logs import flow_logger
 from flows.store import Store
 from generators.templates import MP_SOURCES
 
@@ -519,7 +520,7 @@ def structure_recovery_flow(
     """
     from tqdm import tqdm
 
-    logger = get_run_logger()
+    logger = flow_logger()
     t0 = time.perf_counter()
     split, refs, sample = plan(n, sample_seed, fraction, split_seed, max_sites, structure_dir, universe)
     params = RecoveryParams(k_templates, fallback_trials, fmax, steps, sample_seed)

@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from alcore.composition import canonical_formula
 from alcore.errors import AlflowError, ConfigError, EmptyPoolError
+from flows.logs import flow_logger
 from flows.store import Store
 
 MODEL_NAME = "chgnet-0.4.2-pretrained"
@@ -172,7 +173,7 @@ def structures_flow(
     if generator not in STRUCTURE_GENERATORS:
         generators = ", ".join(STRUCTURE_GENERATORS)
         raise ConfigError(f"unknown structure generator {generator!r}; use one of: {generators}")
-    logger = get_run_logger()
+    logger = flow_logger()
     store = _open_store(mongo_uri, database)
     try:
         if formulas is None:

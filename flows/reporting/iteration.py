@@ -251,9 +251,14 @@ def plot_discovery(store: Store, name: str, path: Path) -> Path:
     ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"campaign {name}: discovery (point labels = iteration)")
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    """Lay out, write and close a matplotlib figure; returns ``path``."""
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
 
 
@@ -274,10 +279,7 @@ def plot_parity(store: Store, name: str, path: Path, iteration: int | None = Non
     ax.set_ylabel("screening model (eV, PBE-level estimate)")
     ax.set_title(f"{name} iteration {data['iteration']}: MAE {data['mae']:.3f} eV (n={len(data['true'])})")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_latent(store: Store, name: str, path: Path) -> Path:
@@ -317,10 +319,7 @@ def plot_latent(store: Store, name: str, path: Path) -> Path:
     ax.set_ylabel(f"PC2 ({ex[1]:.0%} of variance)")
     ax.set_title(f"campaign {name}: autoencoder latent space (PCA)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_plots(store: Store, name: str, out_dir: str | Path, iteration: int | None = None) -> list[Path]:

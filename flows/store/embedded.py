@@ -104,6 +104,24 @@ def secantusd_command() -> list[str]:
     return [sys.executable, "-m", "flows.store.secantusd"]
 
 
+def server_command(port: int, storage: Path | str, *extra: str) -> list[str]:
+    """The full command line of an embedded server on 127.0.0.1:``port`` storing in ``storage``
+    (synced on commit, warnings only), plus ``extra`` arguments."""
+    return [
+        *secantusd_command(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--storage-path",
+        str(storage),
+        "--sync-on-commit",
+        "--log-level",
+        "WARNING",
+        *extra,
+    ]
+
+
 def start_server(data_dir: Path, port: int, timeout_s: float = 60.0) -> EmbeddedServer:
     """Start (or reuse) the embedded server for ``data_dir`` on ``port``; returns it once it answers ping.
 
@@ -124,18 +142,7 @@ def start_server(data_dir: Path, port: int, timeout_s: float = 60.0) -> Embedded
     storage = data_dir / "db"
     storage.mkdir(parents=True, exist_ok=True)
     logfile = open(data_dir / "secantusd.log", "ab")  # noqa: SIM115 - handed to the child
-    cmd = [
-        *secantusd_command(),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--storage-path",
-        str(storage),
-        "--sync-on-commit",
-        "--log-level",
-        "WARNING",
-    ]
+    cmd = server_command(port, storage)
     proc = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
     server = EmbeddedServer(proc.pid, port, storage)
     deadline = time.monotonic() + timeout_s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,33 @@ def tiny_ae(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ae") / "tiny_ae.safetensors"
     train_and_save_autoencoder(out, epochs=3, corpus=corpus, progress=False)
     return out
+
+
+def store_uri(store) -> str:
+    """A mongodb:// URI of the test ``store``'s server (direct connection)."""
+    host, port = store.client.address
+    return f"mongodb://{host}:{port}/?directConnection=true"
+
+
+def run_cli(args: list[str], store, monkeypatch, capsys, **env: str) -> tuple[int, str, str]:
+    """Run ``alflow ARGS`` through the real entry point (``flows.cli.main``) against ``store``'s
+    database with the environment ``env``; returns ``(exit status, stdout, stderr)``."""
+    from flows import cli
+
+    monkeypatch.setenv("ALFLOW_MONGODB_URI", store_uri(store))
+    monkeypatch.setenv("ALFLOW_DATABASE", store.db.name)
+    monkeypatch.setenv("ALFLOW_SERVER_TIMEOUT_S", "10")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(sys, "argv", ["alflow", *args])
+    capsys.readouterr()
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 def pool_config(tiny_ae: Path, name: str, **overrides: object) -> CampaignConfig:

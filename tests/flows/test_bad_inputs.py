@@ -30,6 +30,7 @@ from alcore.errors import (
 )
 from flows.config import load_config, parse_config
 from flows.store import utcnow
+from tests.flows.conftest import run_cli, store_uri
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,30 +55,14 @@ def _config(**overrides) -> dict:
 
 
 def _cli(args: list[str], monkeypatch, capsys, store, **env: str) -> tuple[int, str, str]:
-    """Run ``alflow ARGS`` through the real entry point (``flows.cli.main``) against ``store``'s
-    database; returns ``(exit status, stdout, stderr)``."""
+    """``alflow ARGS`` on ``store``'s database (:func:`run_cli`), without the generator sub-apps."""
     from flows import cli
 
-    monkeypatch.setenv("ALFLOW_MONGODB_URI", _uri(store))
-    monkeypatch.setenv("ALFLOW_DATABASE", store.db.name)
-    monkeypatch.setenv("ALFLOW_SERVER_TIMEOUT_S", "10")
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setattr(sys, "argv", ["alflow", *args])
     monkeypatch.setattr(cli, "_mount_generator_apps", lambda: None)  # not needed for these commands
-    capsys.readouterr()
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_cli(args, store, monkeypatch, capsys, **env)
 
 
-def _uri(store) -> str:
-    host, port = store.client.address
-    return f"mongodb://{host}:{port}/?directConnection=true"
+_uri = store_uri
 
 
 def _campaign_with_candidates(store, name: str = "ext") -> list[str]:

@@ -2,40 +2,21 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 from flows.config import parse_config
+from tests.flows.conftest import run_cli, store_uri
 
-
-def _uri(store) -> str:
-    host, port = store.client.address
-    return f"mongodb://{host}:{port}/?directConnection=true"
+_uri = store_uri  # the name the CLI tests import
 
 
 @pytest.fixture
 def cli(store, monkeypatch, capsys, tmp_path):
     """``cli(*args, **env) -> (exit status, stdout, stderr)`` of ``alflow ARGS`` on ``store``'s database."""
-    from flows import cli as cli_mod
 
     def run(*args: str, **env: str) -> tuple[int, str, str]:
-        monkeypatch.setenv("ALFLOW_MONGODB_URI", _uri(store))
-        monkeypatch.setenv("ALFLOW_DATABASE", store.db.name)
-        monkeypatch.setenv("ALFLOW_SERVER_TIMEOUT_S", "10")
-        monkeypatch.setenv("ALFLOW_DATA_DIR", str(tmp_path / "data"))
-        monkeypatch.setenv("COLUMNS", "80")
-        for k, v in env.items():
-            monkeypatch.setenv(k, v)
-        monkeypatch.setattr(sys, "argv", ["alflow", *args])
-        capsys.readouterr()
-        code = 0
-        try:
-            cli_mod.main()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out = capsys.readouterr()
-        return code, out.out, out.err
+        base = {"ALFLOW_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "80"}
+        return run_cli(list(args), store, monkeypatch, capsys, **{**base, **env})
 
     return run
 
