@@ -146,26 +146,19 @@ def generate(
     from flows.pipelines.pool import generate_pool_flow
 
     calls = []
-    if samples is not None:
+    # ``samples`` given: one call drawing that many; else batches until the pool holds ``pool_size``
+    # (n far beyond what is needed: batches are taken with max_batches).
+    n = samples if samples is not None else 40 * pool_size
+    batches = None if samples is not None else first_batches or -(-pool_size // batch)
+    while True:
         out, m = _measure(
-            lambda: generate_pool_flow(
-                pool=pool, n=samples, generator="matgan", seed=0, batch_size=batch, mongodb_uri=uri, database=db
-            ),
-            server_pid,
-        )
-        calls.append({**m, "flow_s": round(out["seconds"], 2), "batches": out["batches_run"]})
-        size = out["pool_size"]
-    else:
-        n_max = 40 * pool_size  # far beyond what is needed: batches are taken with max_batches
-        first_batches = first_batches or -(-pool_size // batch)
-        out, m = _measure(
-            lambda: generate_pool_flow(
+            lambda batches=batches: generate_pool_flow(
                 pool=pool,
-                n=n_max,
+                n=n,
                 generator="matgan",
                 seed=0,
                 batch_size=batch,
-                max_batches=first_batches,
+                max_batches=batches,
                 mongodb_uri=uri,
                 database=db,
             ),
@@ -173,29 +166,15 @@ def generate(
         )
         calls.append({**m, "flow_s": round(out["seconds"], 2), "batches": out["batches_run"]})
         size = out["pool_size"]
-        while size < pool_size:
-            recent = [mk["inserted"] for mk in _markers(store, pool)[-10:]]
-            per_batch = max(1.0, float(np.mean(recent)))
-            more = int(np.ceil((pool_size - size) / per_batch * 1.02)) + 1
-            print(
-                f"  pool has {size:,} documents; {per_batch:,.0f} new per batch lately -> {more} more batches",
-                flush=True,
-            )
-            out, m = _measure(
-                lambda more=more: generate_pool_flow(
-                    pool=pool,
-                    n=n_max,
-                    generator="matgan",
-                    seed=0,
-                    batch_size=batch,
-                    max_batches=more,
-                    mongodb_uri=uri,
-                    database=db,
-                ),
-                server_pid,
-            )
-            calls.append({**m, "flow_s": round(out["seconds"], 2), "batches": out["batches_run"]})
-            size = out["pool_size"]
+        if samples is not None or size >= pool_size:
+            break
+        recent = [mk["inserted"] for mk in _markers(store, pool)[-10:]]
+        per_batch = max(1.0, float(np.mean(recent)))
+        batches = int(np.ceil((pool_size - size) / per_batch * 1.02)) + 1
+        print(
+            f"  pool has {size:,} documents; {per_batch:,.0f} new per batch lately -> {batches} more batches",
+            flush=True,
+        )
     total = {k: round(sum(c[k] for c in calls), 2) for k in ("wall_s", "client_cpu_s", "server_cpu_s", "flow_s")}
     return {"pool_size": size, **total, "flow_calls": calls, **_gen_stats(_markers(store, pool))}
 

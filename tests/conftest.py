@@ -50,3 +50,32 @@ def prefect_harness() -> Iterator[None]:
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 # campaign tests check state, not plots; tests/flows/reporting/test_ops.py exercises the reports
 os.environ.setdefault("ALFLOW_REPORTS", "0")
+
+
+#: A small formula universe whose 25 % chemical-system split at seed 18 hides Ca-O, Cl-K, Mg-O and F-Na.
+SPLIT_UNIVERSE = [
+    "NaCl",
+    "KCl",
+    "RbCl",
+    "MgO",
+    "CaO",
+    "SrO",
+    "NaF",
+    "KF",
+    "SrTiO3",
+    "BaTiO3",
+    "ZnS",
+    "GaAs",
+    "CsCl",
+    "LiF",
+]
+
+
+@pytest.fixture(scope="module")
+def small_split():
+    """The hold-out split of :data:`SPLIT_UNIVERSE` (25 %, seed 18); its hidden set is asserted."""
+    from alcore.holdout import split_by_chemical_system
+
+    s = split_by_chemical_system(SPLIT_UNIVERSE, fraction=0.25, seed=18)
+    assert s.hidden == {"CaO", "KCl", "MgO", "NaF"}
+    return s

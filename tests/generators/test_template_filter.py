@@ -5,18 +5,16 @@ from __future__ import annotations
 import pytest
 
 from alcore.errors import HoldoutLeakError
-from alcore.holdout import assert_no_leak, split_by_chemical_system
+from alcore.holdout import assert_no_leak
 from generators.templates import KnownSpacegroups, TemplateLibrary, anonymised_key, propose_structures
+from tests.conftest import SPLIT_UNIVERSE
 
-# seed 18 hides the systems Ca-O, Cl-K, Mg-O and F-Na of this universe (checked below)
-UNIVERSE = ["NaCl", "KCl", "RbCl", "MgO", "CaO", "SrO", "NaF", "KF", "SrTiO3", "BaTiO3", "ZnS", "GaAs", "CsCl", "LiF"]
+UNIVERSE = SPLIT_UNIVERSE  # seed 18 hides the systems Ca-O, Cl-K, Mg-O and F-Na
 
 
 @pytest.fixture(scope="module")
-def split():
-    s = split_by_chemical_system(UNIVERSE, fraction=0.25, seed=18)
-    assert s.hidden == {"CaO", "KCl", "MgO", "NaF"}
-    return s
+def split(small_split):
+    return small_split
 
 
 @pytest.fixture(scope="module")

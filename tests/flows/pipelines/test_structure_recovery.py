@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from alcore.holdout import split_by_chemical_system
 from flows.pipelines.structure_recovery import (
     RecoveryParams,
     load_known_structures,
@@ -24,9 +23,9 @@ from flows.pipelines.structure_recovery import (
 )
 from flows.store import Store
 from generators.templates import TemplateLibrary
+from tests.conftest import SPLIT_UNIVERSE
 
-# seed 18 hides the systems Ca-O, Cl-K, Mg-O and F-Na (asserted in the split fixture)
-UNIVERSE = ["NaCl", "KCl", "RbCl", "MgO", "CaO", "SrO", "NaF", "KF", "SrTiO3", "BaTiO3", "ZnS", "GaAs", "CsCl", "LiF"]
+UNIVERSE = SPLIT_UNIVERSE  # seed 18 hides the systems Ca-O, Cl-K, Mg-O and F-Na
 
 
 def _rocksalt(a: float, species: tuple[str, str]) -> Structure:
@@ -52,10 +51,8 @@ def _record(rid: str, source: str, s: Structure, spg: int, e_form: float | None 
 
 
 @pytest.fixture(scope="module")
-def split():
-    s = split_by_chemical_system(UNIVERSE, fraction=0.25, seed=18)
-    assert s.hidden == {"CaO", "KCl", "MgO", "NaF"}
-    return s
+def split(small_split):
+    return small_split
 
 
 @pytest.fixture(scope="module")
