@@ -32,16 +32,19 @@ def list_oracles() -> None:
     """List the oracle names (usable in `predict`, `pools screen-pool --oracle` and a campaign's
     `oracle:`), with their shipped weights' held-out MAE."""
     from alcore.paths import WEIGHTS_DIR
-    from oracles.registry import ALIASES, SHIPPED
+    from oracles.registry import ALIASES, BUILT, SHIPPED
 
     rows = []
     for name, (stem, prop, desc) in SHIPPED.items():
         meta_path = WEIGHTS_DIR / f"{stem}.json"
         mae = "missing"
         if meta_path.exists():
-            m = json.loads(meta_path.read_text()).get("training", {}).get("test_metrics", {})
+            meta = json.loads(meta_path.read_text())
+            m = meta.get("training", {}).get("test_metrics") or meta.get("info", {}).get("test_metrics", {})
             mae = f"{m.get('mae', float('nan')):.3f} {UNITS.get(prop, '')}"
         rows.append([name, prop, mae, desc])
+    for name, (options, desc) in BUILT.items():
+        rows.append([name, "", "", f"{desc} (options: {options})"])
     for alias, target in ALIASES.items():
         rows.append([alias, "", "", f"alias of {target}"])
     console.print(table(None, ("name", "property", "test MAE", "description"), rows))
