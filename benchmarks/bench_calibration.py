@@ -148,17 +148,20 @@ def main() -> None:
 
     rows = []
     for label, r in res["recipe_oof"].items():
-        rows.append(("mp-union 5-fold OOF", label, r["calibrated"], r.get("raw")))
+        short = label.replace("two_quantile", "2-quant").replace("isotonic", "iso").replace(" test folds", "")
+        rows.append(("union 5f OOF", short.replace(" test fold", " fold"), r["calibrated"], r.get("raw")))
     for name, r in res["shipped"].items():
         for m in METHODS:
-            rows.append((f"{name} hold-out", f"{m}: 4 parts -> 5th", r[m]["calibrated"], r[m]["raw"]))
+            short = m.replace("two_quantile", "2-quant").replace("isotonic", "iso")
+            rows.append((f"{name[-5:]} hold-out", f"{short}: 4 parts -> 5th", r[m]["calibrated"], r[m]["raw"]))
     print("calibrated sigma on rows the map was not fitted on (mean over folds/parts); raw NLL in ()")
     print("goal: cov68 0.63-0.73 and cov95 0.92-0.98")
-    print(f"{'rows':20s} {'map: fitted -> scored':28s} {'NLL':>14s} {'area':>6s} {'cov68':>6s} {'cov95':>6s} {'rho':>6s}")
+    head = f"{'rows':14s} {'map: fitted -> scored':22s} {'NLL (raw)':>14s}"
+    print(f"{head} {'area':>6s} {'cov68':>6s} {'cov95':>6s} {'rho':>6s}")
     for where, label, c, raw in rows:
         nll = f"{c['nll']:.3f}" + (f" ({raw['nll']:.2f})" if raw else "")
         print(
-            f"{where:20s} {label[:28]:28s} {nll:>14s} {c['miscal_area']:6.3f} {c['cov68']:6.3f} {c['cov95']:6.3f} "
+            f"{where:14s} {label[:22]:22s} {nll:>14s} {c['miscal_area']:6.3f} {c['cov68']:6.3f} {c['cov95']:6.3f} "
             f"{c['spearman_sigma_abs_err']:6.3f}"
         )
     for name, r in res["shipped"].items():

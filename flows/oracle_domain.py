@@ -3,7 +3,8 @@
 :class:`oracles.domain.Domain` is the pure logic; this module does the I/O: it reads the recipe's
 training formulas and held-out split (:func:`oracles.training.load_recipe_data`), calibrates the bounds
 on up to :data:`CALIBRATION_N` held-out formulas with the oracle's own ensemble std, and caches the
-result under ``<ALFLOW_DATA_DIR>/cache`` keyed by the sha256 of the data, of the weights and of their JSON (calibration). Used by
+result under ``<ALFLOW_DATA_DIR>/cache`` keyed by the sha256 of the data, of the weights and of their
+JSON (the calibration). Used by
 ``alflow oracles predict``; the campaign loop can call :func:`oracle_domain` the same way to flag
 acquired candidates.
 """
