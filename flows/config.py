@@ -58,13 +58,17 @@ class AcquisitionSpec(_Strict):
 
 class GPSpec(_Strict):
     """Surrogate fitting: L-BFGS-B ``maxiter`` for a cold fit (None = BoTorch default),
-    ``warm_maxiter`` when warm-started from the previous iteration, and torch threads of the fit and
-    of the acquisition."""
+    ``warm_maxiter`` when warm-started from the previous iteration, torch threads of the fit and
+    of the acquisition, and ``label_noise``: ``oracle`` (each label's stored std, the oracle's
+    calibrated sigma, squared, is its observation noise, plus a learned homoscedastic term),
+    ``learned`` (one learned noise for all labels) or ``auto`` (``oracle`` as soon as a label carries
+    a std > 0, i.e. came from an oracle with a sigma; seeds and lookup labels have std 0)."""
 
     maxiter: int | None = Field(default=75, ge=1)
     warm_maxiter: int | None = Field(default=25, ge=1)
     warm_start: bool = True
     threads: int = Field(default=1, ge=1)
+    label_noise: Literal["auto", "oracle", "learned"] = "auto"
 
 
 class ValiditySpec(_Strict):
