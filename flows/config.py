@@ -12,6 +12,7 @@ from alcore.acquisition import AcquisitionSettings
 from alcore.errors import ConfigError
 from alcore.validity import BAND_GAP_MIN_ELEMENTS
 from flows.datasets import BANDGAP_FILES
+from oracles.defaults import DEFAULT_BANDGAP_ORACLE
 
 
 class _Strict(BaseModel):
@@ -127,7 +128,7 @@ class CampaignConfig(_Strict):
     iterations: int = Field(default=3, ge=1, le=10_000)
     seed: int = 0
     seeds: SeedSpec = SeedSpec()
-    oracle: str = "resnet-mp-union"
+    oracle: str = DEFAULT_BANDGAP_ORACLE
     lookup_table: str = "agd_exp1_42k"
     pool: str = "agd_exp1_42k"
     pool_collection: str | None = Field(default=None, min_length=1, max_length=100)
