@@ -12,7 +12,7 @@ from alcore.acquisition import AcquisitionSettings
 from alcore.errors import ConfigError
 from alcore.validity import BAND_GAP_MIN_ELEMENTS
 from flows.datasets import BANDGAP_FILES
-from oracles.defaults import DEFAULT_BANDGAP_ORACLE
+from oracles.defaults import DEFAULT_BANDGAP_ORACLE, DEFAULT_JUDGE
 
 
 class _Strict(BaseModel):
@@ -103,14 +103,15 @@ class TargetSpec(_Strict):
 class StructuresSpec(_Strict):
     """Structure stage at the end of the campaign: ``top_k`` best labelled new formulas (0 = off),
     ``templates_per_formula`` trials each, relaxation bounded to ``relax_steps`` FIRE steps and
-    judged by ``judge``: ``chgnet``, ``sevennet``, ``funnel`` (CHGNet pre-screen, SevenNet judges the
-    survivors) or a SevenNet checkpoint (``7net-0``, ``7net-l3i5``, ``7net-mf-0``); docs/structures.md."""
+    judged by ``judge``: ``sevennet`` (the default: SevenNet 7net-l3i5), ``chgnet``, ``funnel`` (CHGNet
+    pre-screen, SevenNet judges the survivors) or a SevenNet checkpoint (``7net-0``, ``7net-l3i5``,
+    ``7net-mf-0``); docs/structures.md."""
 
     top_k: int = Field(default=0, ge=0)
     templates_per_formula: int = Field(default=1, ge=1)
     e_hull_max: float = Field(default=0.1, ge=0, allow_inf_nan=False)
     relax_steps: int = Field(default=200, ge=1)
-    judge: Literal["chgnet", "sevennet", "funnel", "7net-0", "7net-l3i5", "7net-mf-0"] = "chgnet"
+    judge: Literal["chgnet", "sevennet", "funnel", "7net-0", "7net-l3i5", "7net-mf-0"] = DEFAULT_JUDGE
 
 
 class CampaignConfig(_Strict):
