@@ -135,7 +135,8 @@ def _bucb(
 
     With V = L^-1 K(X, P) (L the Cholesky factor of the noisy training covariance), the posterior
     covariance of pool points is c(x, s) = k(x, s) - V[:, x] . V[:, s]; a hallucinated observation
-    at s removes w(x)^2 from every variance, w(x) = c(x, s) / sqrt(c(s, s) + noise). One O(N^2 M)
+    at s removes w(x)^2 from every variance, w(x) = c(x, s) / sqrt(c(s, s) + noise) (with per-label noise,
+    the training covariance has each label's noise and a hallucinated one the median). One O(N^2 M)
     solve per batch, then O(N M) per pick.
     """
     from alcore.surrogate import posterior
@@ -146,8 +147,10 @@ def _bucb(
         kernel = model.covar_module
         xt = model.train_inputs[0]
         pt = model.transform_inputs(torch.as_tensor(choices, dtype=torch.float64))
-        noise = model.likelihood.noise.reshape(-1)[0]
-        k_train = kernel(xt).to_dense() + noise * torch.eye(len(xt), dtype=xt.dtype)
+        # per-label noise (one value when homoscedastic); a hallucinated label gets the median label noise
+        noise_all = model.likelihood.noise.detach().reshape(-1).expand(len(xt))
+        noise = noise_all.median()
+        k_train = kernel(xt).to_dense() + torch.diag(noise_all)
         chol = torch.linalg.cholesky(k_train)
         v = torch.cat(
             [

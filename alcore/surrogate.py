@@ -7,6 +7,13 @@ over BoTorch's defaults (see ``benchmarks/bench_gp.py``): hyperparameters warm-s
 previous iteration's fit, a bounded number of L-BFGS-B iterations, exact Cholesky solves instead
 of gpytorch's CG above 800 points, and one torch thread (on 2 shared cores, 2 threads were 5-10x
 slower than 1).
+
+Observation noise: learned and homoscedastic (BoTorch's default likelihood), or, with ``yvar`` (the
+variance of each label, e.g. the square of an oracle's calibrated sigma), heteroscedastic: label i
+has noise ``yvar_i + s^2`` with the homoscedastic ``s^2`` still learned (gpytorch's
+``FixedNoiseGaussianLikelihood(learn_additional_noise=True)``, same prior and lower bound as the
+default), so exact labels (``yvar = 0``, e.g. DFT seeds) keep the learned noise and uncertain oracle
+labels pull the posterior less.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from botorch.exceptions.warnings import InputDataWarning
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.transforms import Normalize, Standardize
+from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
 from gpytorch.mlls import ExactMarginalLogLikelihood
+from gpytorch.utils.warnings import NumericalWarning
 
 from alcore.errors import InvalidLabelError
 
@@ -50,6 +59,33 @@ class GPFit:
     warm_started: bool
     state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
     fit_error: str | None = None
+
+
+def _check_yvar(yvar: np.ndarray, n: int) -> None:
+    if yvar.shape != (n,):
+        raise ValueError(f"yvar must have one variance per label, shape ({n},), got {yvar.shape}")
+    if not np.all(np.isfinite(yvar)) or np.any(yvar < 0):
+        raise InvalidLabelError("label variances (yvar) must be finite and >= 0; use 0 for an exact label")
+
+
+def _heteroscedastic_likelihood(model: SingleTaskGP) -> FixedNoiseGaussianLikelihood:
+    """The fixed per-label noise of a model built with ``train_Yvar`` (already in standardised units)
+    plus a learned homoscedastic term with BoTorch's default noise prior and bound."""
+    from botorch.models.utils.gpytorch_modules import MIN_INFERRED_NOISE_LEVEL
+    from gpytorch.constraints import GreaterThan
+    from gpytorch.priors import LogNormalPrior
+
+    prior = LogNormalPrior(loc=-4.0, scale=1.0)
+    return FixedNoiseGaussianLikelihood(
+        noise=model.likelihood.noise.detach().clamp_min(1e-6),  # gpytorch rounds smaller values up anyway
+        learn_additional_noise=True,
+        noise_prior=prior,
+        noise_constraint=GreaterThan(MIN_INFERRED_NOISE_LEVEL, transform=None, initial_value=prior.mode),
+    )
+
+
+#: A homoscedastic fit's learned noise warm-starts the learned part of a heteroscedastic one (same prior).
+_NOISE_KEYS = ("likelihood.noise_covar.raw_noise", "likelihood.second_noise_covar.raw_noise")
 
 
 def _check_training_data(x: np.ndarray, y: np.ndarray, bounds: np.ndarray) -> None:
@@ -88,6 +124,7 @@ def fit_gp(
     maxiter: int | None = 75,
     threads: int = 1,
     optimize: bool = True,
+    yvar: np.ndarray | None = None,
 ) -> GPFit:
     """Fit a ``SingleTaskGP`` to latent points ``x`` (N, d) and targets ``y`` (N,) (e.g. eV).
 
@@ -95,30 +132,40 @@ def fit_gp(
     of a previous :class:`GPFit` (hyperparameters are copied, data-dependent buffers are not);
     ``maxiter`` bounds L-BFGS-B (``None`` = BoTorch default); ``threads`` sets torch's thread
     count for the fit; ``optimize=False`` only rebuilds the model with the ``warm_start``
-    hyperparameters (an exact copy of a stored fit). Returns a :class:`GPFit`.
+    hyperparameters (an exact copy of a stored fit, given the same ``yvar``). ``yvar`` (N,): known
+    variance of each label (target units squared; 0 = exact): heteroscedastic noise ``yvar + learned``
+    (module docstring); None: learned homoscedastic noise. Returns a :class:`GPFit`.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     bounds = np.asarray(bounds, dtype=np.float64)
     _check_training_data(x, y, bounds)
+    if yvar is not None:
+        yvar = np.asarray(yvar, dtype=np.float64)
+        _check_yvar(yvar, len(y))
     with torch_threads(max(1, threads)):
         tx = torch.from_numpy(x)
         ty = torch.from_numpy(y).unsqueeze(-1)
         with warnings.catch_warnings():
             # encoded labels may sit slightly outside the training-set box; Normalize handles it
             warnings.simplefilter("ignore", InputDataWarning)
+            warnings.simplefilter("ignore", NumericalWarning)  # exact labels (yvar 0): rounded up to 1e-6
             model = SingleTaskGP(
                 tx,
                 ty,
+                train_Yvar=None if yvar is None else torch.from_numpy(yvar).unsqueeze(-1),
                 input_transform=Normalize(d=x.shape[1], bounds=torch.from_numpy(bounds)),
                 outcome_transform=Standardize(m=1),
             )
+            if yvar is not None:
+                model.likelihood = _heteroscedastic_likelihood(model)
         warm = False
         if warm_start:
             own = model.state_dict()
-            hyper = {
-                k: v for k, v in warm_start.items() if k in own and own[k].shape == v.shape and _is_hyperparameter(k)
-            }
+            start = dict(warm_start)
+            if _NOISE_KEYS[0] in start and _NOISE_KEYS[1] in own and _NOISE_KEYS[1] not in start:
+                start[_NOISE_KEYS[1]] = start[_NOISE_KEYS[0]]
+            hyper = {k: v for k, v in start.items() if k in own and own[k].shape == v.shape and _is_hyperparameter(k)}
             if hyper:
                 model.load_state_dict(hyper, strict=False)
                 warm = True
@@ -147,16 +194,23 @@ def _is_hyperparameter(key: str) -> bool:
 
 
 def hyperparameters(model: SingleTaskGP) -> dict[str, Any]:
-    """Plain-number summary of a fitted GP: noise, outputscale (if any), lengthscale stats."""
+    """Plain-number summary of a fitted GP: noise (mean over labels, standardised units), the learned
+    part of a heteroscedastic noise (``learned_noise``) and ``label_noise`` (``oracle`` or ``learned``),
+    outputscale (if any), lengthscale stats."""
     covar = model.covar_module
     base = getattr(covar, "base_kernel", covar)
     ls = base.lengthscale.detach().flatten().numpy()
+    lik = model.likelihood
+    second = getattr(lik, "second_noise_covar", None)
     out: dict[str, Any] = {
-        "noise": float(model.likelihood.noise.detach().mean()),
+        "noise": float(lik.noise.detach().mean()),
+        "label_noise": "oracle" if isinstance(lik, FixedNoiseGaussianLikelihood) else "learned",
         "lengthscale_median": float(np.median(ls)),
         "lengthscale_min": float(ls.min()),
         "lengthscale_max": float(ls.max()),
     }
+    if second is not None:
+        out["learned_noise"] = float(second.noise.detach().mean())
     if hasattr(covar, "outputscale"):
         out["outputscale"] = float(covar.outputscale.detach())
     return out

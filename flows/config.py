@@ -12,6 +12,7 @@ from alcore.acquisition import AcquisitionSettings
 from alcore.errors import ConfigError
 from alcore.validity import BAND_GAP_MIN_ELEMENTS
 from flows.datasets import BANDGAP_FILES
+from oracles.defaults import DEFAULT_BANDGAP_ORACLE, DEFAULT_JUDGE
 
 
 class _Strict(BaseModel):
@@ -58,13 +59,17 @@ class AcquisitionSpec(_Strict):
 
 class GPSpec(_Strict):
     """Surrogate fitting: L-BFGS-B ``maxiter`` for a cold fit (None = BoTorch default),
-    ``warm_maxiter`` when warm-started from the previous iteration, and torch threads of the fit and
-    of the acquisition."""
+    ``warm_maxiter`` when warm-started from the previous iteration, torch threads of the fit and
+    of the acquisition, and ``label_noise``: ``oracle`` (each label's stored std, the oracle's
+    calibrated sigma, squared, is its observation noise, plus a learned homoscedastic term),
+    ``learned`` (one learned noise for all labels) or ``auto`` (``oracle`` as soon as a label carries
+    a std > 0, i.e. came from an oracle with a sigma; seeds and lookup labels have std 0)."""
 
     maxiter: int | None = Field(default=75, ge=1)
     warm_maxiter: int | None = Field(default=25, ge=1)
     warm_start: bool = True
     threads: int = Field(default=1, ge=1)
+    label_noise: Literal["auto", "oracle", "learned"] = "auto"
 
 
 class ValiditySpec(_Strict):
@@ -98,14 +103,15 @@ class TargetSpec(_Strict):
 class StructuresSpec(_Strict):
     """Structure stage at the end of the campaign: ``top_k`` best labelled new formulas (0 = off),
     ``templates_per_formula`` trials each, relaxation bounded to ``relax_steps`` FIRE steps and
-    judged by ``judge``: ``chgnet``, ``sevennet``, ``funnel`` (CHGNet pre-screen, SevenNet judges the
-    survivors) or a SevenNet checkpoint (``7net-0``, ``7net-l3i5``, ``7net-mf-0``); docs/structures.md."""
+    judged by ``judge``: ``sevennet`` (the default: SevenNet 7net-l3i5), ``chgnet``, ``funnel`` (CHGNet
+    pre-screen, SevenNet judges the survivors) or a SevenNet checkpoint (``7net-0``, ``7net-l3i5``,
+    ``7net-mf-0``); docs/structures.md."""
 
     top_k: int = Field(default=0, ge=0)
     templates_per_formula: int = Field(default=1, ge=1)
     e_hull_max: float = Field(default=0.1, ge=0, allow_inf_nan=False)
     relax_steps: int = Field(default=200, ge=1)
-    judge: Literal["chgnet", "sevennet", "funnel", "7net-0", "7net-l3i5", "7net-mf-0"] = "chgnet"
+    judge: Literal["chgnet", "sevennet", "funnel", "7net-0", "7net-l3i5", "7net-mf-0"] = DEFAULT_JUDGE
 
 
 class CampaignConfig(_Strict):
@@ -123,7 +129,7 @@ class CampaignConfig(_Strict):
     iterations: int = Field(default=3, ge=1, le=10_000)
     seed: int = 0
     seeds: SeedSpec = SeedSpec()
-    oracle: str = "resnet-mp-union"
+    oracle: str = DEFAULT_BANDGAP_ORACLE
     lookup_table: str = "agd_exp1_42k"
     pool: str = "agd_exp1_42k"
     pool_collection: str | None = Field(default=None, min_length=1, max_length=100)

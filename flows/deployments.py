@@ -7,11 +7,13 @@ from typing import Any
 
 from prefect import flow
 
+from oracles.defaults import DEFAULT_BANDGAP_ORACLE
+
 
 @flow(name="screen-pool-job", log_prints=True)
 def screen_pool_job(
     pool: str,
-    model: str = "resnet-agd",
+    model: str = DEFAULT_BANDGAP_ORACLE,
     gap_min: float | None = None,
     gap_max: float | None = None,
     max_atoms: int | None = 7,

@@ -3,7 +3,8 @@
 :class:`oracles.domain.Domain` is the pure logic; this module does the I/O: it reads the recipe's
 training formulas and held-out split (:func:`oracles.training.load_recipe_data`), calibrates the bounds
 on up to :data:`CALIBRATION_N` held-out formulas with the oracle's own ensemble std, and caches the
-result under ``<ALFLOW_DATA_DIR>/cache`` keyed by the sha256 of the data and of the weights. Used by
+result under ``<ALFLOW_DATA_DIR>/cache`` keyed by the sha256 of the data, of the weights and of their
+JSON (the calibration). Used by
 ``alflow oracles predict``; the campaign loop can call :func:`oracle_domain` the same way to flag
 acquired candidates.
 """
@@ -24,6 +25,9 @@ def _domain_cache_path(stem: str, data_sha: str, weights: Path) -> Path:
     from oracles.training import sha256_file
 
     wsha = sha256_file(weights.with_suffix(".safetensors"))[:12]
+    meta = weights.with_suffix(".json")  # the sigma calibration lives there: a new one rebuilds the std bound
+    if meta.exists():
+        wsha += "-" + sha256_file(meta)[:8]
     return get_settings().data_dir / "cache" / f"domain-{stem}-{data_sha[:12]}-{wsha}.npz"
 
 

@@ -19,6 +19,7 @@ import torch
 from alcore.errors import ConfigError
 from alcore.paths import WEIGHTS_DIR
 from oracles.base import Oracle
+from oracles.defaults import DEFAULT_BANDGAP_ORACLE  # the default band-gap oracle (docs/oracles.md)
 from oracles.lookup import ExternalOracle, LookupOracle
 from oracles.resnet import ResNetOracle, TrainConfig, train_resnet
 
@@ -47,8 +48,6 @@ SHIPPED: dict[str, tuple[str, str, str]] = {
         "lacks; calibrated sigma; the default band-gap oracle of new campaigns",
     ),
 }
-#: The band-gap oracle of new campaigns (chosen on the matbench_mp_gap 5-fold protocol, docs/oracles.md).
-DEFAULT_BANDGAP_ORACLE = "resnet-mp-union"
 ALIASES: dict[str, str] = {
     "default": DEFAULT_BANDGAP_ORACLE,
     "bandgap": DEFAULT_BANDGAP_ORACLE,

@@ -20,7 +20,7 @@ import torch
 from alcore.composition import reduced_counts
 from alcore.errors import ConfigError, InvalidFormulaError
 from alcore.paths import data_file
-from oracles.calibration import SigmaCalibration, calibration_report, fit_isotonic, fit_scale
+from oracles.calibration import SigmaCalibration, cross_fit, fit_two_quantile
 from oracles.resnet import ResNetOracle, TrainConfig, train_resnet
 
 #: matbench's fixed cross-validation seed (``KFold(n_splits=5, shuffle=True, random_state=...)``).
@@ -195,32 +195,38 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, std: np.ndarray | None = Non
 
 
 def calibrate_heldout(
-    y: np.ndarray, mu: np.ndarray, sigma: np.ndarray, seed: int = 0, min_isotonic: int = 2000
+    y: np.ndarray, mu: np.ndarray, sigma: np.ndarray, seed: int = 0, min_isotonic: int = 2000, n_parts: int = 5
 ) -> tuple[SigmaCalibration, dict[str, Any]]:
-    """Fit a sigma calibration on half of the held-out rows and report it on the other half.
+    """Fit the sigma calibration on the held-out rows and report it cross-fitted.
 
-    Takes held-out targets, predicted means and raw sigmas (N,). Half A (a seeded random half) fits
-    an isotonic recalibration (:func:`oracles.calibration.fit_isotonic`; a single scale factor when A
-    has fewer than ``min_isotonic`` rows; the predictive family, Gaussian or Laplace, with the lower
-    NLL on A); half B, never seen by the fit, gets :func:`calibration_report` before and after (both
-    under the chosen family). Returns ``(calibration, report)``.
+    Takes held-out targets, predicted means and raw sigmas (N,). The shipped map is the two-parameter
+    quantile recalibration (:func:`oracles.calibration.fit_two_quantile`: isotonic shape, scale k,
+    ``t<nu>@68`` family; scale-only shape with fewer than ``min_isotonic`` rows) fitted on all rows. The
+    report is cross-fitted (:func:`oracles.calibration.cross_fit`): ``n_parts`` seeded random parts,
+    each scored with the map fitted on the other parts, so no row is scored by a map fitted on it; the
+    means over parts before (``raw``, same family) and after (``calibrated``). Returns
+    ``(calibration, report)``.
     """
-    ok = np.flatnonzero(np.isfinite(mu) & np.isfinite(sigma))
-    if len(ok) < 8:  # too few held-out rows to fit anything: identity map, said so in the report
+    ok = np.flatnonzero(np.isfinite(y) & np.isfinite(mu) & np.isfinite(sigma))
+    if len(ok) < 8 * n_parts:  # too few held-out rows to fit anything: identity map, said so in the report
         return SigmaCalibration(), {"fit_rows": 0, "report_rows": 0, "note": f"only {len(ok)} held-out rows"}
-    perm = np.random.default_rng(seed).permutation(ok)
-    a, b = np.sort(perm[: len(perm) // 2]), np.sort(perm[len(perm) // 2 :])
-    where = {"rows": "half A of the held-out rows", "seed": seed}
-    if len(a) >= min_isotonic:
-        cal = fit_isotonic(y[a], mu[a], sigma[a], fitted_on=where)
-    else:
-        cal = fit_scale(y[a], mu[a], sigma[a], fitted_on=where)
+    y, mu, sigma = y[ok], mu[ok], sigma[ok]
+    iso = len(ok) * (n_parts - 1) // n_parts >= min_isotonic
+
+    def fit(yy: np.ndarray, mm: np.ndarray, ss: np.ndarray) -> SigmaCalibration:
+        return fit_two_quantile(yy, mm, ss, isotonic=iso)
+
+    cal = fit_two_quantile(y, mu, sigma, isotonic=iso, fitted_on={"rows": "all held-out rows"})
+    cf = cross_fit(y, mu, sigma, fit, parts=n_parts, seed=seed)
     report = {
-        "fit_rows": int(len(a)),
-        "report_rows": int(len(b)),
+        "fit_rows": int(len(ok)),
+        "report_rows": int(len(ok)),
         "family": cal.family,
-        "raw": calibration_report(y[b], mu[b], sigma[b], cal.family),
-        "calibrated": cal.report(y[b], mu[b], sigma[b]),
+        "method": "two_quantile" + (" (isotonic shape)" if iso else " (scale only)"),
+        "cross_fit": f"{n_parts} random parts (seed {seed}), each scored with the map fitted on the others",
+        "raw": cf["raw"],
+        "calibrated": cf["calibrated"],
+        "parts": [{k: p[k] for k in ("part", "calibration")} | {"calibrated": p["calibrated"]} for p in cf["parts"]],
     }
     return cal, report
 

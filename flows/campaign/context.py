@@ -148,3 +148,16 @@ class CampaignContext:
         """All labelled formulas (sorted) and their values (eV) for the campaign's property."""
         docs = self.store.labels(self.name, self.config.property)
         return [d["formula"] for d in docs], np.array([d["value"] for d in docs], dtype=np.float64)
+
+    def gp_labels(self) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+        """What the GP is fitted on: labelled formulas (sorted), values (eV) and, per ``gp.label_noise``,
+        each label's noise variance (eV^2: the stored std squared, missing/NaN std = 0) or None (learned
+        homoscedastic noise). ``auto`` gives the variances when any label has a std > 0."""
+        docs = self.store.labels(self.name, self.config.property)
+        formulas = [d["formula"] for d in docs]
+        y = np.array([d["value"] for d in docs], dtype=np.float64)
+        std = np.array([d.get("std", 0.0) for d in docs], dtype=np.float64)
+        std = np.where(np.isfinite(std), std, 0.0)
+        mode = self.config.gp.label_noise
+        use = mode == "oracle" or (mode == "auto" and bool(np.any(std > 0)))
+        return formulas, y, std**2 if use else None

@@ -223,7 +223,7 @@ def structure_top_candidates(store: Store, config: CampaignConfig, settings: Set
         mongo_uri=None,
         database=settings.database,
     )
-    fields = ("formula", "template_id", "e_form", "e_hull", "verdict", "reason")
+    fields = ("formula", "template_id", "e_form", "e_hull", "verdict", "reason", "model")
     result["table"] = [{k: d.get(k) for k in fields} for d in store.structures_of(config.name, formulas)]
     result["cif_dir"] = str(cif_dir)
     return result

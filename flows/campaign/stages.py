@@ -128,9 +128,10 @@ def seed_labels(ctx: CampaignContext) -> SeedResult:
 
 # ---------------------------------------------------------------------------- fit, acquire
 def fit_stage(ctx: CampaignContext, iteration: int) -> FitResult:
-    """Fit the GP on latent vectors of all labels; store its hyperparameters as a model blob."""
+    """Fit the GP on latent vectors of all labels (noise per ``gp.label_noise``: the labels' calibrated
+    oracle sigma or learned); store its hyperparameters as a model blob."""
     model, box = ctx.autoencoder
-    formulas, y = ctx.labelled()
+    formulas, y, yvar = ctx.gp_labels()
     x = encode_formulas(model, ctx.encoder, formulas)
     warm = None
     if ctx.config.gp.warm_start and iteration > 1:
@@ -138,7 +139,7 @@ def fit_stage(ctx: CampaignContext, iteration: int) -> FitResult:
         if prev and prev.get("gp_sha"):
             warm, _ = ctx.store.load_model(prev["gp_sha"], kind="gp")
     maxiter = ctx.config.gp.warm_maxiter if warm is not None else ctx.config.gp.maxiter
-    fit = fit_gp(x, y, box, warm_start=warm, maxiter=maxiter, threads=ctx.config.gp.threads)
+    fit = fit_gp(x, y, box, warm_start=warm, maxiter=maxiter, threads=ctx.config.gp.threads, yvar=yvar)
     if fit.fit_error:
         log.warning(
             "campaign %s iteration %d: GP fit failed (%s); kept the previous hyperparameters",
@@ -164,10 +165,10 @@ def fit_stage(ctx: CampaignContext, iteration: int) -> FitResult:
 def _gp_for(ctx: CampaignContext, iteration: int):
     """Rebuild the fitted GP of an iteration from its stored hyperparameters (no refit)."""
     model, box = ctx.autoencoder
-    formulas, y = ctx.labelled()  # the label stage of this iteration has not run yet (or was reset)
+    formulas, y, yvar = ctx.gp_labels()  # the label stage of this iteration has not run yet (or was reset)
     x = encode_formulas(model, ctx.encoder, formulas)
     state, _ = ctx.store.load_model(ctx.store.stage_result(ctx.name, iteration, "fit")["gp_sha"], kind="gp")
-    return fit_gp(x, y, box, warm_start=state, optimize=False).model, x, formulas
+    return fit_gp(x, y, box, warm_start=state, optimize=False, yvar=yvar).model, x, formulas
 
 
 def acquire_stage(ctx: CampaignContext, iteration: int) -> AcquireResult:

@@ -186,7 +186,10 @@ def run_cmd(
             for d in summary["structures"]["table"]
         ]
         cols = ("formula", "template", ">E_form eV/atom", ">E_hull eV/atom", "verdict", "reason")
-        console.print(table("structures of the top candidates (CHGNet)", cols, rows))
+        models = sorted({d["model"] for d in summary["structures"]["table"] if d.get("model")})
+        console.print(
+            table(f"structures of the top candidates ({', '.join(models) or cfg.structures.judge})", cols, rows)
+        )
         console.print(f"CIFs in {summary['structures']['cif_dir']}")
     console.print(f"status: {summary['status']}")
     if json_out:

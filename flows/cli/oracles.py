@@ -10,6 +10,7 @@ import typer
 
 from flows.cli.autoencoder import weights_target
 from flows.cli.common import BAND_GAP_NOTE, console, err, examples, fail, table, typer_app
+from oracles.defaults import DEFAULT_BANDGAP_ORACLE
 
 app = typer_app(
     "Property oracles (band gap, formation energy): list, predict, train.",
@@ -61,9 +62,9 @@ def list_oracles() -> None:
 )
 def predict(
     formulas: Annotated[list[str], typer.Argument(help="Formulas to predict, e.g. MgO LiF Si.")],
-    oracle: Annotated[str, typer.Option("--oracle", "-o", help="Oracle name (see `alflow oracles list`).")] = (
-        "resnet-agd"
-    ),
+    oracle: Annotated[
+        str, typer.Option("--oracle", "-o", help="Oracle name (see `alflow oracles list`); default: resnet-mp-union.")
+    ] = DEFAULT_BANDGAP_ORACLE,
     weights_dir: Annotated[
         Path | None, typer.Option(help="Load the oracle's weights from this folder (e.g. after `train`).")
     ] = None,

@@ -10,6 +10,7 @@ import typer
 from tqdm import tqdm
 
 from flows.cli.common import console, examples, fail, table, typer_app, write_csv
+from oracles.defaults import DEFAULT_BANDGAP_ORACLE
 
 app = typer_app(
     "Generated formula pools: train MatGAN, generate a pool, screen it, list the top members.",
@@ -19,7 +20,7 @@ app = typer_app(
 )
 #: names accepted by generators.base.get_generator (listed here so --help needs no import)
 GENERATORS = "matgan, matgan-valid, latent-random"
-ORACLES = "resnet-agd, resnet-mp-gap, eform (see `alflow oracles list`)"
+ORACLES = "resnet-mp-union (default), resnet-agd, resnet-mp-gap, eform (see `alflow oracles list`)"
 
 
 def _with_bar(desc: str, run: Callable[..., Any], unit: str = "batch", **kwargs: Any) -> Any:
@@ -137,7 +138,7 @@ def generate_pool_cmd(
 )
 def screen_pool_cmd(
     pool: str = typer.Option(..., "--pool", help="Pool to screen."),
-    oracle: str = typer.Option("resnet-agd", help=f"Screening model: {ORACLES}."),
+    oracle: str = typer.Option(DEFAULT_BANDGAP_ORACLE, help=f"Screening model: {ORACLES}."),
     gap_min: float = typer.Option(None, help="Lower end of the predicted-property window (eV); none if unset."),
     gap_max: float = typer.Option(None, help="Upper end of the predicted-property window (eV); none if unset."),
     max_atoms: int = typer.Option(7, min=0, help="Most atoms in the reduced formula (AGD: 7); 0 = no limit."),

@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from flows.cli.common import console, examples, fail, open_store, require_structure_campaign, table, typer_app
+from oracles.defaults import DEFAULT_JUDGE
 
 app = typer_app(
     "Crystal structures by EMD template substitution, CHGNet relaxation and E_hull filtering.",
@@ -49,8 +50,9 @@ def run(
         False, "--no-hull", help="Skip E_hull: verdicts are at best e_form_only (no stability claim; faster)."
     ),
     judge: str = typer.Option(
-        "chgnet",
-        help="Stability judge: chgnet, sevennet, funnel (CHGNet pre-screen, SevenNet judges), 7net-0/-l3i5/-mf-0.",
+        DEFAULT_JUDGE,
+        help="Stability judge: sevennet (7net-l3i5), chgnet, funnel (CHGNet pre-screen, SevenNet judges), "
+        "7net-0/-l3i5/-mf-0.",
     ),
     redo: bool = typer.Option(False, "--redo", help="Recompute trials that already have a verdict."),
     cif_dir: Path = typer.Option(None, help="Also export the campaign's CIFs to this folder.", show_default=False),

@@ -55,6 +55,7 @@ from flows.logs import flow_logger
 from flows.pipelines.pool import OrderedWriter, formula_sizes, open_store
 from flows.store import SCREENINGS, Store
 from oracles.base import Oracle
+from oracles.defaults import DEFAULT_BANDGAP_ORACLE
 
 #: Members computed per part (the writer thread stores one part while the next is computed).
 SCREEN_PART = 10_000
@@ -310,7 +311,7 @@ def _screen_pool(
 
 def screen_pool_flow(
     pool: str,
-    model: str | Oracle = "resnet-agd",
+    model: str | Oracle = DEFAULT_BANDGAP_ORACLE,
     gap_min: float | None = None,
     gap_max: float | None = None,
     max_atoms: int | None = 7,

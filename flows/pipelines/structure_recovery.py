@@ -9,8 +9,8 @@ run it, but on the *visible* template library only:
    any template whose formula is hidden (``TemplateLibrary.without``, ``KnownSpacegroups(exclude_formulas=)``)
    and checked with :func:`alcore.holdout.assert_no_leak`;
 2. ``propose_structures`` (EMD-nearest same-anonymised templates, substituted; pyxtal fallback)
-   gives ``k_templates`` trials, each relaxed and judged by the default judge
-   (:class:`oracles.stability.checker.StabilityChecker`, CHGNet);
+   gives ``k_templates`` trials, each relaxed and judged by CHGNet (the default judge when it was measured;
+   :class:`oracles.stability.checker.StabilityChecker`);
 3. the known structure (from the data set, never from the library used for proposals) is relaxed
    with the same potential and settings;
 4. :mod:`oracles.structure_match` matches every relaxed trial against the known structure

@@ -28,6 +28,7 @@ from alcore.composition import canonical_formula
 from alcore.errors import AlflowError, ConfigError, EmptyPoolError
 from flows.logs import flow_logger
 from flows.store import Store
+from oracles.defaults import DEFAULT_JUDGE
 
 MODEL_NAME = "chgnet-0.4.2-pretrained"
 
@@ -41,7 +42,7 @@ def _library():
 
 
 @lru_cache(maxsize=8)
-def _checker(e_hull_max: float, fmax: float, steps: int, compute_hull: bool, judge: str = "chgnet"):
+def _checker(e_hull_max: float, fmax: float, steps: int, compute_hull: bool, judge: str = DEFAULT_JUDGE):
     from oracles.stability.judges import make_checker
 
     return make_checker(judge, _library(), e_hull_max, fmax, steps, compute_hull, threads=1)
@@ -104,7 +105,7 @@ def propose_task(formulas: list[str], k: int, fallback_trials: int, seed: int, g
 
 @task(name="relax-and-judge", cache_policy=NO_CACHE)
 def relax_task(
-    campaign: str, trial, e_hull_max: float, fmax: float, steps: int, compute_hull: bool, judge: str = "chgnet"
+    campaign: str, trial, e_hull_max: float, fmax: float, steps: int, compute_hull: bool, judge: str = DEFAULT_JUDGE
 ) -> dict[str, Any]:
     """Relax one trial with ``judge`` and return its ``structures`` document (never raises for a bad structure)."""
     from oracles.stability.checker import Verdict
@@ -149,7 +150,7 @@ def structures_flow(
     fmax: float = 0.1,
     steps: int = 200,
     compute_hull: bool = True,
-    judge: str = "chgnet",
+    judge: str = DEFAULT_JUDGE,
     seed: int = 0,
     redo: bool = False,
     cif_dir: str | None = None,
@@ -234,7 +235,7 @@ def run_structures(
     from generators.structure_generators import STRUCTURE_GENERATORS
     from oracles.stability.judges import JUDGES
 
-    if kwargs.get("judge", "chgnet") not in JUDGES:
+    if kwargs.get("judge", DEFAULT_JUDGE) not in JUDGES:
         raise ConfigError(f"unknown stability judge {kwargs['judge']!r}; use one of: {', '.join(JUDGES)}")
     if kwargs.get("generator", "templates") not in STRUCTURE_GENERATORS:
         generators = ", ".join(STRUCTURE_GENERATORS)

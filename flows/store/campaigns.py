@@ -245,8 +245,14 @@ class CampaignStore:
 def _comparable(config: Mapping[str, Any]) -> dict[str, Any]:
     """A config without fields that may legitimately differ between runs: the iteration target and
     the settings of the post-loop structure stage (they do not change any stored loop state). Unset
-    (None) fields are dropped, so a field added later with a None default does not change old configs."""
-    return {k: v for k, v in dict(config).items() if k not in {"iterations", "structures"} and v is not None}
+    (None) fields are dropped, so a field added later with a None default does not change old configs.
+    A ``gp`` section stored before ``gp.label_noise`` existed (issue 21) fitted ``learned`` noise: it
+    compares as such, so resuming it needs ``gp: {label_noise: learned}`` rather than silently
+    switching the loop's noise model mid-campaign."""
+    out = {k: v for k, v in dict(config).items() if k not in {"iterations", "structures"} and v is not None}
+    if isinstance(out.get("gp"), Mapping) and "label_noise" not in out["gp"]:
+        out["gp"] = {**out["gp"], "label_noise": "learned"}
+    return out
 
 
 def mark_interrupted(db: Database, name: str, owner: str) -> None:

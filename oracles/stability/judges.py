@@ -1,8 +1,9 @@
 """Build the stability judge a configuration names: ``chgnet``, ``sevennet`` (or a checkpoint), ``funnel``.
 
-* ``chgnet``: CHGNet 0.4.2 relaxes and judges (the default; fastest).
-* ``sevennet``: the SevenNet checkpoint :data:`~oracles.stability.relaxers.DEFAULT_SEVENNET` relaxes
-  and judges; ``7net-0``, ``7net-l3i5``, ``7net-mf-0`` name a checkpoint explicitly.
+* ``sevennet`` (the default, :data:`oracles.defaults.DEFAULT_JUDGE`): the SevenNet checkpoint
+  :data:`~oracles.stability.relaxers.DEFAULT_SEVENNET` relaxes and judges; ``7net-0``, ``7net-l3i5``,
+  ``7net-mf-0`` name a checkpoint explicitly.
+* ``chgnet``: CHGNet 0.4.2 relaxes and judges (fastest; the default before issue 21).
 * ``funnel``: CHGNet relaxes and pre-screens every trial, SevenNet re-relaxes and judges the
   survivors (:class:`~oracles.stability.funnel.FunnelChecker`).
 
@@ -12,6 +13,7 @@ Every judge returns :class:`oracles.stability.checker.Verdict` objects of the sa
 from __future__ import annotations
 
 from alcore.errors import ConfigError
+from oracles.defaults import DEFAULT_JUDGE
 from oracles.stability.relaxers import DEFAULT_SEVENNET, SEVENNET_CHECKPOINTS, get_relaxer
 
 #: judge names a configuration or ``alflow structures run --judge`` accepts
@@ -19,7 +21,7 @@ JUDGES: tuple[str, ...] = ("chgnet", "sevennet", "funnel", *SEVENNET_CHECKPOINTS
 
 
 def make_checker(
-    judge: str = "chgnet",
+    judge: str = DEFAULT_JUDGE,
     library=None,
     e_hull_max: float = 0.1,
     fmax: float = 0.1,

@@ -12,7 +12,8 @@ A verdict is only as strong as its evidence:
 * ``e_form_only``: converged, E_form < 0, but no hull was computed (``--no-hull``): formation from
   the elements is established, stability against competing phases is not.
 * ``failed``: no structure, overlapping atoms, elements the model lacks, a relaxation that raised or
-  blew up, or references that could not be computed (the reason says which).
+  blew up (including an E_form below :data:`E_FORM_MIN`: no compound is that stable, the potential
+  collapsed the structure), or references that could not be computed (the reason says which).
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from enum import StrEnum
 
 #: E_hull (eV/atom) at or below which a structure counts as on the hull (numerical tolerance)
 HULL_TOL = 1e-3
+#: E_form (eV/atom) below which a relaxation is taken to have blown up: 1.4 eV/atom below the most
+#: negative of the 132,752 matbench_mp_e_form formation energies (-4.61, La2Th8O19). Seen with
+#: SevenNet on a pyxtal trial with nearly overlapping atoms (E_form -25.8 eV/atom, demo, issue 21).
+E_FORM_MIN = -6.0
 
 
 class StabilityVerdict(StrEnum):
@@ -46,9 +51,13 @@ def judge(
     """The verdict and its reason for a relaxation's results (energies in eV/atom).
 
     ``e_hull`` is ignored unless ``hull_computed``; ``steps`` only enters the reason of an
-    unconverged relaxation. Order of the rules: unconverged, no E_form, E_form >= 0, no hull,
-    E_hull on / near / above the hull.
+    unconverged relaxation. Order of the rules: unphysical E_form (below :data:`E_FORM_MIN`),
+    unconverged, no E_form, E_form >= 0, no hull, E_hull on / near / above the hull.
     """
+    if e_form is not None and math.isfinite(e_form) and e_form < E_FORM_MIN:
+        return StabilityVerdict.FAILED, (
+            f"E_form {e_form:.2f} eV/atom is below any known compound (< {E_FORM_MIN}): the relaxation blew up"
+        )
     if not converged:
         where = f" in {steps} steps" if steps is not None else ""
         return StabilityVerdict.UNCONVERGED, f"relaxation not converged{where}: no stability verdict"

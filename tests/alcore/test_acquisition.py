@@ -89,3 +89,31 @@ def test_trust_region_is_clipped_to_the_box():
     box = np.stack([np.zeros(2), np.full(2, 10.0)])
     tr = trust_region(np.array([1.0, 5.0]), box, 0.4)
     assert tr.tolist() == [[0.0, 3.0], [3.0, 7.0]]
+
+
+def test_bucb_with_per_label_noise_equals_botorch_conditioning():
+    """Heteroscedastic GP (label variances): the exact rank-one updates use each label's noise and the
+    median noise for a hallucinated pick, as BoTorch's conditioning with that noise does."""
+    rng = np.random.default_rng(3)
+    x = rng.uniform(size=(60, 3))
+    y = np.sin(3 * x[:, 0]) + x[:, 1]
+    yvar = np.where(np.arange(60) % 2 == 0, 0.0, 0.04)
+    fit = fit_gp(x, y, np.stack([np.zeros(3), np.ones(3)]), maxiter=30, yvar=yvar)
+    pool = rng.uniform(size=(300, 3))
+    idx, _ = acquire_discrete(fit.model, pool, AcquisitionSettings(beta=25.0, q=4), seed=0)
+    mean, _ = posterior(fit.model, pool)
+    lik = fit.model.likelihood
+    extra = lik.second_noise_covar.noise.detach().reshape(-1)
+    fixed = (lik.noise.detach().reshape(-1).median() - extra) * fit.model.outcome_transform.stdvs.reshape(-1) ** 2
+    model, picked = fit.model, []
+    for _ in range(4):
+        _, s = posterior(model, pool)
+        u = mean + 5.0 * s
+        u[picked] = -np.inf
+        i = int(np.argmax(u))
+        picked.append(i)
+        x_new = torch.as_tensor(pool[i : i + 1])
+        model = model.condition_on_observations(
+            x_new, torch.tensor([[mean[i]]], dtype=torch.float64), noise=fixed.reshape(1, 1)
+        )
+    assert idx.tolist() == picked

@@ -10,11 +10,14 @@ from oracles.calibration import (
     SigmaCalibration,
     calibration_report,
     coverage,
+    cross_fit,
     fit_isotonic,
     fit_scale,
+    fit_two_quantile,
     half_width,
     miscalibration_area,
     nll,
+    t_dof_for_ratio,
 )
 
 
@@ -106,14 +109,93 @@ def test_sigma_calibration_round_trip_nan_and_floor() -> None:
         SigmaCalibration("magic").apply(np.array([1.0]))
 
 
-def test_calibrate_heldout_fits_on_one_half_and_reports_on_the_other() -> None:
+def test_t68_family_half_widths_and_nll() -> None:
+    # sigma is the 68 % half-width: P(|x| <= sigma) = 0.68 for any nu, including nu <= 2 (no std)
+    for nu in (0.8, 1.3, 2.0, 5.0):
+        fam = f"t{nu}@68"
+        w = half_width(np.array([0.68, 0.95]), fam)
+        scale = 1 / t.ppf(0.84, nu)
+        np.testing.assert_allclose(2 * t.cdf(w / scale, nu) - 1, [0.68, 0.95])
+        assert w[0] == pytest.approx(1.0)
+    y, mu, s = np.array([0.3, -1.0]), np.array([0.0, 0.5]), np.array([0.7, 2.0])
+    sc = s / t.ppf(0.84, 1.5)
+    assert nll(y, mu, s, "t1.5@68") == pytest.approx(-t.logpdf(y, 1.5, mu, sc).mean())
+    # a large nu is the Gaussian whose 68 % half-width is sigma
+    assert half_width(0.95, "t1e6@68") == pytest.approx(norm.ppf(0.975) / norm.ppf(0.84), rel=1e-4)
+    for bad in ("t0@68", "t-1@68", "tx@68"):
+        with pytest.raises(ValueError):
+            half_width(0.5, bad)
+
+
+def test_t_dof_for_ratio_inverts_the_interval_ratio() -> None:
+    for nu in (0.7, 1.3, 2.5, 10.0):
+        ratio = t.ppf(0.975, nu) / t.ppf(0.84, nu)
+        assert t_dof_for_ratio(ratio) == pytest.approx(nu, rel=1e-4)
+    assert t_dof_for_ratio(1.5) == 1000.0  # lighter than Gaussian: clipped at the upper bound
+    assert t_dof_for_ratio(1e9) == 0.2
+
+
+def test_fit_two_quantile_recovers_scale_and_dof_of_heavy_tails() -> None:
+    # errors: t with nu = 1.5 (no std) and 68 % half-width 2 * raw sigma; scale-only shape
+    rng = np.random.default_rng(7)
+    n = 80_000
+    mu = rng.normal(size=n)
+    s_raw = np.exp(rng.uniform(np.log(0.05), np.log(2.0), n))
+    noise = rng.standard_t(1.5, size=n) * t.ppf(0.84, 1.5) ** -1 * 2.0 * s_raw
+    y = mu + noise
+    cal = fit_two_quantile(y[: n // 2], mu[: n // 2], s_raw[: n // 2], isotonic=False)
+    assert cal.method == "scale" and cal.family.endswith("@68")
+    assert cal.scale == pytest.approx(2.0, rel=0.03)
+    assert float(cal.family[1:-3]) == pytest.approx(1.5, rel=0.1)
+    rep = cal.report(y[n // 2 :], mu[n // 2 :], s_raw[n // 2 :])
+    assert rep["cov68"] == pytest.approx(0.68, abs=0.01) and rep["cov95"] == pytest.approx(0.95, abs=0.01)
+    # the previous map (std-parametrised families, nu >= 2.5) cannot match both levels on these tails
+    old = fit_isotonic(y[: n // 2], mu[: n // 2], s_raw[: n // 2]).report(y[n // 2 :], mu[n // 2 :], s_raw[n // 2 :])
+    assert abs(old["cov68"] - 0.68) + abs(old["cov95"] - 0.95) > 0.02
+    assert rep["nll"] < old["nll"]
+    # isotonic shape: a nonlinear sigma map is learned as well; round trip through JSON
+    iso = fit_two_quantile(y[: n // 2], mu[: n // 2], s_raw[: n // 2] ** 0.5)
+    assert iso.method == "isotonic" and np.all(np.diff(iso.knots_y) >= 0)
+    rep2 = iso.report(y[n // 2 :], mu[n // 2 :], s_raw[n // 2 :] ** 0.5)
+    assert rep2["cov68"] == pytest.approx(0.68, abs=0.015) and rep2["cov95"] == pytest.approx(0.95, abs=0.01)
+    assert SigmaCalibration.from_dict(iso.to_dict()) == iso
+    with pytest.raises(ValueError):
+        fit_two_quantile(y[:3], mu[:3], s_raw[:3])
+
+
+def test_cross_fit_never_scores_a_part_with_its_own_fit() -> None:
+    y, mu, s = _data(4000, "gaussian", seed=8, true_factor=2.0)
+    seen = []
+
+    def fit(yy: np.ndarray, mm: np.ndarray, ss: np.ndarray) -> SigmaCalibration:
+        seen.append(len(yy))
+        return fit_scale(yy, mm, ss, families=("gaussian",))
+
+    labels = np.arange(4000) % 4
+    res = cross_fit(y, mu, s, fit, parts=labels)
+    assert seen == [3000] * 4 and [p["part"] for p in res["parts"]] == [0, 1, 2, 3]
+    assert res["calibrated"]["n"] == 4000 and res["calibrated"]["cov95"] == pytest.approx(0.95, abs=0.02)
+    assert res["raw"]["cov95"] < 0.75
+    res5 = cross_fit(y, mu, s, fit, parts=5, seed=1)
+    assert len(res5["parts"]) == 5 and res5["calibrated"]["n"] == 4000
+    for bad in (1, np.zeros(4000)):
+        with pytest.raises(ValueError):
+            cross_fit(y, mu, s, fit, parts=bad)
+    with pytest.raises(ValueError):
+        cross_fit(y, mu, s, fit, parts=np.zeros(10))
+
+
+def test_calibrate_heldout_ships_a_fit_on_all_rows_and_reports_it_cross_fitted() -> None:
     from oracles.training import calibrate_heldout
 
     y, mu, s = _data(6000, "laplace", seed=5, true_factor=2.0)
     cal, rep = calibrate_heldout(y, mu, s, seed=0)
-    assert cal.method == "isotonic" and rep["fit_rows"] == rep["report_rows"] == 3000
-    assert rep["calibrated"]["cov95"] == pytest.approx(0.95, abs=0.02) and rep["raw"]["cov95"] < 0.8
+    assert cal.method == "isotonic" and cal.family.endswith("@68") and cal.fitted_on["n"] == 6000
+    assert rep["fit_rows"] == rep["report_rows"] == 6000 and len(rep["parts"]) == 5
+    assert rep["calibrated"]["cov95"] == pytest.approx(0.95, abs=0.02) and rep["raw"]["cov68"] < 0.55
+    assert rep["calibrated"]["cov68"] == pytest.approx(0.68, abs=0.02)
     small, rep_small = calibrate_heldout(y[:500], mu[:500], s[:500])
-    assert small.method == "scale" and small.scale == pytest.approx(2.0, rel=0.25)
+    # scale only; sigma is the 68 % half-width: 2 x the Laplace's std x w68 (0.81)
+    assert small.method == "scale" and small.scale == pytest.approx(2.0 * -np.log(0.32) / np.sqrt(2), rel=0.2)
     none, rep_none = calibrate_heldout(y[:3], mu[:3], s[:3])
     assert none.method == "identity" and rep_none["fit_rows"] == 0

@@ -206,3 +206,32 @@ def test_pool_mode_chooses_among_a_generated_mongodb_pool(store, tiny_ae, prefec
     assert run_campaign_in(store, cfg)["status"] == "finished"
     acquired = {d["formula"] for d in store.labels("genpool") if d["source"] != "seed"}
     assert len(acquired) == 2 and acquired <= set(formulas)
+
+
+@pytest.mark.parametrize("label_noise", ["auto", "learned"])
+def test_the_gp_takes_the_oracle_sigma_as_label_noise(store, tiny_ae, prefect_harness, label_noise):
+    """``gp.label_noise``: with ``auto`` the fit of iteration 2 uses the calibrated oracle std of the
+    labels of iteration 1 as their noise (seed labels have std 0: iteration 1 learns one noise);
+    ``learned`` ignores the stds. The acquire stage rebuilds the same GP from the stored fit."""
+    name = f"noise-{label_noise}"
+    cfg = _config(
+        tiny_ae,
+        name,
+        oracle="resnet-mp-union",
+        iterations=2,
+        pool_size=300,
+        acquisition={"q": 2},
+        gp={"maxiter": 15, "label_noise": label_noise},
+    )
+    assert run_campaign_in(store, cfg)["status"] == "finished"
+    modes = [store.stage_result(name, it, "fit")["hyperparameters"]["label_noise"] for it in (1, 2)]
+    assert modes == (["learned", "oracle"] if label_noise == "auto" else ["learned", "learned"])
+    formulas, y, yvar = CampaignContext(store, cfg, owner="test").gp_labels()
+    docs = {d["formula"]: d for d in store.labels(name)}
+    oracle_rows = [i for i, f in enumerate(formulas) if docs[f]["source"] != "seed"]
+    assert len(oracle_rows) == 4 and len(formulas) == 44  # 40 seeds + 2 x q
+    if label_noise == "auto":
+        assert all(yvar[i] == pytest.approx(docs[formulas[i]]["std"] ** 2) and yvar[i] > 0 for i in oracle_rows)
+        assert sum(yvar > 0) == 4
+    else:
+        assert yvar is None

@@ -99,12 +99,24 @@ def test_a_gan_generator_feeds_the_same_judge_and_documents(store: Store, mongo_
     assert all(d["template"]["source"] == "cccgan" and d["verdict"] for d in docs)
 
 
-def test_structures_spec_judge_is_backward_compatible() -> None:
+def test_structures_judge_defaults_to_sevennet_and_chgnet_stays_selectable() -> None:
+    """Issue 21: the measured default judge (SevenNet 7net-l3i5) everywhere a judge is defaulted."""
+    import inspect
+
     from pydantic import ValidationError
 
+    from flows.cli.structures import run as run_cmd
     from flows.config import StructuresSpec
+    from flows.pipelines.structures import structures_flow
+    from oracles.defaults import DEFAULT_JUDGE
+    from oracles.stability.judges import make_checker
 
-    assert StructuresSpec().judge == "chgnet"
+    assert DEFAULT_JUDGE == "sevennet"
+    assert StructuresSpec().judge == DEFAULT_JUDGE
+    assert inspect.signature(structures_flow.fn).parameters["judge"].default == DEFAULT_JUDGE
+    assert inspect.signature(run_cmd).parameters["judge"].default.default == DEFAULT_JUDGE
+    assert inspect.signature(make_checker).parameters["judge"].default == DEFAULT_JUDGE
+    assert StructuresSpec(judge="chgnet").judge == "chgnet"
     assert StructuresSpec(judge="funnel").judge == "funnel"
     with pytest.raises(ValidationError):
         StructuresSpec(judge="mace")

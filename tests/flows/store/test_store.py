@@ -64,6 +64,16 @@ def test_campaign_create_is_idempotent_and_detects_config_change(store):
         store.get_campaign("nope")
 
 
+def test_a_campaign_stored_before_label_noise_resumes_only_with_learned_noise(store):
+    """Issue 21: a gp section without ``label_noise`` was fitted with learned noise; the new default
+    (``auto``) would change the loop mid-campaign, so it is refused and ``learned`` resumes."""
+    old_gp = {"maxiter": 75, "warm_maxiter": 25, "warm_start": True, "threads": 1}
+    first = store.create_campaign("old", {"seed": 1, "gp": old_gp})
+    with pytest.raises(ConfigError, match=r"differs in \['gp'\]"):
+        store.create_campaign("old", {"seed": 1, "gp": {**old_gp, "label_noise": "auto"}})
+    assert store.create_campaign("old", {"seed": 1, "gp": {**old_gp, "label_noise": "learned"}})["_id"] == first["_id"]
+
+
 def test_lease_of_a_dead_local_process_is_taken_over_at_once(store):
     """A crashed runner on this host (its pid no longer exists) does not block a restart for the
     lease's lifetime; a live process, another host or a custom owner name still does."""

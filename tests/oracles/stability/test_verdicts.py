@@ -47,3 +47,13 @@ def test_missing_energies_fail() -> None:
     assert judge(math.nan, 0.0, True, True)[0] == StabilityVerdict.FAILED
     assert judge(-1.0, math.nan, True, True)[0] == StabilityVerdict.FAILED
     assert judge(-1.0, None, True, True)[0] == StabilityVerdict.FAILED
+
+
+def test_an_unphysical_formation_energy_is_a_failed_relaxation() -> None:
+    """SevenNet collapsed a pyxtal trial of Li2BH3OF4 to E_form -25.8 eV/atom (demo, issue 21): failed,
+    converged or not; the most negative MP formation energy is -4.61 eV/atom, which still passes."""
+    for converged in (False, True):
+        v, reason = judge(-25.758, 0.0, converged, True, 0.1, steps=100)
+        assert v == StabilityVerdict.FAILED and "blew up" in reason
+    assert judge(-4.612, 0.0, True, True)[0] == StabilityVerdict.STABLE
+    assert judge(-4.612, 0.0, False, True)[0] == StabilityVerdict.UNCONVERGED
