@@ -122,12 +122,27 @@ def server_command(port: int, storage: Path | str, *extra: str) -> list[str]:
     ]
 
 
+def port_is_free(port: int) -> bool:
+    """True if nothing listens on 127.0.0.1:``port`` (a bind with SO_REUSEADDR succeeds)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def start_server(data_dir: Path, port: int, timeout_s: float = 60.0) -> EmbeddedServer:
     """Start (or reuse) the embedded server for ``data_dir`` on ``port``; returns it once it answers ping.
 
     The server runs detached from this process (its own session), so it survives the command that
     started it; ``alflow db stop`` stops it. Raises :class:`StoreUnavailableError` if it does not
-    answer within ``timeout_s`` seconds (its log is ``data_dir/secantusd.log``).
+    answer within ``timeout_s`` seconds (its log is ``data_dir/secantusd.log``) and, before starting
+    anything, if another process already listens on ``port`` (so a command never writes into another
+    data folder's server by accident).
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     existing = running_server(data_dir)
@@ -139,6 +154,11 @@ def start_server(data_dir: Path, port: int, timeout_s: float = 60.0) -> Embedded
                 existing.pid,
             )
         return existing
+    if not port_is_free(port):
+        raise StoreUnavailableError(
+            f"port {port} is already in use by another process, not by the embedded database of {data_dir}; "
+            "set ALFLOW_EMBEDDED_PORT to a free port (or ALFLOW_MONGODB_URI to use that server on purpose)"
+        )
     storage = data_dir / "db"
     storage.mkdir(parents=True, exist_ok=True)
     logfile = open(data_dir / "secantusd.log", "ab")  # noqa: SIM115 - handed to the child

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
+from alcore.errors import StoreUnavailableError
 from flows.settings import Settings
 from flows.store import Store
 from flows.store.embedded import ping, running_server, start_server, stop_server
@@ -34,3 +37,18 @@ def test_embedded_server_start_reuse_stop_and_durability(tmp_path, monkeypatch):
         store.close()
     finally:
         stop_server(tmp_path)
+
+
+def test_a_port_taken_by_another_process_is_refused_before_starting(tmp_path):
+    """A second data folder must not silently share (and write into) a server already on the port."""
+    from flows.store.embedded import port_is_free
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        assert not port_is_free(port)
+        with pytest.raises(StoreUnavailableError, match=f"port {port} is already in use by another process"):
+            start_server(tmp_path / "mine", port, timeout_s=5)
+    assert not (tmp_path / "mine" / "db").exists()  # nothing was started or written
+    assert port_is_free(port)
