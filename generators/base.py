@@ -62,6 +62,10 @@ def _register_builtins() -> None:
 
         _FACTORIES["matgan"] = MatGANSampler.pretrained
         _FACTORIES["matgan-valid"] = _matgan_valid
+    if "complm" not in _FACTORIES:
+        _FACTORIES["complm"] = _complm
+        _FACTORIES["complm-novel"] = _complm_novel
+        _FACTORIES["complm-cond"] = _complm_cond
     if "latent-random" not in _FACTORIES:
         from generators.latent_sampler import LatentSampler
 
@@ -76,3 +80,23 @@ def _matgan_valid(**kwargs: object) -> CompositionGenerator:
     return MatGANSampler.pretrained(
         kwargs.pop("weights_dir", WEIGHTS_DIR / "matgan_valid"), name="matgan-valid", **kwargs
     )
+
+
+def _complm(**kwargs: object) -> CompositionGenerator:
+    """The composition language model (``data/weights/complm``); kwargs of
+    :meth:`generators.complm.CompLMSampler.pretrained` (temperature, top_p, guidance, condition,
+    eform, reject_known, weights)."""
+    from generators.complm import CompLMSampler
+
+    return CompLMSampler.pretrained(**{"name": "complm", **kwargs})  # type: ignore[arg-type]
+
+
+def _complm_novel(**kwargs: object) -> CompositionGenerator:
+    """``complm`` that redraws samples which are known MP formulas (up to 4 times)."""
+    return _complm(**{"name": "complm-novel", "reject_known": True, **kwargs})
+
+
+def _complm_cond(**kwargs: object) -> CompositionGenerator:
+    """``complm`` conditioned on a band-gap bin (default ``">5"``) with classifier-free guidance
+    (default weight 2), rejecting known MP formulas."""
+    return _complm(**{"name": "complm-cond", "condition": ">5", "guidance": 2.0, "reject_known": True, **kwargs})
