@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -117,6 +118,32 @@ def conditioning(n: int, seed: int, validity_sample: int) -> list[dict]:
     return rows
 
 
+def pool_timing(generator: str, n: int, seed: int, port: int) -> dict:
+    """Wall time of ``generate-pool`` (``n`` draws of ``generator``, batches of 50,000) into a
+    fresh embedded MongoDB-wire server (the product's SecantusDB) under /tmp; returns a dict."""
+    import tempfile
+
+    from flows.pipelines.pool import generate_pool_flow
+    from flows.store.embedded import start_server, stop_server
+    from generators.base import get_generator
+
+    get_generator(generator).sample(10, 0)  # load the weights before the clock
+    base = Path(tempfile.mkdtemp(prefix="alflow-bench-complm-", dir="/tmp"))
+    server = start_server(base, port)
+    try:
+        generate_pool_flow(pool="warm-up", n=10, batch_size=10, mongodb_uri=server.uri, database="bench")
+        t0 = time.perf_counter()
+        summary = generate_pool_flow(
+            pool="complm-pool", n=n, generator=generator, seed=seed, mongodb_uri=server.uri, database="bench"
+        )
+        wall = time.perf_counter() - t0
+    finally:
+        stop_server(base)
+    row = {"generator": generator, "draws": n, "wall_s": wall, "pool_size": summary["pool_size"], "machine": machine()}
+    print(f"generate-pool {generator}: {n:,} draws -> {summary['pool_size']:,} documents in {wall:.0f} s", flush=True)
+    return row
+
+
 def main() -> None:
     """Sample, measure, print the table and write the JSON."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -126,6 +153,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--conditioning", action="store_true", help="also run the conditioning benchmark")
     ap.add_argument("--cond-samples", type=int, default=20_000)
+    ap.add_argument("--pool", default=None, help="also time generate-pool of --pool-draws draws of this generator")
+    ap.add_argument("--pool-draws", type=int, default=1_000_000)
+    ap.add_argument("--port", type=int, default=27800 + os.getpid() % 90)
     ap.add_argument("--out", default=str(RESULTS), help=f"JSON result file (default {RESULTS})")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -156,6 +186,9 @@ def main() -> None:
             result["machine"] = machine()
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(result, indent=1, default=str))
+    if args.pool:
+        result.setdefault("pool_timing", []).append(pool_timing(args.pool, args.pool_draws, args.seed, args.port))
+        out.write_text(json.dumps(result, indent=1, default=str))
     if args.conditioning:
         result["conditioning"] = conditioning(args.cond_samples, args.seed, args.validity_sample)
         result["conditioning_oracle"] = ORACLE

@@ -65,6 +65,7 @@ def _register_builtins() -> None:
     if "complm" not in _FACTORIES:
         _FACTORIES["complm"] = _complm
         _FACTORIES["complm-novel"] = _complm_novel
+        _FACTORIES["complm-distinct"] = _complm_distinct
         _FACTORIES["complm-cond"] = _complm_cond
     if "latent-random" not in _FACTORIES:
         from generators.latent_sampler import LatentSampler
@@ -94,6 +95,12 @@ def _complm(**kwargs: object) -> CompositionGenerator:
 def _complm_novel(**kwargs: object) -> CompositionGenerator:
     """``complm`` that redraws samples which are known MP formulas (up to 4 times)."""
     return _complm(**{"name": "complm-novel", "reject_known": True, **kwargs})
+
+
+def _complm_distinct(**kwargs: object) -> CompositionGenerator:
+    """``complm`` that redraws known MP formulas and formulas already drawn in the same ``sample``
+    call (up to 4 times): more distinct, novel formulas per draw."""
+    return _complm(**{"name": "complm-distinct", "reject_known": True, "reject_seen": True, **kwargs})
 
 
 def _complm_cond(**kwargs: object) -> CompositionGenerator:

@@ -17,7 +17,7 @@ app = typer_app(
     "alflow pools top --pool mine -k 10",
 )
 #: names accepted by generators.base.get_generator (listed here so --help needs no import)
-GENERATORS = "matgan, matgan-valid, latent-random, complm, complm-novel, complm-cond"
+GENERATORS = "matgan, matgan-valid, latent-random, complm, complm-novel, complm-distinct, complm-cond"
 ORACLES = "resnet-agd, resnet-mp-gap, eform (see `alflow oracles list`)"
 
 

@@ -28,7 +28,8 @@ class SamplingSettings:
     """``temperature`` (> 0), ``top_p`` in (0, 1] (1 = off), ``guidance`` (classifier-free guidance
     weight w: logits = uncond + w (cond - uncond); 1 = plain conditional sampling), the condition
     tokens, at least ``min_elements`` elements, and ``reject_tries`` rounds of resampling rows whose
-    formula is in the sampler's exclusion set (0 = off)."""
+    formula is in the sampler's exclusion set (0 = off); with ``reject_seen`` also rows whose formula
+    an earlier draw of the same ``sample(n, seed)`` call produced (more distinct formulas per draw)."""
 
     temperature: float = 1.0
     top_p: float = 1.0
@@ -37,6 +38,7 @@ class SamplingSettings:
     eform: int = EF_NULL
     min_elements: int = 2
     reject_tries: int = 0
+    reject_seen: bool = False
 
 
 def _chunk_generator(seed: int, chunk: int) -> torch.Generator:
@@ -145,17 +147,20 @@ class CompLMSampler:
         condition: str | None = None,
         eform: str | None = None,
         reject_known: bool = False,
+        reject_seen: bool = False,
     ) -> CompLMSampler:
         """Load the committed weights (``data/weights/complm``, or the stem ``weights``).
 
         ``condition``: a gap bin (``metal``, ``0-1.6``, ``1.6-3``, ``3-5``, ``>5``) or None;
         ``eform``: ``neg`` (E_form < 0), ``pos`` or None; ``reject_known`` redraws samples that are
-        known MP formulas (up to 4 times). Raises ``ValueError`` for an unknown condition and
+        known MP formulas (up to 4 times); ``reject_seen`` also redraws formulas already drawn in the
+        same ``sample`` call (up to 4 times). Raises ``ValueError`` for an unknown condition and
         :class:`CorruptModelError` for missing weights."""
         model, meta = load_lm(weights or WEIGHTS_DIR / MODEL_NAME)
         tok = FormulaTokenizer(meta.get("elements", "matgan85"), meta.get("max_count", 8), meta.get("max_elements", 8))
         g, e = condition_tokens(condition, eform)
-        s = SamplingSettings(temperature, top_p, guidance, g, e, 2, 4 if reject_known else 0)
+        tries = 4 if reject_known or reject_seen else 0
+        s = SamplingSettings(temperature, top_p, guidance, g, e, 2, tries, reject_seen)
         exclude = None
         if reject_known:
             from generators.matgan.data import known_formulas
@@ -164,17 +169,26 @@ class CompLMSampler:
         return cls(model, tok, s, meta, name, exclude)
 
     # ------------------------------------------------------------------------------------ sampling
-    def _chunk(self, size: int, seed: int, k: int) -> np.ndarray:
-        """Token rows of chunk ``k`` (``size`` draws) of a ``seed`` run, with rejection rounds."""
+    def _chunk(self, size: int, seed: int, k: int, seen: set[str] | None) -> np.ndarray:
+        """Token rows of chunk ``k`` (``size`` draws) of a ``seed`` run, with the rejection rounds
+        (excluded formulas, and with ``seen`` formulas drawn earlier in the call or in this chunk)."""
         gen = _chunk_generator(seed, k)
         toks = sample_tokens(self.model, self.tokenizer, size, gen, self.settings)
-        if self.settings.reject_tries and self.exclude:
-            for _ in range(self.settings.reject_tries):
-                forms = self.tokenizer.decode(toks)
-                redo = np.flatnonzero([f in self.exclude for f in forms])
-                if redo.size == 0:
-                    break
-                toks[redo] = sample_tokens(self.model, self.tokenizer, redo.size, gen, self.settings)
+        exclude = self.exclude or frozenset()
+        for _ in range(self.settings.reject_tries):
+            if not exclude and seen is None:
+                break
+            forms = self.tokenizer.decode(toks)
+            local: set[str] = set()
+            redo = []
+            for i, f in enumerate(forms):
+                if f in exclude or (seen is not None and (f in seen or f in local)):
+                    redo.append(i)
+                else:
+                    local.add(f)
+            if not redo:
+                break
+            toks[redo] = sample_tokens(self.model, self.tokenizer, len(redo), gen, self.settings)
         return toks
 
     def iter_batches(self, n: int, seed: int, part: int = 4 * SAMPLE_CHUNK) -> Iterator[SampleBatch]:
@@ -182,8 +196,15 @@ class CompLMSampler:
         rows (whole chunks; the draws do not depend on ``part``). ``counts`` are over matgan85."""
         per = max(1, part // SAMPLE_CHUNK)
         chunks = [(k, min(SAMPLE_CHUNK, n - k * SAMPLE_CHUNK)) for k in range(-(-n // SAMPLE_CHUNK))]
+        seen: set[str] | None = set() if self.settings.reject_seen and self.settings.reject_tries else None
         for p in range(0, len(chunks), per):
-            toks = np.concatenate([self._chunk(size, seed, k) for k, size in chunks[p : p + per]])
+            parts = []
+            for k, size in chunks[p : p + per]:
+                toks = self._chunk(size, seed, k, seen)
+                if seen is not None:
+                    seen.update(f for f in self.tokenizer.decode(toks) if f is not None)
+                parts.append(toks)
+            toks = np.concatenate(parts)
             counts = self.tokenizer.counts(toks)
             forms = self.tokenizer.decode(toks)
             ok = np.array([f is not None for f in forms], dtype=bool)

@@ -75,3 +75,13 @@ def test_conditioning_moves_the_predicted_gap_in_the_requested_direction() -> No
 
     wide, none, metal = mean_gap(">5", 2.0), mean_gap(None, 1.0), mean_gap("metal", 2.0)
     assert wide > none + 0.5 and metal < none - 0.3, (wide, none, metal)
+
+
+def test_rejecting_seen_formulas_gives_more_distinct_draws_and_stays_reproducible() -> None:
+    model, tok = _tiny_model()
+    n = SAMPLE_CHUNK + 500
+    plain = CompLMSampler(model, tok).sample(n, seed=4)
+    s = CompLMSampler(model, tok, SamplingSettings(reject_tries=4, reject_seen=True))
+    distinct = s.sample(n, seed=4)
+    assert len(set(distinct)) > len(set(plain)) and len(distinct) == n
+    assert [f for forms, _, _ in s.sample_sized(n, 4, part=SAMPLE_CHUNK) for f in forms] == distinct
