@@ -104,6 +104,6 @@ def _complm_distinct(**kwargs: object) -> CompositionGenerator:
 
 
 def _complm_cond(**kwargs: object) -> CompositionGenerator:
-    """``complm`` conditioned on a band-gap bin (default ``">5"``) with classifier-free guidance
-    (default weight 2), rejecting known MP formulas."""
-    return _complm(**{"name": "complm-cond", "condition": ">5", "guidance": 2.0, "reject_known": True, **kwargs})
+    """``complm`` conditioned on a band-gap bin (default ``">5"``), plain conditional sampling
+    (guidance 1: weight 2 halves the validity of '>5' samples, docs/complm.md), rejecting known MP formulas."""
+    return _complm(**{"name": "complm-cond", "condition": ">5", "guidance": 1.0, "reject_known": True, **kwargs})

@@ -98,7 +98,7 @@ def train_matgan_cmd(
         "alflow pools generate-pool --pool mine -n 100000",
         "alflow pools generate-pool --pool mine --max-batches 2   # resumable",
         "alflow pools generate-pool --pool wide --generator complm-novel",
-        "alflow pools generate-pool --pool wide-gap --generator complm-cond --condition '>5' --guidance 2",
+        "alflow pools generate-pool --pool wide-gap --generator complm-cond --condition '>5'",
     ),
 )
 def generate_pool_cmd(

@@ -53,4 +53,4 @@ def test_training_flow_writes_loadable_weights(store, mongo_uri, prefect_harness
     gen = get_generator("complm", weights=stem)
     assert gen.name == "complm" and len(gen.sample(50, 1)) == 50
     cond = get_generator("complm-cond", weights=stem)
-    assert cond.name == "complm-cond" and cond.settings.guidance == 2.0
+    assert cond.name == "complm-cond" and cond.settings.guidance == 1.0
