@@ -20,7 +20,7 @@ GAP_BINS = "metal, 0-1.6, 1.6-3, 3-5, >5"
 @app.command(
     "train",
     epilog=examples(
-        "alflow complm train --minutes 10                 # user data folder, resumable",
+        "alflow complm train --minutes 10   # user data folder, resumable",
         "alflow complm train --minutes 45 --replace-shipped   # data/weights/complm",
     ),
 )

@@ -97,8 +97,8 @@ def train_matgan_cmd(
     epilog=examples(
         "alflow pools generate-pool --pool mine -n 100000",
         "alflow pools generate-pool --pool mine --max-batches 2   # resumable",
-        "alflow pools generate-pool --pool wide --generator complm-novel",
-        "alflow pools generate-pool --pool wide-gap --generator complm-cond --condition '>5'",
+        "alflow pools generate-pool --pool lm --generator complm-distinct",
+        "alflow pools generate-pool --pool g --generator complm-cond --condition 3-5",
     ),
 )
 def generate_pool_cmd(
