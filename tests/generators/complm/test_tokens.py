@@ -48,7 +48,7 @@ def test_unrepresentable_formulas_and_unknown_conditions_raise() -> None:
     with pytest.raises(InvalidFormulaError, match="above the tokeniser maximum"):
         tok.pairs("Fe9O")
     with pytest.raises(InvalidFormulaError, match="not in the 85-element list"):
-        tok.pairs("PuO2")
+        tok.pairs("TcO2")
     with pytest.raises(ValueError, match="unknown gap bin"):
         condition_tokens("wide")
     assert condition_tokens(None, None)[0] == GAP_NULL
