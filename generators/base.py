@@ -62,6 +62,11 @@ def _register_builtins() -> None:
 
         _FACTORIES["matgan"] = MatGANSampler.pretrained
         _FACTORIES["matgan-valid"] = _matgan_valid
+    if "complm" not in _FACTORIES:
+        _FACTORIES["complm"] = _complm
+        _FACTORIES["complm-novel"] = _complm_novel
+        _FACTORIES["complm-distinct"] = _complm_distinct
+        _FACTORIES["complm-cond"] = _complm_cond
     if "latent-random" not in _FACTORIES:
         from generators.latent_sampler import LatentSampler
 
@@ -76,3 +81,29 @@ def _matgan_valid(**kwargs: object) -> CompositionGenerator:
     return MatGANSampler.pretrained(
         kwargs.pop("weights_dir", WEIGHTS_DIR / "matgan_valid"), name="matgan-valid", **kwargs
     )
+
+
+def _complm(**kwargs: object) -> CompositionGenerator:
+    """The composition language model (``data/weights/complm``); kwargs of
+    :meth:`generators.complm.CompLMSampler.pretrained` (temperature, top_p, guidance, condition,
+    eform, reject_known, weights)."""
+    from generators.complm import CompLMSampler
+
+    return CompLMSampler.pretrained(**{"name": "complm", **kwargs})  # type: ignore[arg-type]
+
+
+def _complm_novel(**kwargs: object) -> CompositionGenerator:
+    """``complm`` that redraws samples which are known MP formulas (up to 4 times)."""
+    return _complm(**{"name": "complm-novel", "reject_known": True, **kwargs})
+
+
+def _complm_distinct(**kwargs: object) -> CompositionGenerator:
+    """``complm`` that redraws known MP formulas and formulas already drawn in the same ``sample``
+    call (up to 4 times): more distinct, novel formulas per draw."""
+    return _complm(**{"name": "complm-distinct", "reject_known": True, "reject_seen": True, **kwargs})
+
+
+def _complm_cond(**kwargs: object) -> CompositionGenerator:
+    """``complm`` conditioned on a band-gap bin (default ``">5"``), plain conditional sampling
+    (guidance 1: weight 2 halves the validity of '>5' samples, docs/complm.md), rejecting known MP formulas."""
+    return _complm(**{"name": "complm-cond", "condition": ">5", "guidance": 1.0, "reject_known": True, **kwargs})

@@ -72,7 +72,7 @@ app.add_typer(autoencoder.app, name="autoencoder")
 def _mount_generator_apps() -> None:
     """Mount the groups whose modules are heavier to import (oracles, pools, structures, crystal
     generators, ops) and ``alflow report``."""
-    from flows.cli import bench, cccgan, crystalgan, ops, oracles, pools, structures
+    from flows.cli import bench, cccgan, complm, crystalgan, ops, oracles, pools, structures
 
     if getattr(app, "_alflow_mounted", False):
         return
@@ -81,6 +81,7 @@ def _mount_generator_apps() -> None:
     app.add_typer(structures.app, name="structures")
     app.add_typer(crystalgan.app, name="crystalgan")
     app.add_typer(cccgan.app, name="cccgan")
+    app.add_typer(complm.app, name="complm")
     app.add_typer(ops.app, name="ops")
     app.add_typer(bench.app, name="bench")
     app.command("report", epilog=ops.REPORT_EXAMPLES)(ops.report_cmd)

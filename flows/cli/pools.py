@@ -19,7 +19,7 @@ app = typer_app(
     "alflow pools top --pool mine -k 10",
 )
 #: names accepted by generators.base.get_generator (listed here so --help needs no import)
-GENERATORS = "matgan, matgan-valid, latent-random"
+GENERATORS = "matgan, matgan-valid, latent-random, complm, complm-novel, complm-distinct, complm-cond"
 ORACLES = "resnet-mp-union (default), resnet-agd, resnet-mp-gap, eform (see `alflow oracles list`)"
 
 
@@ -103,6 +103,8 @@ def train_matgan_cmd(
     epilog=examples(
         "alflow pools generate-pool --pool mine -n 100000",
         "alflow pools generate-pool --pool mine --max-batches 2   # resumable",
+        "alflow pools generate-pool --pool lm --generator complm-distinct",
+        "alflow pools generate-pool --pool g --generator complm-cond --condition 3-5",
     ),
 )
 def generate_pool_cmd(
@@ -112,9 +114,32 @@ def generate_pool_cmd(
     seed: int = typer.Option(0, help="Seed; batch k uses a seed derived from (seed, k)."),
     batch_size: int = typer.Option(50_000, min=1, help="Samples per batch (one marker per batch; resume unit)."),
     max_batches: int = typer.Option(0, min=0, help="Stop after this many new batches (0: run to the end)."),
+    condition: str = typer.Option(
+        None,
+        help="complm generators only: band-gap bin to condition on (metal, 0-1.6, 1.6-3, 3-5, >5).",
+        show_default=False,
+    ),
+    eform: str = typer.Option(None, help="complm generators only: E_form condition (neg, pos).", show_default=False),
+    guidance: float = typer.Option(
+        None, help="complm generators only: classifier-free guidance weight (1 = plain).", show_default=False
+    ),
+    temperature: float = typer.Option(None, help="complm generators only: sampling temperature.", show_default=False),
 ) -> None:
     """Generate (or resume) a pool of N samples and store its distinct canonical formulas."""
     from flows.pipelines.pool import generate_pool_flow
+    from generators.complm.tokens import condition_tokens
+
+    kwargs = {
+        k: v
+        for k, v in {"condition": condition, "eform": eform, "guidance": guidance, "temperature": temperature}.items()
+        if v is not None
+    }
+    if kwargs and not generator.startswith("complm"):
+        fail(f"--condition/--eform/--guidance/--temperature need a complm generator, not {generator!r}")
+    try:
+        condition_tokens(condition, eform)
+    except ValueError as exc:
+        fail(str(exc))
 
     summary = _with_bar(
         f"pool {pool}",
@@ -124,6 +149,7 @@ def generate_pool_cmd(
         generator=generator,
         seed=seed,
         batch_size=batch_size,
+        generator_kwargs=kwargs or None,
         max_batches=max_batches or None,
     )
     console.print(summary)
