@@ -387,8 +387,8 @@ class DecodeSelectRecommender:
         if not accepted:
             first = [list(p.reasons) for p in proposal.rejected[:3]]
             raise NothingAcceptedError(
-                f"no valid formula decoded in {attempts} rounds of {n_decodes} decodes ({len(proposal.rejected)} "
-                f"rejected; first reasons: {first}); raise acquisition.region_draws or max_attempts, or relax the "
+                f"no valid formula decoded in {attempts} attempts ({n_decodes} decodes, {len(proposal.rejected)} "
+                f"rejected; first reasons: {first}); raise acquisition.max_attempts or region_draws, or relax the "
                 "validity limits",
                 proposal,
             )

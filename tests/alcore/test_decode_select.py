@@ -188,7 +188,7 @@ def test_regions_centre_on_distinct_chemical_systems():
 
 def test_nothing_survives_raises_with_the_rejected_picks():
     rec, gp = _rec(validate=lambda f: ["nope"], max_attempts=2)
-    with pytest.raises(NothingAcceptedError, match="no valid formula decoded in 2 rounds") as info:
+    with pytest.raises(NothingAcceptedError, match="no valid formula decoded in 2 attempts") as info:
         rec.propose(gp, 2, _seed)
     assert info.value.proposal.rejected and all(p.reasons for p in info.value.proposal.rejected)
     assert info.value.proposal.trust_region_sides == [0.2, 0.4]
