@@ -265,8 +265,8 @@ class DecodeSelectRecommender:
        latent ``box`` (2, d)) centred on the best labelled point of distinct chemical systems
        (``x_labelled`` (N, d), ``y_labelled`` (N,), ``labelled_formulas`` (N,), best first; TuRBO-m
        style, one region per good chemistry instead of one around the best label).
-    2. Candidates: ``settings.region_draws`` scrambled Sobol points per region, plus the UCB
-       optimiser's point per region when ``settings.optimiser_points``.
+    2. Candidates: ``settings.region_draws`` scrambled Sobol points per region, plus (first round)
+       the UCB optimiser's point per region when ``settings.optimiser_points``.
     3. Decode all; reject (reasons kept) no atoms, ``validate`` failures, labelled formulas, known
        ones (``known``, only when ``settings.exclude_known``) and ``screen`` plausibility reasons;
        a repeat only raises the first pick's ``duplicates``.
@@ -275,8 +275,10 @@ class DecodeSelectRecommender:
        ``settings.feasibility_threshold``) from ``screen`` when ``settings.feasibility``, with at
        most ``max_share_system`` / ``max_share_anion`` of ``q`` per chemical system / anion family.
 
-    Survivors not chosen are not returned (they stay candidates for later iterations); if no region
-    yields a survivor, the side doubles and the round repeats (up to ``settings.max_attempts``).
+    Survivors not chosen are not returned (they stay candidates for later iterations). Rounds
+    repeat (new Sobol seeds, up to ``settings.max_attempts``) until there are ``2 q`` survivors; a
+    round that added fewer than ``q`` doubles the side (a neighbourhood that only decodes to labelled
+    formulas is exhausted).
     """
 
     box: np.ndarray
@@ -324,9 +326,10 @@ class DecodeSelectRecommender:
         side = s.trust_region
         n_decodes = attempts = 0
         centres = self.centres()
-        while not survivors and attempts < s.max_attempts:
+        enough = 2 * q  # room for the diversity caps; a round that adds fewer than q survivors widens
+        while len(survivors) < enough and attempts < s.max_attempts:
             t0 = time.perf_counter()
-            z, regions = self._candidates(gp, centres, side, seed_for(attempts))
+            z, regions = self._candidates(gp, centres, side, seed_for(attempts), optimise=attempts == 0)
             sides.append(side)
             attempts += 1
             timings["generate_s"] += time.perf_counter() - t0
@@ -362,8 +365,9 @@ class DecodeSelectRecommender:
                         eform_std=float(judged.eform_std[k]),
                     )
                 timings["screen_s"] += time.perf_counter() - t0
-            survivors = [i for i in fresh if not picks[i].reasons]
-            if not survivors:
+            added = [i for i in fresh if not picks[i].reasons]
+            survivors += added
+            if len(added) < q:  # this neighbourhood is nearly exhausted: look wider next round
                 side = min(1.0, 2.0 * side)
         chosen = self._select(gp, picks, survivors, q, seed_for(0), timings) if survivors else []
         rejected = [p for p in picks if p.reasons]
@@ -394,9 +398,11 @@ class DecodeSelectRecommender:
             )
         return proposal
 
-    def _candidates(self, gp: Model, centres: list[int], side: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """Latent candidates (n, d) and their region index (n,): Sobol draws per region, plus the
-        UCB optimiser's point per region."""
+    def _candidates(
+        self, gp: Model, centres: list[int], side: float, seed: int, optimise: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Latent candidates (n, d) and their region index (n,): Sobol draws per region, plus (with
+        ``optimise``: the first round) the UCB optimiser's point per region."""
         d = self.box.shape[1]
         points, regions = [], []
         for r, c in enumerate(centres):
@@ -404,7 +410,7 @@ class DecodeSelectRecommender:
             sobol = qmc.Sobol(d, scramble=True, seed=seed + r).random(self.settings.region_draws)
             points.append(local[0] + sobol * (local[1] - local[0]))
             regions.append(np.full(len(sobol), r))
-            if self.settings.optimiser_points:
+            if optimise and self.settings.optimiser_points:
                 z, _ = acquire_continuous(gp, local, replace(self.settings, q=1), seed + r)
                 points.append(z)
                 regions.append(np.full(len(z), r))

@@ -94,7 +94,15 @@ def test_never_returns_a_known_or_labelled_formula():
     reasons = {p.formula: p.reasons for p in proposal.rejected}
     assert any(KNOWN in r for r in reasons.values()) and any(ALREADY_LABELLED in r for r in reasons.values())
     assert len({p.formula for p in proposal.picks}) == len(proposal.picks)  # one record per formula
-    assert proposal.n_decodes == 3 * (64 + 1) and proposal.n_survivors >= len(chosen)
+    assert proposal.n_decodes == 3 * (64 + 1) + (proposal.attempts - 1) * 3 * 64 and proposal.n_survivors >= len(chosen)
+
+
+def test_rounds_repeat_and_widen_until_there_are_two_q_survivors():
+    rec, gp = _rec(max_share_system=1.0, max_attempts=6)
+    proposal = rec.propose(gp, 4, _seed)
+    assert proposal.n_survivors >= 8 or proposal.attempts == 6
+    assert proposal.attempts > 1 and proposal.trust_region_sides[1] == 0.4  # round 1 found fewer than q
+    assert len(proposal.accepted) == 4
 
 
 def test_known_formulas_are_allowed_unless_excluded():
