@@ -200,3 +200,20 @@ def test_nothing_survives_raises_with_the_rejected_picks():
         rec.propose(gp, 2, _seed)
     assert info.value.proposal.rejected and all(p.reasons for p in info.value.proposal.rejected)
     assert info.value.proposal.trust_region_sides == [0.2, 0.4]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("strategy", "decode_everything", "unknown continuous strategy"),
+        ("max_share_system", 0.0, r"max_share_system must be in \(0, 1\]"),
+        ("max_share_anion", 1.5, r"max_share_anion must be in \(0, 1\]"),
+        ("region_draws", 0, "region_draws must be an integer >= 1"),
+        ("feasibility_threshold", float("inf"), "feasibility_threshold must be finite"),
+    ],
+)
+def test_bad_settings_get_a_one_line_error(field, value, match):
+    from alcore.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        AcquisitionSettings(**{field: value})
