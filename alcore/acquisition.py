@@ -8,6 +8,7 @@ i.e. beta 25-100). ``q = 1`` uses the analytic ``UpperConfidenceBound``; ``q > 1
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import gpytorch
@@ -21,6 +22,9 @@ from botorch.sampling import SobolQMCNormalSampler
 from alcore.errors import ConfigError, EmptyPoolError
 from alcore.surrogate import CHOLESKY_MAX
 
+#: Continuous-mode strategies: decode-then-select (issue 20) and the old optimise-then-decode.
+STRATEGIES = ("decode_select", "optimise_decode")
+
 
 @dataclass(frozen=True)
 class AcquisitionSettings:
@@ -31,6 +35,16 @@ class AcquisitionSettings:
     ``qUpperConfidenceBound``. Continuous mode only: ``max_attempts`` optimise-decode-check rounds to
     collect ``q`` valid candidates, ``trust_region`` the side of the local search box as a fraction
     of the latent box (see :func:`trust_region`).
+
+    Continuous mode ``strategy`` (issue 20): ``"decode_select"`` (default) draws ``region_draws``
+    Sobol points in each of ``n_regions`` trust regions centred on the best labelled points of
+    distinct chemical systems (plus the UCB optimiser's point per region when ``optimiser_points``),
+    decodes them all, drops invalid / labelled / duplicate (and with ``exclude_known`` known)
+    formulas, re-encodes the survivors and chooses ``q`` by GP-BUCB, weighted by P(E_form <
+    ``feasibility_threshold`` eV/atom) when ``feasibility``, with at most ``max_share_system`` of the
+    batch in one chemical system and ``max_share_anion`` in one anion family (1.0: no cap; pool mode
+    keeps its measured behaviour and ignores these fields). ``"optimise_decode"`` is the old
+    behaviour: optimise UCB, decode, check.
     """
 
     beta: float = 25.0
@@ -41,6 +55,15 @@ class AcquisitionSettings:
     mc_samples: int = 128
     max_attempts: int = 6
     trust_region: float = 0.2
+    strategy: str = "decode_select"
+    n_regions: int = 4
+    region_draws: int = 256
+    optimiser_points: bool = True
+    exclude_known: bool = False
+    feasibility: bool = True
+    feasibility_threshold: float = 0.0
+    max_share_system: float = 0.25
+    max_share_anion: float = 1.0
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.beta) and self.beta > 0):
@@ -53,6 +76,17 @@ class AcquisitionSettings:
             raise ConfigError(f"max_attempts must be an integer >= 1, got {self.max_attempts}")
         if not 0 < self.trust_region <= 1:
             raise ConfigError(f"trust_region must be in (0, 1], got {self.trust_region}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown continuous strategy {self.strategy!r}; use one of {', '.join(STRATEGIES)}")
+        if int(self.n_regions) != self.n_regions or self.n_regions < 1:
+            raise ConfigError(f"n_regions must be an integer >= 1, got {self.n_regions}")
+        if int(self.region_draws) != self.region_draws or self.region_draws < 1:
+            raise ConfigError(f"region_draws must be an integer >= 1, got {self.region_draws}")
+        if not np.isfinite(self.feasibility_threshold):
+            raise ConfigError(f"feasibility_threshold must be finite (eV/atom), got {self.feasibility_threshold}")
+        for name in ("max_share_system", "max_share_anion"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be in (0, 1] (1 = no cap), got {getattr(self, name)}")
 
 
 def make_ucb(
@@ -97,6 +131,8 @@ def acquire_discrete(
     seed: int,
     max_batch_size: int = 2048,
     method: str = "bucb",
+    weights: np.ndarray | None = None,
+    groups: Sequence[tuple[np.ndarray, int]] = (),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pick ``q`` rows of ``choices`` (M, d) that maximise UCB.
 
@@ -105,8 +141,13 @@ def acquire_discrete(
     variance around it so the batch spreads out; cost q posterior passes over the pool.
     ``method="qucb"``: BoTorch ``optimize_acqf_discrete`` with the Monte-Carlo
     ``qUpperConfidenceBound`` (sequential greedy; expensive for large q and pools).
-    Returns ``(indices, values)``: (q,) row indices into ``choices`` and their UCB values at pick
-    time. Raises :class:`EmptyPoolError` if there are fewer choices than ``q``.
+    GP-BUCB only: ``weights`` (M,) in [0, 1] (e.g. P(feasible)) multiply the UCB's height above a
+    floor below every candidate's mean, ``w * (UCB - (min mean - 1))``, so a weight never flips the
+    order of two equally weighted candidates; ``groups`` are ``(labels (M,), cap)`` pairs: at most
+    ``cap`` picks share a label (chemical system, anion family); a batch stops early (fewer than
+    ``q``) when the caps leave nothing to pick.
+    Returns ``(indices, values)``: (<= q,) row indices into ``choices`` and their (weighted) UCB
+    values at pick time. Raises :class:`EmptyPoolError` if there are fewer choices than ``q``.
     """
     if len(choices) < settings.q:
         raise EmptyPoolError(
@@ -114,7 +155,9 @@ def acquire_discrete(
             "add formulas to the pool or lower q"
         )
     if method == "bucb":
-        return _bucb(model, np.asarray(choices, dtype=np.float64), settings, max_batch_size)
+        return _bucb(model, np.asarray(choices, dtype=np.float64), settings, max_batch_size, weights, groups)
+    if weights is not None or groups:
+        raise ConfigError("weights and diversity groups need method='bucb'")
     if method != "qucb":
         raise ConfigError(f"unknown discrete acquisition method {method!r}; use 'bucb' or 'qucb'")
     torch.manual_seed(seed)
@@ -129,7 +172,12 @@ def acquire_discrete(
 
 
 def _bucb(
-    model: Model, choices: np.ndarray, settings: AcquisitionSettings, max_batch_size: int
+    model: Model,
+    choices: np.ndarray,
+    settings: AcquisitionSettings,
+    max_batch_size: int,
+    weights: np.ndarray | None = None,
+    groups: Sequence[tuple[np.ndarray, int]] = (),
 ) -> tuple[np.ndarray, np.ndarray]:
     """GP-BUCB batch selection (see :func:`acquire_discrete`) with exact rank-one variance updates.
 
@@ -163,15 +211,27 @@ def _bucb(
         scale = float(model.outcome_transform.stdvs.reshape(-1)[0]) if hasattr(model, "outcome_transform") else 1.0
         mean_t = torch.as_tensor(mean)
         taken = torch.zeros(len(pt), dtype=torch.bool)
+        w_t = None if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float64))
+        floor = float(mean_t.min()) - 1.0
+        codes = [(np.unique(np.asarray(labels), return_inverse=True)[1], int(cap)) for labels, cap in groups]
+        used = [np.zeros(int(c.max()) + 1 if len(c) else 0, dtype=np.int64) for c, _ in codes]
         updates: list[torch.Tensor] = []
         picked, values = [], []
         for _ in range(settings.q):
             ucb = mean_t + sqrt_beta * scale * var.sqrt()
+            if w_t is not None:
+                ucb = w_t * (ucb - floor)
             ucb[taken] = -torch.inf
+            for (c, cap), u in zip(codes, used, strict=True):
+                ucb[torch.as_tensor(u[c] >= cap)] = -torch.inf
             i = int(torch.argmax(ucb))
+            if not torch.isfinite(ucb[i]):
+                break  # the diversity caps leave nothing to pick
             picked.append(i)
             values.append(float(ucb[i]))
             taken[i] = True
+            for (c, _), u in zip(codes, used, strict=True):
+                u[c[i]] += 1
             cov = kernel(pt, pt[i : i + 1]).to_dense()[:, 0] - v.T @ v[:, i]
             for w in updates:
                 cov = cov - w * w[i]

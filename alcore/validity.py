@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from alcore.composition import InvalidFormulaError, canonical_formula, reduced_counts
+from alcore.plausibility import ORGANIC
 
 #: fewest distinct elements of a band-gap candidate: a compound, not a pure element (issue 19)
 BAND_GAP_MIN_ELEMENTS = 2
@@ -27,6 +28,8 @@ class ValidityRules:
     valid (Ca, Xe, O2) even with ``include_alloys`` off, so a band-gap search sets ``min_elements=2``
     (:data:`BAND_GAP_MIN_ELEMENTS`; the campaign config's default, ``validity.min_elements``). The
     default here stays 1 so that generator metrics (MatGAN's SMACT validity) keep their meaning.
+    ``reject_organic`` rejects compositions holding both C and H (organic/molecular, not an inorganic
+    solid: :data:`alcore.plausibility.ORGANIC`); off here, on by default in campaign configs (issue 20).
     """
 
     max_elements: int = 8
@@ -34,6 +37,7 @@ class ValidityRules:
     min_elements: int = 1
     include_alloys: bool = False
     use_pauling_test: bool = True
+    reject_organic: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ def check_validity(formula: str, rules: ValidityRules | None = None) -> Verdict:
         reasons.append(f"{n_el} elements < min_elements {rules.min_elements}")
     if n_atoms > rules.max_atoms:
         reasons.append(f"{n_atoms} atoms > max_atoms {rules.max_atoms}")
+    if rules.reject_organic and "C" in counts and "H" in counts:
+        reasons.append(ORGANIC)
     if not reasons and not _smact_ok(canonical, rules.use_pauling_test, rules.include_alloys):
         reasons.append(
             "fails SMACT charge neutrality" + (" / electronegativity balance" if rules.use_pauling_test else "")

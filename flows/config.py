@@ -41,7 +41,9 @@ _ACQ = AcquisitionSettings()
 class AcquisitionSpec(_Strict):
     """The ``acquisition`` section: the fields and defaults of
     :class:`alcore.acquisition.AcquisitionSettings` (UCB, optimiser effort, and in continuous mode
-    the decode budget ``max_attempts`` and the trust-region side ``trust_region``)."""
+    the decode budget ``max_attempts``, the trust-region side ``trust_region``, the ``strategy``
+    (``decode_select``, default, or the old ``optimise_decode``) and decode-then-select's regions,
+    draws, feasibility weighting and diversity caps)."""
 
     beta: float = _ACQ.beta
     q: int = _ACQ.q
@@ -51,6 +53,15 @@ class AcquisitionSpec(_Strict):
     mc_samples: int = _ACQ.mc_samples
     max_attempts: int = Field(default=_ACQ.max_attempts, ge=1)
     trust_region: float = Field(default=_ACQ.trust_region, gt=0, le=1)
+    strategy: Literal["decode_select", "optimise_decode"] = _ACQ.strategy  # type: ignore[assignment]
+    n_regions: int = Field(default=_ACQ.n_regions, ge=1)
+    region_draws: int = Field(default=_ACQ.region_draws, ge=1)
+    optimiser_points: bool = _ACQ.optimiser_points
+    exclude_known: bool = _ACQ.exclude_known
+    feasibility: bool = _ACQ.feasibility
+    feasibility_threshold: float = Field(default=_ACQ.feasibility_threshold, allow_inf_nan=False)
+    max_share_system: float = Field(default=_ACQ.max_share_system, gt=0, le=1)
+    max_share_anion: float = Field(default=_ACQ.max_share_anion, gt=0, le=1)
 
     def settings(self) -> AcquisitionSettings:
         """The pure-computation settings object (validates every field)."""
@@ -76,12 +87,20 @@ class ValiditySpec(_Strict):
     """Limits on acquired formulas (on top of SMACT): elements and atoms in the reduced formula.
 
     ``min_elements`` defaults to 2: a band-gap campaign looks for compounds, and pure elements (Ca,
-    Xe, O2) pass SMACT's check (issue 19: they took 2 of the demo's 11 acquisitions)."""
+    Xe, O2) pass SMACT's check (issue 19: they took 2 of the demo's 11 acquisitions).
+
+    Plausibility (issue 20): ``reject_organic`` rejects compositions with both C and H (organic or
+    molecular, not an inorganic solid); ``applicability_domain`` rejects (in continuous
+    decode-then-select) a decode outside the band-gap oracle's applicability domain: ensemble std or
+    distance to its training compositions above the bound calibrated on its own held-out split
+    (``oracles/domain.py``; oracles without a training recipe have no domain)."""
 
     min_elements: int = Field(default=BAND_GAP_MIN_ELEMENTS, ge=1)
     max_elements: int = Field(default=5, ge=1)
     max_atoms: int = Field(default=40, ge=1)
     include_alloys: bool = False
+    reject_organic: bool = True
+    applicability_domain: bool = True
 
     @model_validator(mode="after")
     def _satisfiable(self) -> ValiditySpec:

@@ -4,9 +4,11 @@ and the per-stage seeds that make a rerun bit-identical."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,7 @@ from alcore.autoencoder import CompositionAutoencoder, encode_formulas, load_wei
 from alcore.composition import CompositionEncoder, element_formulas
 from alcore.errors import EmptyPoolError
 from alcore.paths import WEIGHTS_DIR
+from alcore.recommend import Screening
 from alcore.validity import ValidityRules, check_validity_batch
 from flows.config import CampaignConfig
 from flows.datasets import band_gap_table, known_formulas
@@ -84,7 +87,34 @@ class CampaignContext:
             max_elements=v.max_elements,
             max_atoms=v.max_atoms,
             include_alloys=v.include_alloys,
+            reject_organic=v.reject_organic,
         )
+
+    @cached_property
+    def oracle_domain(self) -> Any:
+        """The band-gap oracle's applicability domain (:class:`oracles.domain.Domain`), or None when
+        ``validity.applicability_domain`` is off or the oracle has no training recipe (lookup, external)."""
+        if not self.config.validity.applicability_domain or self.config.oracle in {"lookup", "external"}:
+            return None
+        from flows.oracle_domain import oracle_domain
+        from oracles.registry import get_oracle
+
+        return oracle_domain(self.config.oracle, get_oracle(self.config.oracle), WEIGHTS_DIR)
+
+    def screen(self, formulas: Sequence[str]) -> Screening:
+        """Judge decoded formulas for decode-then-select: predicted formation energy (eV/atom, the
+        shipped ``eform`` ensemble: mean and std) and the applicability-domain reasons of the band-gap
+        oracle (ensemble std and distance to its training set; empty lists without a domain)."""
+        from oracles.registry import get_oracle
+
+        formulas = list(formulas)
+        eform = get_oracle("eform").predict(formulas)
+        reasons: list[list[str]] = [[] for _ in formulas]
+        if self.oracle_domain is not None and formulas:
+            std = get_oracle(self.config.oracle).predict(formulas).std
+            verdicts = self.oracle_domain.check_many(formulas, std)
+            reasons = [[f"outside the oracle's domain: {r}" for r in rs] for rs in verdicts]
+        return Screening(np.asarray(eform.mean, dtype=np.float64), np.asarray(eform.std, dtype=np.float64), reasons)
 
     @cached_property
     def pool(self) -> tuple[list[str], np.ndarray]:

@@ -165,7 +165,8 @@ def run_campaign_in(
 
 
 def campaign_summary(store: Store, name: str) -> dict[str, Any]:
-    """Per-iteration metrics and the top labels of a campaign (for tables and the CLI)."""
+    """Per-iteration metrics, the top labels and the best 10 acquired candidates of a campaign with
+    their predicted formation energy (eV/atom) and P(feasible) where recorded (for tables and the CLI)."""
     rows = []
     for it in store.iterations(name):
         m = it.get("metrics")
@@ -178,7 +179,24 @@ def campaign_summary(store: Store, name: str) -> dict[str, Any]:
                     "acquire_s": it.get("timings", {}).get("acquire"),
                 }
             )
-    return {"campaign": name, "iterations": rows, "top": store.top_labels(name, 10)}
+    labelled = {c["formula"]: c for c in store.candidates(name, status="labelled")}
+    values = store.labels_of(name, list(labelled))
+    acquired = sorted(
+        (
+            {
+                "formula": f,
+                "value": values[f]["value"],
+                "iteration": c["iteration"],
+                "eform_mean": c.get("eform_mean"),
+                "p_feasible": c.get("p_feasible"),
+                "chemsys": c.get("chemsys"),
+            }
+            for f, c in labelled.items()
+            if f in values
+        ),
+        key=lambda d: (-d["value"], d["formula"]),
+    )[:10]
+    return {"campaign": name, "iterations": rows, "top": store.top_labels(name, 10), "acquired": acquired}
 
 
 @flow(name="campaign", log_prints=True)

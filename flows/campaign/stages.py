@@ -18,7 +18,15 @@ import numpy as np
 
 from alcore.autoencoder import decode_latents, encode_formulas
 from alcore.errors import AcquisitionError
-from alcore.recommend import LatentBoxRecommender, NothingAcceptedError, Pick, PoolRecommender, Recommender
+from alcore.plausibility import anion_family, chemical_system
+from alcore.recommend import (
+    DecodeSelectRecommender,
+    LatentBoxRecommender,
+    NothingAcceptedError,
+    Pick,
+    PoolRecommender,
+    Recommender,
+)
 from alcore.surrogate import fit_gp, torch_threads
 from alcore.validity import check_validity
 from flows.campaign.context import CampaignContext, stage_seed
@@ -49,7 +57,9 @@ class FitResult(TypedDict):
 
 class AcquireResult(TypedDict):
     """Result of ``acquire``: accepted/rejected picks, latent points decoded, repeats of a formula
-    within the iteration, optimisation attempts, accepted formulas, trust-region side per attempt."""
+    within the iteration, optimisation attempts, accepted formulas, trust-region side per attempt,
+    the continuous strategy, decodes that passed every check (decode-then-select), distinct chemical
+    systems and anion families acquired, and wall seconds of the proposal's steps."""
 
     n_accepted: int
     n_rejected: int
@@ -58,6 +68,11 @@ class AcquireResult(TypedDict):
     attempts: int
     formulas: list[str]
     trust_region_sides: list[float]
+    strategy: str
+    n_survivors: int
+    n_systems: int
+    n_anions: int
+    timings: dict[str, float]
 
 
 class LabelResult(TypedDict, total=False):
@@ -196,6 +211,10 @@ def acquire_stage(ctx: CampaignContext, iteration: int) -> AcquireResult:
         "attempts": proposal.attempts,
         "formulas": [p.formula for p in proposal.accepted],
         "trust_region_sides": proposal.trust_region_sides,
+        "strategy": "pool" if ctx.config.mode == "pool" else ctx.config.acquisition.strategy,
+        "n_survivors": proposal.n_survivors,
+        **proposal.diversity,
+        "timings": proposal.timings,
     }
 
 
@@ -207,6 +226,19 @@ def _recommender(ctx: CampaignContext, x_labelled: np.ndarray, labelled: list[st
         return PoolRecommender(formulas, latents, frozenset(labelled), settings)
     ae, box = ctx.autoencoder
     _, y_labelled = ctx.labelled()
+    if settings.strategy == "decode_select":
+        return DecodeSelectRecommender(
+            box,
+            x_labelled,
+            y_labelled,
+            labelled,
+            decode=lambda z: decode_latents(ae, ctx.encoder, z),
+            validate=lambda formula: check_validity(formula, ctx.validity_rules).reasons,
+            encode=lambda formulas: encode_formulas(ae, ctx.encoder, list(formulas)),
+            settings=settings,
+            screen=ctx.screen,
+            known=ctx.known,
+        )
     return LatentBoxRecommender(
         box,
         x_labelled,
@@ -219,8 +251,9 @@ def _recommender(ctx: CampaignContext, x_labelled: np.ndarray, labelled: list[st
 
 
 def _candidate(ctx: CampaignContext, pick: Pick) -> dict[str, Any]:
-    """The ``candidates`` document of one pick (the store adds campaign and iteration)."""
-    return {
+    """The ``candidates`` document of one pick (the store adds campaign and iteration); decode-then-select
+    adds the predicted formation energy (eV/atom), P(feasible) and the trust region."""
+    doc: dict[str, Any] = {
         "formula": pick.formula,
         "latent": [round(float(v), 6) for v in pick.latent],
         "acq_value": pick.acq_value,
@@ -234,6 +267,13 @@ def _candidate(ctx: CampaignContext, pick: Pick) -> dict[str, Any]:
         "novel": pick.formula not in ctx.known,
         "status": CandidateStatus.ACQUIRED if pick.accepted else CandidateStatus.REJECTED,
     }
+    if pick.p_feasible is not None:  # decode-then-select: the judges' view of the formula
+        doc.update(p_feasible=pick.p_feasible, eform_mean=pick.eform_mean, eform_std=pick.eform_std)
+    if pick.region is not None:
+        doc["region"] = pick.region
+    if not pick.formula.startswith("<"):
+        doc.update(chemsys=chemical_system(pick.formula), anion=anion_family(pick.formula))
+    return doc
 
 
 # ---------------------------------------------------------------------------- label, retrain, metrics

@@ -84,6 +84,21 @@ def print_summary(summary: dict[str, Any]) -> None:
     top = [[d["formula"], d["value"], d.get("source"), d.get("iteration")] for d in summary["top"]]
     console.print()
     console.print(table("top labels", ("formula", ">band gap eV", "source", ">iter"), top))
+    acquired = [
+        [
+            d["formula"],
+            d["value"],
+            "-" if d.get("eform_mean") is None else f"{d['eform_mean']:.2f}",
+            "-" if d.get("p_feasible") is None else f"{d['p_feasible']:.2f}",
+            d["iteration"],
+        ]
+        for d in summary.get("acquired", [])
+    ]
+    if acquired:
+        console.print()
+        cols = ("formula", ">band gap eV", ">E_form eV/at", ">P(feasible)", ">iter")
+        console.print(table("best acquired candidates", cols, acquired))
+        console.print("E_form: the eform ensemble's prediction; P(feasible) = P(E_form < threshold).")
 
 
 def _precheck_run(config: Path, iterations: int | None, name: str | None) -> tuple[Any, str]:

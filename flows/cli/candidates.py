@@ -36,6 +36,10 @@ EXPORT_COLUMNS = [
     "gp_mean",
     "gp_std",
     "acq_value",
+    "eform_mean",
+    "eform_std",
+    "p_feasible",
+    "chemsys",
     "reasons",
 ]
 

@@ -34,7 +34,7 @@ from alcore.errors import AlflowError, ConfigError, EmptyPoolError
 from alcore.recovery import hits, recovery_score
 from alcore.validity import check_validity_batch
 from flows.campaign import CampaignContext, run_campaign_in, seed_table
-from flows.config import CampaignConfig, load_config
+from flows.config import CampaignConfig, load_config, parse_config
 from flows.datasets import band_gap_table
 from flows.logs import flow_logger
 from flows.pipelines.pool import formula_sizes, pool_member_docs
@@ -271,6 +271,23 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def configured(
+    config_path: str, overrides: dict[str, Any] | None = None, variant: str | None = None, seed: int | None = None
+) -> CampaignConfig:
+    """The campaign config of ``config_path`` with ``overrides`` merged in (sections key by key),
+    named ``<name>[-<variant>][-s<seed>]`` and, with ``seed``, that campaign seed."""
+    base = load_config(config_path)
+    data = base.resolved()
+    for key, value in (overrides or {}).items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) and isinstance(data.get(key), dict) else value
+    name = base.name + (f"-{variant}" if variant else "")
+    if seed is not None:
+        data["seed"] = seed
+        name += f"-s{seed}"
+    data["name"] = name
+    return parse_config(data, source=config_path)
+
+
 @flow(name="agd-recovery", log_prints=True)
 def agd_recovery_flow(
     config_path: str,
@@ -278,10 +295,15 @@ def agd_recovery_flow(
     out_dir: str = "runs/agd_recovery",
     progress: Callable[[int, int], None] | None = None,
     campaign_seed: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    variant: str | None = None,
 ) -> dict[str, Any]:
     """Prefect flow: the whole experiment for the campaign in ``config_path`` (run or resumed first).
     ``campaign_seed`` replaces the config's seed (GP, acquisition and random arms) and names the
     campaign ``<name>-s<seed>``, so several campaign seeds of one config live side by side.
+    ``overrides`` are merged into the YAML's settings (nested sections key by key, e.g.
+    ``{"iterations": 10, "acquisition": {"strategy": "optimise_decode"}}``: a reduced budget or an
+    ablation); with ``variant`` the campaign is named ``<name>-<variant>[-s<seed>]``.
 
     Returns ``{"setup", "campaign", "pool", "rows" (per model), "summary" (per arm), "ratios"}``;
     ``ratios`` are the AL arm's mean recall divided by each random arm's. Writes nothing but the pool
@@ -290,9 +312,7 @@ def agd_recovery_flow(
     logger = flow_logger()
     from flows.settings import get_settings
 
-    config = load_config(config_path)
-    if campaign_seed is not None:
-        config = load_config(config_path, seed=campaign_seed, name=f"{config.name}-s{campaign_seed}")
+    config = configured(config_path, overrides, variant, campaign_seed)
     store = Store.connect(get_settings())
     try:
         t1 = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from alcore.errors import CampaignLockedError, ConfigError
@@ -124,6 +125,13 @@ def test_continuous_campaign_decodes_only_valid_formulas(store, tiny_ae, prefect
     for c in cands:
         if not c["valid"]:
             assert c["reasons"], c
+    # decode-then-select (the default): every judged candidate carries its E_form and P(feasible)
+    result = store.stage_result("cont", 1, "acquire")
+    assert result["strategy"] == "decode_select" and result["n_survivors"] >= len(accepted)
+    assert result["n_systems"] == len({c["chemsys"] for c in accepted})
+    for c in accepted:
+        assert 0 <= c["p_feasible"] <= 1 and np.isfinite(c["eform_mean"]) and c["region"] >= 0
+        assert not {"C", "H"} <= set(c["chemsys"].split("-"))
 
 
 def test_trust_region_widens_after_an_attempt_that_only_decodes_known_formulas(
@@ -131,7 +139,7 @@ def test_trust_region_widens_after_an_attempt_that_only_decodes_known_formulas(
 ):
     """An exhausted neighbourhood (every decode already labelled) doubles the search box for the next
     attempt instead of failing the iteration after max_attempts (agd-exp3 got stuck at iteration 27)."""
-    cfg = _continuous(tiny_ae, "widen", max_attempts=6, trust_region=0.2)
+    cfg = _continuous(tiny_ae, "widen", max_attempts=6, trust_region=0.2, strategy="optimise_decode")
     real_decode = campaign_stages.decode_latents
     calls = {"n": 0}
 
@@ -152,7 +160,7 @@ def test_trust_region_widens_after_an_attempt_that_only_decodes_known_formulas(
 def test_a_formula_decoded_twice_keeps_its_accepted_candidate(store, tiny_ae, prefect_harness, monkeypatch):
     """Issue 19 finding 1: the duplicate-decode rejection was written under the accepted candidate's
     key and replaced it, so an accepted formula was never labelled."""
-    cfg = _continuous(tiny_ae, "dupes", q=3)
+    cfg = _continuous(tiny_ae, "dupes", q=3, strategy="optimise_decode")
     real_decode = campaign_stages.decode_latents
     calls = {"n": 0}
 

@@ -133,3 +133,36 @@ def test_other_owner_takes_over_only_after_lease_expiry(henv, ae, db, reference)
     assert took_over.returncode == 0, took_over.output
     assert invariant_problems(db, "takeover") == []
     assert state_diff(db_state(db, "takeover"), reference) == []
+
+
+#: Kill points inside and around the continuous decode-then-select acquisition (issue 20).
+DECODE_SELECT_POINTS = ("acquire:1:mid-candidates", "acquire:2:before", "acquire:2:mid-candidates")
+
+
+def _decode_select_config(name: str) -> dict:
+    """The harness config in continuous mode with decode-then-select on the committed autoencoder."""
+    acquisition = {"q": 3, "beta": 25.0, "num_restarts": 1, "raw_samples": 16, "maxiter": 5, "mc_samples": 16}
+    return tiny_config(
+        Path("unused"),
+        name,
+        mode="continuous",
+        autoencoder="autoencoder_agd87",
+        acquisition={**acquisition, "strategy": "decode_select", "n_regions": 2, "region_draws": 64},
+    )
+
+
+@pytest.mark.slow
+def test_killed_inside_decode_select_resumes_to_identical_state(henv, db):
+    """Continuous decode-then-select: kills while its candidates are being written resume to the
+    uninterrupted run's labels, candidates (with P(feasible)) and metrics."""
+    ref = run_child(henv, _decode_select_config("ds_ref"))
+    assert ref.returncode == 0, ref.output
+    reference = db_state(db, "ds_ref")
+    stored = list(db.candidates.find({"campaign": "ds_ref", "valid": True}))
+    assert len(stored) == 6 and all(0 <= c["p_feasible"] <= 1 for c in stored)
+    runs = run_with_kills(henv, _decode_select_config("ds_chain"), DECODE_SELECT_POINTS)
+    assert [r.returncode for r in runs[: len(DECODE_SELECT_POINTS)]] == [-signal.SIGKILL] * len(DECODE_SELECT_POINTS)
+    assert runs[-1].returncode == 0
+    assert invariant_problems(db, "ds_chain") == []
+    assert state_diff(db_state(db, "ds_chain"), reference) == []
+    assert db_state(db, "ds_chain") == reference
