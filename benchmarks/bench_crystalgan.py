@@ -51,10 +51,11 @@ def judge(args: argparse.Namespace) -> None:
     """Relax and judge the distinct good structures of ``args.row`` in ``args.judge``; table + JSON."""
     from pymatgen.core import Structure
 
+    from generators.templates import TemplateLibrary
     from oracles.stability.judges import make_checker
 
     res = json.loads(args.judge.read_text())
-    checker = make_checker(args.judge_name, steps=200)
+    checker = make_checker(args.judge_name, library=TemplateLibrary.load(), steps=200)
     rows = []
     for run in res["runs"]:
         entry = (run.get("models") or run.get("variants"))[args.row]
