@@ -211,7 +211,7 @@ def test_comparison_runs_on_tiny_budget(tmp_path) -> None:
     assert json.loads(out.read_text())["summary"]["gan"]["n_per_seed"] == 70
 
 
-def _ternary(a: float = 3.9, shift: float = 0.0) -> Structure:
+def _hand_ternary(a: float = 3.9, shift: float = 0.0) -> Structure:
     return Structure(
         Lattice.cubic(a),
         ["Pd", "Pd", "Ni", "Ni", "H"],
@@ -220,12 +220,12 @@ def _ternary(a: float = 3.9, shift: float = 0.0) -> Structure:
 
 
 def test_distinct_count_on_hand_made_structures(domains) -> None:
-    s = _ternary()
+    s = _hand_ternary()
     moved = s.copy()
     moved.translate_sites(list(range(len(moved))), [0.13, 0.07, 0.21])  # the same crystal, shifted origin
     permuted = Structure.from_sites([s[i] for i in (4, 2, 0, 3, 1)])  # site order permuted
     supercell = s * (2, 1, 1)  # the same crystal in a doubled cell
-    other = _ternary(shift=0.25)  # H moved to another site: a different structure
+    other = _hand_ternary(shift=0.25)  # H moved to another site: a different structure
     other_formula = Structure(Lattice.cubic(3.9), ["Pd", "Ni", "Ni", "Ni", "H"], s.frac_coords)
     assert count_distinct([]) == 0
     assert count_distinct([s]) == 1
