@@ -16,13 +16,15 @@ from typing import Any
 import torch
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from pymatgen.core import Structure
 from pymatgen.io.cif import CifWriter
 
 from alcore.paths import WEIGHTS_DIR
 from flows.logs import flow_logger
-from generators.crystalgan.compare import evaluate
+from generators.crystalgan.compare import DIV_WEIGHT, count_distinct, evaluate
 from generators.crystalgan.data import to_poscar
 from generators.crystalgan.geometry import D1, D2
+from generators.crystalgan.model import LossWeights
 from generators.crystalgan.train import (
     CrystalGANConfig,
     CrystalGANModel,
@@ -179,6 +181,8 @@ def crystalgan_flow(
     chgnet: bool = False,
     mongodb_uri: str | None = None,
     database: str | None = None,
+    div: float = DIV_WEIGHT,
+    noise_dim: int = 0,
 ) -> dict[str, Any]:
     """Load or train CrystalGAN on two binary domains, generate, and upsert accepted structures.
 
@@ -186,11 +190,23 @@ def crystalgan_flow(
     ``weights``: stem (default ``data/weights/crystalgan_<A>-<B>``); trained and saved there if
     missing or ``retrain``. ``seeds``: feature-transfer pairing seeds for generation (default: the
     model's own transfer set). ``chgnet``: add CHGNet single-point energies per atom to the metrics.
-    ``mongodb_uri``/``database``: explicit store (default: configured one).
-    Returns ``{"campaign", "generated", "accepted", "written", "template_ids"}``.
+    ``mongodb_uri``/``database``: explicit store (default: configured one). ``div`` / ``noise_dim``: the
+    step-2 diversity remedies used when training (diversity-sensitive loss weight, noise injection;
+    docs/crystalgan.md); 0 / 0 is the paper's loss.
+    Returns ``{"campaign", "generated", "accepted", "distinct_accepted", "written", "template_ids"}``
+    (``distinct_accepted``: accepted structures counted once per StructureMatcher group).
     """
     cfg = CrystalGANConfig(
-        domain_a=domain_a, domain_b=domain_b, epochs1=epochs1, epochs2=epochs2, seed=seed, use_geo=use_geo, d1=d1, d2=d2
+        domain_a=domain_a,
+        domain_b=domain_b,
+        epochs1=epochs1,
+        epochs2=epochs2,
+        seed=seed,
+        use_geo=use_geo,
+        d1=d1,
+        d2=d2,
+        weights=LossWeights(div=div),
+        noise_dim=noise_dim,
     )
     stem = str(weights) if weights else str(default_stem(domain_a, domain_b))
     model = _model_task(stem, retrain, cfg.to_dict())
@@ -202,6 +218,7 @@ def crystalgan_flow(
         "campaign": campaign_name(model.metal_a, model.metal_b),
         "generated": n_gen,
         "accepted": len(docs),
+        "distinct_accepted": count_distinct([Structure.from_dict(d["structure"]) for d in docs]),
         "written": written,
         "template_ids": [d["template_id"] for d in docs],
     }

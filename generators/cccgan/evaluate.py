@@ -238,3 +238,53 @@ def candidate_doc(c: Candidate, seed: int) -> dict[str, Any]:
         "verdict": c.verdict,
         **({"relax": c.extra} if c.extra else {}),
     }
+
+
+def screen_info(candidates: Sequence[Candidate], symprec: float = 0.1) -> dict[str, Any]:
+    """Cheap screening figures of one composition's candidates: the median CHGNet single-point energy
+    (eV/atom, of the novel valid ones, where :func:`mark_stability` computed them), the median shortest
+    distance (Å) of the valid ones, and how many novel valid ones have a space group above P1 at
+    ``symprec`` Å (spglib through pymatgen)."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    sp = [c.extra["initial_energy_per_atom"] for c in candidates if "initial_energy_per_atom" in c.extra]
+    dists = [c.min_dist for c in candidates if c.valid and c.min_dist is not None]
+    symmetric = 0
+    for c in candidates:
+        if c.valid and c.novel and c.structure is not None:
+            try:
+                sg = SpacegroupAnalyzer(c.structure, symprec=symprec).get_space_group_number()
+            except Exception:  # noqa: BLE001 - spglib fails on a few distorted cells: count them as P1
+                sg = 1
+            c.extra["space_group"] = sg
+            symmetric += sg > 1
+    return {
+        "median_sp_energy": float(np.median(sp)) if sp else None,
+        "median_min_dist": float(np.median(dists)) if dists else None,
+        "novel_above_p1": symmetric,
+    }
+
+
+def distinct_stable(
+    candidates: Iterable[Candidate], known: dict[str, list[Structure]], threshold: float = SYNTHESISABLE
+) -> list[Candidate]:
+    """Relaxed candidates with ``e_hull <= threshold`` (eV/atom) whose *relaxed* structures are distinct
+    (StructureMatcher, as :func:`mark_novelty`) from each other and from the training structures of the
+    same reduced formula: a relaxation can fall into a known structure or into another candidate's.
+    Returns the kept candidates, lowest E_hull first."""
+    sm = _matcher()
+    kept: list[Candidate] = []
+    pool = sorted(
+        (c for c in candidates if c.e_hull is not None and c.e_hull <= threshold and c.relaxed_structure is not None),
+        key=lambda c: c.e_hull,
+    )
+    for c in pool:
+        s = c.relaxed_structure
+        f = s.composition.reduced_formula
+        if any(sm.fit(s, k) for k in known.get(f, [])):
+            c.extra["relaxed_to_known"] = True
+            continue
+        if any(sm.fit(s, k.relaxed_structure) for k in kept if k.relaxed_structure.composition.reduced_formula == f):
+            continue
+        kept.append(c)
+    return kept

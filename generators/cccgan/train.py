@@ -18,9 +18,11 @@ uniformly from the whole 8 x 8 x 12 grid otherwise, so the generator also sees u
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from copy import deepcopy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 
 from alcore import weights as weights_io
+from alcore.errors import CorruptModelError
 from alcore.paths import WEIGHTS_DIR
 from generators.cccgan.augment import augment
 from generators.cccgan.model import (
@@ -97,15 +100,65 @@ def _sample_counts(n: int, train_comps: np.ndarray, p_train: float, rng: np.rand
     return out
 
 
+CHECKPOINT_VERSION = 1
+#: TrainConfig fields that may change between a checkpoint and its continuation.
+RESUMABLE_FIELDS = ("max_steps", "epochs")
+
+
+def _fixed_settings(config: dict) -> dict:
+    """TrainConfig fields a resumed run must keep (tuples as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items() if k not in RESUMABLE_FIELDS}
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # atomic: a kill mid-write leaves the previous checkpoint intact
+
+
+def _load_checkpoint(path: Path, cfg: TrainConfig, data_sha: str) -> dict:
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
+        raise CorruptModelError(f"cccgan checkpoint {path} cannot be read ({exc}); delete it to start over") from None
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise CorruptModelError(f"cccgan checkpoint {path} has version {state.get('version')}; delete it")
+    if state["data_sha256"] != data_sha:
+        raise ValueError(f"cccgan checkpoint {path} was trained on other images; use another checkpoint path")
+    stored, asked = _fixed_settings(state["config"]), _fixed_settings(asdict(cfg))
+    if stored != asked:
+        diff = {k: (stored.get(k), asked.get(k)) for k in asked if stored.get(k) != asked.get(k)}
+        raise ValueError(f"cccgan checkpoint {path} was trained with other settings {diff} (stored, asked)")
+    return state
+
+
 def train(
-    images: np.ndarray, config: TrainConfig | None = None, progress: Callable[[int, int, dict], None] | None = None
+    images: np.ndarray,
+    config: TrainConfig | None = None,
+    progress: Callable[[int, int, dict], None] | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    time_budget_s: float | None = None,
+    snapshot_every: int | None = None,
+    on_snapshot: Callable[[int, TrainResult], None] | None = None,
 ) -> TrainResult:
-    """Train on real images ``(N, 30, 3)`` (augmented here by ``config.per_composition``).
+    """Train on real images ``(N, 30, 3)`` (augmented here by ``config.per_composition``), resumably.
 
     Images whose cell formula is in ``config.holdout`` are dropped first. ``progress(step, total,
     metrics)`` is called after every generator step. Returns a :class:`TrainResult` whose metrics
-    hold the final losses, the classifier's count accuracy on real images, seconds, steps, and the
-    number of training images and compositions.
+    hold the final losses, the classifier's count accuracy on real images, seconds, steps (total over
+    all runs of a checkpoint), and the number of training images and compositions.
+
+    With ``checkpoint`` (a file path) the three networks, their optimisers, all random states, the
+    position inside the epoch and the loss history are written there atomically when the run stops
+    (target ``max_steps`` reached or ``time_budget_s`` seconds used) and at every snapshot; an
+    existing checkpoint is resumed, so repeated time-budgeted runs continue one training and
+    ``max_steps`` is the total target. A resumed run equals an uninterrupted one (tested). Only
+    ``max_steps`` / ``epochs`` may differ from the checkpoint's settings (``ValueError`` otherwise;
+    :class:`CorruptModelError` for an unreadable file). Every ``snapshot_every`` steps
+    ``on_snapshot(step, result)`` gets the current generator (eval mode, a copy) for per-checkpoint
+    metrics.
     """
     cfg = config or TrainConfig()
     torch.manual_seed(cfg.seed)
@@ -130,12 +183,57 @@ def train(
     steps_per_epoch = max(1, n // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs if cfg.max_steps is None else cfg.max_steps
     hist: dict[str, list[float]] = {"w_dist": [], "gp": [], "q_real": [], "g_cls": [], "g_dist": []}
+    step, b_start, perm, seconds_before, runs = 0, 0, None, 0.0, 0
+    ckpt = Path(checkpoint) if checkpoint else None
+    data_sha = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
+    if ckpt is not None and ckpt.exists():
+        st = _load_checkpoint(ckpt, cfg, data_sha)
+        for net, key in ((g, "g"), (d, "d"), (q, "q"), (opt_g, "opt_g"), (opt_d, "opt_d"), (opt_q, "opt_q")):
+            net.load_state_dict(st[key])
+        gen.set_state(st["rng_torch"])
+        torch.set_rng_state(st["rng_global"])
+        rng.bit_generator.state = st["rng_numpy"]
+        hist = st["history"]
+        step, b_start, perm = st["step"], st["next_batch"], st["perm"]
+        seconds_before, runs = st["seconds"], st["runs"]
+        log.info("resuming cccgan training from %s at step %d", ckpt, step)
     t0 = time.perf_counter()
-    step = 0
-    while step < total:
-        perm = torch.randperm(n, generator=gen)
-        for b in range(steps_per_epoch):
+
+    def save(next_batch: int, perm_now: torch.Tensor | None) -> None:
+        if ckpt is None:
+            return
+        _save_checkpoint(
+            ckpt,
+            {
+                "version": CHECKPOINT_VERSION,
+                "config": asdict(cfg),
+                "data_sha256": data_sha,
+                "g": g.state_dict(),
+                "d": d.state_dict(),
+                "q": q.state_dict(),
+                "opt_g": opt_g.state_dict(),
+                "opt_d": opt_d.state_dict(),
+                "opt_q": opt_q.state_dict(),
+                "rng_torch": gen.get_state(),
+                "rng_global": torch.get_rng_state(),
+                "rng_numpy": rng.bit_generator.state,
+                "history": hist,
+                "step": step,
+                "next_batch": next_batch,
+                "perm": perm_now,
+                "seconds": seconds_before + time.perf_counter() - t0,
+                "runs": runs + 1,
+            },
+        )
+
+    stopped = False
+    while step < total and not stopped:
+        if perm is None:
+            perm = torch.randperm(n, generator=gen)
+        for b in range(b_start, steps_per_epoch):
             if step >= total:
+                save(b, perm)
+                stopped = True
                 break
             idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             real, real_c = x_all[idx], c_all[idx]
@@ -190,7 +288,69 @@ def train(
                         },
                     )
             step += 1
-    seconds = time.perf_counter() - t0
+            if snapshot_every and step % snapshot_every == 0:
+                save(b + 1, perm)
+                if on_snapshot is not None:
+                    on_snapshot(
+                        step,
+                        _result(
+                            g,
+                            q,
+                            cfg,
+                            hist,
+                            step,
+                            seconds_before + time.perf_counter() - t0,
+                            n,
+                            train_comps,
+                            images,
+                            x_all,
+                            c_all,
+                            copy=True,
+                        ),
+                    )
+            if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s and step < total:
+                save(b + 1, perm)
+                stopped = True
+                break
+        else:
+            b_start, perm = 0, None
+            continue
+        break
+    if not stopped:
+        save(0, None)
+    return _result(
+        g,
+        q,
+        cfg,
+        hist,
+        step,
+        seconds_before + time.perf_counter() - t0,
+        n,
+        train_comps,
+        images,
+        x_all,
+        c_all,
+        copy=False,
+    )
+
+
+def _result(
+    g: Generator,
+    q: Classifier,
+    cfg: TrainConfig,
+    hist: dict[str, list[float]],
+    step: int,
+    seconds: float,
+    n: int,
+    train_comps: np.ndarray,
+    images: np.ndarray,
+    x_all: torch.Tensor,
+    c_all: torch.Tensor,
+    copy: bool,
+) -> TrainResult:
+    """Metrics of the current networks; with ``copy`` the networks are deep copies (training goes on)."""
+    if copy:
+        g, q = deepcopy(g), deepcopy(q)
     q.eval()
     with torch.no_grad():
         sub = torch.arange(0, n, max(1, n // 2000))
@@ -204,6 +364,7 @@ def train(
 
     metrics = {
         "steps": step,
+        "epochs_done": round(step / max(1, n // cfg.batch_size), 3),
         "seconds": round(seconds, 1),
         "n_train_images": int(n),
         "n_train_compositions": len(train_comps),

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import Structure
 
-from generators.crystalgan.data import try_decode
+from generators.crystalgan.data import load_domain, try_decode
 from generators.crystalgan.geometry import check_structure
 from generators.crystalgan.train import (
     CrystalGANConfig,
@@ -45,7 +46,10 @@ LABELS = {
     "transfer_only": "feature transfer only (no step 2)",
     "crystalgan_noconstr": "CrystalGAN without constraints",
     "crystalgan": "CrystalGAN with constraints",
+    "crystalgan_div": "CrystalGAN with constraints + diversity-sensitive loss (ours)",
 }
+#: λ_div of the ``crystalgan_div`` row (chosen before any run: the DSGAN default scale, ratio clipped at 1).
+DIV_WEIGHT = 1.0
 
 
 def evaluate(
@@ -65,10 +69,7 @@ def evaluate(
         structures.append(s)
         reports.append(None if s is None else check_structure(s, metal_a, metal_b, d1, d2))
     good_idx = [i for i, r in enumerate(reports) if r is not None and r.good]
-    distinct = 0
-    if good_idx:
-        groups = StructureMatcher().group_structures([structures[i] for i in good_idx])
-        distinct = len(groups)
+    distinct = count_distinct([structures[i] for i in good_idx])
     return {
         "n": len(vecs),
         "decoded": sum(s is not None for s in structures),
@@ -82,14 +83,70 @@ def evaluate(
     }
 
 
+def count_distinct(structures: Sequence[Structure], matcher: StructureMatcher | None = None) -> int:
+    """Number of distinct structures: groups under pymatgen's ``StructureMatcher`` (default tolerances
+    unless ``matcher`` is given). Duplicates (also translated, rotated or with a permuted site order)
+    count once. Returns 0 for an empty list."""
+    if not structures:
+        return 0
+    return len((matcher or StructureMatcher()).group_structures(list(structures)))
+
+
+def distinct_representatives(structures: Sequence[Structure]) -> list[Structure]:
+    """One structure per StructureMatcher group (the first of each group), in input order."""
+    if not structures:
+        return []
+    groups = StructureMatcher().group_structures(list(structures))
+    return [g[0] for g in groups]
+
+
+def novel_vs_binaries(
+    structures: Sequence[Structure], training: Sequence[Structure], metal_a: str, metal_b: str
+) -> list[bool]:
+    """Is each generated ternary new w.r.t. the training binaries, up to relabelling the metals?
+
+    Both metals are mapped to ``metal_a`` in the candidates and in the training structures, and the
+    candidate is compared with every training structure by ``StructureMatcher`` (default tolerances).
+    A ternary that is merely a binary prototype with some Pd swapped for Ni is therefore *not* novel.
+    Returns one bool per structure.
+    """
+    sm = StructureMatcher()
+
+    def merged(s: Structure) -> Structure:
+        t = s.copy()
+        if metal_b in {e.symbol for e in t.composition.elements}:
+            t.replace_species({metal_b: metal_a})
+        return t
+
+    train = [merged(t) for t in training]
+    by_formula: dict[str, list[Structure]] = {}
+    for t in train:
+        by_formula.setdefault(t.composition.reduced_formula, []).append(t)
+    out = []
+    for s in structures:
+        m = merged(s)
+        cands = by_formula.get(m.composition.reduced_formula, [])
+        out.append(not any(sm.fit(m, t) for t in cands))
+    return out
+
+
 def _public(ev: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in ev.items() if k not in ("structures", "reports")}
 
 
-def run_seed(cfg: CrystalGANConfig, show: bool = False, save_stem: str | Path | None = None) -> dict[str, Any]:
-    """All four models (plus the transfer-only diagnostic) for one seed; returns counts and timings.
+def run_seed(
+    cfg: CrystalGANConfig,
+    show: bool = False,
+    save_stem: str | Path | None = None,
+    *,
+    div_weight: float = DIV_WEIGHT,
+    save_row: str = "crystalgan_div",
+) -> dict[str, Any]:
+    """All models of Table II (plus the transfer-only diagnostic and the diversity-remedy row) for one
+    seed; returns counts (``good`` and ``good_distinct`` for every row) and timings.
 
-    With ``save_stem``, the constrained CrystalGAN of this seed is saved there (safetensors + json).
+    With ``save_stem``, the step-2 model of row ``save_row`` of this seed is saved there (safetensors +
+    json). ``div_weight``: λ_div of the ``crystalgan_div`` row.
     """
     torch.set_num_threads(1)
     out: dict[str, Any] = {"seed": cfg.seed, "models": {}}
@@ -102,6 +159,7 @@ def run_seed(cfg: CrystalGANConfig, show: bool = False, save_stem: str | Path | 
     m1 = train_step1(cfg, prog)
     t_step1 = time.perf_counter() - t0
     a, b = m1.metal_a, m1.metal_b
+    training = [*load_domain(cfg.domain_a).structures, *load_domain(cfg.domain_b).structures]
     x_ahb1, y_bha1 = m1.step1.translate(m1.x_ah, m1.y_bh)
     out["models"]["discogan"] = {
         **_public(evaluate(torch.cat([x_ahb1, y_bha1]), a, b, cfg.d1, cfg.d2)),
@@ -113,18 +171,25 @@ def run_seed(cfg: CrystalGANConfig, show: bool = False, save_stem: str | Path | 
         "epochs": cfg.epochs1,
         "wall_s": round(t_step1, 2),
     }
-    for key, use_geo in (("crystalgan_noconstr", False), ("crystalgan", True)):
+    step2_rows = (("crystalgan_noconstr", False, 0.0), ("crystalgan", True, 0.0), ("crystalgan_div", True, div_weight))
+    for key, use_geo, div in step2_rows:
         t1 = time.perf_counter()
-        m2 = train_step2(m1, use_geo, prog)
+        m2 = train_step2(m1, use_geo, prog, div=div)
         t_step2 = time.perf_counter() - t1
         vecs, _ = generate(m2)
+        ev2 = evaluate(vecs, a, b, cfg.d1, cfg.d2)
+        reps = distinct_representatives([ev2["structures"][i] for i in ev2["good_index"]])
+        novel = novel_vs_binaries(reps, training, a, b)
         out["models"][key] = {
-            **_public(evaluate(vecs, a, b, cfg.d1, cfg.d2)),
+            **_public(ev2),
+            "good_novel": int(sum(novel)),
+            "distinct_good_structures": [r.as_dict() for r in reps],
+            "distinct_good_novel": novel,
             "epochs": cfg.epochs1 + cfg.epochs2,
             "wall_s": round(t_step1 + t_step2, 2),
             "final_losses": m2.history["step2"][-1] if m2.history["step2"] else {},
         }
-        if use_geo and save_stem is not None:
+        if key == save_row and save_stem is not None:
             ev = out["models"][key]
             save_weights(
                 m2, save_stem, metrics={k: ev[k] for k in ("n", "decoded", "ternary", "good", "good_distinct")}
@@ -141,6 +206,113 @@ def run_seed(cfg: CrystalGANConfig, show: bool = False, save_stem: str | Path | 
     return out
 
 
+#: Step-2 variants of the diversity ablation (all with the geometric loss): name -> (div weight, noise_dim).
+ABLATION_VARIANTS: dict[str, tuple[float, int]] = {
+    "plain": (0.0, 0),
+    "div": (1.0, 0),
+    "noise": (0.0, 16),
+    "noise_ms": (1.0, 16),
+}
+ABLATION_LABELS = {
+    "plain": "CrystalGAN with constraints (paper loss)",
+    "div": "+ diversity-sensitive loss (input pairs), λ_div 1",
+    "noise": "+ noise injection (16-d z), no diversity term",
+    "noise_ms": "+ noise injection + mode-seeking loss (z pairs), λ_div 1",
+}
+
+
+def run_ablation_seed(
+    cfg: CrystalGANConfig,
+    variants: dict[str, tuple[float, int]] | None = None,
+    show: bool = False,
+    pairing_seeds: Sequence[int] = (),
+) -> dict[str, Any]:
+    """The diversity ablation for one seed: step 1 once, then step 2 (with L_geo) once per variant, all
+    from the same initialisation seed. Per variant: the counts of :func:`evaluate` on the model's own 70
+    samples, ``good_novel`` (distinct good structures not matching a training binary, see
+    :func:`novel_vs_binaries`), the distinct good structures as pymatgen dicts, and the same counts for
+    fresh feature-transfer pairings ``pairing_seeds``. Returns a JSON-ready dict.
+    """
+    torch.set_num_threads(1)
+    variants = variants or ABLATION_VARIANTS
+
+    def prog(label: str, i: int, n: int) -> None:
+        if show and (i == n or i % max(1, n // 4) == 0):
+            print(f"  seed {cfg.seed} {label}: epoch {i}/{n}", flush=True)
+
+    t0 = time.perf_counter()
+    m1 = train_step1(cfg, prog)
+    t_step1 = time.perf_counter() - t0
+    a, b = m1.metal_a, m1.metal_b
+    training = [*load_domain(cfg.domain_a).structures, *load_domain(cfg.domain_b).structures]
+    out: dict[str, Any] = {"seed": cfg.seed, "step1_wall_s": round(t_step1, 2), "variants": {}}
+    for name, (div, noise_dim) in variants.items():
+        t1 = time.perf_counter()
+        m2 = train_step2(m1, True, prog, div=div, noise_dim=noise_dim)
+        wall = time.perf_counter() - t1
+        ev = evaluate(generate(m2)[0], a, b, cfg.d1, cfg.d2, cfg.slots)
+        reps = distinct_representatives([ev["structures"][i] for i in ev["good_index"]])
+        novel = novel_vs_binaries(reps, training, a, b)
+        entry = {
+            **_public(ev),
+            "good_novel": int(sum(novel)),
+            "distinct_good_structures": [r.as_dict() for r in reps],
+            "distinct_good_novel": novel,
+            "div": div,
+            "noise_dim": noise_dim,
+            "step2_wall_s": round(wall, 2),
+            "final_losses": m2.history["step2"][-1] if m2.history["step2"] else {},
+            "pairings": {},
+        }
+        for ps in pairing_seeds:
+            evp = evaluate(generate(m2, seed=int(ps))[0], a, b, cfg.d1, cfg.d2, cfg.slots)
+            entry["pairings"][str(ps)] = {k: evp[k] for k in ("good", "good_distinct", "good_formulas")}
+        out["variants"][name] = entry
+        if show:
+            print(
+                f"  seed {cfg.seed} {name}: good {ev['good']}/70, distinct {ev['good_distinct']}, "
+                f"novel {entry['good_novel']}, {wall:.0f} s",
+                flush=True,
+            )
+    return out
+
+
+def summarise_ablation(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Mean ± sample std and per-seed values of good, distinct good, novel distinct good per variant."""
+    summary: dict[str, dict[str, Any]] = {}
+    names = [k for k in runs[0]["variants"]] if runs else []
+    for name in names:
+        rows = [r["variants"][name] for r in runs if name in r["variants"]]
+        entry: dict[str, Any] = {"label": ABLATION_LABELS.get(name, name), "seeds": [r["seed"] for r in runs]}
+        for metric in ("good", "good_distinct", "good_novel", "ternary", "decoded"):
+            vals = [float(r[metric]) for r in rows]
+            entry[metric] = {
+                "mean": statistics.fmean(vals),
+                "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                "per_seed": vals,
+            }
+        entry["formulas"] = sorted({f for r in rows for f in r["good_formulas"]})
+        entry["step2_wall_s_mean"] = statistics.fmean(float(r["step2_wall_s"]) for r in rows)
+        summary[name] = entry
+    return summary
+
+
+def format_ablation(summary: dict[str, dict[str, Any]]) -> str:
+    """Markdown table of :func:`summarise_ablation`: good / distinct / novel (mean ± std, per seed)."""
+    lines = [
+        "| step 2 | good / 70 | per seed | distinct good | per seed | distinct good, novel | ternary | s/seed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for e in summary.values():
+        g, d, n = e["good"], e["good_distinct"], e["good_novel"]
+        lines.append(
+            f"| {e['label']} | {g['mean']:.1f} ± {g['std']:.1f} | {', '.join(str(int(v)) for v in g['per_seed'])} | "
+            f"**{d['mean']:.1f} ± {d['std']:.1f}** | {', '.join(str(int(v)) for v in d['per_seed'])} | "
+            f"{n['mean']:.1f} | {e['ternary']['mean']:.1f} | {e['step2_wall_s_mean']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Mean, sample std, min and max of ``good`` (and ``good_distinct``, ``ternary``) per model over seeds."""
     summary: dict[str, dict[str, Any]] = {}
@@ -149,7 +321,9 @@ def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if not rows:
             continue
         entry: dict[str, Any] = {"label": LABELS[key], "published": PUBLISHED.get(key)}
-        for metric in ("good", "good_distinct", "good_formulas", "ternary", "decoded"):
+        for metric in ("good", "good_distinct", "good_novel", "good_formulas", "ternary", "decoded"):
+            if not all(metric in r for r in rows):
+                continue
             vals = [float(len(r[metric]) if isinstance(r[metric], list) else r[metric]) for r in rows]
             entry[metric] = {
                 "mean": statistics.fmean(vals),
@@ -176,10 +350,11 @@ def format_table(summary: dict[str, dict[str, Any]]) -> str:
         g, gd, gf, t = entry["good"], entry["good_distinct"], entry["good_formulas"], entry["ternary"]
         pub = "" if entry["published"] is None else str(entry["published"])
         per = ", ".join(str(int(v)) for v in g["per_seed"])
+        per_d = ", ".join(str(int(v)) for v in gd["per_seed"])
         lines.append(
             f"| {entry['label']} | {pub} | {g['mean']:.1f} ± {g['std']:.1f} / {entry['n_per_seed']} | {per} | "
-            f"{gd['mean']:.1f} ± {gd['std']:.1f} | {gf['mean']:.1f} ± {gf['std']:.1f} | {t['mean']:.1f} | "
-            f"{entry['epochs']} | {entry['wall_s_mean']:.0f} |"
+            f"**{gd['mean']:.1f} ± {gd['std']:.1f}** ({per_d}) | {gf['mean']:.1f} ± {gf['std']:.1f} | "
+            f"{t['mean']:.1f} | {entry['epochs']} | {entry['wall_s_mean']:.0f} |"
         )
     return "\n".join(lines)
 

@@ -7,6 +7,9 @@
 * :func:`feature_transfer`: fills each step-1 sample's empty metal placeholder with the other domain's
   generated metal features (paper §III.B.2).
 * :class:`NoiseGAN`: the "standard GAN" baseline of Table II (Gaussian noise in, a structure out).
+* Diversity remedies against the step-2 mode collapse (ours, not in the paper): a diversity-sensitive
+  / mode-seeking term (``LossWeights.div``, :func:`diversity_ratio`) and noise injection into the
+  cross-domain generators (``noise_dim`` > 0: each generator sees ``concat(x, z)``, ``z ~ N(0, I)``).
 """
 
 from __future__ import annotations
@@ -84,6 +87,35 @@ class LossWeights:
     rec_b: float = 1.0
     geo1: float = 1.0
     geo2: float = 1.0
+    #: weight of the diversity-sensitive (mode-seeking) term; 0 = the paper's loss
+    div: float = 0.0
+    #: the per-pair diversity ratio is clipped at this value (DSGAN's tau), so the term is bounded
+    div_tau: float = 1.0
+
+
+def structure_features(v: torch.Tensor, slots: int = SLOTS) -> torch.Tensor:
+    """What makes two encoded structures different: ``(N, 9 + 3 * slots * 4)`` with the coordinates of
+    each slot multiplied by its occupancy (coordinates of empty slots do not count), the lattice and the
+    occupancies as they are. Used by the diversity term so it cannot be met by moving empty slots."""
+    lat = v[:, :9]
+    rows = v[:, 9:].reshape(len(v), 3 * slots, ATOM_DIM)
+    occ = rows[..., 3:4]
+    return torch.cat([lat, (rows[..., :3] * occ).flatten(1), occ.flatten(1)], dim=1)
+
+
+def diversity_ratio(
+    out1: torch.Tensor, out2: torch.Tensor, in1: torch.Tensor, in2: torch.Tensor, tau: float, slots: int = SLOTS
+) -> torch.Tensor:
+    """Mode-seeking / diversity-sensitive ratio (Mao et al. 2019; Yang et al. 2019), a scalar to maximise.
+
+    ``mean_k min(tau, |f(out1_k) - f(out2_k)|_1 / |in1_k - in2_k|_1)`` with ``f`` =
+    :func:`structure_features` and both L1 distances averaged over their features. ``out*``:
+    ``(N, feature_dim)`` outputs for the paired inputs ``in*`` (structures ``(N, feature_dim)`` or noise
+    ``(N, noise_dim)``). A collapsed generator (same output for different inputs) scores 0.
+    """
+    d_out = (structure_features(out1, slots) - structure_features(out2, slots)).abs().mean(dim=1)
+    d_in = (in1 - in2).abs().mean(dim=1).clamp_min(1e-6)
+    return torch.clamp(d_out / d_in, max=tau).mean()
 
 
 class CrossDomainGAN(nn.Module):
@@ -92,13 +124,31 @@ class CrossDomainGAN(nn.Module):
     Step 1: A = AH, B = BH. Step 2: A = AHB_g, B = BHA_g (with the geometric terms switched on).
     """
 
-    def __init__(self, slots: int = SLOTS, hidden: int = 100, layers: int = 5) -> None:
+    def __init__(self, slots: int = SLOTS, hidden: int = 100, layers: int = 5, noise_dim: int = 0) -> None:
         super().__init__()
         self.slots = slots
-        self.g_ab = Generator(slots=slots, hidden=hidden, layers=layers)
-        self.g_ba = Generator(slots=slots, hidden=hidden, layers=layers)
+        self.noise_dim = noise_dim
+        in_dim = feature_dim(slots) + noise_dim
+        self.g_ab = Generator(in_dim=in_dim, slots=slots, hidden=hidden, layers=layers)
+        self.g_ba = Generator(in_dim=in_dim, slots=slots, hidden=hidden, layers=layers)
         self.d_a = Discriminator(slots, hidden, layers)
         self.d_b = Discriminator(slots, hidden, layers)
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(n, noise_dim)`` standard-normal noise (``(n, 0)`` without noise injection)."""
+        return torch.randn(n, self.noise_dim, generator=generator)
+
+    def ab(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """``G_AB(x)`` (or ``G_AB(concat(x, z))`` with noise injection; fresh noise when ``z`` is None)."""
+        if self.noise_dim == 0:
+            return self.g_ab(x)
+        return self.g_ab(torch.cat([x, self.noise(len(x)) if z is None else z], dim=1))
+
+    def ba(self, y: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """``G_BA(y)`` (or ``G_BA(concat(y, z))``), as :meth:`ab`."""
+        if self.noise_dim == 0:
+            return self.g_ba(y)
+        return self.g_ba(torch.cat([y, self.noise(len(y)) if z is None else z], dim=1))
 
     def generator_loss(
         self, x_a: torch.Tensor, y_b: torch.Tensor, w: LossWeights, use_geo: bool, d1: float = D1, d2: float = D2
@@ -107,10 +157,11 @@ class CrossDomainGAN(nn.Module):
 
         ``x_a``, ``y_b``: ``(N, feature_dim)`` batches of the two domains (unpaired).
         """
-        x_ab = self.g_ab(x_a)  # eq. (1)/(15)
-        x_aba = self.g_ba(x_ab)
-        y_ba = self.g_ba(y_b)  # eq. (2)/(16)
-        y_bab = self.g_ab(y_ba)
+        za, zb = self.noise(len(x_a)), self.noise(len(y_b))
+        x_ab = self.ab(x_a, za)  # eq. (1)/(15)
+        x_aba = self.ba(x_ab)
+        y_ba = self.ba(y_b, zb)  # eq. (2)/(16)
+        y_bab = self.ab(y_ba)
         rec_a = F.mse_loss(x_aba, x_a)  # eq. (3)/(17), d = mean squared error
         rec_b = F.mse_loss(y_bab, y_b)  # eq. (4)/(18)
         gan_b = _bce(self.d_b(x_ab), 1.0)  # eq. (5)/(19)
@@ -123,21 +174,36 @@ class CrossDomainGAN(nn.Module):
             geo1, geo2 = g1a + g1b, g2a + g2b
             total = total + w.geo1 * geo1 + w.geo2 * geo2
             parts |= {"geo1": geo1.item(), "geo2": geo2.item()}
+        if w.div > 0:
+            if self.noise_dim > 0:  # mode seeking: two noise draws for the same input
+                za2, zb2 = self.noise(len(x_a)), self.noise(len(y_b))
+                div_a = diversity_ratio(x_ab, self.ab(x_a, za2), za, za2, w.div_tau, self.slots)
+                div_b = diversity_ratio(y_ba, self.ba(y_b, zb2), zb, zb2, w.div_tau, self.slots)
+            else:  # diversity-sensitive: two different inputs of the batch
+                div_a = diversity_ratio(x_ab, x_ab.roll(1, 0), x_a, x_a.roll(1, 0), w.div_tau, self.slots)
+                div_b = diversity_ratio(y_ba, y_ba.roll(1, 0), y_b, y_b.roll(1, 0), w.div_tau, self.slots)
+            total = total - w.div * (div_a + div_b)
+            parts["div"] = (div_a + div_b).item()
         return total, parts
 
     def discriminator_loss(self, x_a: torch.Tensor, y_b: torch.Tensor) -> torch.Tensor:
         """Eqs. (8)+(9) / (23)+(24): BCE of real vs translated samples for both discriminators."""
         with torch.no_grad():
-            x_ab = self.g_ab(x_a)
-            y_ba = self.g_ba(y_b)
+            x_ab = self.ab(x_a)
+            y_ba = self.ba(y_b)
         l_db = _bce(self.d_b(y_b), 1.0) + _bce(self.d_b(x_ab), 0.0)
         l_da = _bce(self.d_a(x_a), 1.0) + _bce(self.d_a(y_ba), 0.0)
         return l_da + l_db
 
     @torch.no_grad()
-    def translate(self, x_a: torch.Tensor, y_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(G_AB(x_a), G_BA(y_b))`` without gradients (generation)."""
-        return self.g_ab(x_a), self.g_ba(y_b)
+    def translate(
+        self, x_a: torch.Tensor, y_b: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(G_AB(x_a), G_BA(y_b))`` without gradients (generation); with noise injection the noise is
+        drawn from ``generator`` (seeded generation)."""
+        if self.noise_dim == 0:
+            return self.g_ab(x_a), self.g_ba(y_b)
+        return self.ab(x_a, self.noise(len(x_a), generator)), self.ba(y_b, self.noise(len(y_b), generator))
 
 
 def feature_transfer(

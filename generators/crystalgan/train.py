@@ -43,6 +43,9 @@ class CrystalGANConfig:
     """Hyper-parameters (paper defaults: 5 x 100 ReLU MLPs, Adam lr 1e-4 beta1 0.5, batch 35, lambdas 1).
 
     ``gen_steps``: generator updates per discriminator update; 5 as in the authors' reference code.
+    ``noise_dim``: noise injection into the step-2 generators (0 = the paper: deterministic maps);
+    ``weights.div``: the diversity-sensitive / mode-seeking term of step 2 (0 = the paper). Both are
+    the diversity remedies of docs/crystalgan.md.
     """
 
     domain_a: str = "PdH"
@@ -61,6 +64,7 @@ class CrystalGANConfig:
     d2: float = D2
     slots: int = SLOTS
     seed: int = 0
+    noise_dim: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of the config."""
@@ -189,16 +193,29 @@ def transfer_inputs(model: CrystalGANModel, seed: int) -> tuple[torch.Tensor, to
     return feature_transfer(x_ahb1[:n], y_bha1[:n], pa, pb, model.config.slots)
 
 
-def train_step2(model: CrystalGANModel, use_geo: bool, progress: Progress | None = None) -> CrystalGANModel:
+def train_step2(
+    model: CrystalGANModel,
+    use_geo: bool,
+    progress: Progress | None = None,
+    *,
+    div: float | None = None,
+    noise_dim: int | None = None,
+) -> CrystalGANModel:
     """Step 2 (eqs. 15-26) on the model's ``AHB_g``/``BHA_g``; returns a new model sharing step 1.
 
     The step-2 networks are initialised from ``seed`` alone, so runs with and without the geometric
-    loss differ only in that loss.
+    loss differ only in that loss. ``div`` / ``noise_dim`` override the config's diversity remedies
+    (``weights.div``, ``noise_dim``) for this step-2 run (the ablation of docs/crystalgan.md).
     """
-    cfg = CrystalGANConfig.from_dict({**model.config.to_dict(), "use_geo": use_geo})
+    d = {**model.config.to_dict(), "use_geo": use_geo}
+    if div is not None:
+        d["weights"] = {**d["weights"], "div": float(div)}
+    if noise_dim is not None:
+        d["noise_dim"] = int(noise_dim)
+    cfg = CrystalGANConfig.from_dict(d)
     torch.manual_seed(cfg.seed + 1)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    step2 = CrossDomainGAN(cfg.slots, cfg.hidden, cfg.layers)
+    step2 = CrossDomainGAN(cfg.slots, cfg.hidden, cfg.layers, cfg.noise_dim)
     t0 = time.perf_counter()
     hist2 = train_cross_domain(step2, model.ahb_g, model.bha_g, cfg.epochs2, cfg, use_geo, gen, progress, "step 2")
     wall2 = time.perf_counter() - t0
@@ -266,7 +283,9 @@ def generate(model: CrystalGANModel, seed: int | None = None) -> tuple[torch.Ten
 
     With ``seed=None`` the step-2 translations of the model's own ``AHB_g``/``BHA_g`` (the set the
     paper counts); with a seed, fresh feature-transfer pairings drawn from that seed, so each seed
-    gives a new batch. Returns ``(vectors (2N, feature_dim), ids)`` with ids
+    gives a new batch. With noise injection (``config.noise_dim`` > 0) the step-2 noise is drawn from a
+    generator seeded by the same tag, so generation stays deterministic. Returns
+    ``(vectors (2N, feature_dim), ids)`` with ids
     ``"crystalgan-<seed>-<index>"`` (indices < N from ``G_AHB2``, the rest from ``G_BHA2``).
     """
     if model.step2 is None:
@@ -277,7 +296,7 @@ def generate(model: CrystalGANModel, seed: int | None = None) -> tuple[torch.Ten
     else:
         ahb_g, bha_g = transfer_inputs(model, seed)
         tag = seed
-    x2, y2 = model.step2.translate(ahb_g, bha_g)
+    x2, y2 = model.step2.translate(ahb_g, bha_g, torch.Generator().manual_seed(20_011 + tag))
     vecs = torch.cat([x2, y2])
     return vecs, [f"crystalgan-{tag}-{i}" for i in range(len(vecs))]
 
@@ -332,7 +351,7 @@ def load_weights(stem: str | Path) -> CrystalGANModel:
         raise CorruptModelError(f"{st}: trained on data {meta['data']['sha256'][:12]}, found {sha[:12]}; retrain")
     step1 = CrossDomainGAN(cfg.slots, cfg.hidden, cfg.layers)
     has2 = any(k.startswith("step2.") for k in tensors)
-    step2 = CrossDomainGAN(cfg.slots, cfg.hidden, cfg.layers) if has2 else None
+    step2 = CrossDomainGAN(cfg.slots, cfg.hidden, cfg.layers, cfg.noise_dim) if has2 else None
     nets = {"step1.g_ab": step1.g_ab, "step1.g_ba": step1.g_ba}
     if step2 is not None:
         nets |= {"step2.g_ab": step2.g_ab, "step2.g_ba": step2.g_ba}

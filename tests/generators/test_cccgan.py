@@ -203,3 +203,34 @@ def test_relaxation_budget_goes_to_the_lowest_single_point_energies(ds) -> None:
     assert [c.relaxed for c in cands] == [False, True]
     assert cands[1].extra["initial_energy_per_atom"] == pytest.approx(single_point(real), abs=1e-4)
     assert cands[1].e_hull is not None and cands[0].e_hull is None
+
+
+def test_checkpoint_resume_equals_uninterrupted_training(ds, tmp_path) -> None:
+    # tiny networks on 40 real images (62 after augmentation: 3 steps per epoch); 3 + 3 steps == 6 steps
+    torch.set_num_threads(1)
+    images = ds.images[::60][:40]
+    cfg = dict(g_channels=4, d_channels=4, q_channels=2, latent_dim=8, per_composition=2, batch_size=16, seed=3)
+    full = train(images, TrainConfig(max_steps=6, **cfg))
+    ckpt = tmp_path / "cccgan.pt"
+    snaps: list[int] = []
+    first = train(
+        images,
+        TrainConfig(max_steps=3, **cfg),
+        checkpoint=ckpt,
+        snapshot_every=2,
+        on_snapshot=lambda step, res: snaps.append(step),
+    )
+    assert first.metrics["steps"] == 3 and snaps == [2] and ckpt.exists()
+    resumed = train(images, TrainConfig(max_steps=6, **cfg), checkpoint=ckpt)
+    assert resumed.metrics["steps"] == 6
+    for k, v in full.generator.state_dict().items():
+        assert torch.equal(v, resumed.generator.state_dict()[k]), k
+    # a time budget stops early and the next run continues from there
+    ckpt2 = tmp_path / "budget.pt"
+    part = train(images, TrainConfig(max_steps=6, **cfg), checkpoint=ckpt2, time_budget_s=0.0)
+    assert part.metrics["steps"] == 1
+    done = train(images, TrainConfig(max_steps=6, **cfg), checkpoint=ckpt2)
+    for k, v in full.generator.state_dict().items():
+        assert torch.equal(v, done.generator.state_dict()[k]), k
+    with pytest.raises(ValueError, match="other settings"):
+        train(images, TrainConfig(max_steps=6, **{**cfg, "seed": 4}), checkpoint=ckpt2)
