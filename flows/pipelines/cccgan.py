@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from alcore.paths import WEIGHTS_DIR
 from flows.logs import flow_logger
+from flows.pipelines.structures import store_structures_task
 from generators.cccgan.dataset import load_dataset
 from generators.cccgan.evaluate import (
     MIN_DIST,
@@ -147,17 +148,6 @@ def _evaluate_task(
     return summaries, docs
 
 
-@task(name="cccgan-store", cache_policy=NO_CACHE)
-def _store_task(docs: list[dict[str, Any]], mongodb_uri: str | None, database: str | None) -> int:
-    from flows.store import Store
-
-    store = Store.open(mongodb_uri, database)
-    try:
-        return store.upsert_structures(docs) if docs else 0
-    finally:
-        store.close()
-
-
 @flow(name="cccgan")
 def cccgan_flow(
     compositions: list[str] | None = None,
@@ -186,7 +176,7 @@ def cccgan_flow(
     g = _model_task(weights, retrain, train_config or {}, weights_dir)
     sha = weights_sha(weights, Path(weights_dir) if weights_dir else None)
     summaries, docs = _evaluate_task(g, comps, n_per_composition, seed, max_relax, relax_steps, min_dist, sha)
-    written = _store_task(docs, mongodb_uri, database)
+    written = store_structures_task(docs, mongodb_uri, database)
     return {
         "campaign": CAMPAIGN,
         "summary": summaries,

@@ -21,6 +21,7 @@ from pymatgen.io.cif import CifWriter
 
 from alcore.paths import WEIGHTS_DIR
 from flows.logs import flow_logger
+from flows.pipelines.structures import store_structures_task
 from generators.crystalgan.compare import DIV_WEIGHT, count_distinct, evaluate
 from generators.crystalgan.data import to_poscar
 from generators.crystalgan.geometry import D1, D2
@@ -154,17 +155,6 @@ def _generate_task(
     return docs
 
 
-@task(name="crystalgan-store", cache_policy=NO_CACHE)
-def _store_task(docs: list[dict[str, Any]], mongodb_uri: str | None, database: str | None) -> int:
-    from flows.store import Store
-
-    store = Store.open(mongodb_uri, database)
-    try:
-        return store.upsert_structures(docs) if docs else 0
-    finally:
-        store.close()
-
-
 @flow(name="crystalgan")
 def crystalgan_flow(
     domain_a: str = "PdH",
@@ -212,7 +202,7 @@ def crystalgan_flow(
     model = _model_task(stem, retrain, cfg.to_dict())
     seed_list: list[int | None] = list(seeds) if seeds else [None]
     docs = _generate_task(model, seed_list, weights_sha(stem), chgnet)
-    written = _store_task(docs, mongodb_uri, database)
+    written = store_structures_task(docs, mongodb_uri, database)
     n_gen = 2 * min(len(model.x_ah), len(model.y_bh)) * len(seed_list)
     return {
         "campaign": campaign_name(model.metal_a, model.metal_b),

@@ -117,6 +117,16 @@ def relax_task(
     return verdict_doc(campaign, trial, verdict)
 
 
+@task(name="store-structures", cache_policy=NO_CACHE)
+def store_structures_task(docs: list[dict[str, Any]], mongodb_uri: str | None, database: str | None) -> int:
+    """Upsert ``structures`` documents (keyed by campaign, formula, template id); returns the count written."""
+    store = Store.open(mongodb_uri, database)
+    try:
+        return store.upsert_structures(docs) if docs else 0
+    finally:
+        store.close()
+
+
 # ---------------------------------------------------------------------------- helpers
 def export_cifs(store: Store, campaign: str, out_dir: str | Path, verdicts: Sequence[str] | None = None) -> int:
     """Write the CIF of every ``structures`` doc of a campaign to ``out_dir``; returns the count.
