@@ -199,6 +199,10 @@ def train(
         log.info("resuming cccgan training from %s at step %d", ckpt, step)
     t0 = time.perf_counter()
 
+    def result(at_step: int, copy: bool) -> TrainResult:
+        wall = seconds_before + time.perf_counter() - t0
+        return _result(g, q, cfg, hist, at_step, wall, n, train_comps, images, x_all, c_all, copy=copy)
+
     def save(next_batch: int, perm_now: torch.Tensor | None) -> None:
         if ckpt is None:
             return
@@ -291,23 +295,7 @@ def train(
             if snapshot_every and step % snapshot_every == 0:
                 save(b + 1, perm)
                 if on_snapshot is not None:
-                    on_snapshot(
-                        step,
-                        _result(
-                            g,
-                            q,
-                            cfg,
-                            hist,
-                            step,
-                            seconds_before + time.perf_counter() - t0,
-                            n,
-                            train_comps,
-                            images,
-                            x_all,
-                            c_all,
-                            copy=True,
-                        ),
-                    )
+                    on_snapshot(step, result(step, copy=True))
             if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s and step < total:
                 save(b + 1, perm)
                 stopped = True
@@ -318,20 +306,7 @@ def train(
         break
     if not stopped:
         save(0, None)
-    return _result(
-        g,
-        q,
-        cfg,
-        hist,
-        step,
-        seconds_before + time.perf_counter() - t0,
-        n,
-        train_comps,
-        images,
-        x_all,
-        c_all,
-        copy=False,
-    )
+    return result(step, copy=False)
 
 
 def _result(

@@ -17,7 +17,7 @@ import json
 import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,21 @@ def _public(ev: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in ev.items() if k not in ("structures", "reports")}
 
 
+def _step1(cfg: CrystalGANConfig, show: bool) -> tuple[Any, float, Callable[[str, int, int], None], list[Any]]:
+    """Train step 1 of one seed (1 torch thread); returns ``(model, wall s, progress printer, training
+    structures of both domains)``."""
+    torch.set_num_threads(1)
+
+    def prog(label: str, i: int, n: int) -> None:
+        if show and (i == n or i % max(1, n // 4) == 0):
+            print(f"  seed {cfg.seed} {label}: epoch {i}/{n}", flush=True)
+
+    t0 = time.perf_counter()
+    m1 = train_step1(cfg, prog)
+    training = [*load_domain(cfg.domain_a).structures, *load_domain(cfg.domain_b).structures]
+    return m1, time.perf_counter() - t0, prog, training
+
+
 def run_seed(
     cfg: CrystalGANConfig,
     show: bool = False,
@@ -148,18 +163,9 @@ def run_seed(
     With ``save_stem``, the step-2 model of row ``save_row`` of this seed is saved there (safetensors +
     json). ``div_weight``: λ_div of the ``crystalgan_div`` row.
     """
-    torch.set_num_threads(1)
     out: dict[str, Any] = {"seed": cfg.seed, "models": {}}
-
-    def prog(label: str, i: int, n: int) -> None:
-        if show and (i == n or i % max(1, n // 4) == 0):
-            print(f"  seed {cfg.seed} {label}: epoch {i}/{n}", flush=True)
-
-    t0 = time.perf_counter()
-    m1 = train_step1(cfg, prog)
-    t_step1 = time.perf_counter() - t0
+    m1, t_step1, prog, training = _step1(cfg, show)
     a, b = m1.metal_a, m1.metal_b
-    training = [*load_domain(cfg.domain_a).structures, *load_domain(cfg.domain_b).structures]
     x_ahb1, y_bha1 = m1.step1.translate(m1.x_ah, m1.y_bh)
     out["models"]["discogan"] = {
         **_public(evaluate(torch.cat([x_ahb1, y_bha1]), a, b, cfg.d1, cfg.d2)),
@@ -233,18 +239,9 @@ def run_ablation_seed(
     :func:`novel_vs_binaries`), the distinct good structures as pymatgen dicts, and the same counts for
     fresh feature-transfer pairings ``pairing_seeds``. Returns a JSON-ready dict.
     """
-    torch.set_num_threads(1)
     variants = variants or ABLATION_VARIANTS
-
-    def prog(label: str, i: int, n: int) -> None:
-        if show and (i == n or i % max(1, n // 4) == 0):
-            print(f"  seed {cfg.seed} {label}: epoch {i}/{n}", flush=True)
-
-    t0 = time.perf_counter()
-    m1 = train_step1(cfg, prog)
-    t_step1 = time.perf_counter() - t0
+    m1, t_step1, prog, training = _step1(cfg, show)
     a, b = m1.metal_a, m1.metal_b
-    training = [*load_domain(cfg.domain_a).structures, *load_domain(cfg.domain_b).structures]
     out: dict[str, Any] = {"seed": cfg.seed, "step1_wall_s": round(t_step1, 2), "variants": {}}
     for name, (div, noise_dim) in variants.items():
         t1 = time.perf_counter()
