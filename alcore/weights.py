@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -80,3 +80,58 @@ def load_into(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], sour
             f"{source} does not fit the {type(module).__name__} architecture: {str(exc)[:200]}"
         ) from None
     return module.eval()
+
+
+# ---------------------------------------------------------------------------- training checkpoints
+def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
+    """Write a training checkpoint (tensors, numbers, RNG states; ``torch.save``) atomically: a kill
+    mid-write leaves the previous checkpoint intact. Creates the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(dict(state), tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(
+    path: str | Path,
+    model: str,
+    version: int,
+    data_sha: str,
+    config: Mapping[str, Any],
+    resumable: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Read a checkpoint of :func:`save_checkpoint` (``weights_only``: nothing executable) and check
+    it belongs to this run: its ``version``, the sha256 of the training data (``data_sha256``) and
+    its ``config`` except the ``resumable`` fields (e.g. the step budget) must match.
+
+    Raises :class:`CorruptModelError` for an unreadable file or another version and ``ValueError``
+    naming what differs for other data or other settings; ``model`` names the model in the messages.
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
+        raise CorruptModelError(f"{model} checkpoint {path} cannot be read ({exc}); delete it to start over") from None
+    if state.get("version") != version:
+        raise CorruptModelError(
+            f"{model} checkpoint {path} has version {state.get('version')}, expected {version}; delete it to start over"
+        )
+    if state["data_sha256"] != data_sha:
+        raise ValueError(
+            f"{model} checkpoint {path} was trained on other data (sha256 {state['data_sha256'][:12]} vs "
+            f"{data_sha[:12]}): other formulas or images; use another checkpoint path or delete it"
+        )
+    skip = set(resumable)
+
+    def fixed(cfg: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items() if k not in skip}
+
+    stored, asked = fixed(state["config"]), fixed(config)
+    if stored != asked:
+        diff = {k: (stored.get(k), asked.get(k)) for k in asked if stored.get(k) != asked.get(k)}
+        raise ValueError(
+            f"{model} checkpoint {path} was trained with other settings {diff} (stored, asked); "
+            "resume with the stored settings, or use another checkpoint path"
+        )
+    return state

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from alcore import weights as weights_io
-from alcore.errors import CorruptModelError
 from alcore.paths import WEIGHTS_DIR
+from alcore.weights import load_checkpoint, save_checkpoint
 from generators.cccgan.augment import augment
 from generators.cccgan.model import (
     Classifier,
@@ -105,34 +105,6 @@ CHECKPOINT_VERSION = 1
 RESUMABLE_FIELDS = ("max_steps", "epochs")
 
 
-def _fixed_settings(config: dict) -> dict:
-    """TrainConfig fields a resumed run must keep (tuples as lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items() if k not in RESUMABLE_FIELDS}
-
-
-def _save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # atomic: a kill mid-write leaves the previous checkpoint intact
-
-
-def _load_checkpoint(path: Path, cfg: TrainConfig, data_sha: str) -> dict:
-    try:
-        state = torch.load(path, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise CorruptModelError(f"cccgan checkpoint {path} cannot be read ({exc}); delete it to start over") from None
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise CorruptModelError(f"cccgan checkpoint {path} has version {state.get('version')}; delete it")
-    if state["data_sha256"] != data_sha:
-        raise ValueError(f"cccgan checkpoint {path} was trained on other images; use another checkpoint path")
-    stored, asked = _fixed_settings(state["config"]), _fixed_settings(asdict(cfg))
-    if stored != asked:
-        diff = {k: (stored.get(k), asked.get(k)) for k in asked if stored.get(k) != asked.get(k)}
-        raise ValueError(f"cccgan checkpoint {path} was trained with other settings {diff} (stored, asked)")
-    return state
-
-
 def train(
     images: np.ndarray,
     config: TrainConfig | None = None,
@@ -187,7 +159,7 @@ def train(
     ckpt = Path(checkpoint) if checkpoint else None
     data_sha = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
     if ckpt is not None and ckpt.exists():
-        st = _load_checkpoint(ckpt, cfg, data_sha)
+        st = load_checkpoint(ckpt, "cccgan", CHECKPOINT_VERSION, data_sha, asdict(cfg), RESUMABLE_FIELDS)
         for net, key in ((g, "g"), (d, "d"), (q, "q"), (opt_g, "opt_g"), (opt_d, "opt_d"), (opt_q, "opt_q")):
             net.load_state_dict(st[key])
         gen.set_state(st["rng_torch"])
@@ -206,7 +178,7 @@ def train(
     def save(next_batch: int, perm_now: torch.Tensor | None) -> None:
         if ckpt is None:
             return
-        _save_checkpoint(
+        save_checkpoint(
             ckpt,
             {
                 "version": CHECKPOINT_VERSION,

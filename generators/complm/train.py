@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from alcore.errors import CorruptModelError
+from alcore.weights import load_checkpoint, save_checkpoint
 from generators.complm.model import CompositionLM, LMConfig
 from generators.complm.tokens import EF_NULL, GAP_NULL, PAD, FormulaTokenizer
 
@@ -95,33 +95,6 @@ def val_loss(model: CompositionLM, tokens: torch.Tensor, batch: int = 2048) -> f
     return total / max(n, 1)
 
 
-def _fixed(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in RESUMABLE_FIELDS}
-
-
-def _save(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
-def _load(path: Path, cfg: TrainConfig, data_sha: str) -> dict[str, Any]:
-    try:
-        state = torch.load(path, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise CorruptModelError(f"complm checkpoint {path} cannot be read ({exc}); delete it to start over") from None
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise CorruptModelError(f"complm checkpoint {path} has another version; delete it to start over")
-    if state["data_sha256"] != data_sha:
-        raise ValueError(f"complm checkpoint {path} was trained on other formulas; use another path or delete it")
-    stored, asked = _fixed(state["config"]), _fixed(asdict(cfg))
-    if stored != asked:
-        diff = {k: (stored.get(k), asked.get(k)) for k in asked if stored.get(k) != asked.get(k)}
-        raise ValueError(f"complm checkpoint {path} has other settings {diff} (stored, asked); resume with those")
-    return state
-
-
 def model_config(tokenizer: FormulaTokenizer, cfg: TrainConfig) -> LMConfig:
     """The :class:`LMConfig` of a training configuration."""
     return LMConfig(tokenizer.vocab_size, tokenizer.seq_len, cfg.d, cfg.layers, cfg.heads, cfg.ff, cfg.dropout)
@@ -174,7 +147,7 @@ def train_lm(
     best_state: dict[str, torch.Tensor] | None = None
     perm: torch.Tensor | None = None
     if ckpt is not None and ckpt.exists():
-        state = _load(ckpt, cfg, data_sha)
+        state = load_checkpoint(ckpt, "complm", CHECKPOINT_VERSION, data_sha, asdict(cfg), RESUMABLE_FIELDS)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         gen.set_state(state["rng"])
@@ -188,7 +161,7 @@ def train_lm(
     def save() -> None:
         history["seconds"] = seconds_before + time.perf_counter() - t0
         if ckpt is not None:
-            _save(
+            save_checkpoint(
                 ckpt,
                 {
                     "version": CHECKPOINT_VERSION,

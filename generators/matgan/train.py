@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from alcore.errors import CorruptModelError
 from alcore.paths import WEIGHTS_DIR
+from alcore.weights import load_checkpoint, save_checkpoint
 from generators.matgan.data import (
     AUTOENCODER_NAME,
     ELEMENTS,
@@ -71,11 +71,6 @@ CHECKPOINT_VERSION = 1
 RESUMABLE_FIELDS = ("epochs", "time_budget_s", "lr")
 
 
-def _fixed_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """GANConfig fields a resumed run must keep (tuples as lists: a loaded checkpoint may hold either)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items() if k not in RESUMABLE_FIELDS}
-
-
 def _checkpoint_state(
     G: Generator,
     D: Critic,
@@ -103,38 +98,6 @@ def _checkpoint_state(
         "perm": perm,
         "history": history,
     }
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # atomic: a kill mid-write leaves the previous checkpoint intact
-
-
-def _load_checkpoint(path: Path, cfg: GANConfig, data_sha: str) -> dict[str, Any]:
-    try:
-        state = torch.load(path, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise CorruptModelError(f"MatGAN checkpoint {path} cannot be read ({exc}); delete it to start over") from None
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise CorruptModelError(
-            f"MatGAN checkpoint {path} has version {state.get('version')}, expected "
-            f"{CHECKPOINT_VERSION}; delete it to start over"
-        )
-    if state["data_sha256"] != data_sha:
-        raise ValueError(
-            f"MatGAN checkpoint {path} was trained on other formulas (sha256 "
-            f"{state['data_sha256'][:12]} vs {data_sha[:12]}); use another checkpoint path or delete it"
-        )
-    stored, asked = _fixed_settings(state["config"]), _fixed_settings(asdict(cfg))
-    if stored != asked:
-        diff = {k: (stored.get(k), asked.get(k)) for k in asked if stored.get(k) != asked.get(k)}
-        raise ValueError(
-            f"MatGAN checkpoint {path} was trained with other settings {diff} (stored, asked); "
-            "resume with the stored settings, or use another checkpoint path"
-        )
-    return state
 
 
 def train_gan(
@@ -173,7 +136,7 @@ def train_gan(
     history: dict[str, Any] = {"w_distance": [], "steps": 0, "epochs": 0.0, "seconds": 0.0, "runs": 0}
     start_epoch, start_batch, perm, first_lr = 0, 0, None, cfg.lr
     if ckpt is not None and ckpt.exists():
-        state = _load_checkpoint(ckpt, cfg, data_sha)
+        state = load_checkpoint(ckpt, "MatGAN", CHECKPOINT_VERSION, data_sha, asdict(cfg), RESUMABLE_FIELDS)
         G.load_state_dict(state["generator"])
         D.load_state_dict(state["critic"])
         opt_g.load_state_dict(state["opt_g"])
@@ -200,7 +163,7 @@ def train_gan(
         history["seconds"] = seconds_before + time.perf_counter() - t0
         if ckpt is not None:
             state_history = history if w_partial is None else {**history, "w_partial": w_partial}
-            _save_checkpoint(
+            save_checkpoint(
                 ckpt,
                 _checkpoint_state(
                     G, D, opt_g, opt_d, gen_rng, cfg, data_sha, epoch, next_batch, perm_now, state_history
