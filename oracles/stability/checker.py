@@ -706,6 +706,8 @@ class StabilityChecker:
             v.reason = f"energy references failed: {type(exc).__name__}: {exc}"
             return v
         v.verdict, v.reason = judge(v.e_form, v.e_hull, res.converged, self.compute_hull, self.e_hull_max, res.steps)
+        if v.verdict == StabilityVerdict.FAILED:
+            v.e_hull = float("nan")  # a failed relaxation has no meaningful distance to the hull
         if not res.converged:
             v.extra["note"] = f"not converged in {res.steps} steps (fmax {self.fmax} eV/Å)"
         return v
