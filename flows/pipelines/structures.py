@@ -193,12 +193,11 @@ def structures_flow(
                 raise EmptyPoolError(
                     f"campaign {campaign!r} has no candidates; run the campaign first or pass formulas"
                 )
-        canon: list[str] = []
+        given: dict[str, str] = {}  # canonical -> first spelling (a GAN's cell composition, e.g. Mg2Mn2O6)
         for f in formulas:
-            c = canonical_formula(f)
-            if c not in canon:
-                canon.append(c)
-        trials = propose_task(canon, k_templates, fallback_trials, seed, generator)
+            given.setdefault(canonical_formula(f), f)
+        canon = list(given)
+        trials = propose_task(list(given.values()), k_templates, fallback_trials, seed, generator)
         done = set()
         if not redo:
             done = {(d["formula"], d["template_id"]) for d in store.structures_of(campaign, canon, judged_only=True)}

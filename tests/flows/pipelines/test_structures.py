@@ -96,6 +96,9 @@ def test_a_gan_generator_feeds_the_same_judge_and_documents(store: Store, mongo_
     assert out["formulas"] == ["MgMnO3"] and out["trials"] == 2
     docs = store.structures_of("gan", ["MgMnO3"])
     assert sorted(d["template_id"] for d in docs) == ["cccgan-0-0", "cccgan-0-1"]
+    # the GAN got the 10-atom cell that was asked for, not the reduced 5-atom formula
+    made = [d for d in docs if d["initial_structure"]]
+    assert made and all(len(d["initial_structure"]["sites"]) == 10 for d in made)
     assert all(d["template"]["source"] == "cccgan" and d["verdict"] for d in docs)
 
 
