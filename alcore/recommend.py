@@ -74,6 +74,17 @@ class NothingAcceptedError(AcquisitionError):
         self.proposal = proposal
 
 
+def _nothing_accepted(proposal: Proposal, tried: str, hint: str) -> NothingAcceptedError:
+    """The error of a latent proposal step that accepted nothing: what was tried, the first rejection
+    reasons and what to change."""
+    first = [list(p.reasons) for p in proposal.rejected[:3]]
+    return NothingAcceptedError(
+        f"no valid formula decoded in {tried} ({len(proposal.rejected)} rejected; first reasons: {first}); "
+        f"{hint}, or relax the validity limits",
+        proposal,
+    )
+
+
 @dataclass(frozen=True)
 class Pick:
     """One proposed (or rejected) composition.
@@ -239,13 +250,7 @@ class LatentBoxRecommender:
             n_decodes=n_decodes,
         )
         if not proposal.accepted:
-            first = [list(p.reasons) for p in proposal.rejected[:3]]
-            raise NothingAcceptedError(
-                f"no valid formula decoded in {attempts} attempts ({len(proposal.rejected)} rejected; "
-                f"first reasons: {first}); raise acquisition.max_attempts, lower beta, or relax the validity "
-                "limits",
-                proposal,
-            )
+            raise _nothing_accepted(proposal, f"{attempts} attempts", "raise acquisition.max_attempts, lower beta")
         return proposal
 
     def _reasons(self, formula: str | None) -> tuple[str, ...]:
@@ -389,12 +394,8 @@ class DecodeSelectRecommender:
             timings={k: round(v, 4) for k, v in timings.items()},
         )
         if not accepted:
-            first = [list(p.reasons) for p in proposal.rejected[:3]]
-            raise NothingAcceptedError(
-                f"no valid formula decoded in {attempts} attempts ({n_decodes} decodes, {len(proposal.rejected)} "
-                f"rejected; first reasons: {first}); raise acquisition.max_attempts or region_draws, or relax the "
-                "validity limits",
-                proposal,
+            raise _nothing_accepted(
+                proposal, f"{attempts} attempts ({n_decodes} decodes)", "raise acquisition.max_attempts or region_draws"
             )
         return proposal
 
