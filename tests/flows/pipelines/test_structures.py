@@ -45,7 +45,7 @@ def test_flow_writes_docs_and_rerun_skips(store: Store, mongo_uri: str, prefect_
         assert d["formula"] == "NaCl"
         # no hull: never "stable" (issue 19, finding 4)
         assert d["verdict"] in {"e_form_only", "unstable", "unconverged", "failed"}
-        assert d["model"] == "chgnet-0.4.2-pretrained"
+        assert d["model"] == "sevennet-0.13.0:7net-l3i5"  # the default judge (issue 21)
         assert d["template"]["id"] == d["template_id"] and d["template"]["source"]
         assert d["template"]["emd"] == pytest.approx(0.0, abs=1e-9)
         assert d["mapping"] == {"Na": "Na", "Cl": "Cl"}
