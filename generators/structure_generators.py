@@ -130,10 +130,8 @@ class ConditionedCrystalGAN:
         from generators.cccgan.representation import parse_counts
         from generators.cccgan.train import generate
 
-        if formula is None:
-            _require_formula(self, formula)
+        target = _require_formula(self, formula)  # canonical; the cell itself is read from the formula as written
         counts = parse_counts(formula)
-        target = canonical_formula(formula)
         return [
             _sample_trial(self.name, target, f"cccgan-{seed}-{c.index}", c.structure if c.valid else None, c.reason)
             for c in validate(generate(self.generator, counts, n, seed=seed), counts)
