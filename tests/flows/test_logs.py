@@ -10,11 +10,20 @@ from prefect import flow
 from flows.logs import LIBRARY_LOGGERS, flow_logger
 
 
-def test_outside_a_run_messages_go_to_stderr(capsys) -> None:
+def test_outside_a_run_messages_go_to_stderr() -> None:
     logger = flow_logger()
     assert isinstance(logger, logging.Logger) and logger.name == "alflow"
-    logger.info("pool has %d documents", 3)
-    assert "pool has 3 documents" in capsys.readouterr().err
+    assert logger.isEnabledFor(logging.INFO)
+    assert any(isinstance(h, logging.StreamHandler) for h in logger.handlers)  # stderr unless configured
+    seen: list[str] = []
+    probe = logging.Handler()
+    probe.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(probe)
+    try:
+        logger.info("pool has %d documents", 3)
+    finally:
+        logger.removeHandler(probe)
+    assert seen == ["pool has 3 documents"]
 
 
 def test_inside_a_run_it_is_prefects_run_logger(prefect_harness) -> None:
