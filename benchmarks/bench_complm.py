@@ -148,7 +148,7 @@ def main() -> None:
     """Sample, measure, print the table and write the JSON."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    ap.add_argument("--generators", nargs="+", default=["complm", "complm-novel", "matgan-valid"])
+    ap.add_argument("--generators", nargs="*", default=["complm", "complm-novel", "matgan-valid"])
     ap.add_argument("--validity-sample", type=int, default=5_000)
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--conditioning", action="store_true", help="also run the conditioning benchmark")
