@@ -150,7 +150,10 @@ class HullModel:
         out = np.full(len(x), self.base_rate)
         ok = np.all(np.isfinite(x), axis=1)
         if ok.any():
-            out[ok] = self._knn(x[ok]) if self.kind == "knn" else self._estimator.predict_proba(x[ok])[:, 1]
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(1):
+                out[ok] = self._knn(x[ok]) if self.kind == "knn" else self._estimator.predict_proba(x[ok])[:, 1]
         return np.clip(out, 0.0, 1.0)
 
     def _knn(self, x: np.ndarray) -> np.ndarray:
@@ -206,8 +209,10 @@ def fit_hull_model(x: np.ndarray, stable: np.ndarray, settings: HullSettings) ->
     from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     base = make_pipeline(StandardScaler(), LogisticRegression(C=settings.c, max_iter=2000))
     folds = StratifiedKFold(n_splits=min(5, minority), shuffle=True, random_state=settings.seed)
-    model = CalibratedClassifierCV(base, method="sigmoid", cv=folds, ensemble=True).fit(x, y)
+    with threadpool_limits(1):  # a few hundred rows: one BLAS thread, no contention on shared cores
+        model = CalibratedClassifierCV(base, method="sigmoid", cv=folds, ensemble=True).fit(x, y)
     return HullModel("logistic", n, n_pos, t, None, _estimator=model)
