@@ -57,12 +57,17 @@ Screen = Callable[[Sequence[str]], "Screening"]
 @dataclass(frozen=True)
 class Screening:
     """What the judges say about n decoded formulas: predicted formation energy ``eform_mean`` and
-    ``eform_std`` (n,) in eV/atom (NaN where the model cannot predict) and per-formula ``reasons``
-    a candidate is implausible (e.g. outside the oracle's applicability domain; empty: plausible)."""
+    ``eform_std`` (n,) in eV/atom (NaN where the model cannot predict), per-formula ``reasons`` a
+    candidate is implausible (e.g. outside the oracle's applicability domain; empty: plausible) and
+    ``p_hull`` (n,), P(E_hull <= threshold) learned from the campaign's structure verdicts
+    (:mod:`alcore.hull_probability`), or None when that model is off; ``hull_note`` says why it is
+    off (or that it is a fallback)."""
 
     eform_mean: np.ndarray
     eform_std: np.ndarray
     reasons: list[list[str]]
+    p_hull: np.ndarray | None = None
+    hull_note: str | None = None
 
 
 class NothingAcceptedError(AcquisitionError):
@@ -94,8 +99,11 @@ class Pick:
     of the decode within the proposal, ``attempt`` the optimisation round (1-based), ``reasons`` why
     it was rejected (empty: accepted) and ``duplicates`` how many later decodes of the same
     iteration gave the same formula (they are counted here, never stored as records of their own).
-    Decode-then-select also records ``p_feasible`` (P(E_form < threshold)), the predicted
-    ``eform_mean``/``eform_std`` (eV/atom) and the trust ``region`` (0-based) the decode came from.
+    Decode-then-select also records ``p_feasible`` = ``p_eform`` * ``p_hull`` (``p_eform``:
+    P(E_form < threshold); ``p_hull``: P(E_hull <= threshold) from the campaign's structure
+    verdicts, None when that model is off, with the reason in ``p_hull_note``; then P(feasible) is
+    ``p_eform``), the predicted ``eform_mean``/``eform_std`` (eV/atom) and the trust ``region``
+    (0-based) the decode came from.
     """
 
     formula: str
@@ -111,6 +119,9 @@ class Pick:
     eform_mean: float | None = None
     eform_std: float | None = None
     region: int | None = None
+    p_eform: float | None = None
+    p_hull: float | None = None
+    p_hull_note: str | None = None
 
     @property
     def accepted(self) -> bool:
@@ -276,9 +287,10 @@ class DecodeSelectRecommender:
        ones (``known``, only when ``settings.exclude_known``) and ``screen`` plausibility reasons;
        a repeat only raises the first pick's ``duplicates``.
     4. Re-encode the survivors with ``encode`` (the GP scores the formula it would label, not the
-       latent point that decoded to it) and choose ``q`` by GP-BUCB, weighted by P(E_form <
-       ``settings.feasibility_threshold``) from ``screen`` when ``settings.feasibility``, with at
-       most ``max_share_system`` / ``max_share_anion`` of ``q`` per chemical system / anion family.
+       latent point that decoded to it) and choose ``q`` by GP-BUCB, weighted by P(feasible) =
+       P(E_form < ``settings.feasibility_threshold``) * P(E_hull <= t) from ``screen`` (the second
+       factor 1 while the screen has no hull model) when ``settings.feasibility``, with at most
+       ``max_share_system`` / ``max_share_anion`` of ``q`` per chemical system / anion family.
 
     Survivors not chosen are not returned (they stay candidates for later iterations). Rounds
     repeat (new Sobol seeds, up to ``settings.max_attempts``) until there are ``2 q`` survivors; a
@@ -360,12 +372,17 @@ class DecodeSelectRecommender:
             if fresh and self.screen is not None:
                 t0 = time.perf_counter()
                 judged = self.screen([picks[i].formula for i in fresh])
-                prob = p_feasible(judged.eform_mean, judged.eform_std, s.feasibility_threshold)
+                p_eform = p_feasible(judged.eform_mean, judged.eform_std, s.feasibility_threshold)
+                p_hull = np.ones(len(fresh)) if judged.p_hull is None else np.asarray(judged.p_hull, dtype=np.float64)
+                prob = p_eform * p_hull
                 for k, i in enumerate(fresh):
                     picks[i] = replace(
                         picks[i],
                         reasons=tuple(judged.reasons[k]),
                         p_feasible=float(prob[k]),
+                        p_eform=float(p_eform[k]),
+                        p_hull=None if judged.p_hull is None else float(p_hull[k]),
+                        p_hull_note=judged.hull_note,
                         eform_mean=float(judged.eform_mean[k]),
                         eform_std=float(judged.eform_std[k]),
                     )

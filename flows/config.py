@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from alcore.acquisition import AcquisitionSettings
 from alcore.errors import ConfigError
+from alcore.hull_probability import HullSettings
 from alcore.validity import BAND_GAP_MIN_ELEMENTS
 from flows.datasets import BANDGAP_FILES
 from oracles.defaults import DEFAULT_BANDGAP_ORACLE, DEFAULT_JUDGE
@@ -36,6 +37,23 @@ class SeedSpec(_Strict):
 
 
 _ACQ = AcquisitionSettings()
+_HULL = HullSettings()
+
+
+class HullSpec(_Strict):
+    """The ``acquisition.hull`` section: P(E_hull <= ``threshold``) learned from the campaign's own
+    structure verdicts (:mod:`alcore.hull_probability`), the second factor of decode-then-select's
+    P(feasible) = P(E_form < ``feasibility_threshold``) * P(E_hull <= ``threshold``). Trained on the
+    formulas of this campaign that the structure stage judged ``stable``/``near_hull``/``unstable``
+    (``failed``, ``unconverged`` and ``e_form_only`` trials have no E_hull and are left out); used
+    only with ``enabled``, at least ``min_verdicts`` judged formulas and both classes present,
+    otherwise the factor is 1 and each candidate's ``p_hull_note`` says why. ``threshold`` in
+    eV/atom; None: the structure stage's ``structures.e_hull_max`` (0.1), so ``near_hull`` counts
+    as feasible."""
+
+    enabled: bool = _HULL.enabled
+    threshold: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    min_verdicts: int = Field(default=_HULL.min_verdicts, ge=2)
 
 
 class AcquisitionSpec(_Strict):
@@ -43,7 +61,8 @@ class AcquisitionSpec(_Strict):
     :class:`alcore.acquisition.AcquisitionSettings` (UCB, optimiser effort, and in continuous mode
     the decode budget ``max_attempts``, the trust-region side ``trust_region``, the ``strategy``
     (``decode_select``, default, or the old ``optimise_decode``) and decode-then-select's regions,
-    draws, feasibility weighting and diversity caps)."""
+    draws, feasibility weighting and diversity caps), plus ``hull`` (:class:`HullSpec`: the
+    learned P(E_hull) factor of P(feasible))."""
 
     beta: float = _ACQ.beta
     q: int = _ACQ.q
@@ -62,10 +81,11 @@ class AcquisitionSpec(_Strict):
     feasibility_threshold: float = Field(default=_ACQ.feasibility_threshold, allow_inf_nan=False)
     max_share_system: float = Field(default=_ACQ.max_share_system, gt=0, le=1)
     max_share_anion: float = Field(default=_ACQ.max_share_anion, gt=0, le=1)
+    hull: HullSpec = HullSpec()
 
     def settings(self) -> AcquisitionSettings:
         """The pure-computation settings object (validates every field)."""
-        return AcquisitionSettings(**self.model_dump())
+        return AcquisitionSettings(**self.model_dump(exclude={"hull"}))
 
 
 class GPSpec(_Strict):
@@ -178,6 +198,13 @@ class CampaignConfig(_Strict):
         if self.oracle not in known_oracles():
             raise ValueError(f"unknown oracle {self.oracle!r}; known: {', '.join(sorted(known_oracles()))}")
         return self
+
+    def hull_settings(self) -> HullSettings:
+        """The learned P(E_hull) model's settings: ``acquisition.hull``, its threshold defaulting to
+        ``structures.e_hull_max`` (eV/atom), the campaign seed for its cross-validation split."""
+        h = self.acquisition.hull
+        threshold = h.threshold if h.threshold is not None else self.structures.e_hull_max
+        return HullSettings(enabled=h.enabled, threshold=threshold, min_verdicts=h.min_verdicts, seed=self.seed)
 
     def resolved(self) -> dict[str, Any]:
         """The config as plain JSON-able data (stored with the campaign)."""

@@ -16,6 +16,7 @@ import pandas as pd
 from alcore.autoencoder import CompositionAutoencoder, encode_formulas, load_weights
 from alcore.composition import CompositionEncoder, element_formulas
 from alcore.errors import EmptyPoolError
+from alcore.hull_probability import HullModel, fit_hull_model, hull_labels, off_model
 from alcore.paths import WEIGHTS_DIR
 from alcore.recommend import Screening
 from alcore.validity import ValidityRules, check_validity_batch
@@ -38,6 +39,15 @@ def seed_table(config: CampaignConfig, encoder: CompositionEncoder | None = None
     if spec.n is not None:
         table = table.sample(n=min(spec.n, len(table)), random_state=config.seed)
     return table
+
+
+def composition_features(formulas: Sequence[str]) -> np.ndarray:
+    """The learned P(E_hull)'s features of n formulas: the oracles' composition descriptors
+    (:func:`oracles.descriptors.featurise`, (n, 301) float64; an all-NaN row where a formula cannot
+    be featurised)."""
+    from oracles.descriptors import featurise
+
+    return np.asarray(featurise(list(formulas))[0], dtype=np.float64)
 
 
 def stage_seed(campaign_seed: int, iteration: int, stage: str, attempt: int = 0) -> int:
@@ -101,10 +111,25 @@ class CampaignContext:
 
         return oracle_domain(self.config.oracle, get_oracle(self.config.oracle), WEIGHTS_DIR)
 
-    def screen(self, formulas: Sequence[str]) -> Screening:
+    def hull_model(self) -> HullModel:
+        """P(E_hull <= t) learned from this campaign's structure verdicts as they stand now
+        (:mod:`alcore.hull_probability`, settings :meth:`CampaignConfig.hull_settings`): the judged
+        trials read through the store, one label per formula, the oracles' composition descriptors
+        as features. An ``off`` model (with its reason) while it is disabled or there are too few
+        verdicts or only one class."""
+        settings = self.config.hull_settings()
+        if not settings.enabled:
+            return off_model("off in the config (acquisition.hull.enabled: false)", settings.threshold)
+        labels = hull_labels(self.store.structure_verdicts(self.name), settings.threshold)
+        if not labels:
+            return off_model("no structure verdicts with an E_hull for this campaign yet", settings.threshold)
+        return fit_hull_model(composition_features(list(labels)), np.array(list(labels.values())), settings)
+
+    def screen(self, formulas: Sequence[str], hull: HullModel | None = None) -> Screening:
         """Judge decoded formulas for decode-then-select: predicted formation energy (eV/atom, the
-        shipped ``eform`` ensemble: mean and std) and the applicability-domain reasons of the band-gap
-        oracle (ensemble std and distance to its training set; empty lists without a domain)."""
+        shipped ``eform`` ensemble: mean and std), the applicability-domain reasons of the band-gap
+        oracle (ensemble std and distance to its training set; empty lists without a domain) and,
+        with an active ``hull`` model (:meth:`hull_model`), P(E_hull <= t) per formula."""
         from oracles.registry import get_oracle
 
         formulas = list(formulas)
@@ -114,7 +139,14 @@ class CampaignContext:
             std = get_oracle(self.config.oracle).predict(formulas).std
             verdicts = self.oracle_domain.check_many(formulas, std)
             reasons = [[f"outside the oracle's domain: {r}" for r in rs] for rs in verdicts]
-        return Screening(np.asarray(eform.mean, dtype=np.float64), np.asarray(eform.std, dtype=np.float64), reasons)
+        p_hull = hull.predict(composition_features(formulas)) if hull is not None and formulas else None
+        return Screening(
+            np.asarray(eform.mean, dtype=np.float64),
+            np.asarray(eform.std, dtype=np.float64),
+            reasons,
+            p_hull=p_hull,
+            hull_note=hull.note if hull is not None else None,
+        )
 
     @cached_property
     def pool(self) -> tuple[list[str], np.ndarray]:

@@ -18,6 +18,7 @@ import numpy as np
 
 from alcore.autoencoder import decode_latents, encode_formulas
 from alcore.errors import AcquisitionError
+from alcore.hull_probability import HullModel
 from alcore.plausibility import anion_family, chemical_system
 from alcore.recommend import (
     DecodeSelectRecommender,
@@ -59,7 +60,9 @@ class AcquireResult(TypedDict):
     """Result of ``acquire``: accepted/rejected picks, latent points decoded, repeats of a formula
     within the iteration, optimisation attempts, accepted formulas, trust-region side per attempt,
     the continuous strategy, decodes that passed every check (decode-then-select), distinct chemical
-    systems and anion families acquired, and wall seconds of the proposal's steps."""
+    systems and anion families acquired, wall seconds of the proposal's steps and, in
+    decode-then-select, the learned P(E_hull) model's summary (``hull``: kind, ``n_verdicts`` judged
+    formulas it was trained on, how many were stable/near-hull, threshold, note; None otherwise)."""
 
     n_accepted: int
     n_rejected: int
@@ -73,6 +76,7 @@ class AcquireResult(TypedDict):
     n_systems: int
     n_anions: int
     timings: dict[str, float]
+    hull: dict[str, Any] | None
 
 
 class LabelResult(TypedDict, total=False):
@@ -191,7 +195,9 @@ def acquire_stage(ctx: CampaignContext, iteration: int) -> AcquireResult:
     every pick (accepted and rejected, with reasons) to ``candidates``."""
     with torch_threads(ctx.config.gp.threads):
         gp, x_labelled, labelled = _gp_for(ctx, iteration)
-        recommender = _recommender(ctx, x_labelled, labelled)
+        decode_select = ctx.config.mode == "continuous" and ctx.config.acquisition.strategy == "decode_select"
+        hull = ctx.hull_model() if decode_select else None
+        recommender = _recommender(ctx, x_labelled, labelled, hull)
         seed_for = lambda attempt: stage_seed(ctx.config.seed, iteration, "acq", attempt)  # noqa: E731
         try:
             proposal = recommender.propose(gp, ctx.config.acquisition.q, seed_for)
@@ -215,11 +221,15 @@ def acquire_stage(ctx: CampaignContext, iteration: int) -> AcquireResult:
         "n_survivors": proposal.n_survivors,
         **proposal.diversity,
         "timings": proposal.timings,
+        "hull": hull.summary() if hull is not None else None,
     }
 
 
-def _recommender(ctx: CampaignContext, x_labelled: np.ndarray, labelled: list[str]) -> Recommender:
-    """The campaign mode's recommender over the stored labels (pool members or the latent box)."""
+def _recommender(
+    ctx: CampaignContext, x_labelled: np.ndarray, labelled: list[str], hull: HullModel | None = None
+) -> Recommender:
+    """The campaign mode's recommender over the stored labels (pool members or the latent box);
+    decode-then-select screens with ``hull`` (the learned P(E_hull) model) when given."""
     settings = ctx.config.acquisition.settings()
     if ctx.config.mode == "pool":
         formulas, latents = ctx.pool
@@ -236,7 +246,7 @@ def _recommender(ctx: CampaignContext, x_labelled: np.ndarray, labelled: list[st
             validate=lambda formula: check_validity(formula, ctx.validity_rules).reasons,
             encode=lambda formulas: encode_formulas(ae, ctx.encoder, list(formulas)),
             settings=settings,
-            screen=ctx.screen,
+            screen=lambda formulas: ctx.screen(formulas, hull),
             known=ctx.known,
         )
     return LatentBoxRecommender(
@@ -252,7 +262,8 @@ def _recommender(ctx: CampaignContext, x_labelled: np.ndarray, labelled: list[st
 
 def _candidate(ctx: CampaignContext, pick: Pick) -> dict[str, Any]:
     """The ``candidates`` document of one pick (the store adds campaign and iteration); decode-then-select
-    adds the predicted formation energy (eV/atom), P(feasible) and the trust region."""
+    adds the predicted formation energy (eV/atom), P(feasible) = ``p_eform`` * ``p_hull`` (``p_hull``
+    None, with ``p_hull_note`` saying why, while the learned P(E_hull) model is off) and the trust region."""
     doc: dict[str, Any] = {
         "formula": pick.formula,
         "latent": [round(float(v), 6) for v in pick.latent],
@@ -268,7 +279,14 @@ def _candidate(ctx: CampaignContext, pick: Pick) -> dict[str, Any]:
         "status": CandidateStatus.ACQUIRED if pick.accepted else CandidateStatus.REJECTED,
     }
     if pick.p_feasible is not None:  # decode-then-select: the judges' view of the formula
-        doc.update(p_feasible=pick.p_feasible, eform_mean=pick.eform_mean, eform_std=pick.eform_std)
+        doc.update(
+            p_feasible=pick.p_feasible,
+            p_eform=pick.p_eform,
+            p_hull=pick.p_hull,
+            p_hull_note=pick.p_hull_note,
+            eform_mean=pick.eform_mean,
+            eform_std=pick.eform_std,
+        )
     if pick.region is not None:
         doc["region"] = pick.region
     if not pick.formula.startswith("<"):

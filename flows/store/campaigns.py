@@ -248,10 +248,18 @@ def _comparable(config: Mapping[str, Any]) -> dict[str, Any]:
     (None) fields are dropped, so a field added later with a None default does not change old configs.
     A ``gp`` section stored before ``gp.label_noise`` existed (issue 21) fitted ``learned`` noise: it
     compares as such, so resuming it needs ``gp: {label_noise: learned}`` rather than silently
-    switching the loop's noise model mid-campaign."""
+    switching the loop's noise model mid-campaign. Likewise an ``acquisition`` section stored before
+    ``acquisition.hull`` existed (issue 20) never used a learned P(E_hull): it compares as
+    ``hull: {enabled: false}`` (the other ``hull`` fields do not matter while it is off)."""
     out = {k: v for k, v in dict(config).items() if k not in {"iterations", "structures"} and v is not None}
     if isinstance(out.get("gp"), Mapping) and "label_noise" not in out["gp"]:
         out["gp"] = {**out["gp"], "label_noise": "learned"}
+    acquisition = out.get("acquisition")
+    if isinstance(acquisition, Mapping):
+        hull = acquisition.get("hull", {"enabled": False})
+        if isinstance(hull, Mapping) and not hull.get("enabled", True):
+            hull = {"enabled": False}
+        out["acquisition"] = {**acquisition, "hull": hull}
     return out
 
 

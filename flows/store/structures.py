@@ -43,6 +43,17 @@ class StructureStore:
         order = [("e_hull", 1), ("formula", 1)] if by_e_hull else [("formula", 1), ("template_id", 1)]
         return list(self.db.structures.find(query, {"_id": 0}).sort(order).limit(limit))
 
+    def structure_verdicts(self, campaign: str) -> list[dict[str, Any]]:
+        """The judged trials of a campaign, light: ``formula``, ``template_id``, ``verdict``,
+        ``e_form`` and ``e_hull`` (eV/atom, None where absent) of every trial with a verdict, ordered by
+        formula and template id (the training data of the learned P(E_hull), no structures or CIFs)."""
+        fields = {"_id": 0, "formula": 1, "template_id": 1, "verdict": 1, "e_form": 1, "e_hull": 1}
+        docs = self.db.structures.find({"campaign": campaign, "verdict": {"$exists": True}}, fields)
+        return [
+            {k: d.get(k) for k in ("formula", "template_id", "verdict", "e_form", "e_hull")}
+            for d in docs.sort([("formula", 1), ("template_id", 1)])
+        ]
+
     def structure_campaigns(self) -> list[str]:
         """The campaigns that have structure documents, sorted."""
         return sorted(self.db.structures.distinct("campaign"))

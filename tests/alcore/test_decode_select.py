@@ -141,6 +141,27 @@ def test_feasibility_records_probability_and_steers_the_batch():
     assert all(p.p_feasible > 0.99 and p.eform_mean == -2.0 for p in proposal.accepted)
 
 
+def test_p_hull_multiplies_into_p_feasible_and_steers_the_batch():
+    off, gp = _rec(max_share_system=1.0, trust_region=1.0)
+    plain = off.propose(gp, 3, _seed)
+    assert all(p.p_hull is None and p.p_feasible == p.p_eform for p in plain.accepted)  # no hull model: factor 1
+    unstable = {p.formula for p in plain.accepted}
+    base = _screen()
+
+    def screen(formulas):  # the learned P(E_hull) says the plain choice is off the hull
+        judged = base(formulas)
+        p_hull = np.array([0.01 if f in unstable else 0.9 for f in formulas])
+        return Screening(judged.eform_mean, judged.eform_std, judged.reasons, p_hull=p_hull, hull_note=None)
+
+    on, gp = _rec(screen=screen, max_share_system=1.0, trust_region=1.0)
+    proposal = on.propose(gp, 3, _seed)
+    assert len(proposal.accepted) == 3 and not {p.formula for p in proposal.accepted} & unstable
+    for p in proposal.picks:
+        if p.p_feasible is not None:
+            assert p.p_feasible == pytest.approx(p.p_eform * p.p_hull)
+            assert p.p_hull == (0.01 if p.formula in unstable else 0.9)
+
+
 def test_screen_reasons_reject_with_reason():
     reasons = {f: ["outside the oracle's domain: std"] for f in FORMULAS[:12]}
     rec, gp = _rec(screen=_screen(reasons=reasons))

@@ -74,6 +74,21 @@ def test_a_campaign_stored_before_label_noise_resumes_only_with_learned_noise(st
     assert store.create_campaign("old", {"seed": 1, "gp": {**old_gp, "label_noise": "learned"}})["_id"] == first["_id"]
 
 
+def test_a_campaign_stored_before_the_hull_term_resumes_only_with_it_off(store):
+    """Issue 20: an acquisition section without ``hull`` never used a learned P(E_hull); the new
+    default (on) would change the loop mid-campaign, so it is refused and ``enabled: false`` resumes."""
+    old = {"q": 4, "feasibility": True}
+    first = store.create_campaign("old-acq", {"seed": 1, "acquisition": old})
+    on = {"enabled": True, "threshold": None, "min_verdicts": 8}
+    with pytest.raises(ConfigError, match=r"differs in \['acquisition'\]"):
+        store.create_campaign("old-acq", {"seed": 1, "acquisition": {**old, "hull": on}})
+    off = {**on, "enabled": False, "min_verdicts": 5}
+    assert store.create_campaign("old-acq", {"seed": 1, "acquisition": {**old, "hull": off}})["_id"] == first["_id"]
+    store.create_campaign("new-acq", {"seed": 1, "acquisition": {**old, "hull": on}})
+    with pytest.raises(ConfigError, match=r"differs in \['acquisition'\]"):
+        store.create_campaign("new-acq", {"seed": 1, "acquisition": {**old, "hull": {**on, "min_verdicts": 4}}})
+
+
 def test_lease_of_a_dead_local_process_is_taken_over_at_once(store):
     """A crashed runner on this host (its pid no longer exists) does not block a restart for the
     lease's lifetime; a live process, another host or a custom owner name still does."""
