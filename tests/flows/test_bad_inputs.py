@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from alcore.acquisition import AcquisitionSettings, acquire_discrete
 from alcore.composition import CompositionEncoder, canonical_formula
@@ -37,15 +38,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 # ---------------------------------------------------------------------------- helpers
 def _config(**overrides) -> dict:
-    base = {
-        "name": "bad",
-        "mode": "pool",
-        "iterations": 1,
-        "seed": 1,
-        "oracle": "lookup",
-        "seeds": {"dataset": "agd_exp3_init_300", "n": 10},
-        "pool_size": 100,
-    }
+    """deploy/campaigns/probe.yaml named "bad", with ``overrides`` (a mapping updates the mapping there)."""
+    base = {**yaml.safe_load((REPO / "deploy" / "campaigns" / "probe.yaml").read_text()), "name": "bad"}
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             base[key] = {**base[key], **value}
