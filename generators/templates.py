@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from pymatgen.core import Element, Lattice, Structure
 
-from alcore.composition import canonical_formula, reduced_counts
+from alcore.composition import canonical_formula, canonical_set, reduced_counts
 from alcore.errors import StructureError
 from alcore.paths import DATA_DIR
 from generators.emd import MOD_PETTI, EMDIndex, padded_profiles
@@ -170,12 +170,7 @@ class TemplateLibrary:
         groups and tie-break order are rebuilt over the kept rows, so a search can never return a
         removed template. ``len(result)`` is the number of kept templates.
         """
-        drop = set()
-        for f in formulas:
-            try:
-                drop.add(canonical_formula(str(f)))
-            except Exception:
-                continue
+        drop = canonical_set(formulas)
         keep = np.flatnonzero(~np.isin(self.formulas, np.array(sorted(drop), dtype=self.formulas.dtype)))
         lib = TemplateLibrary(
             self.path,
