@@ -33,7 +33,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -401,6 +401,7 @@ MAX_Z = 94
 RELAXED_PHASE_SOURCES = frozenset({"amcsd_larixite", "aflow_prototypes"})
 
 
+@dataclass(eq=False)
 class PhaseEnergies:
     """CHGNet energies of the competing phases of a chemical system, from the template library.
 
@@ -415,28 +416,20 @@ class PhaseEnergies:
     with ``always_relax``) are relaxed (``steps`` bound). Cached by template id.
     """
 
-    def __init__(
-        self,
-        library,
-        path: Path | str | None = PHASES_PATH,
-        model=None,
-        fmax: float = 0.1,
-        steps: int = 150,
-        max_sites: int | None = None,
-        max_phases: int | None = None,
-        always_relax: bool = False,
-        relaxer=None,
-    ) -> None:
-        self.library = library
+    library: Any
+    path: InitVar[Path | str | None] = PHASES_PATH
+    model: Any = None
+    fmax: float = 0.1
+    steps: int = 150
+    max_sites: int | None = None
+    max_phases: int | None = None
+    always_relax: bool = False
+    relaxer: Any = None  # an oracles.stability.relaxers.Relaxer; None = CHGNet (``model``)
+    cache: _JsonCache = field(init=False, repr=False)
+    _elements: list[frozenset[str]] | None = field(init=False, default=None, repr=False)
+
+    def __post_init__(self, path: Path | str | None) -> None:
         self.cache = _JsonCache(path)
-        self.model = model
-        self.fmax = fmax
-        self.steps = steps
-        self.max_sites = max_sites
-        self.max_phases = max_phases
-        self.always_relax = always_relax
-        self.relaxer = relaxer  # an oracles.stability.relaxers.Relaxer; None = CHGNet (``model``)
-        self._elements: list[frozenset[str]] | None = None
 
     def _element_sets(self) -> list[frozenset[str]]:
         """Element set of every library row (parsed once)."""
