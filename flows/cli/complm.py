@@ -40,11 +40,11 @@ def train_cmd(
     from alcore.paths import WEIGHTS_DIR
     from flows.cli.autoencoder import weights_target
     from flows.pipelines.complm import train_complm_flow
+    from flows.pipelines.training import TrainingTarget
 
     target = weights_target(out, replace_shipped, WEIGHTS_DIR / "complm", "complm")
-    meta = train_complm_flow(
-        minutes=minutes, steps=steps, seed=seed, out=str(target), threads=threads, store_weights=store
-    )
+    where = TrainingTarget(out=str(target), threads=threads, store_weights=store)
+    meta = train_complm_flow(minutes=minutes, steps=steps, seed=seed, target=where)
     console.print(f"saved {target}; {meta['steps']} steps; best validation eval: {meta['best']}")
 
 

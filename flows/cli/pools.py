@@ -77,24 +77,16 @@ def train_matgan_cmd(
     from alcore.paths import WEIGHTS_DIR
     from flows.cli.autoencoder import weights_target
     from flows.pipelines.matgan import train_matgan_flow
+    from flows.pipelines.training import TrainingTarget
+    from generators.matgan import GANConfig
 
     target = weights_target(out, replace_shipped, WEIGHTS_DIR / ("matgan_valid" if valid_only else ""), "")
     if not replace_shipped and out is None and valid_only:
         target = target / "matgan_valid"
 
-    meta = train_matgan_flow(
-        gan_minutes=gan_minutes,
-        ae_minutes=ae_minutes,
-        epochs=epochs,
-        seed=seed,
-        ch=ch,
-        lr=lr,
-        valid_only=valid_only,
-        out=str(target),
-        checkpoint=checkpoint or None,
-        threads=threads,
-        store_weights=store,
-    )
+    gan = GANConfig(epochs=epochs, seed=seed, ch=ch, lr=lr, time_budget_s=gan_minutes * 60)
+    where = TrainingTarget(out=str(target), checkpoint=checkpoint or None, threads=threads, store_weights=store)
+    meta = train_matgan_flow(gan, ae_minutes=ae_minutes, valid_only=valid_only, target=where)
     console.print(f"saved in {target}; metrics: {meta['metrics']}")
 
 
