@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from flows.cli.common import console, examples, fail, typer_app
+from flows.cli.common import ReplaceShipped, console, examples, fail, typer_app
 
 app = typer_app(
     "Composition-conditioned crystal GAN for Mg-Mn-O (Kim et al. 2020).",
@@ -28,9 +28,7 @@ def train(
     weights_dir: Path = typer.Option(
         None, help="folder for <name>.safetensors (default: the user data folder)", show_default=False
     ),
-    replace_shipped: bool = typer.Option(
-        False, "--replace-shipped", help="write into data/weights, replacing the shipped weights"
-    ),
+    replace_shipped: ReplaceShipped = False,
 ) -> None:
     """Train the GAN on data/cccgan and write <name>.safetensors + .json.
 

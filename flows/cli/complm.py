@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from flows.cli.common import console, examples, fail, table, typer_app
+from flows.cli.common import ReplaceShipped, StoreWeights, Threads, console, examples, fail, table, typer_app
 
 app = typer_app(
     "The composition language model (generator 'complm'): train it, sample it.",
@@ -29,11 +29,9 @@ def train_cmd(
     steps: int = typer.Option(3000, min=1, help="Total optimiser steps across resumed runs."),
     seed: int = typer.Option(0, help="Random seed."),
     out: Path = typer.Option(None, help="Weights stem (default: <user data folder>/complm).", show_default=False),
-    replace_shipped: bool = typer.Option(
-        False, "--replace-shipped", help="Write data/weights/complm, replacing the shipped weights."
-    ),
-    threads: int = typer.Option(1, min=1, help="torch threads."),
-    store: bool = typer.Option(True, "--store/--no-store", help="Also store the model in the database (GridFS)."),
+    replace_shipped: ReplaceShipped = False,
+    threads: Threads = 1,
+    store: StoreWeights = True,
 ) -> None:
     """Train (or continue) the composition LM on the SMACT-valid MP formulas (Prefect flow
     'train-complm'); the checkpoint with the best validation VNU share is saved."""
