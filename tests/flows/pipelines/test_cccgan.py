@@ -11,17 +11,9 @@ from typer.testing import CliRunner
 from flows.cli.cccgan import app
 from flows.pipelines.cccgan import CAMPAIGN, cccgan_flow
 from flows.store import Store
+from tests.conftest import CCCGAN_SMALL_NET
 
-TINY = {
-    "max_steps": 30,
-    "per_composition": 5,
-    "g_channels": 16,
-    "d_channels": 16,
-    "q_channels": 8,
-    "latent_dim": 16,
-    "n_critic": 1,
-    "lr_g": 1e-3,
-}
+TINY = {"max_steps": 30, "per_composition": 5, **CCCGAN_SMALL_NET}
 
 
 @pytest.mark.slow
