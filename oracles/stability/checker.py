@@ -157,6 +157,24 @@ def thread_optimizer(model):
     return cache[id(model)]
 
 
+def fire_relax(
+    structure: Structure, model, fmax: float, steps: int, relax_cell: bool = True, **options: Any
+) -> dict[str, Any]:
+    """One CHGNet FIRE relaxation on this thread's optimizer (:func:`thread_optimizer`), quiet and on
+    one BLAS thread: at most ``steps`` steps to ``fmax`` eV/Å, the cell too unless ``relax_cell`` is
+    False; ``options`` go to ``StructOptimizer.relax``. Returns CHGNet's result (``final_structure``,
+    ``trajectory``); raises what CHGNet raises."""
+    opt = thread_optimizer(model)
+    with warnings.catch_warnings(), one_blas_thread():
+        warnings.simplefilter("ignore")
+        # verbose=True with logfile=None: ASE logs to devnull and CHGNet does not swap the
+        # process-wide sys.stdout (its verbose=False does, and swaps from several relaxation
+        # threads at once leaked FIRE lines into the logs or left sys.stdout on a dead buffer)
+        return opt.relax(
+            structure, fmax=fmax, steps=steps, relax_cell=relax_cell, verbose=True, logfile=None, **options
+        )
+
+
 def relax(
     structure: Structure,
     model=None,
@@ -172,22 +190,8 @@ def relax(
     """
     model = model or get_model()
     t0 = time.perf_counter()
-    opt = thread_optimizer(model)
     try:
-        with warnings.catch_warnings(), one_blas_thread():
-            warnings.simplefilter("ignore")
-            # verbose=True with logfile=None: ASE logs to devnull and CHGNet does not swap the
-            # process-wide sys.stdout (its verbose=False does, and swaps from several relaxation
-            # threads at once leaked FIRE lines into the logs or left sys.stdout on a dead buffer)
-            out = opt.relax(
-                structure,
-                fmax=fmax,
-                steps=steps,
-                relax_cell=relax_cell,
-                verbose=True,
-                logfile=None,
-                assign_magmoms=False,
-            )
+        out = fire_relax(structure, model, fmax, steps, relax_cell, assign_magmoms=False)
     except Exception as exc:
         raise StructureError(f"CHGNet relaxation failed: {type(exc).__name__}: {exc}") from None
     traj = out["trajectory"]
