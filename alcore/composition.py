@@ -146,13 +146,19 @@ def element_formulas() -> frozenset[str]:
     is a known material, although formula lists of compounds (e.g. ``data/known``) omit them."""
     from pymatgen.core.periodic_table import Element
 
+    return frozenset(canonical_set(element.symbol for element in Element))
+
+
+def canonical_set(formulas: Iterable[object]) -> set[str]:
+    """The distinct canonical formulas of ``formulas`` (each read as ``str``); those that cannot be
+    parsed (:class:`InvalidFormulaError`) are skipped."""
     out = set()
-    for element in Element:
+    for f in formulas:
         try:
-            out.add(canonical_formula(element.symbol))
+            out.add(canonical_formula(str(f)))
         except InvalidFormulaError:
             continue
-    return frozenset(out)
+    return out
 
 
 def canonical_formulas(formulas: Iterable[str]) -> list[str]:

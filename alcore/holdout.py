@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from alcore.composition import canonical_formula
+from alcore.composition import canonical_formula, canonical_set
 from alcore.errors import HoldoutLeakError, InvalidFormulaError
 
 PROTOCOLS = ("system", "random")
@@ -76,13 +76,7 @@ def chemical_system(formula: str) -> str:
 
 def _canonical(formulas: Iterable[str]) -> list[str]:
     """Sorted distinct canonical formulas; those that fail to parse are skipped."""
-    out = set()
-    for f in formulas:
-        try:
-            out.add(canonical_formula(str(f)))
-        except InvalidFormulaError:
-            continue
-    return sorted(out)
+    return sorted(canonical_set(formulas))
 
 
 def _check_fraction(fraction: float) -> None:

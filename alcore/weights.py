@@ -83,6 +83,17 @@ def load_into(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], sour
 
 
 # ---------------------------------------------------------------------------- training checkpoints
+def state_dicts(parts: Mapping[str, Any]) -> dict[str, Any]:
+    """``{key: part.state_dict()}`` of named networks and optimisers, for a training checkpoint."""
+    return {key: part.state_dict() for key, part in parts.items()}
+
+
+def load_state_dicts(parts: Mapping[str, Any], state: Mapping[str, Any]) -> None:
+    """Load ``state[key]`` (as :func:`state_dicts` wrote it) into each named network or optimiser."""
+    for key, part in parts.items():
+        part.load_state_dict(state[key])
+
+
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
     """Write a training checkpoint (tensors, numbers, RNG states; ``torch.save``) atomically: a kill
     mid-write leaves the previous checkpoint intact. Creates the folder."""

@@ -36,15 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import report  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    "name": "probe",
-    "mode": "pool",
-    "iterations": 1,
-    "seed": 1,
-    "oracle": "lookup",
-    "seeds": {"dataset": "agd_exp3_init_300", "n": 10},
-    "pool_size": 100,
-}
+#: the probe's base campaign; each config probe changes one setting of it
+TINY = yaml.safe_load((REPO / "deploy" / "campaigns" / "probe.yaml").read_text())
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde"
 
 

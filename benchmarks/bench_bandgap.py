@@ -178,6 +178,16 @@ def _fmt(v: float, spec: str = ".3f") -> str:
     return ">1e3" if abs(v) > 1e3 else format(v, spec)
 
 
+def _nll_cell(cal: dict, raw: dict) -> str:
+    """The calibrated NLL with the raw (uncalibrated) one in brackets, e.g. ``0.912 (1.37)``."""
+    return f"{cal['nll']:.3f} ({_fmt(raw['nll'], '.2f')})"
+
+
+def _cov_cells(cal: dict, rho_width: int) -> str:
+    """The cov68, cov95 and rho(sigma, |error|) cells of a calibration row; rho ``rho_width`` wide."""
+    return f"{cal['cov68']:6.3f} {cal['cov95']:6.3f} {cal['spearman_sigma_abs_err']:{rho_width}.3f}"
+
+
 def main() -> None:
     """Score all candidates found in the prediction folders, print the tables, write the JSON."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -216,21 +226,13 @@ def main() -> None:
     print("\ncalibrated sigma, test folds (raw NLL); goal cov68 0.63-0.73, cov95 0.92-0.98")
     print(f"{'model':30s} {'NLL (raw)':>15s} {'mis.area':>8s} {'cov68':>6s} {'cov95':>6s} {'rho(s,|e|)':>10s}")
     for label, r in res["models"].items():
-        c, raw = r["cal"], r["cal_raw"]
-        nll = f"{c['nll']:.3f} ({_fmt(raw['nll'], '.2f')})"
-        print(
-            f"{label[:30]:30s} {nll:>15s} {c['miscal_area']:8.3f} {c['cov68']:6.3f} {c['cov95']:6.3f} "
-            f"{c['spearman_sigma_abs_err']:10.3f}"
-        )
+        c = r["cal"]
+        print(f"{label[:30]:30s} {_nll_cell(c, r['cal_raw']):>15s} {c['miscal_area']:8.3f} {_cov_cells(c, 10)}")
     print("\nshipped oracles: calibration fit on half A of held-out rows, shown on half B")
     print(f"{'oracle':24s} {'held-out':>14s} {'NLL (raw)':>15s} {'cov68':>6s} {'cov95':>6s} {'rho':>6s}")
     for name, rep in res["shipped_calibration"].items():
-        c, raw = rep["calibrated"], rep["raw"]
-        nll = f"{c['nll']:.3f} ({_fmt(raw['nll'], '.2f')})"
-        print(
-            f"{name:24s} {rep['held_out']:>14s} {nll:>15s} {c['cov68']:6.3f} {c['cov95']:6.3f} "
-            f"{c['spearman_sigma_abs_err']:6.3f}"
-        )
+        c = rep["calibrated"]
+        print(f"{name:24s} {rep['held_out']:>14s} {_nll_cell(c, rep['raw']):>15s} {_cov_cells(c, 6)}")
     print(f"\nwrote {out} ({res['wall_s']:.0f} s)")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from flows.pipelines.cccgan import evaluate_compositions, load_or_train, weights_sha
+from flows.pipelines.cccgan import Evaluation, evaluate_compositions, load_or_train, weights_sha
 
 TARGETS = ["Mg2Mn4O8", "Mg4Mn2O8", "Mg2Mn2O6", "Mg2Mn3O7", "Mg3Mn3O7"]  # last two absent from the data
 OUT = Path(__file__).parent / "results" / "cccgan.json"
@@ -34,9 +34,8 @@ def main() -> None:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     g, meta = load_or_train()
-    summary, cands = evaluate_compositions(
-        g, args.compositions, args.n, args.seed, args.max_relax, args.steps, log=lambda m: print(m, flush=True)
-    )
+    settings = Evaluation(n=args.n, seed=args.seed, max_relax=args.max_relax, steps=args.steps)
+    summary, cands = evaluate_compositions(g, args.compositions, settings, log=lambda m: print(m, flush=True))
     seconds = time.perf_counter() - t0
     cols = ["generated", "decodes", "composition_ok", "valid", "novel", "relaxed", "metastable", "synthesisable"]
     print(f"{'composition':12s} {'train':5s} " + " ".join(f"{c[:8]:>8s}" for c in cols) + "  best E_hull")

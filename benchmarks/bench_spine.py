@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -20,6 +21,14 @@ from flows.datasets import band_gap_table  # noqa: E402
 from flows.store import Store  # noqa: E402
 
 
+def _row(task: str, n: int, seconds: float, note: str | None = None) -> dict[str, Any]:
+    """One table row: ``n`` items handled in ``seconds`` (median), throughput per second, optional note."""
+    row: dict[str, Any] = {"task": task, "n": n, "median_s": seconds, "per_s": n / seconds}
+    if note is not None:
+        row["note"] = note
+    return row
+
+
 def main() -> None:
     formulas = list(band_gap_table("matbench_mp_gap")["formula"]) + list(band_gap_table("agd_exp1_42k")["formula"])
     formulas = (formulas * 2)[:100_000]
@@ -31,19 +40,10 @@ def main() -> None:
         return enc.encode_batch(formulas, errors="mask")
 
     t, res = median_time(encode_cold, 3)
-    rows.append(
-        {
-            "task": "encode 100k formulas (cold cache)",
-            "n": len(formulas),
-            "median_s": t,
-            "per_s": len(formulas) / t,
-            "note": f"{res.valid.mean():.1%} representable (z103, max 8)",
-        }
-    )
+    note = f"{res.valid.mean():.1%} representable (z103, max 8)"
+    rows.append(_row("encode 100k formulas (cold cache)", len(formulas), t, note))
     t, _ = median_time(lambda: enc.encode_batch(formulas, errors="mask"), 3)
-    rows.append(
-        {"task": "encode 100k formulas (warm cache)", "n": len(formulas), "median_s": t, "per_s": len(formulas) / t}
-    )
+    rows.append(_row("encode 100k formulas (warm cache)", len(formulas), t))
     sample = list(dict.fromkeys(formulas))[:10_000]
 
     def validity_cold():
@@ -51,15 +51,8 @@ def main() -> None:
         return validity.check_validity_batch(sample)
 
     t, verdicts = median_time(validity_cold, 3)
-    rows.append(
-        {
-            "task": "SMACT validity 10k unique formulas",
-            "n": len(sample),
-            "median_s": t,
-            "per_s": len(sample) / t,
-            "note": f"{np.mean([v.valid for v in verdicts]):.1%} valid",
-        }
-    )
+    note = f"{np.mean([v.valid for v in verdicts]):.1%} valid"
+    rows.append(_row("SMACT validity 10k unique formulas", len(sample), t, note))
     server = SecantusDBServer(storage_path=":memory:")
     server.start()
     try:
@@ -67,25 +60,9 @@ def main() -> None:
         rng = np.random.default_rng(0)
         recs = [{"formula": f"X{i}", "value": float(v), "source": "bench"} for i, v in enumerate(rng.random(100_000))]
         t, _ = median_time(lambda: store.upsert_labels("bench", recs), 1)  # one pass: ~minutes on SecantusDB
-        rows.append(
-            {
-                "task": "upsert 100k labels (bulk, 5k/batch, 1 run)",
-                "n": 100_000,
-                "median_s": t,
-                "per_s": 100_000 / t,
-                "note": "embedded SecantusDB, in memory",
-            }
-        )
+        rows.append(_row("upsert 100k labels (bulk, 5k/batch, 1 run)", 100_000, t, "embedded SecantusDB, in memory"))
         t, top = median_time(lambda: store.top_labels("bench", 100), 5)
-        rows.append(
-            {
-                "task": "top 100 labels by value (indexed)",
-                "n": 100,
-                "median_s": t,
-                "per_s": 100 / t,
-                "note": f"best {top[0]['value']:.4f}",
-            }
-        )
+        rows.append(_row("top 100 labels by value (indexed)", 100, t, f"best {top[0]['value']:.4f}"))
     finally:
         server.stop()
     report("spine", rows)

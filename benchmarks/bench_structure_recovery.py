@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     from flows.pipelines.structure_recovery import (
         SHARED_STRUCTURES,
         RecoveryParams,
+        RecoverySample,
         compound_documents,
         plan,
         run_name,
@@ -182,10 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     t0 = time.perf_counter()
     load0 = os.getloadavg()[0]
+    spec = RecoverySample(args.n, args.sample_seed, args.fraction, args.split_seed, args.max_sites)
     try:
-        split, refs, sample = plan(
-            args.n, args.sample_seed, args.fraction, args.split_seed, args.max_sites, args.structure_dir
-        )
+        split, refs, sample = plan(spec, args.structure_dir)
     except AlflowError as exc:
         print(f"bench_structure_recovery: {exc}")
         return 2
@@ -199,14 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.score_only:
             summary = run_structure_recovery(
                 workers=args.workers,
-                n=args.n,
-                sample_seed=args.sample_seed,
-                fraction=args.fraction,
-                split_seed=args.split_seed,
-                max_sites=args.max_sites,
-                k_templates=args.k,
-                steps=args.steps,
-                fmax=args.fmax,
+                spec=spec,
+                params=params,
                 structure_dir=args.structure_dir,
                 mongo_uri=server.uri,
                 database="bench_recovery",

@@ -211,32 +211,43 @@ class CampaignConfig(_Strict):
         return self.model_dump(mode="json")
 
 
+def validation_problems(exc: ValidationError) -> str:
+    """Every problem of a pydantic validation error on one line: ``where: what; where: what``."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
+
+
 def parse_config(data: dict[str, Any], source: str = "config") -> CampaignConfig:
     """Validate a config mapping; raises :class:`ConfigError` listing every problem."""
     try:
         return CampaignConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{source}: invalid campaign config: {problems}") from None
+        raise ConfigError(f"{source}: invalid campaign config: {validation_problems(exc)}") from None
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 
 
-def load_config(path: str | Path, **overrides: Any) -> CampaignConfig:
-    """Read and validate a YAML campaign file; ``overrides`` replace top-level keys (e.g. ``name``)."""
+def read_settings(path: str | Path, what: str = "campaign config", **overrides: Any) -> dict[str, Any]:
+    """The mapping of settings in the YAML file ``path``, ``overrides`` (None = keep) replacing its
+    top-level keys. ``what`` names the file in the errors: :class:`ConfigError` for a missing,
+    unreadable or invalid YAML file (with the line and column of the problem) or one that holds no mapping."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
-        raise ConfigError(f"campaign config {path} not found") from None
+        raise ConfigError(f"{what} {path} not found") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path} is not valid YAML: {what}{where}") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path} is not valid YAML: {problem}{where}") from None
     except (IsADirectoryError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"campaign config {path} is not a readable YAML file ({type(exc).__name__})") from None
+        raise ConfigError(f"{what} {path} is not a readable YAML file ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must contain a mapping of settings, got {type(data).__name__}")
     data.update({k: v for k, v in overrides.items() if v is not None})
-    return parse_config(data, source=str(path))
+    return data
+
+
+def load_config(path: str | Path, **overrides: Any) -> CampaignConfig:
+    """Read and validate a YAML campaign file; ``overrides`` replace top-level keys (e.g. ``name``)."""
+    return parse_config(read_settings(path, "campaign config", **overrides), source=str(path))

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from pymatgen.core import Element, Lattice, Structure
 
-from alcore.composition import canonical_formula, reduced_counts
+from alcore.composition import canonical_formula, canonical_set, reduced_counts
 from alcore.errors import StructureError
 from alcore.paths import DATA_DIR
 from generators.emd import MOD_PETTI, EMDIndex, padded_profiles
@@ -104,6 +104,13 @@ class Trial:
     mapping: dict[str, str] = field(default_factory=dict)
     reason: str | None = None
 
+    @classmethod
+    def failed(cls, formula: str, reason: str, template: dict[str, Any] | None = None) -> Trial:
+        """A trial without a structure: ``reason`` says why; ``template`` is what was tried (its ``id``
+        names the trial; default: nothing, id ``"none"``)."""
+        template = template or {"id": "none", "formula": "", "source": "", "emd": float("nan")}
+        return cls(formula, template["id"], None, template, reason=reason)
+
 
 class TemplateLibrary:
     """The template library with its EMD index; structures are parsed lazily.
@@ -170,12 +177,7 @@ class TemplateLibrary:
         groups and tie-break order are rebuilt over the kept rows, so a search can never return a
         removed template. ``len(result)`` is the number of kept templates.
         """
-        drop = set()
-        for f in formulas:
-            try:
-                drop.add(canonical_formula(str(f)))
-            except Exception:
-                continue
+        drop = canonical_set(formulas)
         keep = np.flatnonzero(~np.isin(self.formulas, np.array(sorted(drop), dtype=self.formulas.dtype)))
         lib = TemplateLibrary(
             self.path,
@@ -513,17 +515,8 @@ def random_symmetric(
         if not made:
             break
     if not out:
-        tid = f"pyxtal:{spg}"
-        out.append(
-            Trial(
-                formula,
-                tid,
-                None,
-                template(tid),
-                reason=f"pyxtal could not place {formula} in space group {spg} with Z<= {max_z} "
-                f"({last_err or 'no valid structure'})",
-            )
-        )
+        why = f"pyxtal could not place {formula} in space group {spg} with Z<= {max_z}"
+        out.append(Trial.failed(formula, f"{why} ({last_err or 'no valid structure'})", template(f"pyxtal:{spg}")))
     return out
 
 
@@ -542,31 +535,20 @@ def propose_structures(
     """
     formula = canonical_formula(formula)
     if any(e not in MOD_PETTI for e, _ in reduced_counts(formula)):
-        return [
-            Trial(
-                formula,
-                "none",
-                None,
-                {"id": "none", "formula": "", "source": "", "emd": float("nan")},
-                reason="element without a mod_petti position",
-            )
-        ]
+        return [Trial.failed(formula, "element without a mod_petti position")]
     hits = library.search(formula, k=k)
     trials: list[Trial] = []
     for row, d in hits:
         try:
             trials.append(substitute(library.template(row), formula, d))
         except Exception as exc:
-            tid = str(library.tids[row])
-            trials.append(
-                Trial(
-                    formula,
-                    tid,
-                    None,
-                    {"id": tid, "formula": str(library.formulas[row]), "source": str(library.sources[row]), "emd": d},
-                    reason=f"substitution failed: {exc}",
-                )
-            )
+            tried = {
+                "id": str(library.tids[row]),
+                "formula": str(library.formulas[row]),
+                "source": str(library.sources[row]),
+                "emd": d,
+            }
+            trials.append(Trial.failed(formula, f"substitution failed: {exc}", tried))
     if trials:
         return trials
     try:
@@ -580,13 +562,5 @@ def propose_structures(
             return made
         trials = made
     if not trials:
-        trials = [
-            Trial(
-                formula,
-                "none",
-                None,
-                {"id": "none", "formula": "", "source": "", "emd": float("nan")},
-                reason="no template with the same anonymised formula and no known composition",
-            )
-        ]
+        trials = [Trial.failed(formula, "no template with the same anonymised formula and no known composition")]
     return trials

@@ -258,15 +258,25 @@ class Featuriser:
                     self._bad[str(f)] = f"cannot featurise: {exc}"
             if not good:
                 continue
-            k = max(len(ix) for ix, _ in parsed)
-            idx = np.zeros((len(good), k), dtype=np.int64)
-            frac = np.zeros((len(good), k), dtype=np.float64)
-            for r, (ix, fr) in enumerate(parsed):
-                idx[r, : len(ix)] = ix
-                frac[r, : len(fr)] = fr
+            idx, frac = pad_parsed(parsed)
             feats = _featurise_parsed(idx, frac, self.table).astype(np.float32)
             for f, row in zip(good, feats, strict=True):
                 self._cache[f] = row
+
+
+def pad_parsed(
+    parsed: Sequence[tuple[Sequence[int], Sequence[float]]], index_dtype: type = np.int64
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pack N parsed formulas ``(element indices, atomic fractions)`` (as :func:`_fractions` returns)
+    into zero-padded arrays: indices (N, K) ``index_dtype`` and fractions (N, K) float64, K the most
+    elements of one formula. Padding has fraction 0, so it adds nothing to the weighted descriptors."""
+    k = max(len(ix) for ix, _ in parsed)
+    idx = np.zeros((len(parsed), k), dtype=index_dtype)
+    frac = np.zeros((len(parsed), k), dtype=np.float64)
+    for r, (ix, fr) in enumerate(parsed):
+        idx[r, : len(ix)] = ix
+        frac[r, : len(fr)] = fr
+    return idx, frac
 
 
 @lru_cache(maxsize=1)

@@ -79,3 +79,8 @@ def small_split():
     s = split_by_chemical_system(SPLIT_UNIVERSE, fraction=0.25, seed=18)
     assert s.hidden == {"CaO", "KCl", "MgO", "NaF"}
     return s
+
+
+#: the small composition-conditioned crystal GAN (generators.cccgan.TrainConfig fields) that trains
+#: in CPU-seconds: the generator tests' short training and the cccgan flow's tiny run
+CCCGAN_SMALL_NET = {"g_channels": 16, "d_channels": 16, "q_channels": 8, "latent_dim": 16, "n_critic": 1, "lr_g": 1e-3}

@@ -25,21 +25,14 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from alcore.paths import data_file  # noqa: E402
-from oracles.descriptors import _fractions, element_table, featurise  # noqa: E402
+from oracles.descriptors import _fractions, element_table, featurise, pad_parsed  # noqa: E402
 from oracles.training import _reduced_key, sha256_file  # noqa: E402
 
 
 def pack(formulas: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Padded element indices (N, K) int16 and atomic fractions (N, K) float64 of N formulas."""
     table = element_table()
-    parsed = [_fractions(f, table) for f in formulas]
-    k = max(len(ix) for ix, _ in parsed)
-    idx = np.zeros((len(formulas), k), dtype=np.int16)
-    frac = np.zeros((len(formulas), k), dtype=np.float64)
-    for r, (ix, fr) in enumerate(parsed):
-        idx[r, : len(ix)] = ix
-        frac[r, : len(fr)] = fr
-    return idx, frac
+    return pad_parsed([_fractions(f, table) for f in formulas], np.int16)
 
 
 def main() -> None:

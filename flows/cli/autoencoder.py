@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import console, examples, fail, typer_app
+from flows.cli.common import ReplaceShipped, console, examples, fail, typer_app
 
 app = typer_app(
     "The composition autoencoder (latent search space).",
@@ -43,9 +43,7 @@ def ae_train(
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 8,
     element_list: Annotated[str, typer.Option(help=f"Element list: {', '.join(ELEMENT_LISTS)}.")] = "agd87",
     out: Annotated[Path | None, typer.Option(help="Output .safetensors (default: the user data folder).")] = None,
-    replace_shipped: Annotated[
-        bool, typer.Option("--replace-shipped", help="Overwrite the committed weights in data/weights.")
-    ] = False,
+    replace_shipped: ReplaceShipped = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Retrain the composition autoencoder on the committed MP formulas.

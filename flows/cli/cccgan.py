@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from flows.cli.common import console, examples, fail, typer_app
+from flows.cli.common import ReplaceShipped, console, examples, fail, typer_app
 
 app = typer_app(
     "Composition-conditioned crystal GAN for Mg-Mn-O (Kim et al. 2020).",
@@ -28,9 +28,7 @@ def train(
     weights_dir: Path = typer.Option(
         None, help="folder for <name>.safetensors (default: the user data folder)", show_default=False
     ),
-    replace_shipped: bool = typer.Option(
-        False, "--replace-shipped", help="write into data/weights, replacing the shipped weights"
-    ),
+    replace_shipped: ReplaceShipped = False,
 ) -> None:
     """Train the GAN on data/cccgan and write <name>.safetensors + .json.
 
@@ -77,16 +75,17 @@ def generate(
     """Generate and evaluate structures; print validity, novelty, metastable and synthesisable counts."""
     import torch
 
+    from flows.pipelines.cccgan import Evaluation
+
     torch.set_num_threads(1)
+    evaluation = Evaluation(n=n, seed=seed, max_relax=max_relax)
     if store:
         from flows.pipelines.cccgan import cccgan_flow
 
         try:
             summary = cccgan_flow(
                 compositions=list(compositions),
-                n_per_composition=n,
-                seed=seed,
-                max_relax=max_relax,
+                evaluation=evaluation,
                 weights=name,
                 weights_dir=str(weights_dir) if weights_dir else None,
             )["summary"]
@@ -100,7 +99,7 @@ def generate(
         if weights_dir is not None and not (weights_dir / f"{name}.safetensors").exists():
             fail(f"no weights {weights_dir / (name + '.safetensors')}; train them with alflow cccgan train")
         g, _ = load_or_train(name, directory=weights_dir, log=lambda m: None)
-        summary, _ = evaluate_compositions(g, compositions, n, seed, max_relax, log=lambda m: None)
+        summary, _ = evaluate_compositions(g, compositions, evaluation, log=lambda m: None)
     table = Table(title=f"cccgan: {n} per composition, seed {seed}, E_hull by CHGNet")
     cols = ["generated", "valid", "novel", "relaxed", "metastable", "synthesisable", "best_e_hull"]
     table.add_column("composition")

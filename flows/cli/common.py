@@ -19,7 +19,7 @@ import csv
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -35,6 +35,16 @@ EXIT_INTERRUPTED = 130
 #: Materials-Project-style PBE-level DFT band gaps, which underestimate experimental gaps
 BAND_GAP_UNIT = "eV, PBE-level DFT estimate"
 BAND_GAP_NOTE = "band gaps are PBE-level DFT estimates (typically below experimental gaps)"
+
+#: the options every training command shares (``name: Alias = default``); ``--replace-shipped`` goes
+#: with the command's ``--out`` through :func:`flows.cli.autoencoder.weights_target`
+ReplaceShipped = Annotated[
+    bool, typer.Option("--replace-shipped", help="Write into data/weights, replacing the shipped weights.")
+]
+Threads = Annotated[int, typer.Option(min=1, help="torch threads.")]
+StoreWeights = Annotated[
+    bool, typer.Option("--store/--no-store", help="Also store the trained model(s) in the database (GridFS).")
+]
 
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from flows.cli.common import console, examples, fail, table, typer_app
+from flows.cli.common import ReplaceShipped, StoreWeights, Threads, console, examples, fail, table, typer_app
 
 app = typer_app(
     "The composition language model (generator 'complm'): train it, sample it.",
@@ -29,22 +29,20 @@ def train_cmd(
     steps: int = typer.Option(3000, min=1, help="Total optimiser steps across resumed runs."),
     seed: int = typer.Option(0, help="Random seed."),
     out: Path = typer.Option(None, help="Weights stem (default: <user data folder>/complm).", show_default=False),
-    replace_shipped: bool = typer.Option(
-        False, "--replace-shipped", help="Write data/weights/complm, replacing the shipped weights."
-    ),
-    threads: int = typer.Option(1, min=1, help="torch threads."),
-    store: bool = typer.Option(True, "--store/--no-store", help="Also store the model in the database (GridFS)."),
+    replace_shipped: ReplaceShipped = False,
+    threads: Threads = 1,
+    store: StoreWeights = True,
 ) -> None:
     """Train (or continue) the composition LM on the SMACT-valid MP formulas (Prefect flow
     'train-complm'); the checkpoint with the best validation VNU share is saved."""
     from alcore.paths import WEIGHTS_DIR
     from flows.cli.autoencoder import weights_target
     from flows.pipelines.complm import train_complm_flow
+    from flows.pipelines.training import TrainingTarget
 
     target = weights_target(out, replace_shipped, WEIGHTS_DIR / "complm", "complm")
-    meta = train_complm_flow(
-        minutes=minutes, steps=steps, seed=seed, out=str(target), threads=threads, store_weights=store
-    )
+    where = TrainingTarget(out=str(target), threads=threads, store_weights=store)
+    meta = train_complm_flow(minutes=minutes, steps=steps, seed=seed, target=where)
     console.print(f"saved {target}; {meta['steps']} steps; best validation eval: {meta['best']}")
 
 

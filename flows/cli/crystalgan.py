@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from flows.cli.common import examples, fail, typer_app
+from flows.cli.common import ReplaceShipped, examples, fail, typer_app
 
 app = typer_app(
     "CrystalGAN: ternary A-H-B hydride structures from binary AH and BH (Nouira et al. 2018).",
@@ -53,9 +53,7 @@ def train(
     out: Path = typer.Option(
         None, help="weights stem (default: crystalgan_<A>-<B> in the user data folder)", show_default=False
     ),
-    replace_shipped: bool = typer.Option(
-        False, "--replace-shipped", help="write data/weights/crystalgan_<A>-<B>, replacing the shipped weights"
-    ),
+    replace_shipped: ReplaceShipped = False,
 ) -> None:
     """Train CrystalGAN (step 1, feature transfer, step 2) and write safetensors + JSON metadata.
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from flows.cli.autoencoder import weights_target
-from flows.cli.common import BAND_GAP_NOTE, console, err, examples, fail, table, typer_app
+from flows.cli.common import BAND_GAP_NOTE, ReplaceShipped, Threads, console, err, examples, fail, table, typer_app
 from oracles.defaults import DEFAULT_BANDGAP_ORACLE
 
 app = typer_app(
@@ -136,11 +136,9 @@ def train(
     out_dir: Annotated[Path | None, typer.Option(help="Write the weights here (default: the user data folder).")] = (
         None
     ),
-    replace_shipped: Annotated[
-        bool, typer.Option("--replace-shipped", help="Overwrite the committed weights in data/weights.")
-    ] = False,
+    replace_shipped: ReplaceShipped = False,
     to_store: Annotated[bool, typer.Option("--store", help="Also save the weights to the database (GridFS).")] = False,
-    threads: Annotated[int, typer.Option(min=1, help="torch threads.")] = 1,
+    threads: Threads = 1,
     prefect: Annotated[bool, typer.Option("--prefect", help="Run as the Prefect flow 'train-oracle'.")] = False,
 ) -> None:
     """Retrain oracle recipe NAME and write its weights (safetensors + JSON metadata).

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from tqdm import tqdm
 
-from flows.cli.common import console, examples, fail, table, typer_app, write_csv
+from flows.cli.common import ReplaceShipped, StoreWeights, Threads, console, examples, fail, table, typer_app, write_csv
 from oracles.defaults import DEFAULT_BANDGAP_ORACLE
 
 app = typer_app(
@@ -51,10 +51,8 @@ def train_matgan_cmd(
     epochs: int = typer.Option(200, min=1, help="Most GAN epochs (the time budget usually stops training first)."),
     seed: int = typer.Option(0, help="Random seed of both trainings."),
     out: Path = typer.Option(None, help="Folder for the weights (default: the user data folder).", show_default=False),
-    replace_shipped: bool = typer.Option(
-        False, "--replace-shipped", help="Write into data/weights, replacing the shipped MatGAN weights."
-    ),
-    threads: int = typer.Option(1, min=1, help="torch threads."),
+    replace_shipped: ReplaceShipped = False,
+    threads: Threads = 1,
     valid_only: bool = typer.Option(
         False,
         "--valid-only",
@@ -67,7 +65,7 @@ def train_matgan_cmd(
         help="GAN checkpoint file, resumed if it exists. Default: <out>/checkpoints/matgan_gan.pt.",
         show_default=False,
     ),
-    store: bool = typer.Option(True, "--store/--no-store", help="Also store both models in the database (GridFS)."),
+    store: StoreWeights = True,
 ) -> None:
     """Train MatGAN and its reachability autoencoder on the MP formulas and write the weights
     (Prefect flow 'train-matgan').
@@ -77,24 +75,16 @@ def train_matgan_cmd(
     from alcore.paths import WEIGHTS_DIR
     from flows.cli.autoencoder import weights_target
     from flows.pipelines.matgan import train_matgan_flow
+    from flows.pipelines.training import TrainingTarget
+    from generators.matgan import GANConfig
 
     target = weights_target(out, replace_shipped, WEIGHTS_DIR / ("matgan_valid" if valid_only else ""), "")
     if not replace_shipped and out is None and valid_only:
         target = target / "matgan_valid"
 
-    meta = train_matgan_flow(
-        gan_minutes=gan_minutes,
-        ae_minutes=ae_minutes,
-        epochs=epochs,
-        seed=seed,
-        ch=ch,
-        lr=lr,
-        valid_only=valid_only,
-        out=str(target),
-        checkpoint=checkpoint or None,
-        threads=threads,
-        store_weights=store,
-    )
+    gan = GANConfig(epochs=epochs, seed=seed, ch=ch, lr=lr, time_budget_s=gan_minutes * 60)
+    where = TrainingTarget(out=str(target), checkpoint=checkpoint or None, threads=threads, store_weights=store)
+    meta = train_matgan_flow(gan, ae_minutes=ae_minutes, valid_only=valid_only, target=where)
     console.print(f"saved in {target}; metrics: {meta['metrics']}")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,36 +80,45 @@ def weights_sha(name: str = DEFAULT_NAME, directory: Path | None = None) -> str 
     return hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else None
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """How each cell composition is evaluated: ``n`` images generated with noise ``seed``, valid when
+    no two atoms are closer than ``min_dist`` Å, and up to ``max_relax`` novel valid candidates relaxed
+    by CHGNet within ``steps`` FIRE steps (``max_relax`` 0: no stability, no references needed)."""
+
+    n: int = 50
+    seed: int = 0
+    max_relax: int = 5
+    steps: int = 150
+    min_dist: float = MIN_DIST
+
+
 def evaluate_compositions(
     generator: Generator,
     compositions: Sequence[str | Sequence[int]],
-    n: int = 50,
-    seed: int = 0,
-    max_relax: int = 5,
-    steps: int = 150,
-    min_dist: float = MIN_DIST,
+    settings: Evaluation = Evaluation(),
     references: list[dict] | None = None,
     log: Log = print,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, list[Candidate]]]:
-    """Generate ``n`` images per cell composition and evaluate them.
+    """Generate and evaluate images per cell composition as ``settings`` say (:class:`Evaluation`).
 
-    ``max_relax`` novel valid candidates per composition are relaxed (0 disables stability; then no
-    references are needed). Returns ``(summary per cell formula, candidates per cell formula)``;
-    each summary also says whether the composition (reduced formula) occurs in the training data.
+    Returns ``(summary per cell formula, candidates per cell formula)``; each summary also says
+    whether the composition (reduced formula) occurs in the training data.
     """
     ds = load_dataset()
     known = training_structures(ds.images)
+    max_relax = settings.max_relax
     refs = references if references is not None or max_relax == 0 else load_references()
     summaries: dict[str, dict[str, Any]] = {}
     cands: dict[str, list[Candidate]] = {}
     for comp in compositions:
         counts = parse_counts(comp)
         key = counts_formula(counts)
-        images = generate(generator, counts, n, seed)
-        cs = validate(images, counts, min_dist)
+        images = generate(generator, counts, settings.n, settings.seed)
+        cs = validate(images, counts, settings.min_dist)
         mark_novelty(cs, known)
         if max_relax > 0:
-            mark_stability(cs, refs or [], max_relax=max_relax, steps=steps)
+            mark_stability(cs, refs or [], max_relax=max_relax, steps=settings.steps)
         summ = summarise(cs)
         summ["reduced_formula"] = reduced_formula(counts)
         summ["in_training"] = reduced_formula(counts) in known
@@ -126,22 +136,13 @@ def _model_task(name: str, retrain: bool, config: dict[str, Any], directory: str
 
 @task(name="cccgan-evaluate", cache_policy=NO_CACHE)
 def _evaluate_task(
-    generator: Generator,
-    compositions: list[str],
-    n: int,
-    seed: int,
-    max_relax: int,
-    steps: int,
-    min_dist: float,
-    sha: str | None,
+    generator: Generator, compositions: list[str], settings: Evaluation, sha: str | None
 ) -> tuple[dict, list[dict[str, Any]]]:
-    summaries, cands = evaluate_compositions(
-        generator, compositions, n, seed, max_relax, steps, min_dist, log=flow_logger().info
-    )
+    summaries, cands = evaluate_compositions(generator, compositions, settings, log=flow_logger().info)
     docs = []
     for cs in cands.values():
         for c in cs:
-            doc = candidate_doc(c, seed)
+            doc = candidate_doc(c, settings.seed)
             doc["campaign"] = CAMPAIGN
             doc["weights_sha256"] = sha
             docs.append(doc)
@@ -151,11 +152,7 @@ def _evaluate_task(
 @flow(name="cccgan")
 def cccgan_flow(
     compositions: list[str] | None = None,
-    n_per_composition: int = 50,
-    seed: int = 0,
-    max_relax: int = 5,
-    relax_steps: int = 150,
-    min_dist: float = MIN_DIST,
+    evaluation: Evaluation = Evaluation(),
     weights: str = DEFAULT_NAME,
     weights_dir: str | None = None,
     retrain: bool = False,
@@ -163,11 +160,12 @@ def cccgan_flow(
     mongodb_uri: str | None = None,
     database: str | None = None,
 ) -> dict[str, Any]:
-    """Load or train the GAN, generate ``n_per_composition`` structures per cell composition, evaluate
-    and store them all (invalid ones too, with their verdict).
+    """Load or train the GAN, generate ``evaluation.n`` structures per cell composition, evaluate
+    them as ``evaluation`` says (:class:`Evaluation`) and store them all (invalid ones too, with their
+    verdict).
 
     ``compositions``: cell formulas such as ``"Mg2Mn4O8"`` (default: two in the training data, one
-    absent). ``max_relax``: CHGNet relaxations per composition (0: no stability). Returns
+    absent). Returns
     ``{"campaign", "summary": {cell formula: counts}, "written", "template_ids"}``.
     """
     comps = list(compositions or ["Mg2Mn4O8", "Mg4Mn2O8", "Mg2Mn3O7"])
@@ -175,7 +173,7 @@ def cccgan_flow(
         parse_counts(c)  # fail early on a bad formula
     g = _model_task(weights, retrain, train_config or {}, weights_dir)
     sha = weights_sha(weights, Path(weights_dir) if weights_dir else None)
-    summaries, docs = _evaluate_task(g, comps, n_per_composition, seed, max_relax, relax_steps, min_dist, sha)
+    summaries, docs = _evaluate_task(g, comps, evaluation, sha)
     written = store_structures_task(docs, mongodb_uri, database)
     return {
         "campaign": CAMPAIGN,

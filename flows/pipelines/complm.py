@@ -17,6 +17,7 @@ import torch
 from prefect import flow, get_run_logger, task
 
 from alcore.paths import WEIGHTS_DIR
+from flows.pipelines.training import TrainingTarget, store_trained
 from generators.complm import TrainConfig, load_lm, train_complm
 
 
@@ -52,32 +53,25 @@ def train_complm_flow(
     minutes: float = 45.0,
     steps: int = 3000,
     seed: int = 0,
-    out: str | None = None,
-    checkpoint: str | None = None,
-    threads: int = 1,
-    store_weights: bool = True,
-    mongodb_uri: str | None = None,
-    database: str | None = None,
+    target: TrainingTarget = TrainingTarget(),
 ) -> dict[str, Any]:
     """Train (or continue training) the composition LM for ``minutes`` of wall-clock time.
 
     ``steps`` is the total target across resumed runs (the learning-rate schedule spans it);
-    ``out`` the weights stem (default ``data/weights/complm``); ``checkpoint`` defaults to
-    ``<out folder>/checkpoints/<stem name>.pt``. With ``store_weights`` the model also goes to
-    MongoDB (``mongodb_uri``/``database``, else the configured store). Returns the training
-    metadata plus ``model_sha256`` when stored.
+    ``target.out`` the weights stem (default ``data/weights/complm``); ``target.checkpoint`` defaults
+    to ``<out folder>/checkpoints/<stem name>.pt``. With ``target.store_weights`` the model also goes
+    to MongoDB. Returns the training metadata plus ``model_sha256`` when stored.
     """
     from prefect.artifacts import create_markdown_artifact
 
-    stem = Path(out) if out else WEIGHTS_DIR / "complm"
+    stem = Path(target.out) if target.out else WEIGHTS_DIR / "complm"
     cfg = TrainConfig(steps=steps, seed=seed, time_budget_s=minutes * 60)
-    meta = _train_task(str(stem), cfg, checkpoint, threads)
-    if store_weights:
-        from flows.pipelines.pool import open_store
-
-        store = open_store(mongodb_uri, database)
+    meta = _train_task(str(stem), cfg, target.checkpoint, target.threads)
+    if target.store_weights:
         model, model_meta = load_lm(stem)
-        meta["model_sha256"] = store.save_model("complm", model.state_dict(), {**model_meta, "weights": str(stem)})
+        meta["model_sha256"] = store_trained(target, {"complm": (model, {**model_meta, "weights": str(stem)})})[
+            "complm"
+        ]
     create_markdown_artifact(_markdown(meta, stem), key="complm-training", description="Composition LM training")
     print(f"complm weights in {stem}: best step {meta['best']['step']}, VNU {meta['best'].get('vnu', 0):.1%}")
     return meta

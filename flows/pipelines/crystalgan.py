@@ -24,7 +24,6 @@ from flows.logs import flow_logger
 from flows.pipelines.structures import store_structures_task
 from generators.crystalgan.compare import DIV_WEIGHT, count_distinct, evaluate
 from generators.crystalgan.data import to_poscar
-from generators.crystalgan.geometry import D1, D2
 from generators.crystalgan.model import LossWeights
 from generators.crystalgan.train import (
     CrystalGANConfig,
@@ -157,48 +156,30 @@ def _generate_task(
 
 @flow(name="crystalgan")
 def crystalgan_flow(
-    domain_a: str = "PdH",
-    domain_b: str = "NiH",
+    cfg: CrystalGANConfig | None = None,
     weights: str | None = None,
     retrain: bool = False,
-    epochs1: int = 1000,
-    epochs2: int = 1000,
-    seed: int = 0,
     seeds: list[int] | None = None,
-    use_geo: bool = True,
-    d1: float = D1,
-    d2: float = D2,
     chgnet: bool = False,
     mongodb_uri: str | None = None,
     database: str | None = None,
-    div: float = DIV_WEIGHT,
-    noise_dim: int = 0,
 ) -> dict[str, Any]:
     """Load or train CrystalGAN on two binary domains, generate, and upsert accepted structures.
 
-    ``domain_a``/``domain_b``: ``PdH``/``NiH`` (bundled), a ``.mat`` file or a folder of binary POSCARs.
+    ``cfg``: the training settings and domains (``cfg.domain_a``/``cfg.domain_b``: ``PdH``/``NiH``
+    (bundled), a ``.mat`` file or a folder of binary POSCARs; ``cfg.d1``/``cfg.d2``: the accepted
+    metal-metal distances; ``cfg.weights.div`` / ``cfg.noise_dim``: the step-2 diversity remedies used
+    when training, docs/crystalgan.md, 0 / 0 being the paper's loss). Default: the paper's settings
+    on PdH/NiH with the diversity-sensitive loss weight :data:`DIV_WEIGHT`.
     ``weights``: stem (default ``data/weights/crystalgan_<A>-<B>``); trained and saved there if
     missing or ``retrain``. ``seeds``: feature-transfer pairing seeds for generation (default: the
     model's own transfer set). ``chgnet``: add CHGNet single-point energies per atom to the metrics.
-    ``mongodb_uri``/``database``: explicit store (default: configured one). ``div`` / ``noise_dim``: the
-    step-2 diversity remedies used when training (diversity-sensitive loss weight, noise injection;
-    docs/crystalgan.md); 0 / 0 is the paper's loss.
+    ``mongodb_uri``/``database``: explicit store (default: configured one).
     Returns ``{"campaign", "generated", "accepted", "distinct_accepted", "written", "template_ids"}``
     (``distinct_accepted``: accepted structures counted once per StructureMatcher group).
     """
-    cfg = CrystalGANConfig(
-        domain_a=domain_a,
-        domain_b=domain_b,
-        epochs1=epochs1,
-        epochs2=epochs2,
-        seed=seed,
-        use_geo=use_geo,
-        d1=d1,
-        d2=d2,
-        weights=LossWeights(div=div),
-        noise_dim=noise_dim,
-    )
-    stem = str(weights) if weights else str(default_stem(domain_a, domain_b))
+    cfg = cfg or CrystalGANConfig(weights=LossWeights(div=DIV_WEIGHT))
+    stem = str(weights) if weights else str(default_stem(cfg.domain_a, cfg.domain_b))
     model = _model_task(stem, retrain, cfg.to_dict())
     seed_list: list[int | None] = list(seeds) if seeds else [None]
     docs = _generate_task(model, seed_list, weights_sha(stem), chgnet)

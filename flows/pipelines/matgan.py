@@ -18,6 +18,7 @@ from prefect import flow, task
 
 from alcore.paths import WEIGHTS_DIR
 from flows.logs import flow_logger
+from flows.pipelines.training import TrainingTarget, store_trained
 from generators.matgan import (
     AUTOENCODER_NAME,
     GENERATOR_NAME,
@@ -57,46 +58,32 @@ def _train_task(
 
 @flow(name="train-matgan", log_prints=True)
 def train_matgan_flow(
-    gan_minutes: float = 8.0,
+    gan: GANConfig = GANConfig(epochs=200, time_budget_s=8 * 60.0),
     ae_minutes: float = 4.0,
-    epochs: int = 200,
-    seed: int = 0,
-    ch: int = 8,
-    lr: float = 1e-3,
     valid_only: bool = False,
-    out: str | None = None,
-    checkpoint: str | None = None,
-    threads: int = 1,
-    store_weights: bool = True,
-    mongodb_uri: str | None = None,
-    database: str | None = None,
+    target: TrainingTarget = TrainingTarget(),
 ) -> dict[str, Any]:
-    """Train (or continue training) MatGAN for ``gan_minutes`` and its autoencoder for ``ae_minutes``.
+    """Train (or continue training) MatGAN with ``gan`` and its autoencoder for ``ae_minutes``.
 
-    ``epochs`` is the total GAN epoch target across resumed runs; ``ch`` the channel width of
-    generator, critic and autoencoder; ``lr`` the GAN learning rate (a resumed run may lower it:
-    fine-tuning); ``valid_only`` trains on the SMACT-valid MP formulas only. Weights go to ``out``
-    (default ``data/weights``); ``checkpoint`` defaults to ``<out>/checkpoints/matgan_gan.pt``.
-    With ``store_weights`` both models are also stored in MongoDB (``mongodb_uri``/``database``,
-    else the configured store). Returns the training
-    metadata plus ``model_sha256`` (kind -> GridFS sha256) when stored.
+    ``gan.epochs`` is the total GAN epoch target across resumed runs and ``gan.time_budget_s`` this
+    run's budget; ``gan.ch`` is the channel width of generator, critic and autoencoder and ``gan.seed``
+    seeds both trainings; ``gan.lr`` may be lowered by a resumed run (fine-tuning). ``valid_only``
+    trains on the SMACT-valid MP formulas only. Weights go to the folder ``target.out`` (default
+    ``data/weights``); ``target.checkpoint`` defaults to ``<out>/checkpoints/matgan_gan.pt``. With
+    ``target.store_weights`` both models are also stored in MongoDB. Returns the training metadata
+    plus ``model_sha256`` (kind -> GridFS sha256) when stored.
     """
     from prefect.artifacts import create_markdown_artifact
 
-    wdir = Path(out) if out else WEIGHTS_DIR
-    gan = GANConfig(epochs=epochs, seed=seed, ch=ch, lr=lr, time_budget_s=gan_minutes * 60)
-    ae = AEConfig(epochs=10_000, seed=seed, ch=ch, time_budget_s=ae_minutes * 60)
-    meta = _train_task(str(wdir), gan, ae, valid_only, checkpoint, threads)
-    if store_weights:
-        from flows.pipelines.pool import open_store
-
-        store = open_store(mongodb_uri, database)
-        meta["model_sha256"] = {}
+    wdir = Path(target.out) if target.out else WEIGHTS_DIR
+    ae = AEConfig(epochs=10_000, seed=gan.seed, ch=gan.ch, time_budget_s=ae_minutes * 60)
+    meta = _train_task(str(wdir), gan, ae, valid_only, target.checkpoint, target.threads)
+    if target.store_weights:
+        models = {}
         for name in (GENERATOR_NAME, AUTOENCODER_NAME):
             module, module_meta = load_trained(wdir, name)
-            meta["model_sha256"][name] = store.save_model(
-                name, module.state_dict(), {**module_meta, "weights_dir": str(wdir)}
-            )
+            models[name] = (module, {**module_meta, "weights_dir": str(wdir)})
+        meta["model_sha256"] = store_trained(target, models)
     create_markdown_artifact(
         _metrics_markdown(meta, wdir), key="matgan-training", description="MatGAN generation metrics after training"
     )

@@ -257,12 +257,21 @@ def schedule_order(sample: Iterable[str], seed: int = 0) -> list[str]:
     return [pool[i] for i in np.random.default_rng([seed, 1]).permutation(len(pool))]
 
 
+@dataclass(frozen=True)
+class RecoverySample:
+    """Which hidden compounds a run works on: the chemical-system split hiding ``fraction`` of the
+    systems (seed ``split_seed``), its hidden compounds with a known structure of at most ``max_sites``
+    sites, and ``n`` of those drawn with ``sample_seed``."""
+
+    n: int = 200
+    sample_seed: int = 0
+    fraction: float = 0.2
+    split_seed: int = 0
+    max_sites: int = 20
+
+
 def plan(
-    n: int = 200,
-    sample_seed: int = 0,
-    fraction: float = 0.2,
-    split_seed: int = 0,
-    max_sites: int = 20,
+    spec: RecoverySample = RecoverySample(),
     structure_dir: str | Path | None = None,
     universe: Iterable[str] | None = None,
 ) -> tuple[HoldoutSplit, dict[str, KnownStructure], list[str]]:
@@ -271,11 +280,12 @@ def plan(
     ``universe`` None splits the MP formula universe (:func:`universe_formulas`), else the given formulas.
     """
     if universe is None:
-        split = default_split(fraction, split_seed)
+        split = default_split(spec.fraction, spec.split_seed)
     else:
-        split = split_by_chemical_system(universe, fraction, split_seed)
-    refs = qualified_references(load_known_structures(split, Path(structure_dir) if structure_dir else None), max_sites)
-    return split, refs, sample_formulas(refs, n, sample_seed)
+        split = split_by_chemical_system(universe, spec.fraction, spec.split_seed)
+    known = load_known_structures(split, Path(structure_dir) if structure_dir else None)
+    refs = qualified_references(known, spec.max_sites)
+    return split, refs, sample_formulas(refs, spec.n, spec.sample_seed)
 
 
 # ---------------------------------------------------------------------------- one compound
@@ -492,15 +502,8 @@ def compound_documents(store: Store, run: str, formulas: Iterable[str] | None = 
 # ---------------------------------------------------------------------------- the flow
 @flow(name="structure-recovery", task_runner=ThreadPoolTaskRunner(max_workers=2), validate_parameters=False)
 def structure_recovery_flow(
-    n: int = 200,
-    sample_seed: int = 0,
-    fraction: float = 0.2,
-    split_seed: int = 0,
-    max_sites: int = 20,
-    k_templates: int = 3,
-    fallback_trials: int = 3,
-    fmax: float = 0.1,
-    steps: int = 200,
+    spec: RecoverySample = RecoverySample(),
+    params: RecoveryParams | None = None,
     formulas: list[str] | None = None,
     structure_dir: str | None = None,
     mongo_uri: str | None = None,
@@ -509,9 +512,10 @@ def structure_recovery_flow(
     library_path: str | None = None,
     limit: int | None = None,
 ) -> dict[str, Any]:
-    """Structure recovery on ``n`` hidden compounds (seeded sample); resumable. Returns a summary dict.
+    """Structure recovery on ``spec.n`` hidden compounds (seeded sample); resumable. Returns a summary dict.
 
-    ``formulas`` replaces the sample (they must be qualified hidden compounds). ``universe`` (formulas to
+    ``params`` are the structure stage's settings (default :class:`RecoveryParams` with the sample's
+    seed). ``formulas`` replaces the sample (they must be qualified hidden compounds). ``universe`` (formulas to
     split; default the MP universe), ``library_path`` (a template library file; default the committed one)
     and ``structure_dir`` (known structures; default ../shared/data/structures) let tests run small.
     ``limit`` stops after that many new compounds (to size a run). The summary holds ``run``,
@@ -522,14 +526,14 @@ def structure_recovery_flow(
 
     logger = flow_logger()
     t0 = time.perf_counter()
-    split, refs, sample = plan(n, sample_seed, fraction, split_seed, max_sites, structure_dir, universe)
-    params = RecoveryParams(k_templates, fallback_trials, fmax, steps, sample_seed)
+    split, refs, sample = plan(spec, structure_dir, universe)
+    params = params or RecoveryParams(seed=spec.sample_seed)
     run = run_name(split, params)
     if formulas is not None:
         sample = sorted({canonical_formula(f) for f in formulas})
         bad = [f for f in sample if f not in refs]
         if bad:
-            raise ConfigError(f"not hidden compounds with a known structure of <= {max_sites} sites: {bad[:10]}")
+            raise ConfigError(f"not hidden compounds with a known structure of <= {spec.max_sites} sites: {bad[:10]}")
     from generators.templates import TemplateLibrary
 
     stage = visible_stage(split, TemplateLibrary.load(library_path) if library_path else None)
@@ -546,7 +550,7 @@ def structure_recovery_flow(
         done = done_formulas(store, run, refs)
         todo = [f for f in sample if f not in done]
         # work in a seeded random order, so that a run stopped early has done a uniform sub-sample
-        order = {f: i for i, f in enumerate(schedule_order(sample, sample_seed))}
+        order = {f: i for i, f in enumerate(schedule_order(sample, spec.sample_seed))}
         todo.sort(key=order.__getitem__)
         if limit is not None:
             todo = todo[:limit]
@@ -592,6 +596,7 @@ __all__ = [
     "AlflowError",
     "KnownStructure",
     "RecoveryParams",
+    "RecoverySample",
     "choose_reference",
     "compound_documents",
     "load_known_structures",

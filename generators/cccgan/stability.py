@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Structure
 
 from alcore.errors import StructureError
-from oracles.stability.checker import get_model, one_blas_thread, thread_optimizer
+from oracles.stability.checker import fire_relax, get_model
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +42,7 @@ def relax(structure: Structure, steps: int = MAX_STEPS, fmax: float = FMAX) -> R
 
     Raises :class:`StructureError` if the energy is not finite or the cell collapses/explodes.
     """
-    opt = thread_optimizer(get_model(threads=1))  # the shared CHGNet of oracles.stability.checker
-    with warnings.catch_warnings(), one_blas_thread():
-        warnings.simplefilter("ignore")
-        # ASE log to devnull without swapping sys.stdout (see oracles.stability.checker.relax)
-        out = opt.relax(structure.copy(), fmax=fmax, steps=steps, relax_cell=True, verbose=True, logfile=None)
+    out = fire_relax(structure.copy(), get_model(threads=1), fmax, steps)  # the shared CHGNet of the checker
     final: Structure = out["final_structure"]
     traj = out["trajectory"]
     energy = float(traj.energies[-1])

@@ -31,7 +31,7 @@ import torch
 
 from alcore import weights as weights_io
 from alcore.paths import WEIGHTS_DIR
-from alcore.weights import load_checkpoint, save_checkpoint
+from alcore.weights import load_checkpoint, load_state_dicts, save_checkpoint, state_dicts
 from generators.cccgan.augment import augment
 from generators.cccgan.model import (
     Classifier,
@@ -150,6 +150,7 @@ def train(
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=cfg.betas)
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=cfg.betas)
     opt_q = torch.optim.Adam(q.parameters(), lr=cfg.lr_q, betas=cfg.betas)
+    parts = {"g": g, "d": d, "q": q, "opt_g": opt_g, "opt_d": opt_d, "opt_q": opt_q}  # the checkpoint's keys
     gen = torch.Generator().manual_seed(cfg.seed)
     n = len(x_all)
     steps_per_epoch = max(1, n // cfg.batch_size)
@@ -160,8 +161,7 @@ def train(
     data_sha = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
     if ckpt is not None and ckpt.exists():
         st = load_checkpoint(ckpt, "cccgan", CHECKPOINT_VERSION, data_sha, asdict(cfg), RESUMABLE_FIELDS)
-        for net, key in ((g, "g"), (d, "d"), (q, "q"), (opt_g, "opt_g"), (opt_d, "opt_d"), (opt_q, "opt_q")):
-            net.load_state_dict(st[key])
+        load_state_dicts(parts, st)
         gen.set_state(st["rng_torch"])
         torch.set_rng_state(st["rng_global"])
         rng.bit_generator.state = st["rng_numpy"]
@@ -184,12 +184,7 @@ def train(
                 "version": CHECKPOINT_VERSION,
                 "config": asdict(cfg),
                 "data_sha256": data_sha,
-                "g": g.state_dict(),
-                "d": d.state_dict(),
-                "q": q.state_dict(),
-                "opt_g": opt_g.state_dict(),
-                "opt_d": opt_d.state_dict(),
-                "opt_q": opt_q.state_dict(),
+                **state_dicts(parts),
                 "rng_torch": gen.get_state(),
                 "rng_global": torch.get_rng_state(),
                 "rng_numpy": rng.bit_generator.state,

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from alcore.paths import WEIGHTS_DIR
-from alcore.weights import load_checkpoint, save_checkpoint
+from alcore.weights import load_checkpoint, load_state_dicts, save_checkpoint, state_dicts
 from generators.matgan.data import (
     AUTOENCODER_NAME,
     ELEMENTS,
@@ -72,10 +72,7 @@ RESUMABLE_FIELDS = ("epochs", "time_budget_s", "lr")
 
 
 def _checkpoint_state(
-    G: Generator,
-    D: Critic,
-    opt_g: torch.optim.Optimizer,
-    opt_d: torch.optim.Optimizer,
+    parts: dict[str, Any],
     gen_rng: torch.Generator,
     cfg: GANConfig,
     data_sha: str,
@@ -88,10 +85,7 @@ def _checkpoint_state(
         "version": CHECKPOINT_VERSION,
         "config": asdict(cfg),
         "data_sha256": data_sha,
-        "generator": G.state_dict(),
-        "critic": D.state_dict(),
-        "opt_g": opt_g.state_dict(),
-        "opt_d": opt_d.state_dict(),
+        **state_dicts(parts),
         "rng": gen_rng.get_state(),
         "epoch": epoch,
         "next_batch": next_batch,
@@ -129,6 +123,7 @@ def train_gan(
     G, D = Generator(cfg.latent_dim, cfg.ch), Critic(cfg.ch)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=cfg.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=cfg.betas)
+    parts = {"generator": G, "critic": D, "opt_g": opt_g, "opt_d": opt_d}  # the checkpoint's keys
     n = data.shape[0]
     n_batches = max(1, n // cfg.batch_size)
     data_sha = hashlib.sha256(data.numpy().tobytes()).hexdigest()
@@ -137,10 +132,7 @@ def train_gan(
     start_epoch, start_batch, perm, first_lr = 0, 0, None, cfg.lr
     if ckpt is not None and ckpt.exists():
         state = load_checkpoint(ckpt, "MatGAN", CHECKPOINT_VERSION, data_sha, asdict(cfg), RESUMABLE_FIELDS)
-        G.load_state_dict(state["generator"])
-        D.load_state_dict(state["critic"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
+        load_state_dicts(parts, state)
         gen_rng.set_state(state["rng"])
         history = state["history"]
         start_epoch, start_batch, perm = state["epoch"], state["next_batch"], state["perm"]
@@ -165,9 +157,7 @@ def train_gan(
             state_history = history if w_partial is None else {**history, "w_partial": w_partial}
             save_checkpoint(
                 ckpt,
-                _checkpoint_state(
-                    G, D, opt_g, opt_d, gen_rng, cfg, data_sha, epoch, next_batch, perm_now, state_history
-                ),
+                _checkpoint_state(parts, gen_rng, cfg, data_sha, epoch, next_batch, perm_now, state_history),
             )
 
     stop = False

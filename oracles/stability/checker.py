@@ -33,7 +33,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -157,6 +157,24 @@ def thread_optimizer(model):
     return cache[id(model)]
 
 
+def fire_relax(
+    structure: Structure, model, fmax: float, steps: int, relax_cell: bool = True, **options: Any
+) -> dict[str, Any]:
+    """One CHGNet FIRE relaxation on this thread's optimizer (:func:`thread_optimizer`), quiet and on
+    one BLAS thread: at most ``steps`` steps to ``fmax`` eV/Å, the cell too unless ``relax_cell`` is
+    False; ``options`` go to ``StructOptimizer.relax``. Returns CHGNet's result (``final_structure``,
+    ``trajectory``); raises what CHGNet raises."""
+    opt = thread_optimizer(model)
+    with warnings.catch_warnings(), one_blas_thread():
+        warnings.simplefilter("ignore")
+        # verbose=True with logfile=None: ASE logs to devnull and CHGNet does not swap the
+        # process-wide sys.stdout (its verbose=False does, and swaps from several relaxation
+        # threads at once leaked FIRE lines into the logs or left sys.stdout on a dead buffer)
+        return opt.relax(
+            structure, fmax=fmax, steps=steps, relax_cell=relax_cell, verbose=True, logfile=None, **options
+        )
+
+
 def relax(
     structure: Structure,
     model=None,
@@ -172,22 +190,8 @@ def relax(
     """
     model = model or get_model()
     t0 = time.perf_counter()
-    opt = thread_optimizer(model)
     try:
-        with warnings.catch_warnings(), one_blas_thread():
-            warnings.simplefilter("ignore")
-            # verbose=True with logfile=None: ASE logs to devnull and CHGNet does not swap the
-            # process-wide sys.stdout (its verbose=False does, and swaps from several relaxation
-            # threads at once leaked FIRE lines into the logs or left sys.stdout on a dead buffer)
-            out = opt.relax(
-                structure,
-                fmax=fmax,
-                steps=steps,
-                relax_cell=relax_cell,
-                verbose=True,
-                logfile=None,
-                assign_magmoms=False,
-            )
+        out = fire_relax(structure, model, fmax, steps, relax_cell, assign_magmoms=False)
     except Exception as exc:
         raise StructureError(f"CHGNet relaxation failed: {type(exc).__name__}: {exc}") from None
     traj = out["trajectory"]
@@ -401,6 +405,7 @@ MAX_Z = 94
 RELAXED_PHASE_SOURCES = frozenset({"amcsd_larixite", "aflow_prototypes"})
 
 
+@dataclass(eq=False)
 class PhaseEnergies:
     """CHGNet energies of the competing phases of a chemical system, from the template library.
 
@@ -415,28 +420,20 @@ class PhaseEnergies:
     with ``always_relax``) are relaxed (``steps`` bound). Cached by template id.
     """
 
-    def __init__(
-        self,
-        library,
-        path: Path | str | None = PHASES_PATH,
-        model=None,
-        fmax: float = 0.1,
-        steps: int = 150,
-        max_sites: int | None = None,
-        max_phases: int | None = None,
-        always_relax: bool = False,
-        relaxer=None,
-    ) -> None:
-        self.library = library
+    library: Any
+    path: InitVar[Path | str | None] = PHASES_PATH
+    model: Any = None
+    fmax: float = 0.1
+    steps: int = 150
+    max_sites: int | None = None
+    max_phases: int | None = None
+    always_relax: bool = False
+    relaxer: Any = None  # an oracles.stability.relaxers.Relaxer; None = CHGNet (``model``)
+    cache: _JsonCache = field(init=False, repr=False)
+    _elements: list[frozenset[str]] | None = field(init=False, default=None, repr=False)
+
+    def __post_init__(self, path: Path | str | None) -> None:
         self.cache = _JsonCache(path)
-        self.model = model
-        self.fmax = fmax
-        self.steps = steps
-        self.max_sites = max_sites
-        self.max_phases = max_phases
-        self.always_relax = always_relax
-        self.relaxer = relaxer  # an oracles.stability.relaxers.Relaxer; None = CHGNet (``model``)
-        self._elements: list[frozenset[str]] | None = None
 
     def _element_sets(self) -> list[frozenset[str]]:
         """Element set of every library row (parsed once)."""

@@ -43,6 +43,22 @@ def _toy_gp(n: int = 60, d: int = 3, seed: int = 0):
     return fit_gp(x, y, np.stack([np.zeros(d), np.ones(d)]), maxiter=30), rng
 
 
+def _bucb_by_conditioning(model, pool: np.ndarray, mean: np.ndarray, q: int, **noise) -> list[int]:
+    """Reference GP-BUCB picks (beta 25): ``q`` UCB argmaxes over ``pool`` (n, d), each followed by
+    BoTorch conditioning on a hallucinated observation at the pick's first mean ``mean[i]``;
+    ``noise`` (optional keyword) is passed to ``condition_on_observations``."""
+    picked: list[int] = []
+    for _ in range(q):
+        _, s = posterior(model, pool)
+        u = mean + 5.0 * s
+        u[picked] = -np.inf
+        i = int(np.argmax(u))
+        picked.append(i)
+        x_new = torch.as_tensor(pool[i : i + 1])
+        model = model.condition_on_observations(x_new, torch.tensor([[mean[i]]], dtype=torch.float64), **noise)
+    return picked
+
+
 def test_bucb_first_pick_is_ucb_argmax_and_equals_botorch_conditioning():
     fit, rng = _toy_gp()
     pool = rng.uniform(size=(400, 3))
@@ -52,16 +68,7 @@ def test_bucb_first_pick_is_ucb_argmax_and_equals_botorch_conditioning():
     assert idx[0] == int(np.argmax(mean + 5.0 * std))
     assert len(set(idx.tolist())) == 5
     # reference: GP-BUCB by explicit BoTorch conditioning on hallucinated observations
-    model, picked = fit.model, []
-    for _ in range(5):
-        m, s = posterior(model, pool)
-        u = mean + 5.0 * s
-        u[picked] = -np.inf
-        i = int(np.argmax(u))
-        picked.append(i)
-        x_new = torch.as_tensor(pool[i : i + 1])
-        model = model.condition_on_observations(x_new, torch.tensor([[mean[i]]], dtype=torch.float64))
-    assert idx.tolist() == picked
+    assert idx.tolist() == _bucb_by_conditioning(fit.model, pool, mean, q=5)
 
 
 def test_qucb_discrete_method_also_returns_distinct_indices():
@@ -105,15 +112,4 @@ def test_bucb_with_per_label_noise_equals_botorch_conditioning():
     lik = fit.model.likelihood
     extra = lik.second_noise_covar.noise.detach().reshape(-1)
     fixed = (lik.noise.detach().reshape(-1).median() - extra) * fit.model.outcome_transform.stdvs.reshape(-1) ** 2
-    model, picked = fit.model, []
-    for _ in range(4):
-        _, s = posterior(model, pool)
-        u = mean + 5.0 * s
-        u[picked] = -np.inf
-        i = int(np.argmax(u))
-        picked.append(i)
-        x_new = torch.as_tensor(pool[i : i + 1])
-        model = model.condition_on_observations(
-            x_new, torch.tensor([[mean[i]]], dtype=torch.float64), noise=fixed.reshape(1, 1)
-        )
-    assert idx.tolist() == picked
+    assert idx.tolist() == _bucb_by_conditioning(fit.model, pool, mean, q=4, noise=fixed.reshape(1, 1))

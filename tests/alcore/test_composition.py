@@ -94,3 +94,9 @@ def test_decode_counts_thresholds_probabilities():
     m[enc.index["Cl"], 0] = 0.7
     m[enc.index["K"], 2] = 0.3  # below threshold: absent
     assert enc.decode(m[None])[0] == "NaCl"
+
+
+def test_canonical_set_reads_str_and_skips_the_unparsable():
+    from alcore.composition import canonical_set
+
+    assert canonical_set(["Mg2O2", "MgO", "Na(Cl", "", "XyO2", 7, "NaCl"]) == {"MgO", "NaCl"}

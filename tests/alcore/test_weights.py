@@ -36,3 +36,19 @@ def test_tampered_missing_and_misfitting_weights_are_refused(tmp_path) -> None:
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(CorruptModelError, match="does not match the sha256"):
         load_weights(tmp_path / "lin", "")
+
+
+def test_state_dicts_round_trip_networks_and_optimisers() -> None:
+    from alcore.weights import load_state_dicts, state_dicts
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters(), lr=0.1)
+    net(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    saved = state_dicts({"net": net, "opt": opt})
+    assert set(saved) == {"net", "opt"}
+    other = torch.nn.Linear(3, 2)
+    other_opt = torch.optim.Adam(other.parameters(), lr=0.1)
+    load_state_dicts({"net": other, "opt": other_opt}, saved)
+    assert torch.equal(other.weight, net.weight) and other_opt.state_dict()["state"][0]["step"] == 1

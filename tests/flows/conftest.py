@@ -53,6 +53,11 @@ def run_cli(args: list[str], store, monkeypatch, capsys, **env: str) -> tuple[in
 
 def pool_config(tiny_ae: Path, name: str, **overrides: object) -> CampaignConfig:
     """A small seeded pool-mode campaign (lookup oracle, 40 seeds, q = 3, 2,000-formula pool)."""
+    return parse_config(pool_config_dict(tiny_ae, name, **overrides))
+
+
+def pool_config_dict(tiny_ae: Path, name: str, **overrides: object) -> dict[str, object]:
+    """The mapping behind :func:`pool_config`; ``overrides`` replace top-level keys."""
     base: dict[str, object] = {
         "name": name,
         "mode": "pool",
@@ -68,4 +73,4 @@ def pool_config(tiny_ae: Path, name: str, **overrides: object) -> CampaignConfig
         "validation": "agd_test_500",
     }
     base.update(overrides)
-    return parse_config(base)
+    return base

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from alcore.acquisition import AcquisitionSettings, acquire_discrete
 from alcore.composition import CompositionEncoder, canonical_formula
@@ -37,15 +38,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 # ---------------------------------------------------------------------------- helpers
 def _config(**overrides) -> dict:
-    base = {
-        "name": "bad",
-        "mode": "pool",
-        "iterations": 1,
-        "seed": 1,
-        "oracle": "lookup",
-        "seeds": {"dataset": "agd_exp3_init_300", "n": 10},
-        "pool_size": 100,
-    }
+    """deploy/campaigns/probe.yaml named "bad", with ``overrides`` (a mapping updates the mapping there)."""
+    base = {**yaml.safe_load((REPO / "deploy" / "campaigns" / "probe.yaml").read_text()), "name": "bad"}
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             base[key] = {**base[key], **value}
@@ -133,50 +127,38 @@ def test_element_outside_the_encoding_list_is_refused():
 
 
 # ---------------------------------------------------------------------------- CSV files (6-14)
-def test_empty_csv(tmp_path, monkeypatch, capsys, store):
-    code, _, err = _import(tmp_path, "", monkeypatch, capsys, store)
-    _assert_refused(code, err, store, "file is empty", "nothing was written")
-
-
-def test_headerless_csv(tmp_path, monkeypatch, capsys, store):
-    code, _, err = _import(tmp_path, "NaCl,5.0\nKBr,4.0\n", monkeypatch, capsys, store)
-    _assert_refused(code, err, store, "lacks a formula column", "nothing was written")
-
-
-def test_missing_value_column(tmp_path, monkeypatch, capsys, store):
-    code, _, err = _import(tmp_path, "formula,std\nNaCl,0.1\n", monkeypatch, capsys, store)
-    _assert_refused(code, err, store, "value column")
-
-
-def test_header_only_csv(tmp_path, monkeypatch, capsys, store):
-    code, _, err = _import(tmp_path, "formula,value\n", monkeypatch, capsys, store)
-    _assert_refused(code, err, store, "no data rows after the header")
+_BAD_GAPS = [
+    ("nan", "labels must be finite"),
+    ("inf", "labels must be finite"),
+    ("-inf", "labels must be finite"),
+    ("-0.5", "is negative"),
+    ("abc", "is not a number"),
+]
 
 
 @pytest.mark.parametrize(
-    ("value", "needle"),
+    ("text", "needles"),
     [
-        ("nan", "labels must be finite"),
-        ("inf", "labels must be finite"),
-        ("-inf", "labels must be finite"),
-        ("-0.5", "is negative"),
-        ("abc", "is not a number"),
+        pytest.param("", ("file is empty", "nothing was written"), id="empty"),
+        pytest.param("NaCl,5.0\nKBr,4.0\n", ("lacks a formula column", "nothing was written"), id="headerless"),
+        pytest.param("formula,std\nNaCl,0.1\n", ("value column",), id="missing-value-column"),
+        pytest.param("formula,value\n", ("no data rows after the header",), id="header-only"),
+        *(
+            pytest.param(f"formula,value\nNaCl,5.0\nKBr,{value}\n", ("line 3", needle, "nothing was written"), id=value)
+            for value, needle in _BAD_GAPS
+        ),
+        # Na2Cl2 is the same material as NaCl once canonicalised
+        pytest.param(
+            "formula,value\nNaCl,5.0\nKBr,4.0\nNa2Cl2,6.0\n",
+            ("NaCl was given 5.0 on line 2 and 6.0 here",),
+            id="conflicting-duplicates",
+        ),
+        pytest.param("formula,value,std\nNaCl,5.0,0.1\nKBr,4.0\n", ("expected 3 columns, got 2",), id="missing-cells"),
     ],
 )
-def test_bad_band_gap_values(value, needle, tmp_path, monkeypatch, capsys, store):
-    code, _, err = _import(tmp_path, f"formula,value\nNaCl,5.0\nKBr,{value}\n", monkeypatch, capsys, store)
-    _assert_refused(code, err, store, "line 3", needle, "nothing was written")
-
-
-def test_duplicate_formulas_with_conflicting_labels(tmp_path, monkeypatch, capsys, store):
-    # Na2Cl2 is the same material as NaCl once canonicalised
-    code, _, err = _import(tmp_path, "formula,value\nNaCl,5.0\nKBr,4.0\nNa2Cl2,6.0\n", monkeypatch, capsys, store)
-    _assert_refused(code, err, store, "NaCl was given 5.0 on line 2 and 6.0 here")
-
-
-def test_row_with_missing_cells(tmp_path, monkeypatch, capsys, store):
-    code, _, err = _import(tmp_path, "formula,value,std\nNaCl,5.0,0.1\nKBr,4.0\n", monkeypatch, capsys, store)
-    _assert_refused(code, err, store, "expected 3 columns, got 2")
+def test_bad_csv_is_refused(text, needles, tmp_path, monkeypatch, capsys, store):
+    code, _, err = _import(tmp_path, text, monkeypatch, capsys, store)
+    _assert_refused(code, err, store, *needles)
 
 
 def test_labels_for_unknown_candidates_need_allow_new(tmp_path, monkeypatch, capsys, store):

@@ -24,6 +24,7 @@ from generators.cccgan.representation import (
 )
 from generators.cccgan.stability import e_hull, phase_diagram
 from generators.cccgan.train import TrainConfig, generate, train
+from tests.conftest import CCCGAN_SMALL_NET
 
 
 @pytest.fixture(scope="module")
@@ -138,19 +139,7 @@ def test_gradient_penalty_on_linear_critic() -> None:
 def test_short_training_beats_untrained(ds) -> None:
     torch.manual_seed(0)
     # conditioning only: the distance hinge is off so 250 steps are spent on the composition signal
-    cfg = TrainConfig(
-        max_steps=250,
-        per_composition=20,
-        batch_size=64,
-        g_channels=16,
-        d_channels=16,
-        q_channels=8,
-        latent_dim=16,
-        n_critic=1,
-        lr_g=1e-3,
-        lambda_dist=0.0,
-        seed=0,
-    )
+    cfg = TrainConfig(max_steps=250, per_composition=20, batch_size=64, lambda_dist=0.0, seed=0, **CCCGAN_SMALL_NET)
     result = train(ds.images, cfg)
     comps = [(2, 4, 8), (4, 2, 8), (2, 3, 7)]  # (2, 3, 7) is absent from the data
 

@@ -82,22 +82,17 @@ def tiny_autoencoder(base_dir: Path) -> Path:
 
 def tiny_config(ae_path: Path, name: str, **overrides: Any) -> dict[str, Any]:
     """A small seeded pool-mode campaign config (lookup oracle, 1,000-formula pool, 2 iterations, q = 3)."""
-    base: dict[str, Any] = {
-        "name": name,
-        "mode": "pool",
+    from tests.flows.conftest import pool_config_dict
+
+    small = {
         "iterations": 2,
         "seed": 11,
-        "oracle": "lookup",
         "seeds": {"dataset": "agd_exp3_init_300", "n": 30},
-        "autoencoder": str(ae_path),
-        "acquisition": {"q": 3, "beta": 25.0, "num_restarts": 2, "raw_samples": 32, "maxiter": 10, "mc_samples": 32},
         "gp": {"maxiter": 10, "warm_maxiter": 5},
         "screening_epochs": 3,
         "pool_size": 1000,
-        "validation": "agd_test_500",
     }
-    base.update(overrides)
-    return base
+    return pool_config_dict(ae_path, name, **{**small, **overrides})
 
 
 @dataclass

@@ -14,7 +14,7 @@ from flows.config import load_config
 from flows.pipelines.agd_recovery import RecoverySetup, agd_recovery_flow, labelled_pool, random_decodes, store_pool
 from generators.base import register_generator
 from oracles.registry import get_oracle
-from tests.flows.conftest import pool_config
+from tests.flows.conftest import pool_config, run_cli
 
 # small formulas, wide-gap fluorides/oxides among them, plus ones the pool filters must drop
 SMALL = [
@@ -68,7 +68,7 @@ ARMS = ["seeds", "seeds + AL", "seeds + random pool", "seeds + random MP"]
 
 
 def test_experiment_scores_four_arms_and_resumes(
-    tmp_path, store, mongo_uri, prefect_harness, tiny_ae, monkeypatch
+    tmp_path, store, mongo_uri, prefect_harness, tiny_ae, monkeypatch, capsys
 ) -> None:
     """The pool route: the experiment's pool goes to MongoDB and the campaign chooses among it."""
     monkeypatch.setenv("ALFLOW_MONGODB_URI", mongo_uri)
@@ -126,16 +126,12 @@ def test_experiment_scores_four_arms_and_resumes(
     assert store.db.pools.count_documents({"pool": "recovery-pool"}) == len(pool)
     assert json.dumps(again["summary"]) == json.dumps(result["summary"])  # NaN-safe equality
 
-    # the CLI command with another campaign seed: a second campaign beside the first; prints both
-    # tables, writes the JSON and the plot
-    from typer.testing import CliRunner
-
-    from flows.cli.pools import app
-
+    # the CLI command (through the real entry point) with another campaign seed: a second campaign
+    # beside the first; prints both tables, writes the JSON and the plot
     out = tmp_path / "cli.json"
-    cli = CliRunner().invoke(
-        app,
+    code, stdout, err = run_cli(
         [
+            "pools",
             "agd-recovery",
             str(path),
             "--draws",
@@ -151,11 +147,14 @@ def test_experiment_scores_four_arms_and_resumes(
             "--campaign-seed",
             "5",
         ],
+        store,
+        monkeypatch,
+        capsys,
     )
-    assert cli.exit_code == 0, cli.output
+    assert code == 0, err
     assert store.get_campaign("recovery-s5")["config"]["seed"] == 5
     assert store.db.labels.count_documents({"campaign": "recovery", "source": {"$ne": "seed"}}) == len(acquired)
-    assert "seeds + AL" in cli.output and "LiF" in cli.output
+    assert "seeds + AL" in stdout and "LiF" in stdout
     saved = json.loads(out.read_text())
     assert saved["pool"] == result["pool"] and len(saved["rows"]) == 4
     assert (tmp_path / "out" / "recovery-recovery-s5.png").stat().st_size > 10_000

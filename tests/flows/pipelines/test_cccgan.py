@@ -9,28 +9,18 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli.cccgan import app
-from flows.pipelines.cccgan import CAMPAIGN, cccgan_flow
+from flows.pipelines.cccgan import CAMPAIGN, Evaluation, cccgan_flow
 from flows.store import Store
+from tests.conftest import CCCGAN_SMALL_NET
 
-TINY = {
-    "max_steps": 30,
-    "per_composition": 5,
-    "g_channels": 16,
-    "d_channels": 16,
-    "q_channels": 8,
-    "latent_dim": 16,
-    "n_critic": 1,
-    "lr_g": 1e-3,
-}
+TINY = {"max_steps": 30, "per_composition": 5, **CCCGAN_SMALL_NET}
 
 
 @pytest.mark.slow
 def test_flow_trains_generates_and_stores(prefect_harness, store: Store, mongo_uri: str, tmp_path: Path) -> None:
     kwargs = dict(
         compositions=["Mg2Mn4O8", "Mg2Mn3O7"],
-        n_per_composition=4,
-        seed=3,
-        max_relax=0,
+        evaluation=Evaluation(n=4, seed=3, max_relax=0),
         weights="cccgan_tiny",
         weights_dir=str(tmp_path),
         retrain=True,

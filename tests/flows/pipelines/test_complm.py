@@ -45,9 +45,11 @@ def test_complm_pool_resumes_without_duplicates(store, mongo_uri, prefect_harnes
 
 def test_training_flow_writes_loadable_weights(store, mongo_uri, prefect_harness, tmp_path) -> None:
     from flows.pipelines.complm import train_complm_flow
+    from flows.pipelines.training import TrainingTarget
 
     stem = tmp_path / "lm"
-    meta = train_complm_flow(minutes=0.02, steps=3000, out=str(stem), mongodb_uri=mongo_uri, database=store.db.name)
+    target = TrainingTarget(out=str(stem), mongodb_uri=mongo_uri, database=store.db.name)
+    meta = train_complm_flow(minutes=0.02, steps=3000, target=target)
     assert meta["steps"] >= 1 and meta["best"]["step"] >= 1 and meta["model_sha256"]
     assert (tmp_path / "checkpoints" / "lm.pt").exists()
     gen = get_generator("complm", weights=stem)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from flows.pipelines.matgan import train_matgan_flow
+from flows.pipelines.training import TrainingTarget
 from flows.store import Store
 from generators import matgan as M
 
@@ -17,13 +18,9 @@ def test_train_matgan_flow_stores_models_and_resumes(
     prefect_harness: None, store: Store, mongo_uri: str, tmp_path: Path
 ) -> None:
     kwargs = dict(
-        gan_minutes=0.05,
+        gan=M.GANConfig(epochs=1000, ch=8, time_budget_s=0.05 * 60),
         ae_minutes=0.05,
-        epochs=1000,
-        ch=8,
-        out=str(tmp_path),
-        mongodb_uri=mongo_uri,
-        database=store.db.name,
+        target=TrainingTarget(out=str(tmp_path), mongodb_uri=mongo_uri, database=store.db.name),
     )
     first = train_matgan_flow(**kwargs)
     assert (tmp_path / "checkpoints" / "matgan_gan.pt").exists()

@@ -12,6 +12,7 @@ from pymatgen.core import Lattice, Structure
 
 from flows.pipelines.structure_recovery import (
     RecoveryParams,
+    RecoverySample,
     load_known_structures,
     qualified_references,
     record_problem,
@@ -133,12 +134,8 @@ def test_flow_tiny_run_resumes_without_duplicates(
     split, structure_dir: Path, store: Store, mongo_uri: str, prefect_harness
 ) -> None:
     kwargs = dict(
-        n=2,
-        sample_seed=0,
-        fraction=0.25,
-        split_seed=18,
-        k_templates=2,
-        steps=15,
+        spec=RecoverySample(n=2, sample_seed=0, fraction=0.25, split_seed=18),
+        params=RecoveryParams(k_templates=2, steps=15, seed=0),
         universe=UNIVERSE,
         structure_dir=str(structure_dir),
         mongo_uri=mongo_uri,
