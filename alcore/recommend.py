@@ -128,6 +128,14 @@ class Pick:
         """True when the pick passed every check."""
         return not self.reasons
 
+    def judged(self) -> dict[str, float | str | None]:
+        """The judges' view of the formula (decode-then-select; empty for the other strategies):
+        ``p_feasible``, ``p_eform``, ``p_hull``, ``p_hull_note`` and ``eform_mean``/``eform_std`` (eV/atom)."""
+        if self.p_feasible is None:
+            return {}
+        names = ("p_feasible", "p_eform", "p_hull", "p_hull_note", "eform_mean", "eform_std")
+        return {name: getattr(self, name) for name in names}
+
 
 @dataclass(frozen=True)
 class Proposal:

@@ -278,15 +278,7 @@ def _candidate(ctx: CampaignContext, pick: Pick) -> dict[str, Any]:
         "novel": pick.formula not in ctx.known,
         "status": CandidateStatus.ACQUIRED if pick.accepted else CandidateStatus.REJECTED,
     }
-    if pick.p_feasible is not None:  # decode-then-select: the judges' view of the formula
-        doc.update(
-            p_feasible=pick.p_feasible,
-            p_eform=pick.p_eform,
-            p_hull=pick.p_hull,
-            p_hull_note=pick.p_hull_note,
-            eform_mean=pick.eform_mean,
-            eform_std=pick.eform_std,
-        )
+    doc.update(pick.judged())  # decode-then-select: the judges' view of the formula
     if pick.region is not None:
         doc["region"] = pick.region
     if not pick.formula.startswith("<"):

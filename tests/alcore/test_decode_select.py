@@ -9,7 +9,7 @@ import pytest
 
 from alcore.acquisition import AcquisitionSettings
 from alcore.plausibility import ORGANIC, chemical_system
-from alcore.recommend import ALREADY_LABELLED, KNOWN, DecodeSelectRecommender, NothingAcceptedError, Screening
+from alcore.recommend import ALREADY_LABELLED, KNOWN, DecodeSelectRecommender, NothingAcceptedError, Pick, Screening
 from alcore.surrogate import fit_gp
 from alcore.validity import ValidityRules, check_validity
 
@@ -139,6 +139,9 @@ def test_feasibility_records_probability_and_steers_the_batch():
     proposal = on.propose(gp, 3, _seed)
     assert len(proposal.accepted) == 3 and not {p.formula for p in proposal.accepted} & unstable
     assert all(p.p_feasible > 0.99 and p.eform_mean == -2.0 for p in proposal.accepted)
+    judged = proposal.accepted[0].judged()  # what the candidate document stores
+    assert set(judged) == {"p_feasible", "p_eform", "p_hull", "p_hull_note", "eform_mean", "eform_std"}
+    assert judged["eform_mean"] == -2.0 and judged["p_hull"] is None
 
 
 def test_p_hull_multiplies_into_p_feasible_and_steers_the_batch():
@@ -238,3 +241,8 @@ def test_bad_settings_get_a_one_line_error(field, value, match):
 
     with pytest.raises(ConfigError, match=match):
         AcquisitionSettings(**{field: value})
+
+
+def test_a_pick_without_judges_stores_no_judged_fields():
+    pick = Pick("MgO", np.zeros(2), acq_value=1.0, gp_mean=1.0, gp_std=0.1, rank=0)
+    assert pick.judged() == {}
