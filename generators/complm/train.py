@@ -290,6 +290,8 @@ def train_complm(
 
     say = log_fn or log.info
     cfg = config or TrainConfig()
+    if cfg.eval_sampler not in ("plain", "distinct"):
+        raise ValueError(f"eval_sampler must be 'plain' or 'distinct', not {cfg.eval_sampler!r}")
     tok = FormulaTokenizer()
     data = lm_data(tok, formulas)
     train_set = frozenset(data.train_formulas)
@@ -297,13 +299,7 @@ def train_complm(
     stem = Path(weights) if weights else WEIGHTS_DIR / "complm"
     ckpt = Path(checkpoint) if checkpoint else stem.parent / "checkpoints" / f"{stem.name}.pt"
 
-    if cfg.eval_sampler not in ("plain", "distinct"):
-        raise ValueError(f"eval_sampler must be 'plain' or 'distinct', not {cfg.eval_sampler!r}")
-    known: frozenset[str] | None = None
-    if cfg.eval_sampler == "distinct":
-        from generators.matgan.data import known_formulas
-
-        known = known_formulas() if formulas is None else frozenset(data.train_formulas + data.val_formulas)
+    known = criterion_exclusion(cfg, data, formulas is None)
     plain = SamplingSettings()
     distinct = SamplingSettings(reject_tries=4, reject_seen=True)
     g5, eneg = condition_tokens(">5", None)
@@ -364,6 +360,21 @@ def train_complm(
     return {**meta, "weights_sha256": sha}
 
 
+def criterion_exclusion(cfg: TrainConfig, data: Any, all_mp: bool) -> frozenset[str] | None:
+    """The formulas the criterion's ``complm-distinct`` sampler redraws: None for
+    ``eval_sampler="plain"``; all known MP formulas when training on the default MP set
+    (``all_mp``, as the shipped ``complm-distinct`` does); else only the given training and
+    validation formulas of ``data`` (an :class:`LMData`), so that a hold-out split never sees its
+    held-out formulas through the exclusion set."""
+    if cfg.eval_sampler == "plain":
+        return None
+    if all_mp:
+        from generators.matgan.data import known_formulas
+
+        return frozenset(known_formulas())
+    return frozenset(data.train_formulas + data.val_formulas)
+
+
 def _selection_text(cfg: TrainConfig) -> str:
     """The checkpoint-selection criterion of ``cfg`` in words (weights metadata)."""
     how = (
@@ -380,4 +391,4 @@ def _selection_text(cfg: TrainConfig) -> str:
     )
 
 
-__all__ += ["train_complm"]
+__all__ += ["criterion_exclusion", "train_complm"]
