@@ -108,10 +108,12 @@ def conditioning(
     only: list[str] | None = None,
     guidances: tuple[float, ...] = (1.0, 2.0),
     eform: str | None = None,
+    temperature: float = 1.0,
 ) -> list[dict]:
     """Per gap bin (or the bins in ``only``): share of samples with an oracle gap in the bin,
     conditioned (each of ``guidances``; E_form condition ``eform``) vs unconditioned; validity of
-    each setting (subsample). ``weights``: a complm stem (default the shipped weights)."""
+    each setting (subsample). ``weights``: a complm stem (default the shipped weights);
+    ``temperature`` applies to every row, the unconditioned one included."""
     from alcore.validity import check_validity
     from generators.complm import CompLMSampler
     from generators.complm.tokens import GAP_BINS
@@ -123,7 +125,11 @@ def conditioning(
     rng = np.random.default_rng(seed)
     for cond, w in settings:
         s = CompLMSampler.pretrained(
-            weights, condition=None if cond == "any" else cond, guidance=w, eform=None if cond == "any" else eform
+            weights,
+            condition=None if cond == "any" else cond,
+            guidance=w,
+            eform=None if cond == "any" else eform,
+            temperature=temperature,
         )
         t0 = time.perf_counter()
         forms = s.sample(n, seed)
@@ -134,6 +140,7 @@ def conditioning(
             "condition": cond,
             "eform": eform if cond != "any" else None,
             "guidance": w,
+            "temperature": temperature,
             "samples": n,
             "validity": valid,
             "seconds": time.perf_counter() - t0,
@@ -194,6 +201,7 @@ def main() -> None:
     ap.add_argument("--cond-bins", nargs="*", default=None, help="conditioning: only these gap bins (default all)")
     ap.add_argument("--cond-guidance", type=float, nargs="+", default=[1.0, 2.0], help="conditioning: guidances")
     ap.add_argument("--cond-eform", default=None, help="conditioning: also condition on E_form (neg/pos)")
+    ap.add_argument("--cond-temperature", type=float, default=1.0, help="conditioning: sampling temperature")
     args = ap.parse_args()
     torch.set_num_threads(1)
     from generators.base import get_generator
@@ -228,6 +236,8 @@ def main() -> None:
         out.write_text(json.dumps(result, indent=1, default=str))
     if args.conditioning:
         key = "conditioning" if args.cond_eform is None else f"conditioning_eform_{args.cond_eform}"
+        if args.cond_temperature != 1.0:
+            key += f"_T{args.cond_temperature:g}"
         result[key] = conditioning(
             args.cond_samples,
             args.seed,
@@ -236,6 +246,7 @@ def main() -> None:
             args.cond_bins,
             tuple(args.cond_guidance),
             args.cond_eform,
+            args.cond_temperature,
         )
         result["conditioning_oracle"] = ORACLE
         out.write_text(json.dumps(result, indent=1, default=str))
