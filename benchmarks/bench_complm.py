@@ -17,7 +17,9 @@ training formulas and vs all canonical MP formulas; uniqueness = distinct / samp
   requested bin, against unconditioned sampling, and validity of the conditioned samples.
 
 Usage: ``python benchmarks/bench_complm.py [--sizes 100000 1000000] [--generators complm complm-novel
-matgan-valid] [--conditioning]``. Writes ``benchmarks/results/complm.json`` (``--out``).
+matgan-valid] [--conditioning [--cond-bins '>5'] [--cond-guidance 1] [--cond-eform neg]]
+[--weights STEM]``. Writes ``benchmarks/results/complm.json`` (``--out``; rows of the same generator
+and size are replaced, others kept). ``--weights`` benchmarks other complm weights than the shipped.
 """
 
 from __future__ import annotations
@@ -50,16 +52,28 @@ def _training_set(name: str, gen: object) -> frozenset[str]:
     return frozenset(training_formulas(valid_only=name == "matgan-valid"))
 
 
+def _gen_kwargs(name: str, weights: str | None) -> dict:
+    """Generator kwargs: the ``--weights`` stem for the complm generators (default: shipped weights)."""
+    return {"weights": weights} if weights and name.startswith("complm") else {}
+
+
 def measure(
-    name: str, size: int, seed: int, validity_sample: int, known: frozenset[str], train: frozenset[str]
+    name: str,
+    size: int,
+    seed: int,
+    validity_sample: int,
+    known: frozenset[str],
+    train: frozenset[str],
+    weights: str | None = None,
 ) -> dict:
-    """Sample ``size`` draws of generator ``name`` and compute every metric (a dict)."""
+    """Sample ``size`` draws of generator ``name`` (complm weights ``weights``, default the shipped
+    ones) and compute every metric (a dict)."""
     from alcore.composition import CompositionEncoder
     from generators.base import get_generator
     from generators.complm.metrics import vnu
     from generators.matgan import generation_metrics
 
-    gen = get_generator(name)
+    gen = get_generator(name, **_gen_kwargs(name, weights))
     t0 = time.perf_counter()
     batch = gen.sample_batch(size, seed)
     dt = time.perf_counter() - t0
@@ -72,6 +86,7 @@ def measure(
     rep = float(enc.encode_batch(distinct, errors="mask").valid.mean()) if distinct else 0.0
     return {
         "generator": name,
+        "weights": weights or "data/weights/complm (shipped)",
         "samples": size,
         "seed": seed,
         **{k: v for k, v in m.items() if k != "samples"},
@@ -85,9 +100,20 @@ def measure(
     }
 
 
-def conditioning(n: int, seed: int, validity_sample: int) -> list[dict]:
-    """Per gap bin: share of samples with an oracle gap in the bin, conditioned (guidance 1 and 2)
-    vs unconditioned; validity of each setting (subsample)."""
+def conditioning(
+    n: int,
+    seed: int,
+    validity_sample: int,
+    weights: str | None = None,
+    only: list[str] | None = None,
+    guidances: tuple[float, ...] = (1.0, 2.0),
+    eform: str | None = None,
+    temperature: float = 1.0,
+) -> list[dict]:
+    """Per gap bin (or the bins in ``only``): share of samples with an oracle gap in the bin,
+    conditioned (each of ``guidances``; E_form condition ``eform``) vs unconditioned; validity of
+    each setting (subsample). ``weights``: a complm stem (default the shipped weights);
+    ``temperature`` applies to every row, the unconditioned one included."""
     from alcore.validity import check_validity
     from generators.complm import CompLMSampler
     from generators.complm.tokens import GAP_BINS
@@ -95,16 +121,30 @@ def conditioning(n: int, seed: int, validity_sample: int) -> list[dict]:
 
     oracle = get_oracle(ORACLE)
     rows = []
-    settings = [("any", 1.0)] + [(b[0], w) for b in GAP_BINS for w in (1.0, 2.0)]
+    settings = [("any", 1.0)] + [(b[0], w) for b in GAP_BINS for w in guidances if only is None or b[0] in only]
     rng = np.random.default_rng(seed)
     for cond, w in settings:
-        s = CompLMSampler.pretrained(condition=None if cond == "any" else cond, guidance=w)
+        s = CompLMSampler.pretrained(
+            weights,
+            condition=None if cond == "any" else cond,
+            guidance=w,
+            eform=None if cond == "any" else eform,
+            temperature=temperature,
+        )
         t0 = time.perf_counter()
         forms = s.sample(n, seed)
         gaps = np.asarray(oracle.predict(forms).mean, dtype=float)
         pick = rng.choice(len(forms), size=min(validity_sample, len(forms)), replace=False)
         valid = float(np.mean([check_validity(forms[i]).valid for i in pick]))
-        row = {"condition": cond, "guidance": w, "samples": n, "validity": valid, "seconds": time.perf_counter() - t0}
+        row = {
+            "condition": cond,
+            "eform": eform if cond != "any" else None,
+            "guidance": w,
+            "temperature": temperature,
+            "samples": n,
+            "validity": valid,
+            "seconds": time.perf_counter() - t0,
+        }
         for name, lo, hi in GAP_BINS:
             row[f"share_{name}"] = float(((gaps >= lo) & (gaps < hi)).mean())
         row["mean_pred_gap"] = float(gaps.mean())
@@ -157,6 +197,11 @@ def main() -> None:
     ap.add_argument("--pool-draws", type=int, default=1_000_000)
     ap.add_argument("--port", type=int, default=27800 + os.getpid() % 90)
     ap.add_argument("--out", default=str(RESULTS), help=f"JSON result file (default {RESULTS})")
+    ap.add_argument("--weights", default=None, help="complm weights stem (default: the shipped data/weights/complm)")
+    ap.add_argument("--cond-bins", nargs="*", default=None, help="conditioning: only these gap bins (default all)")
+    ap.add_argument("--cond-guidance", type=float, nargs="+", default=[1.0, 2.0], help="conditioning: guidances")
+    ap.add_argument("--cond-eform", default=None, help="conditioning: also condition on E_form (neg/pos)")
+    ap.add_argument("--cond-temperature", type=float, default=1.0, help="conditioning: sampling temperature")
     args = ap.parse_args()
     torch.set_num_threads(1)
     from generators.base import get_generator
@@ -171,9 +216,9 @@ def main() -> None:
         if (r["generator"], r["samples"]) not in {(g, s) for g in args.generators for s in args.sizes}
     ]
     for name in args.generators:
-        train = _training_set(name, get_generator(name))
+        train = _training_set(name, get_generator(name, **_gen_kwargs(name, args.weights)))
         for size in args.sizes:
-            r = measure(name, size, args.seed, args.validity_sample, known, train)
+            r = measure(name, size, args.seed, args.validity_sample, known, train, args.weights)
             rows.append(r)
             print(
                 f"{name:14s} {size:>9,}  valid {r['validity']:.1%} (multi {r['validity_multi_element']:.1%})  "
@@ -190,7 +235,19 @@ def main() -> None:
         result.setdefault("pool_timing", []).append(pool_timing(args.pool, args.pool_draws, args.seed, args.port))
         out.write_text(json.dumps(result, indent=1, default=str))
     if args.conditioning:
-        result["conditioning"] = conditioning(args.cond_samples, args.seed, args.validity_sample)
+        key = "conditioning" if args.cond_eform is None else f"conditioning_eform_{args.cond_eform}"
+        if args.cond_temperature != 1.0:
+            key += f"_T{args.cond_temperature:g}"
+        result[key] = conditioning(
+            args.cond_samples,
+            args.seed,
+            args.validity_sample,
+            args.weights,
+            args.cond_bins,
+            tuple(args.cond_guidance),
+            args.cond_eform,
+            args.cond_temperature,
+        )
         result["conditioning_oracle"] = ORACLE
         out.write_text(json.dumps(result, indent=1, default=str))
     print(f"-> {out}")

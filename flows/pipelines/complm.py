@@ -3,8 +3,9 @@
 Training is checkpointed (:func:`generators.complm.train_lm`), so a scheduled or repeated run with a
 time budget continues one training (``steps`` is the total). The best checkpoint under the
 validation criterion fixed before training (valid-and-novel-and-unique share of unconditioned
-samples) is written to ``out`` (a weights stem, default ``data/weights/complm``) and, unless
-``store_weights`` is off, into MongoDB GridFS (kind ``complm``) through :meth:`flows.store.Store.save_model`.
+samples drawn with the ``complm-distinct`` sampler, ``TrainConfig.eval_sampler``) is written to
+``out`` (a weights stem, default ``data/weights/complm``) and, unless ``store_weights`` is off, into
+MongoDB GridFS (kind ``complm``) through :meth:`flows.store.Store.save_model`.
 A markdown artifact shows the validation history.
 """
 

@@ -1,7 +1,10 @@
 """Training the composition LM: next-token cross-entropy with condition dropout (so one model samples
 both conditioned and unconditioned), resumable from checkpoints, with checkpoint selection on a
-criterion fixed before training: the share of validation-time samples that are SMACT-valid (>= 2
-elements), not a training formula, and distinct within the sample ("VNU")."""
+criterion fixed before training: the share of evaluation samples that are SMACT-valid (>= 2
+elements), not a training formula, and distinct within the sample ("VNU"), the samples drawn the way
+the generator is used (``eval_sampler``: ``"distinct"``, the ``complm-distinct`` sampler that
+redraws known and already-drawn formulas; ``"plain"``, unconditioned sampling without redraws, the
+criterion of the first shipped weights)."""
 
 from __future__ import annotations
 
@@ -32,7 +35,11 @@ class TrainConfig:
     """Hyper-parameters. ``steps`` is the total target (the cosine schedule spans it);
     ``cond_drop`` the probability of replacing each condition token by its null token (so the
     model learns the unconditioned distribution too: classifier-free guidance); evaluation every
-    ``eval_every`` steps on ``eval_samples`` samples (seed ``eval_seed``, temperature 1)."""
+    ``eval_every`` steps on ``eval_samples`` samples (seed ``eval_seed``, temperature 1) drawn with
+    ``eval_sampler`` (``"distinct"``: known formulas and formulas already drawn are redrawn, up to 4
+    times, as ``complm-distinct`` does; ``"plain"``: no redraws), validity checked on at most
+    ``eval_check`` distinct novel formulas; ``eval_cond_samples`` draws conditioned on ``> 5`` eV
+    (``complm-cond``'s settings) have their validity recorded (not used for selection; 0 = off)."""
 
     steps: int = 3000
     batch_size: int = 256
@@ -47,8 +54,11 @@ class TrainConfig:
     ff: int = 512
     dropout: float = 0.1
     eval_every: int = 300
-    eval_samples: int = 2000
+    eval_samples: int = 20000
     eval_seed: int = 777
+    eval_sampler: str = "distinct"
+    eval_check: int = 5000
+    eval_cond_samples: int = 2000
     seed: int = 0
     time_budget_s: float | None = None
 
@@ -109,6 +119,7 @@ def train_lm(
     checkpoint: str | Path | None = None,
     checkpoint_every_s: float = 120.0,
     progress: Callable[[int, dict[str, float]], None] | None = None,
+    snapshots: str | Path | None = None,
 ) -> tuple[CompositionLM, dict[str, Any]]:
     """Train a :class:`CompositionLM` on token rows ``train_tokens`` (N, L), resumably.
 
@@ -122,7 +133,9 @@ def train_lm(
     weights are written atomically every ``checkpoint_every_s`` seconds, at each evaluation and at
     the end; an existing checkpoint is resumed (only ``time_budget_s`` may change) and a resumed
     run equals an uninterrupted one (tested). Raises ``ValueError`` for a checkpoint of other data
-    or settings and :class:`CorruptModelError` for an unreadable one.
+    or settings and :class:`CorruptModelError` for an unreadable one. With ``snapshots`` (a folder)
+    the weights of every evaluation are also written there as ``step_<n>.pt`` (for later study;
+    the selection stays the criterion's).
     """
     cfg = config or TrainConfig()
     torch.manual_seed(cfg.seed)
@@ -193,6 +206,10 @@ def train_lm(
             history["best"] = row
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
         history["evals"].append(row)
+        if snapshots is not None:
+            snap = Path(snapshots)
+            snap.mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), snap / f"step_{history['steps']}.pt")
         log.info("complm eval %s", row)
         if progress:
             progress(history["steps"], row)
@@ -248,6 +265,7 @@ def train_complm(
     checkpoint: str | Path | None = None,
     log_fn: Callable[[str], None] | None = None,
     formulas: list[str] | None = None,
+    snapshots: bool = False,
 ) -> dict[str, Any]:
     """Train the composition LM on the SMACT-valid MP formulas (or ``formulas``), keep the
     checkpoint with the best validation criterion and save it with :func:`save_lm` to ``weights``
@@ -257,15 +275,23 @@ def train_complm(
 
     The criterion, fixed before any training: VNU = share of ``eval_samples`` unconditioned samples
     (temperature 1, seed ``eval_seed``) that are SMACT-valid with >= 2 elements, not a training
-    formula and distinct (:func:`generators.complm.metrics.vnu`). Returns the metadata dict."""
+    formula and distinct (:func:`generators.complm.metrics.vnu`), the samples drawn with
+    ``config.eval_sampler`` (default ``"distinct"``: as ``complm-distinct``, redrawing the known
+    formulas, i.e. all MP formulas or, with ``formulas``, those given, and formulas already drawn).
+    With ``snapshots`` every evaluated model is also kept in ``<checkpoint>.snapshots/``.
+    Returns the metadata dict."""
     from alcore.paths import WEIGHTS_DIR
+    from alcore.validity import check_validity
     from generators.complm.data import lm_data
     from generators.complm.metrics import vnu
     from generators.complm.model import n_params, save_lm
-    from generators.complm.sample import CompLMSampler
+    from generators.complm.sample import CompLMSampler, SamplingSettings
+    from generators.complm.tokens import condition_tokens
 
     say = log_fn or log.info
     cfg = config or TrainConfig()
+    if cfg.eval_sampler not in ("plain", "distinct"):
+        raise ValueError(f"eval_sampler must be 'plain' or 'distinct', not {cfg.eval_sampler!r}")
     tok = FormulaTokenizer()
     data = lm_data(tok, formulas)
     train_set = frozenset(data.train_formulas)
@@ -273,13 +299,36 @@ def train_complm(
     stem = Path(weights) if weights else WEIGHTS_DIR / "complm"
     ckpt = Path(checkpoint) if checkpoint else stem.parent / "checkpoints" / f"{stem.name}.pt"
 
-    def evaluate(model: CompositionLM) -> dict[str, float]:
-        forms = CompLMSampler(model, tok).sample(cfg.eval_samples, cfg.eval_seed)
-        m = vnu(forms, train_set)
-        val_hit = len(set(forms) & set(data.val_formulas)) / max(len(data.val_formulas), 1)
-        return {"criterion": m["vnu"], **m, "val_formulas_rediscovered": val_hit}
+    known = criterion_exclusion(cfg, data, formulas is None)
+    plain = SamplingSettings()
+    distinct = SamplingSettings(reject_tries=4, reject_seen=True)
+    g5, eneg = condition_tokens(">5", None)
+    cond = SamplingSettings(gap=g5, eform=eneg, reject_tries=4)
 
-    model, hist = train_lm(tok, data.train, data.val, cfg, evaluate, ckpt, progress=lambda s, r: say(f"step {s}: {r}"))
+    def evaluate(model: CompositionLM) -> dict[str, float]:
+        if known is None:
+            forms = CompLMSampler(model, tok, plain).sample(cfg.eval_samples, cfg.eval_seed)
+        else:
+            forms = CompLMSampler(model, tok, distinct, exclude=known).sample(cfg.eval_samples, cfg.eval_seed)
+        m = vnu(forms, train_set, check_max=cfg.eval_check, seed=cfg.eval_seed)
+        val_hit = len(set(forms) & set(data.val_formulas)) / max(len(data.val_formulas), 1)
+        row = {"criterion": m["vnu"], **m, "uniqueness": len(set(forms)) / max(len(forms), 1)}
+        row["val_formulas_rediscovered"] = val_hit
+        if cfg.eval_cond_samples:
+            cforms = CompLMSampler(model, tok, cond, exclude=known).sample(cfg.eval_cond_samples, cfg.eval_seed)
+            row["cond_gt5_validity"] = float(np.mean([check_validity(f).valid for f in cforms]))
+        return row
+
+    model, hist = train_lm(
+        tok,
+        data.train,
+        data.val,
+        cfg,
+        evaluate,
+        ckpt,
+        progress=lambda s, r: say(f"step {s}: {r}"),
+        snapshots=ckpt.with_suffix(".snapshots") if snapshots else None,
+    )
     if hist["best"] is None:  # stopped by the time budget before the first evaluation
         final = {"step": hist["steps"], "val_loss": val_loss(model, torch.from_numpy(data.val))}
         hist["best"] = {**final, **evaluate(model)}
@@ -303,7 +352,7 @@ def train_complm(
         "best": hist["best"],
         "evals": hist["evals"],
         "train_loss": hist["train_loss"],
-        "selection": "best VNU share of the eval samples (unconditioned) vs the training split, fixed before training",
+        "selection": _selection_text(cfg),
         "torch": torch.__version__,
     }
     sha = save_lm(stem, model, meta)
@@ -311,4 +360,35 @@ def train_complm(
     return {**meta, "weights_sha256": sha}
 
 
-__all__ += ["train_complm"]
+def criterion_exclusion(cfg: TrainConfig, data: Any, all_mp: bool) -> frozenset[str] | None:
+    """The formulas the criterion's ``complm-distinct`` sampler redraws: None for
+    ``eval_sampler="plain"``; all known MP formulas when training on the default MP set
+    (``all_mp``, as the shipped ``complm-distinct`` does); else only the given training and
+    validation formulas of ``data`` (an :class:`LMData`), so that a hold-out split never sees its
+    held-out formulas through the exclusion set."""
+    if cfg.eval_sampler == "plain":
+        return None
+    if all_mp:
+        from generators.matgan.data import known_formulas
+
+        return frozenset(known_formulas())
+    return frozenset(data.train_formulas + data.val_formulas)
+
+
+def _selection_text(cfg: TrainConfig) -> str:
+    """The checkpoint-selection criterion of ``cfg`` in words (weights metadata)."""
+    how = (
+        "drawn with the complm-distinct sampler (known formulas and formulas already drawn in the call "
+        "redrawn up to 4 times)"
+        if cfg.eval_sampler == "distinct"
+        else "drawn unconditioned without redraws"
+    )
+    return (
+        f"best VNU (SMACT-valid with >= 2 elements AND not a training formula AND distinct, divided by the "
+        f"samples; validity checked on <= {cfg.eval_check:,} distinct novel formulas) of {cfg.eval_samples:,} "
+        f"unconditioned samples (temperature 1, seed {cfg.eval_seed}) {how}, every {cfg.eval_every} steps; "
+        "fixed before training"
+    )
+
+
+__all__ += ["criterion_exclusion", "train_complm"]

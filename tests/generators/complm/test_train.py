@@ -68,3 +68,35 @@ def test_learning_rate_schedule() -> None:
     assert lr_at(0, cfg) == pytest.approx(1e-5)
     assert lr_at(99, cfg) == pytest.approx(1e-3)
     assert lr_at(999, cfg) == pytest.approx(1e-4, rel=1e-2)
+
+
+def test_train_complm_selects_on_the_distinct_sampler(tmp_path) -> None:
+    """The v2 criterion: VNU of draws made as ``complm-distinct`` makes them (known and repeated
+    formulas redrawn), written into the metadata; the '>5' validity is recorded; snapshots kept;
+    with given formulas only those are excluded (no held-out formula leaks into the sampler)."""
+    from generators.complm.train import _selection_text, criterion_exclusion, train_complm
+
+    torch.set_num_threads(1)
+    forms = training_formulas(valid_only=True)[::15]
+    small = dict(TINY, eval_every=10, eval_samples=400, eval_check=400, eval_cond_samples=50)
+    cfg = TrainConfig(steps=20, lr=3e-3, **small)
+    assert cfg.eval_sampler == "distinct"
+    ckpt = tmp_path / "lm.pt"
+    meta = train_complm(tmp_path / "lm", cfg, checkpoint=ckpt, formulas=forms, snapshots=True)
+    assert [e["step"] for e in meta["evals"]] == [10, 20]
+    assert sorted(p.name for p in ckpt.with_suffix(".snapshots").iterdir()) == ["step_10.pt", "step_20.pt"]
+    assert all(0.0 <= e["cond_gt5_validity"] <= 1.0 for e in meta["evals"])
+    assert all(e["criterion"] == e["vnu"] for e in meta["evals"])
+    # redrawing known and repeated formulas makes (almost) every draw a new distinct formula
+    for e in meta["evals"]:
+        assert e["distinct_novel_share"] >= 0.99 and e["uniqueness"] >= 0.99
+    assert "complm-distinct sampler" in meta["selection"] and "400 unconditioned" in meta["selection"]
+    assert "without redraws" in _selection_text(TrainConfig(eval_sampler="plain"))
+    d = _data()
+    excl = criterion_exclusion(TrainConfig(), d, all_mp=False)
+    assert excl == frozenset(d.train_formulas + d.val_formulas)
+    held_out = training_formulas(valid_only=True)[1]  # not in the [::15] subset
+    assert held_out not in excl and held_out in criterion_exclusion(TrainConfig(), d, all_mp=True)
+    assert criterion_exclusion(TrainConfig(eval_sampler="plain"), d, all_mp=True) is None
+    with pytest.raises(ValueError, match="eval_sampler"):
+        train_complm(tmp_path / "bad", TrainConfig(steps=1, eval_sampler="greedy"), formulas=forms)
