@@ -8,6 +8,11 @@ Prints the table and the wall time per stage; writes ``benchmarks/results/redisc
 (scores per split and list, summary, times), ``benchmarks/results/rediscovery_proposals.json.gz``
 (every route's full ranked proposal list: formula, rank, score, route, split seed) and
 ``docs/rediscovery_curves.png``.
+
+The composition-LM pool beside MatGAN's (issue 22; a config with ``generators: [matgan, complm]``),
+written to its own stem so the committed ``rediscovery.json`` stays:
+``python benchmarks/bench_rediscovery.py deploy/benchmarks/rediscovery_complm.yaml --name rediscovery_complm
+--png docs/rediscovery_complm_curves.png`` (also prints the per-seed comparison of the two pools).
 """
 
 from __future__ import annotations

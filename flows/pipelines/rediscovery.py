@@ -14,17 +14,24 @@ autoencoder    composition autoencoder (agd87) on the visible MP formulas (conti
 matgan         MatGAN WGAN-GP from scratch on the visible SMACT-valid MP formulas (resumable checkpoint)
 pool           MatGAN draws -> distinct, 2..max_elements elements, <= max_atoms atoms, SMACT-valid,
                representable, not in the visible known list; stored in MongoDB ``pools``
+complm         (``generators`` has ``complm``) the composition LM from scratch on the same visible
+               SMACT-valid formulas (resumable checkpoint)
+pool@complm    complm-distinct-style draws (visible-known and repeated formulas redrawn; hidden
+               formulas count as new), the same filters, until the pool is as large as MatGAN's
 screening      plain screening: the pool ranked by the oracle (no label budget)
 pool-al        campaign choosing among the pool (``mode: pool``), seeds + acquisitions labelled by
                the oracle; lists: its acquisitions by label, the pool by its last screening model
 continuous-al  campaign in the autoencoder's latent space (``mode: continuous``); same two lists
 random-*       random pool labels (both lists), random visible MP labels (pool by its screening
                model), random pool members and random SMACT-valid compositions as proposals
+<route>@complm a pool route on the complm pool (lists ``<list>@complm``; random SMACT compositions
+               and the continuous route are not per pool)
 score          rediscoveries@K etc. (:mod:`alcore.rediscovery`) per list; ceilings and base rates
 ============== ==============================================================================
 
 Models are cached by (protocol, fraction, split seed, MP data sha256, settings) in MongoDB GridFS
-(kinds ``rediscovery_oracle``, ``rediscovery_autoencoder``, ``rediscovery_matgan``) with their files
+(kinds ``rediscovery_oracle``, ``rediscovery_autoencoder``, ``rediscovery_matgan``,
+``rediscovery_complm``) with their files
 under ``out_dir`` (never ``data/weights``). Each stage stores its result in the ``rediscovery``
 collection and each ranked list in ``rediscovery_lists``; a rerun returns what is stored, and the
 campaigns resume stage by stage, so a killed run resumes where it stopped. H (the hidden formulas
@@ -58,7 +65,7 @@ from flows.config import parse_config
 from flows.holdout_data import mp_data_sha256, mp_tables, mp_universe
 from flows.logs import flow_logger
 from flows.pipelines.pool import formula_sizes, pool_member_docs
-from flows.pipelines.rediscovery_config import RediscoveryConfig
+from flows.pipelines.rediscovery_config import POOL_ROUTES, RediscoveryConfig
 from flows.store import Store
 from oracles.base import Prediction
 
@@ -77,6 +84,18 @@ LISTS: tuple[tuple[str, str, str], ...] = (
     ("random", "random/pool", "pool"),
     ("random", "random/SMACT", "limits"),
 )
+
+
+def pool_suffix(generator: str) -> str:
+    """Suffix of the stages and lists of a pool generator: ``""`` for MatGAN, ``"@complm"`` else."""
+    return "" if generator == "matgan" else f"@{generator}"
+
+
+def split_suffix(name: str) -> tuple[str, str]:
+    """``(base name, generator)`` of a stage or list name (``"screening/oracle@complm"`` ->
+    ``("screening/oracle", "complm")``; no suffix -> MatGAN)."""
+    base, _, gen = name.partition("@")
+    return base, gen or "matgan"
 
 
 def _log(msg: str, *args: Any) -> None:
@@ -115,6 +134,7 @@ class SplitRun:
     split: HoldoutSplit
     key: str
     times: dict[str, float] = field(default_factory=dict)
+    _pools: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @property
     def out(self) -> Path:
@@ -190,17 +210,28 @@ class SplitRun:
         state, meta = self.store.load_model(self.result("oracle")["sha256"], kind="rediscovery_oracle")
         return load_screening_model(state, meta)
 
-    @cached_property
+    @property
     def pool(self) -> list[str]:
-        """The generated pool's formulas (sorted)."""
-        return sorted(self.store.pool_formulas(self.result("pool")["pool"]))
+        """The MatGAN pool's formulas (sorted)."""
+        return self.pool_of("matgan")
 
-    @cached_property
+    def pool_of(self, generator: str) -> list[str]:
+        """The formulas (sorted) of the pool of ``generator`` (``matgan`` or ``complm``)."""
+        if generator not in self._pools:
+            stage = "pool" + pool_suffix(generator)
+            self._pools[generator] = sorted(self.store.pool_formulas(self.result(stage)["pool"]))
+        return self._pools[generator]
+
+    @property
     def pool_oracle(self) -> dict[str, float]:
-        """Oracle band gap (eV) of every pool member (the plain-screening scores)."""
-        stored = self.load_list("screening/oracle")
+        """Oracle band gap (eV) of every MatGAN pool member (the plain-screening scores)."""
+        return self.pool_oracle_of("matgan")
+
+    def pool_oracle_of(self, generator: str) -> dict[str, float]:
+        """Oracle band gap (eV) of every member of ``generator``'s pool (its plain-screening scores)."""
+        stored = self.load_list("screening/oracle" + pool_suffix(generator))
         if stored is None:
-            raise AlflowError(f"the pool of {self.key} has not been screened yet")
+            raise AlflowError(f"the {generator} pool of {self.key} has not been screened yet")
         return {f: s for f, s in zip(*stored, strict=True) if s is not None}
 
 
@@ -226,7 +257,7 @@ def run_stage(run: SplitRun, stage: str, body: Callable[[], dict[str, Any]]) -> 
 @task(name="rediscovery-stage", task_run_name="{stage}", cache_policy=NO_CACHE)
 def stage_task(run: SplitRun, stage: str) -> dict[str, Any]:
     """Prefect task: one benchmark stage of one split (see the module docstring)."""
-    return run_stage(run, stage, functools.partial(STAGE_BODIES[stage], run))
+    return run_stage(run, stage, stage_body(run, stage))
 
 
 # ---------------------------------------------------------------------------------------- stages
@@ -359,19 +390,12 @@ def autoencoder_stage(run: SplitRun) -> dict[str, Any]:
     }
 
 
-def matgan_stage(run: SplitRun) -> dict[str, Any]:
-    """Train (or find in GridFS) MatGAN on the visible SMACT-valid MP formulas (>= 2 elements,
-    matgan85 / max count 8), resumably from its checkpoint under ``out_dir``."""
-    import torch
-
-    from generators.matgan import GENERATOR_NAME, GANConfig, encode_formulas, save_module, train_gan
+def generator_corpus(run: SplitRun, max_train: int | None) -> list[str]:
+    """The training formulas of the pool generators (MatGAN and the composition LM alike): the
+    visible formulas with >= 2 elements that the matgan85 encoding holds (counts <= 8), SMACT-valid; a
+    seeded subset of ``max_train`` of them if given. Sorted."""
     from generators.matgan import encoder as matgan_encoder
 
-    spec = run.cfg.matgan
-    settings = spec.digest()
-    sha = _cached_model(run, "rediscovery_matgan", settings)
-    if sha is not None:
-        return {"sha256": sha, "cached": True}
     enc = matgan_encoder()
     forms = []
     for f in sorted(run.split.visible):
@@ -379,8 +403,24 @@ def matgan_stage(run: SplitRun) -> dict[str, Any]:
         if ok and len(enc.counts(f)) >= 2:
             forms.append(f)
     forms = [v.formula for v in check_validity_batch(forms, ValidityRules()) if v.valid]
-    if spec.max_train is not None and spec.max_train < len(forms):
-        forms = sorted(np.random.default_rng(run.seed).choice(forms, size=spec.max_train, replace=False).tolist())
+    if max_train is not None and max_train < len(forms):
+        forms = sorted(np.random.default_rng(run.seed).choice(forms, size=max_train, replace=False).tolist())
+    return forms
+
+
+def matgan_stage(run: SplitRun) -> dict[str, Any]:
+    """Train (or find in GridFS) MatGAN on the visible SMACT-valid MP formulas (>= 2 elements,
+    matgan85 / max count 8), resumably from its checkpoint under ``out_dir``."""
+    import torch
+
+    from generators.matgan import GENERATOR_NAME, GANConfig, encode_formulas, save_module, train_gan
+
+    spec = run.cfg.matgan
+    settings = spec.digest()
+    sha = _cached_model(run, "rediscovery_matgan", settings)
+    if sha is not None:
+        return {"sha256": sha, "cached": True}
+    forms = generator_corpus(run, spec.max_train)
     assert_no_leak("MatGAN training formulas", forms, run.split)
     torch.set_num_threads(1)
     cfg = GANConfig(epochs=spec.epochs, seed=run.seed, ch=spec.ch, lr=spec.lr)
@@ -459,12 +499,198 @@ def pool_stage(run: SplitRun) -> dict[str, Any]:
     }
 
 
-def screening_stage(run: SplitRun) -> dict[str, Any]:
-    """Plain screening: the oracle predicts every pool member; the pool ranked by it."""
-    pool = run.pool
+def complm_train_config(run: SplitRun) -> Any:
+    """The :class:`generators.complm.TrainConfig` of this split's composition LM (``cfg.complm``,
+    seeded with the split seed)."""
+    from generators.complm import TrainConfig
+
+    spec = run.cfg.complm
+    return TrainConfig(
+        steps=spec.steps,
+        batch_size=spec.batch_size,
+        lr=spec.lr,
+        warmup=min(spec.warmup, spec.steps),
+        d=spec.d,
+        layers=spec.layers,
+        heads=spec.heads,
+        ff=spec.ff,
+        eval_every=spec.eval_every,
+        eval_samples=spec.eval_samples,
+        seed=run.seed,
+    )
+
+
+def complm_paths(run: SplitRun) -> tuple[Path, Path]:
+    """``(weights stem, training checkpoint)`` of this split's composition LM under ``out_dir``."""
+    folder = run.out / f"complm-{run.cfg.complm.digest()}"
+    return folder / "complm", folder / "checkpoint.pt"
+
+
+def complm_corpus(run: SplitRun) -> list[str]:
+    """The composition LM's training formulas: :func:`generator_corpus` (MatGAN's corpus) less the
+    formulas its tokeniser cannot hold (more than 8 elements). Sorted."""
+    from generators.complm import FormulaTokenizer
+
+    tok = FormulaTokenizer()
+    out = []
+    for f in generator_corpus(run, run.cfg.complm.max_train):
+        try:
+            tok.pairs(f)
+        except AlflowError:
+            continue
+        out.append(f)
+    return out
+
+
+def complm_stage(run: SplitRun) -> dict[str, Any]:
+    """Train (or find in GridFS) the composition LM on the visible SMACT-valid MP formulas
+    (:func:`complm_corpus`; condition tokens from those formulas' own MP DFT labels), resumably from
+    its checkpoint under ``out_dir``; the weights with the best valid-novel-unique share are kept."""
+    import torch
+
+    from generators.complm import load_lm, train_complm
+
+    spec = run.cfg.complm
+    settings = spec.digest()
+    sha = _cached_model(run, "rediscovery_complm", settings)
+    if sha is not None:
+        return {"sha256": sha, "cached": True}
+    corpus = complm_corpus(run)
+    assert_no_leak("complm training formulas", corpus, run.split)
+    torch.set_num_threads(1)
+    stem, checkpoint = complm_paths(run)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    meta = train_complm(
+        stem,
+        complm_train_config(run),
+        checkpoint,
+        log_fn=lambda msg: _log("rediscovery %s complm: %s", run.key, msg),
+        formulas=corpus,
+    )
+    model, _ = load_lm(stem)
+    info = {
+        "holdout_key": run.key,
+        "settings": settings,
+        "lm_config": _lm_config(model),
+        "n_formulas": len(corpus),
+        "n_train": meta["n_train"],
+        "n_val": meta["n_val"],
+        "data_sha256": meta["data_sha256"],
+        "steps": meta["steps"],
+        "epochs": meta.get("epochs"),
+        "seconds": meta["seconds"],
+        "runs": meta.get("runs"),
+        "best": meta["best"],
+        "evals": meta["evals"],
+    }
+    sha = run.store.save_model("rediscovery_complm", model.state_dict(), info)
+    return {
+        "sha256": sha,
+        "cached": False,
+        "n_formulas": len(corpus),
+        "steps": meta["steps"],
+        "runs": meta.get("runs"),
+        "lm_seconds": meta["seconds"],
+        "best_step": meta["best"].get("step"),
+        "best_vnu": meta["best"].get("criterion"),
+    }
+
+
+def _lm_config(model: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(model.cfg)
+
+
+def complm_model(run: SplitRun) -> tuple[Any, dict[str, Any]]:
+    """This split's composition LM from GridFS: ``(CompositionLM in eval mode, metadata)``."""
+    from generators.complm import CompositionLM, LMConfig
+
+    state, meta = run.store.load_model(run.result("complm")["sha256"], kind="rediscovery_complm")
+    model = CompositionLM(LMConfig(**meta["lm_config"]))
+    model.load_state_dict(state)
+    return model.eval(), meta
+
+
+def complm_pool_stage(run: SplitRun) -> dict[str, Any]:
+    """The composition-LM pool, as large as the MatGAN pool of the split: unconditioned draws of the
+    visible LM (temperature ``complm.temperature``; up to ``complm.reject_tries`` redraws of a draw
+    that is in the visible known list or was drawn before in the call, as ``complm-distinct`` does;
+    hidden formulas count as new), filtered as the MatGAN pool (distinct, 2..max_elements elements,
+    <= max_atoms atoms, SMACT-valid, representable, not visible-known) in draw order until the pool
+    holds as many members as MatGAN's (the first that many). Stored in MongoDB ``pools``."""
+    import torch
+    from tqdm import tqdm
+
+    from generators.complm import CompLMSampler, FormulaTokenizer, SamplingSettings
+
+    cfg, spec = run.cfg, run.cfg.complm
+    target = int(run.result("pool")["size"])
+    torch.set_num_threads(1)
+    model, meta = complm_model(run)
+    settings = SamplingSettings(
+        temperature=spec.temperature, reject_tries=spec.reject_tries, reject_seen=spec.reject_tries > 0
+    )
+    sampler = CompLMSampler(model, FormulaTokenizer(), settings, meta, f"complm-holdout-{run.key}", run.known)
+    assert_no_leak("complm exclusion list", sampler.exclude or (), run.split)
+    name = f"{cfg.name}-{run.key}-complm-{hashlib.sha256(run.result('complm')['sha256'].encode()).hexdigest()[:6]}"
+    name += f"-{target}-{cfg.max_atoms}-{cfg.max_elements}"
+    seen: set[str] = set()
+    members: list[str] = []
+    draws = within = novel = 0
+    t0 = time.perf_counter()
+    bar = tqdm(total=target, desc="complm pool", unit="member", leave=False)
+    for batch in sampler.iter_batches(spec.max_draws, seed=run.seed):
+        draws += len(batch.formulas)
+        fresh = [f for f, ok in zip(batch.formulas, batch.ok, strict=True) if ok and f not in seen]
+        seen.update(fresh)
+        fresh = list(dict.fromkeys(fresh))
+        atoms, elems = formula_sizes(fresh)
+        sized = [
+            f for f, a, e in zip(fresh, atoms, elems, strict=True) if a <= cfg.max_atoms and 2 <= e <= cfg.max_elements
+        ]
+        within += len(sized)
+        new = [f for f in sized if f not in run.known and run.encoder.representable(f)[0]]
+        novel += len(new)
+        valid = {v.formula for v in check_validity_batch(new, run.rules) if v.valid}
+        take = [f for f in new if f in valid][: target - len(members)]
+        members += take
+        bar.update(len(take))
+        if len(members) >= target:
+            break
+    bar.close()
+    sample_s = time.perf_counter() - t0
+    if len(members) < target:
+        raise EmptyPoolError(
+            f"the complm pool of {run.key} has {len(members)} novel valid formulas after {draws} draws, fewer than "
+            f"the {target} of the MatGAN pool; raise complm.max_draws"
+        )
+    members = sorted(members)
+    stored = set(run.store.pool_formulas(name))
+    todo = [f for f in members if f not in stored]
+    a, e = formula_sizes(todo)
+    doc_meta = {"generator": sampler.name, "seed": run.seed, "batch": 0, "source": "rediscovery"}
+    run.store.bulk_insert_new("pools", pool_member_docs(name, todo, a, e, doc_meta))
+    return {
+        "pool": name,
+        "draws": draws,
+        "distinct": len(seen),
+        "within_limits": within,
+        "novel": novel,
+        "size": len(members),
+        "target": target,
+        "sample_s": round(sample_s, 1),
+    }
+
+
+def screening_stage(run: SplitRun, generator: str = "matgan") -> dict[str, Any]:
+    """Plain screening: the oracle predicts every member of ``generator``'s pool; the pool ranked by it."""
+    pool = run.pool_of(generator)
     pred = np.asarray(run.oracle.predict(pool).mean, dtype=np.float64)
     order = _rank(pool, pred)
-    run.save_list("screening/oracle", [pool[i] for i in order], [float(pred[i]) for i in order])
+    run.save_list(
+        "screening/oracle" + pool_suffix(generator), [pool[i] for i in order], [float(pred[i]) for i in order]
+    )
     return {"n": len(pool), "n_predicted": int(np.isfinite(pred).sum())}
 
 
@@ -511,11 +737,12 @@ class HoldoutCampaignContext(CampaignContext):
         return self._run().known
 
 
-def campaign_config(run: SplitRun, mode: str) -> Any:
-    """The :class:`flows.config.CampaignConfig` of the pool or continuous route of this split."""
+def campaign_config(run: SplitRun, mode: str, generator: str = "matgan") -> Any:
+    """The :class:`flows.config.CampaignConfig` of the pool (among ``generator``'s pool) or
+    continuous route of this split."""
     cfg = run.cfg
     base = {
-        "name": f"{cfg.name}-{run.key}-{mode}",
+        "name": f"{cfg.name}-{run.key}-{mode}" + ("" if generator == "matgan" else f"-{generator}"),
         "mode": mode,
         "seed": run.seed,
         # placeholders for the validator: HoldoutCampaignContext supplies seeds, oracle and validation
@@ -537,7 +764,7 @@ def campaign_config(run: SplitRun, mode: str) -> Any:
     if mode == "pool":
         base.update(
             iterations=cfg.acquisitions // cfg.pool_q,
-            pool_collection=run.result("pool")["pool"],
+            pool_collection=run.result("pool" + pool_suffix(generator))["pool"],
             acquisition={"q": cfg.pool_q, "beta": cfg.beta},
         )
     else:
@@ -555,11 +782,13 @@ def campaign_config(run: SplitRun, mode: str) -> Any:
     return parse_config(base, source=f"rediscovery {mode} campaign")
 
 
-def _campaign_route(run: SplitRun, mode: str) -> dict[str, Any]:
-    """Run (or resume) the route's campaign, then store its two ranked lists."""
+def _campaign_route(run: SplitRun, mode: str, generator: str = "matgan") -> dict[str, Any]:
+    """Run (or resume) the route's campaign (the pool route among ``generator``'s pool), then store
+    its two ranked lists (the screening list ranks that pool)."""
     from oracles.registry import load_screening_model
 
-    config = campaign_config(run, mode)
+    config = campaign_config(run, mode, generator)
+    sfx = pool_suffix(generator)
     store = run.store
     context = functools.partial(_holdout_context, run=run)
     t0 = time.perf_counter()
@@ -574,14 +803,14 @@ def _campaign_route(run: SplitRun, mode: str) -> dict[str, Any]:
     acquired = [(d["formula"], float(d["value"])) for d in docs if d.get("source") != "seed"]
     novel = sorted((p for p in acquired if p[0] not in run.known), key=lambda p: (-p[1], p[0]))
     label = "pool-AL" if mode == "pool" else "continuous-AL"
-    run.save_list(f"{label}/acquired", [f for f, _ in novel], [v for _, v in novel])
+    run.save_list(f"{label}/acquired{sfx}", [f for f, _ in novel], [v for _, v in novel])
     last = store.stage_result(config.name, config.iterations, "retrain")
     state, meta = store.load_model(last["screening_sha"], kind="screening")
     model = load_screening_model(state, meta)
-    pool = run.pool
+    pool = run.pool_of(generator)
     pred = np.asarray(model.predict(pool).mean, dtype=np.float64)
     order = _rank(pool, pred)
-    run.save_list(f"{label}/screen", [pool[i] for i in order], [float(pred[i]) for i in order])
+    run.save_list(f"{label}/screen{sfx}", [pool[i] for i in order], [float(pred[i]) for i in order])
     acquire = [store.stage_result(config.name, i, "acquire") for i in range(1, config.iterations + 1)]
     acquire_s = [a["seconds"] for a in acquire if a]
     return {
@@ -601,9 +830,9 @@ def _holdout_context(store: Store, config: Any, owner: str, run: SplitRun) -> Ho
     return HoldoutCampaignContext(store, config, owner, run=run)
 
 
-def pool_al_stage(run: SplitRun) -> dict[str, Any]:
-    """The pool route (campaign ``mode: pool`` among the generated pool)."""
-    return _campaign_route(run, "pool")
+def pool_al_stage(run: SplitRun, generator: str = "matgan") -> dict[str, Any]:
+    """The pool route (campaign ``mode: pool`` among ``generator``'s pool)."""
+    return _campaign_route(run, "pool", generator)
 
 
 def continuous_al_stage(run: SplitRun) -> dict[str, Any]:
@@ -616,33 +845,38 @@ def _seed_pairs(run: SplitRun) -> tuple[list[str], list[float]]:
     return list(seeds["formula"]), list(seeds["value"])
 
 
-def _screen_pool_with(run: SplitRun, formulas: list[str], values: list[float], list_name: str) -> dict[str, Any]:
+def _screen_pool_with(
+    run: SplitRun, formulas: list[str], values: list[float], list_name: str, generator: str = "matgan"
+) -> dict[str, Any]:
     from oracles.registry import fit_screening_model
 
     t0 = time.perf_counter()
     model = fit_screening_model(formulas, values, seed=run.seed)
-    pool = run.pool
+    pool = run.pool_of(generator)
     pred = np.asarray(model.predict(pool).mean, dtype=np.float64)
     order = _rank(pool, pred)
     run.save_list(list_name, [pool[i] for i in order], [float(pred[i]) for i in order])
     return {"n_labels": len(formulas), "fit_predict_s": round(time.perf_counter() - t0, 1)}
 
 
-def random_pool_labels_stage(run: SplitRun) -> dict[str, Any]:
-    """Baseline: the seeds plus ``acquisitions`` random pool members labelled by the oracle."""
-    pool, oracle = run.pool, run.pool_oracle
+def random_pool_labels_stage(run: SplitRun, generator: str = "matgan") -> dict[str, Any]:
+    """Baseline: the seeds plus ``acquisitions`` random members of ``generator``'s pool labelled by the oracle."""
+    pool, oracle = run.pool_of(generator), run.pool_oracle_of(generator)
+    sfx = pool_suffix(generator)
     labelled = [f for f in pool if f in oracle]
     rng = np.random.default_rng([run.seed, 2])
     pick = sorted(rng.choice(labelled, size=min(run.cfg.acquisitions, len(labelled)), replace=False).tolist())
     ranked = sorted(pick, key=lambda f: (-oracle[f], f))
-    run.save_list("random-pool-labels/acquired", ranked, [oracle[f] for f in ranked])
+    run.save_list(f"random-pool-labels/acquired{sfx}", ranked, [oracle[f] for f in ranked])
     sf, sv = _seed_pairs(run)
-    out = _screen_pool_with(run, sf + pick, sv + [max(oracle[f], 0.0) for f in pick], "random-pool-labels/screen")
+    labels = sv + [max(oracle[f], 0.0) for f in pick]
+    out = _screen_pool_with(run, sf + pick, labels, f"random-pool-labels/screen{sfx}", generator)
     return {**out, "acquired_wide_by_oracle": sum(oracle[f] >= 4.0 for f in pick)}
 
 
-def random_mp_labels_stage(run: SplitRun) -> dict[str, Any]:
-    """Baseline: the seeds plus ``acquisitions`` random visible MP rows with their DFT gaps."""
+def random_mp_labels_stage(run: SplitRun, generator: str = "matgan") -> dict[str, Any]:
+    """Baseline: the seeds plus ``acquisitions`` random visible MP rows with their DFT gaps (the
+    same rows for every pool); ranks ``generator``'s pool."""
     data = run.result("data")
     used = set(data["seeds"]["formula"]) | set(data["validation"]["formula"])
     table = run.visible_gaps[~run.visible_gaps["formula"].isin(used)]
@@ -650,19 +884,26 @@ def random_mp_labels_stage(run: SplitRun) -> dict[str, Any]:
     assert_no_leak("random MP labels", rows["formula"], run.split)
     sf, sv = _seed_pairs(run)
     return _screen_pool_with(
-        run, sf + rows["formula"].tolist(), sv + rows["value"].astype(float).tolist(), "random-MP-labels/screen"
+        run,
+        sf + rows["formula"].tolist(),
+        sv + rows["value"].astype(float).tolist(),
+        "random-MP-labels/screen" + pool_suffix(generator),
+        generator,
     )
 
 
-def random_stage(run: SplitRun) -> dict[str, Any]:
-    """Random proposals: the pool in random order; random SMACT-valid compositions within the
-    limits (matgan85 elements, 2..max_elements, <= max_atoms atoms, not in the visible known list)."""
+def random_stage(run: SplitRun, generator: str = "matgan") -> dict[str, Any]:
+    """Random proposals: ``generator``'s pool in random order; with MatGAN's (once per split) also
+    random SMACT-valid compositions within the limits (matgan85 elements, 2..max_elements,
+    <= max_atoms atoms, not in the visible known list)."""
     from generators.random_compositions import RandomCompositions
 
-    pool = run.pool
+    pool = run.pool_of(generator)
     rng = np.random.default_rng([run.seed, 3])
     perm = rng.permutation(len(pool))
-    run.save_list("random/pool", [pool[i] for i in perm], [None] * len(pool))
+    run.save_list("random/pool" + pool_suffix(generator), [pool[i] for i in perm], [None] * len(pool))
+    if generator != "matgan":
+        return {"n_pool": len(pool)}
     gen = RandomCompositions(
         "matgan85", max_atoms=run.cfg.max_atoms, max_elements=run.cfg.max_elements, exclude=run.known
     )
@@ -671,7 +912,7 @@ def random_stage(run: SplitRun) -> dict[str, Any]:
     return {"n_random_compositions": len(forms)}
 
 
-STAGE_BODIES: dict[str, Callable[[SplitRun], dict[str, Any]]] = {
+STAGE_BODIES: dict[str, Callable[..., dict[str, Any]]] = {
     "split": split_stage,
     "data": data_stage,
     "oracle": oracle_stage,
@@ -684,15 +925,43 @@ STAGE_BODIES: dict[str, Callable[[SplitRun], dict[str, Any]]] = {
     "random-pool-labels": random_pool_labels_stage,
     "random-mp-labels": random_mp_labels_stage,
     "random": random_stage,
+    "complm": complm_stage,
+    "pool@complm": complm_pool_stage,
 }
 
-#: Stages every route needs, in order.
+#: Stages every route needs, in order (the autoencoder only with a campaign route).
 SHARED_STAGES = ("split", "data", "oracle", "autoencoder", "matgan", "pool", "screening")
+#: Routes that run a campaign (they need the autoencoder).
+CAMPAIGN_ROUTES = ("pool-al", "continuous-al")
+
+
+def stage_body(run: SplitRun, stage: str) -> Callable[[], dict[str, Any]]:
+    """The body of ``stage`` bound to ``run``: a stage of :data:`STAGE_BODIES`, or ``<pool
+    route>@<generator>`` (the pool route on that generator's pool)."""
+    if stage in STAGE_BODIES:
+        return functools.partial(STAGE_BODIES[stage], run)
+    base, gen = split_suffix(stage)
+    if base not in POOL_ROUTES or gen == "matgan":
+        raise AlflowError(f"unknown rediscovery stage {stage!r}")
+    return functools.partial(STAGE_BODIES[base], run, generator=gen)
 
 
 def stages_for(cfg: RediscoveryConfig) -> list[str]:
-    """The stages a config runs, in order (shared ones first, then its routes)."""
-    return list(SHARED_STAGES) + [r for r in cfg.routes if r != "screening"]
+    """The stages a config runs, in order: the shared ones (the autoencoder only if a campaign route
+    runs), each extra generator's model, pool and plain screening, then every route (a pool route
+    once per generator)."""
+    shared = [s for s in SHARED_STAGES if s != "autoencoder" or any(r in cfg.routes for r in CAMPAIGN_ROUTES)]
+    extra = [g for g in cfg.generators if g != "matgan"]
+    for gen in extra:
+        shared += [gen, f"pool@{gen}", f"screening@{gen}"]
+    routes = []
+    for r in cfg.routes:
+        if r == "screening":
+            continue
+        routes.append(r)
+        if r in POOL_ROUTES:
+            routes += [f"{r}@{gen}" for gen in extra]
+    return shared + routes
 
 
 # ---------------------------------------------------------------------------------------- scoring
@@ -709,32 +978,38 @@ def score_split(run: SplitRun) -> dict[str, Any]:
     ``{route, list, n, scores (per K), curve (rediscoveries >= 4 eV at K = 1..max K)}`` plus the
     ceilings and base rates."""
     gaps = run.hidden_gaps
-    pool = run.pool
-    pool_ceiling = {c.name: count_members(pool, gaps, c) for c in CRITERIA}
-    limits = limits_ceiling(run)
     primary = CRITERIA[0]
+    pools = {}
+    for gen in run.cfg.generators:
+        members = run.pool_of(gen)
+        pools[gen] = {
+            "size": len(members),
+            "ceiling": {c.name: count_members(members, gaps, c) for c in CRITERIA},
+            "base_rate": base_rate(members, gaps, primary),
+        }
+    limits = limits_ceiling(run)
     smact = run.load_list("random/SMACT")
     rates = {
-        "pool": base_rate(pool, gaps, primary),
+        "pool": pools["matgan"]["base_rate"],
         "smact": base_rate(smact[0], gaps, primary) if smact else float("nan"),
     }
     k_max = max(run.cfg.ks)
     lists = []
-    for route, name, universe in LISTS:
-        if route not in run.cfg.routes:
-            continue
+    for route, name, universe, gen in all_lists(run.cfg):
         stored = run.load_list(name)
         if stored is None:
             continue
         formulas, _ = stored
-        ceiling = pool_ceiling[primary.name] if universe == "pool" else limits[primary.name]
-        scores = score_list(formulas, gaps, run.cfg.ks, ceiling=ceiling, rate=rates["pool"])
+        ceiling = pools[gen]["ceiling"][primary.name] if universe == "pool" else limits[primary.name]
+        # DAF against the base rate of the list's own pool (random members of that pool)
+        scores = score_list(formulas, gaps, run.cfg.ks, ceiling=ceiling, rate=pools[gen]["base_rate"])
         for s in scores:
             s["daf_smact"] = s["precision"] / rates["smact"] if rates["smact"] else float("nan")
         lists.append(
             {
                 "route": route,
                 "list": name,
+                "generator": gen,
                 "n": len(formulas),
                 "ceiling_universe": universe,
                 "ceiling": ceiling,
@@ -743,13 +1018,29 @@ def score_split(run: SplitRun) -> dict[str, Any]:
             }
         )
     return {
-        "pool_size": len(pool),
-        "pool_ceiling": pool_ceiling,
+        "pool_size": pools["matgan"]["size"],
+        "pool_ceiling": pools["matgan"]["ceiling"],
+        "pools": pools,
         "limits_ceiling": limits,
         "base_rate": rates,
         "oracle": oracle_errors(run),
         "lists": lists,
     }
+
+
+def all_lists(cfg: RediscoveryConfig) -> list[tuple[str, str, str, str]]:
+    """``(route, list name, ceiling universe, pool generator)`` of every list ``cfg`` produces, in
+    table order: :data:`LISTS` on the MatGAN pool, then the pool lists on each other generator's pool
+    (``<list>@<generator>``, route ``<route>@<generator>``; random SMACT compositions and the
+    continuous route are not per pool)."""
+    out = [(route, name, universe, "matgan") for route, name, universe in LISTS if route in cfg.routes]
+    for gen in cfg.generators:
+        if gen == "matgan":
+            continue
+        for route, name, universe in LISTS:
+            if route in cfg.routes and route in POOL_ROUTES and name != "random/SMACT":
+                out.append((f"{route}@{gen}", f"{name}@{gen}", universe, gen))
+    return out
 
 
 def oracle_errors(run: SplitRun) -> dict[str, Any]:
@@ -808,7 +1099,7 @@ def run_split(cfg: RediscoveryConfig, store: Store, seed: int) -> dict[str, Any]
 
 def ranked_lists(store: Store, cfg: RediscoveryConfig) -> list[dict[str, Any]]:
     """Every stored ranked list of the benchmark: ``{list, route, seed, split, formulas, scores}``."""
-    route_of = {name: route for route, name, _ in LISTS}
+    route_of = {name: route for route, name, _, _ in all_lists(cfg)}
     keys = {split_key(cfg, s) for s in cfg.split_seeds}
     out = []
     for doc in store.bench_lists(cfg.name):

@@ -14,6 +14,10 @@ from alcore.errors import ConfigError
 
 #: Every route the benchmark can run (see :mod:`flows.pipelines.rediscovery`).
 ROUTES: tuple[str, ...] = ("screening", "pool-al", "continuous-al", "random-pool-labels", "random-mp-labels", "random")
+#: Routes that work on a generated pool (run once per pool generator of ``generators``).
+POOL_ROUTES: tuple[str, ...] = ("screening", "pool-al", "random-pool-labels", "random-mp-labels", "random")
+#: Generators that can build a pool: MatGAN (always built: it sets the pool size) and the composition LM.
+GENERATORS: tuple[str, ...] = ("matgan", "complm")
 
 
 class _Strict(BaseModel):
@@ -53,6 +57,39 @@ class MatGANSpec(_Strict):
     max_train: int | None = Field(default=None, ge=10)
 
 
+class CompLMSpec(_Strict):
+    """The composition language model (:mod:`generators.complm`) retrained from scratch on the visible
+    SMACT-valid MP formulas (>= 2 elements; condition tokens from their own MP DFT labels), resumable
+    checkpoint: ``steps`` optimiser steps of ``batch_size`` (cosine schedule over ``steps``), the
+    weights with the best valid-novel-unique share of ``eval_samples`` samples (every
+    ``eval_every`` steps, criterion fixed as in :func:`generators.complm.train_complm`) kept; model
+    width ``d``, ``layers``, ``heads``, MLP ``ff``. Its pool: unconditioned sampling at
+    ``temperature`` with ``reject_tries`` redraws of visible-known and already-drawn formulas (the
+    ``complm-distinct`` sampler), drawn until it holds as many members as the MatGAN pool of the
+    split (at most ``max_draws`` draws)."""
+
+    steps: int = Field(default=900, ge=1)
+    eval_every: int = Field(default=300, ge=1)
+    eval_samples: int = Field(default=2000, ge=10)
+    batch_size: int = Field(default=256, ge=8)
+    lr: float = Field(default=2e-3, gt=0)
+    warmup: int = Field(default=200, ge=0)
+    d: int = Field(default=128, ge=8)
+    layers: int = Field(default=3, ge=1)
+    heads: int = Field(default=4, ge=1)
+    ff: int = Field(default=512, ge=8)
+    max_train: int | None = Field(default=None, ge=10)
+    temperature: float = Field(default=1.0, gt=0)
+    reject_tries: int = Field(default=4, ge=0)
+    max_draws: int = Field(default=2_000_000, ge=100)
+
+    @model_validator(mode="after")
+    def _heads(self) -> CompLMSpec:
+        if self.d % self.heads:
+            raise ValueError(f"complm.d ({self.d}) must be a multiple of complm.heads ({self.heads})")
+        return self
+
+
 class ContinuousSpec(_Strict):
     """The continuous latent route's campaign: ``acquisitions`` in batches of ``q`` (UCB ``beta``,
     ``max_attempts`` decode rounds, ``trust_region`` side)."""
@@ -73,7 +110,9 @@ class RediscoveryConfig(_Strict):
     ``pool_draws``: MatGAN draws of the pool; ``random_compositions``: random SMACT-valid
     compositions drawn for the base rate; ``validation``: visible rows held out for the campaign's
     screening-model MAE; ``universe_limit``: use a seeded subset of the MP universe (tests);
-    ``out_dir``: model files and caches (never ``data/weights``)."""
+    ``out_dir``: model files and caches (never ``data/weights``); ``generators``: the pools the
+    pool routes run on: ``matgan`` (always built: it sets the pool size of the split) and
+    ``complm`` (a composition-LM pool of the same size; its lists are named ``<list>@complm``)."""
 
     name: str = Field(default="rediscovery", min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
     protocol: Literal["system", "random"] = "system"
@@ -89,6 +128,8 @@ class RediscoveryConfig(_Strict):
     oracle: OracleSpec = OracleSpec()
     autoencoder: AutoencoderSpec = AutoencoderSpec()
     matgan: MatGANSpec = MatGANSpec()
+    complm: CompLMSpec = CompLMSpec()
+    generators: tuple[Literal["matgan", "complm"], ...] = ("matgan",)
     pool_draws: int = Field(default=100_000, ge=100)
     random_compositions: int = Field(default=20_000, ge=10)
     validation: int = Field(default=500, ge=1)
@@ -102,6 +143,12 @@ class RediscoveryConfig(_Strict):
         unknown = [r for r in self.routes if r not in ROUTES]
         if unknown:
             raise ValueError(f"unknown route(s) {unknown}; known: {', '.join(ROUTES)}")
+        if "matgan" not in self.generators:
+            raise ValueError(
+                f"generators must include matgan (its pool sets the pool size), got {list(self.generators)}"
+            )
+        if len(set(self.generators)) != len(self.generators):
+            raise ValueError(f"generators lists a generator twice: {list(self.generators)}")
         if not self.split_seeds:
             raise ValueError("split_seeds must name at least one seed")
         if any(k < 1 for k in self.ks):

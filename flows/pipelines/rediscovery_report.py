@@ -21,6 +21,24 @@ SHORT = {
     "random/pool": "random pool",
     "random/SMACT": "random SMACT",
 }
+#: Short names of the same lists on the composition-LM pool (``<list>@complm``).
+SHORT_LM = {
+    "screening/oracle": "LM screen: oracle",
+    "pool-AL/acquired": "LM pool-AL acq",
+    "pool-AL/screen": "LM pool-AL model",
+    "random-pool-labels/acquired": "LM rnd-pool acq",
+    "random-pool-labels/screen": "LM rnd-pool model",
+    "random-MP-labels/screen": "LM rnd-MP model",
+    "random/pool": "LM random pool",
+}
+
+
+def short(name: str) -> str:
+    """The table name of a list (``<list>@complm`` -> ``LM ...``)."""
+    base, _, gen = name.partition("@")
+    if not gen:
+        return SHORT.get(name, name)
+    return SHORT_LM.get(base, f"{gen} {base}") if gen == "complm" else f"{gen} {SHORT.get(base, base)}"
 
 
 def _ms(v: tuple[float, float] | list[float], digits: int = 1) -> str:
@@ -60,7 +78,7 @@ def format_tables(result: dict[str, Any]) -> str:
         if r is None:
             continue
         out.append(
-            f"{SHORT.get(name, name)[:18]:<18}"
+            f"{short(name)[:18]:<18}"
             + "".join(cells)
             + f"{r['precision'][0]:>6.2f}{_ms(r['daf'], 0):>8}{_ms(r['real'], 0):>8}"
             + f"{r['ch_share'][0] * 100:>4.0f}%{r['n_systems'][0]:>6.0f}"
@@ -74,7 +92,7 @@ def format_tables(result: dict[str, Any]) -> str:
             continue
         rec = (100 * r["recall"][0], 100 * r["recall"][1])
         out.append(
-            f"{SHORT.get(name, name)[:18]:<18}{_ms(r['red_ge3']):>11}{_ms(r['red_window']):>11}"
+            f"{short(name)[:18]:<18}{_ms(r['red_ge3']):>11}{_ms(r['red_window']):>11}"
             f"{_ms(rec):>12}{_ms(r['ceiling'], 0):>10}{_ms(r['daf_smact'], 0):>12}"
         )
     out += ["", "per split: pool size, hidden >= 4 eV in the pool / within the limits, base rates (>= 4 eV)"]
@@ -85,6 +103,10 @@ def format_tables(result: dict[str, Any]) -> str:
             f"{sc['limits_ceiling']['ge4']}, base rate pool {100 * sc['base_rate']['pool']:.3f} %, "
             f"random SMACT {100 * sc['base_rate']['smact']:.3f} %"
         )
+        for gen, p in sc.get("pools", {}).items():
+            if gen != "matgan":
+                rate = 100 * p["base_rate"]
+                out.append(f"    {gen} pool {p['size']:,}, ceiling {p['ceiling']['ge4']}, base rate {rate:.3f} %")
         if "oracle" in sc:
             o = sc["oracle"]
             out.append(
@@ -177,7 +199,9 @@ def plot_curves(result: dict[str, Any], path: Path) -> Path:
         k = np.arange(1, n + 1)
         m = arr.mean(0)
         style = "--" if name.startswith("random") else "-"
-        (line,) = ax.plot(k, m, style, label=SHORT.get(name, name), lw=1.6)
+        if "@" in name:
+            style = ":" if name.startswith("random") else "-."
+        (line,) = ax.plot(k, m, style, label=short(name), lw=1.6)
         if len(arr) > 1:
             sd = arr.std(0, ddof=1)
             ax.fill_between(k, m - sd, m + sd, color=line.get_color(), alpha=0.12)
@@ -198,6 +222,15 @@ def plot_curves(result: dict[str, Any], path: Path) -> Path:
     return path
 
 
+#: Lists proposed from a pool (compared across pool generators).
+POOL_LISTS = (
+    "screening/oracle",
+    "random/pool",
+    "pool-AL/acquired",
+    "pool-AL/screen",
+    "random-pool-labels/screen",
+    "random-MP-labels/screen",
+)
 AL_LISTS = ("pool-AL/acquired", "pool-AL/screen", "continuous-AL/acquired", "continuous-AL/screen")
 BASELINES = {
     "random pool labels": ("random-pool-labels/acquired", "random-pool-labels/screen"),
@@ -237,6 +270,57 @@ def goals(result: dict[str, Any], k: int = 100) -> dict[str, Any]:
             out[f"best_al_vs_{label.replace(' ', '_')}"] = ratio
             out[f"vs_{label.replace(' ', '_')}_goal_met"] = bool(ratio >= 2)
     return out
+
+
+def generator_comparison(result: dict[str, Any], k: int = 100, lists: tuple[str, ...] = POOL_LISTS) -> dict[str, Any]:
+    """Issue 22's goal: each extra generator's pool against the MatGAN pool of the same size, per
+    list of :data:`POOL_LISTS` both have: rediscoveries (>= 4 eV) at K = ``k`` per split seed and
+    their mean, and the pool ceilings; ``goal_met`` when the extra pool's plain screening has more
+    rediscoveries@k than MatGAN's (mean over split seeds). Empty without a second generator."""
+    out: dict[str, Any] = {}
+    gens = [g for g in result["config"].get("generators", ["matgan"]) if g != "matgan"]
+    for gen in gens:
+        per: dict[str, Any] = {"k": k, "lists": {}}
+        for name in lists:
+            rows = []
+            for s in result["splits"]:
+                by = {lst["list"]: lst for lst in s["score"]["lists"]}
+                a, b = by.get(name), by.get(f"{name}@{gen}")
+                if a is None or b is None:
+                    continue
+                at = [next(x for x in e["scores"] if x["k"] == k)["rediscoveries"]["ge4"] for e in (a, b)]
+                rows.append({"seed": s["seed"], "matgan": at[0], gen: at[1]})
+            if rows:
+                per["lists"][name] = {
+                    "per_split": rows,
+                    "matgan_mean": float(np.mean([r["matgan"] for r in rows])),
+                    f"{gen}_mean": float(np.mean([r[gen] for r in rows])),
+                }
+        per["pools"] = [
+            {
+                "seed": s["seed"],
+                **{g: s["score"]["pools"][g] for g in ("matgan", gen) if g in s["score"].get("pools", {})},
+            }
+            for s in result["splits"]
+        ]
+        screen = per["lists"].get("screening/oracle")
+        per["goal_met"] = bool(screen and screen[f"{gen}_mean"] > screen["matgan_mean"])
+        out[gen] = per
+    return out
+
+
+def format_comparison(comp: dict[str, Any]) -> str:
+    """The generator comparison as a few lines of text (empty without a second generator)."""
+    lines = []
+    for gen, per in comp.items():
+        lines.append(f"{gen} pool vs MatGAN pool of the same size, rediscoveries (>= 4 eV) @{per['k']} per split seed:")
+        for name, v in per["lists"].items():
+            cells = ", ".join(f"seed {r['seed']}: {r[gen]} vs {r['matgan']}" for r in v["per_split"])
+            lines.append(
+                f"  {short(name):<18} {gen} {v[f'{gen}_mean']:.1f} vs MatGAN {v['matgan_mean']:.1f}  ({cells})"
+            )
+        lines.append(f"  goal (more rediscoveries@{per['k']} by plain screening than MatGAN's pool): {per['goal_met']}")
+    return "\n".join(lines)
 
 
 def format_goals(g: dict[str, Any]) -> str:
@@ -298,7 +382,16 @@ def run_and_report(
     echo(format_tables(result))
     echo(format_times(result))
     echo(format_goals(goals(result)))
-    header = {"config_file": str(config), "wall_s": wall, "goals": goals(result), **(extra or {})}
+    comparison = generator_comparison(result)
+    if comparison:
+        echo(format_comparison(comparison))
+    header = {
+        "config_file": str(config),
+        "wall_s": wall,
+        "goals": goals(result),
+        "generator_comparison": comparison,
+        **(extra or {}),
+    }
     out = write_json(result, json_out, header)
     props = write_proposals(lists, proposals_out)
     fig = plot_curves(result, png)

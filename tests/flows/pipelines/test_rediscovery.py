@@ -160,3 +160,152 @@ def test_bad_configs_get_one_line_errors(tmp_path: Path) -> None:
     bad.write_text("name: x\nacquisitions: 10\npool_q: 3\n")
     res = CliRunner().invoke(bench_app, ["rediscovery", str(bad)])
     assert res.exit_code == 2 and "multiple of pool_q" in res.output
+
+
+@pytest.fixture
+def tiny_complm_config(tmp_path: Path) -> Path:
+    """The tiny config with a composition-LM pool beside MatGAN's (plain screening and random order
+    only) and a tiny LM (40 steps of 64, width 32)."""
+    data = yaml.safe_load(TINY.read_text())
+    data.update(
+        name="rd-tiny-lm",
+        out_dir=str(tmp_path / "out"),
+        generators=["matgan", "complm"],
+        routes=["screening", "random"],
+        complm={
+            "steps": 40,
+            "eval_every": 20,
+            "eval_samples": 200,
+            "batch_size": 64,
+            "d": 32,
+            "layers": 1,
+            "heads": 2,
+            "ff": 64,
+        },
+    )
+    path = tmp_path / "tiny_lm.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _split_run(cfg, store, seed: int = 0):
+    from flows.pipelines.rediscovery import SplitRun, _split_cached, benchmark_universe, split_key
+
+    split = _split_cached(cfg.protocol, cfg.fraction, seed, benchmark_universe(cfg))
+    return SplitRun(cfg, store, seed, split, split_key(cfg, seed))
+
+
+def test_complm_pool_is_leak_checked_resumes_and_matches_the_matgan_pool_size(
+    mongo_uri: str, prefect_harness: None, tiny_complm_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from alcore.errors import HoldoutLeakError
+    from alcore.holdout import leaked
+    from alcore.validity import check_validity_batch
+    from flows.pipelines import rediscovery as rd
+    from flows.pipelines.rediscovery_config import load_rediscovery_config
+    from flows.pipelines.rediscovery_report import format_tables, generator_comparison
+    from flows.store import Store
+    from generators.complm import FormulaTokenizer, train_complm
+
+    cfg = load_rediscovery_config(tiny_complm_config)
+    assert rd.stages_for(cfg) == [
+        "split",
+        "data",
+        "oracle",
+        "matgan",
+        "pool",
+        "screening",
+        "complm",
+        "pool@complm",
+        "screening@complm",
+        "random",
+        "random@complm",
+    ]  # no campaign route: no autoencoder
+    store = Store.from_uri(mongo_uri, f"t_{uuid.uuid4().hex[:10]}")
+    straight = Store.from_uri(mongo_uri, f"t_{uuid.uuid4().hex[:10]}")
+    try:
+        run = _split_run(cfg, store)
+
+        # a hidden formula planted in the LM's corpus is caught before any training
+        tok = FormulaTokenizer()
+        hidden = next(f for f in sorted(run.split.hidden) if len(tok.pairs(f)) >= 2)
+        clean = rd.generator_corpus
+        monkeypatch.setattr(rd, "generator_corpus", lambda r, m: [*clean(r, m), hidden])
+        with pytest.raises(HoldoutLeakError, match="complm training formulas"):
+            rd.run_stage(run, "complm", rd.stage_body(run, "complm"))
+        monkeypatch.setattr(rd, "generator_corpus", clean)
+        assert store.bench_stage_result(run.stage_id("complm")) is None
+        assert store.latest_model("rediscovery_complm") is None
+        corpus = rd.complm_corpus(run)
+        assert leaked(corpus, run.split) == [] and len(corpus) > 500
+
+        # a training run stopped after its first step (as by a kill) leaves a checkpoint the stage resumes
+        stem, ckpt = rd.complm_paths(run)
+        stopped = dataclasses.replace(rd.complm_train_config(run), time_budget_s=0.0)
+        assert train_complm(stem, stopped, ckpt, formulas=corpus)["steps"] == 1
+        lm = rd.run_stage(run, "complm", rd.stage_body(run, "complm"))
+        assert lm["runs"] == 2 and lm["steps"] == cfg.complm.steps and not lm["cached"]
+        # ... and gives the weights of an uninterrupted run (other database and folder)
+        other = load_rediscovery_config(tiny_complm_config, out_dir=str(Path(cfg.out_dir).parent / "straight"))
+        srun = _split_run(other, straight)
+        assert rd.run_stage(srun, "complm", rd.stage_body(srun, "complm"))["sha256"] == lm["sha256"]
+        # a rerun finds the model in GridFS
+        assert rd.complm_stage(run) == {"sha256": lm["sha256"], "cached": True}
+
+        result = rd.run_split(cfg, store, 0)
+        stages = result["stages"]
+        pool = run.pool_of("complm")
+        assert stages["pool@complm"]["size"] == stages["pool"]["size"] == len(pool) == len(run.pool)
+        assert set(pool).isdisjoint(run.known) and len(set(pool)) == len(pool)
+        assert all(v.valid for v in check_validity_batch(pool, run.rules))
+        assert set(pool) != set(run.pool)
+        # the pool is deterministic: the stage body again draws the same members into the same pool
+        again = rd.complm_pool_stage(run)
+        assert again["pool"] == stages["pool@complm"]["pool"] and sorted(store.pool_formulas(again["pool"])) == pool
+        score = result["score"]
+        assert score["pools"]["complm"]["size"] == score["pools"]["matgan"]["size"]
+        ceiling = score["pools"]["complm"]["ceiling"]["ge4"]
+        assert ceiling == sum((run.hidden_gaps.get(f) or 0) >= 4 for f in pool)
+        lists = {lst["list"]: lst for lst in score["lists"]}
+        assert set(lists) == {
+            "screening/oracle",
+            "random/pool",
+            "random/SMACT",
+            "screening/oracle@complm",
+            "random/pool@complm",
+        }
+        for name in ("screening/oracle@complm", "random/pool@complm"):
+            assert lists[name]["generator"] == "complm" and lists[name]["ceiling"] == ceiling
+            assert sorted(run.load_list(name)[0]) == pool
+        assert lists["screening/oracle@complm"]["route"] == "screening@complm"
+
+        report = {"config": cfg.resolved(), "splits": [result], "summary": rd.summarise([result], cfg.ks)}
+        text = format_tables(report)
+        assert "LM screen: oracle" in text and "complm pool" in text
+        comp = generator_comparison(report, k=10)["complm"]
+        red = comp["lists"]["screening/oracle"]["per_split"][0]
+        assert red["complm"] == lists["screening/oracle@complm"]["scores"][-1]["rediscoveries"]["ge4"]
+        assert comp["goal_met"] == (red["complm"] > red["matgan"])
+    finally:
+        for s in (store, straight):
+            s.client.drop_database(s.db.name)
+            s.close()
+
+
+def test_generators_config_is_checked(tmp_path: Path) -> None:
+    from alcore.errors import ConfigError
+    from flows.pipelines.rediscovery import stages_for
+    from flows.pipelines.rediscovery_config import load_rediscovery_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\ngenerators: [complm]\n")
+    with pytest.raises(ConfigError, match="must include matgan"):
+        load_rediscovery_config(path)
+    path.write_text("name: x\ngenerators: [matgan, gpt]\n")
+    with pytest.raises(ConfigError, match="generators"):
+        load_rediscovery_config(path)
+    path.write_text("name: x\ngenerators: [matgan, complm]\nroutes: [screening, pool-al, continuous-al]\n")
+    stages = stages_for(load_rediscovery_config(path))
+    assert "autoencoder" in stages and stages[-3:] == ["pool-al", "pool-al@complm", "continuous-al"]
