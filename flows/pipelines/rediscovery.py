@@ -484,11 +484,7 @@ def pool_stage(run: SplitRun) -> dict[str, Any]:
             f"the pool of {run.key} has {len(members)} novel valid formulas ({len(distinct)} distinct of "
             f"{cfg.pool_draws} draws), fewer than the {need} the routes need; raise pool_draws or matgan.epochs"
         )
-    stored = set(run.store.pool_formulas(name))
-    todo = [f for f in members if f not in stored]
-    a, e = formula_sizes(todo)
-    meta = {"generator": sampler.name, "seed": run.seed, "batch": 0, "source": "rediscovery"}
-    run.store.bulk_insert_new("pools", pool_member_docs(name, todo, a, e, meta))
+    _store_pool(run, name, members, sampler.name)
     return {
         "pool": name,
         "draws": cfg.pool_draws,
@@ -505,17 +501,22 @@ def complm_train_config(run: SplitRun) -> Any:
     from generators.complm import TrainConfig
 
     spec = run.cfg.complm
+    same_name = {
+        "steps",
+        "batch_size",
+        "lr",
+        "d",
+        "layers",
+        "heads",
+        "ff",
+        "eval_every",
+        "eval_samples",
+        "eval_sampler",
+    }
     return TrainConfig(
-        steps=spec.steps,
-        batch_size=spec.batch_size,
-        lr=spec.lr,
+        **spec.model_dump(include=same_name),
         warmup=min(spec.warmup, spec.steps),
-        d=spec.d,
-        layers=spec.layers,
-        heads=spec.heads,
-        ff=spec.ff,
-        eval_every=spec.eval_every,
-        eval_samples=spec.eval_samples,
+        eval_cond_samples=0,  # the > 5 eV validity record of the shipped model's training is not needed here
         seed=run.seed,
     )
 
@@ -666,11 +667,7 @@ def complm_pool_stage(run: SplitRun) -> dict[str, Any]:
             f"the {target} of the MatGAN pool; raise complm.max_draws"
         )
     members = sorted(members)
-    stored = set(run.store.pool_formulas(name))
-    todo = [f for f in members if f not in stored]
-    a, e = formula_sizes(todo)
-    doc_meta = {"generator": sampler.name, "seed": run.seed, "batch": 0, "source": "rediscovery"}
-    run.store.bulk_insert_new("pools", pool_member_docs(name, todo, a, e, doc_meta))
+    _store_pool(run, name, members, sampler.name)
     return {
         "pool": name,
         "draws": draws,
@@ -681,6 +678,15 @@ def complm_pool_stage(run: SplitRun) -> dict[str, Any]:
         "target": target,
         "sample_s": round(sample_s, 1),
     }
+
+
+def _store_pool(run: SplitRun, name: str, members: list[str], generator: str) -> None:
+    """Write the pool ``name``'s ``members`` not stored yet (a rerun adds nothing twice)."""
+    stored = set(run.store.pool_formulas(name))
+    todo = [f for f in members if f not in stored]
+    a, e = formula_sizes(todo)
+    meta = {"generator": generator, "seed": run.seed, "batch": 0, "source": "rediscovery"}
+    run.store.bulk_insert_new("pools", pool_member_docs(name, todo, a, e, meta))
 
 
 def screening_stage(run: SplitRun, generator: str = "matgan") -> dict[str, Any]:

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alcore.errors import ConfigError
+from flows.config import read_settings, validation_problems
 
 #: Every route the benchmark can run (see :mod:`flows.pipelines.rediscovery`).
 ROUTES: tuple[str, ...] = ("screening", "pool-al", "continuous-al", "random-pool-labels", "random-mp-labels", "random")
@@ -62,7 +62,9 @@ class CompLMSpec(_Strict):
     SMACT-valid MP formulas (>= 2 elements; condition tokens from their own MP DFT labels), resumable
     checkpoint: ``steps`` optimiser steps of ``batch_size`` (cosine schedule over ``steps``), the
     weights with the best valid-novel-unique share of ``eval_samples`` samples (every
-    ``eval_every`` steps, criterion fixed as in :func:`generators.complm.train_complm`) kept; model
+    ``eval_every`` steps, criterion fixed as in :func:`generators.complm.train_complm`; samples drawn
+    with ``eval_sampler``: ``plain``, the criterion of the measured comparison, or ``distinct``, the
+    shipped v2 weights' criterion) kept; model
     width ``d``, ``layers``, ``heads``, MLP ``ff``. Its pool: unconditioned sampling at
     ``temperature`` with ``reject_tries`` redraws of visible-known and already-drawn formulas (the
     ``complm-distinct`` sampler), drawn until it holds as many members as the MatGAN pool of the
@@ -71,6 +73,7 @@ class CompLMSpec(_Strict):
     steps: int = Field(default=900, ge=1)
     eval_every: int = Field(default=300, ge=1)
     eval_samples: int = Field(default=2000, ge=10)
+    eval_sampler: Literal["plain", "distinct"] = "plain"
     batch_size: int = Field(default=256, ge=8)
     lr: float = Field(default=2e-3, gt=0)
     warmup: int = Field(default=200, ge=0)
@@ -170,18 +173,8 @@ class RediscoveryConfig(_Strict):
 def load_rediscovery_config(path: str | Path, **overrides: Any) -> RediscoveryConfig:
     """Read and validate a benchmark YAML file; ``overrides`` replace top-level keys (None = keep).
     Raises :class:`ConfigError` with every problem on one line."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"rediscovery config {path} not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must contain a mapping of settings, got {type(data).__name__}")
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    data = read_settings(path, "rediscovery config", **overrides)
     try:
         return RediscoveryConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: invalid rediscovery config: {problems}") from None
+        raise ConfigError(f"{path}: invalid rediscovery config: {validation_problems(exc)}") from None
