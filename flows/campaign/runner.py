@@ -222,8 +222,8 @@ def campaign_flow(config_path: str, iterations: int | None = None, name: str | N
 
 
 def structure_top_candidates(store: Store, config: CampaignConfig, settings: Settings) -> dict[str, Any]:
-    """Structure stage for the campaign's top acquired formulas: EMD template substitution, CHGNet
-    relaxation, E_form/E_hull verdicts into ``structures`` and CIFs under ``runs/<campaign>/cif``."""
+    """Structure stage for the campaign's top acquired formulas: EMD template substitution, relaxation and
+    E_form/E_hull verdicts by the configured judge into ``structures`` and CIFs under ``runs/<campaign>/cif``."""
     from flows.pipelines.structures import structures_flow
 
     formulas = store.top_acquired(config.name, config.structures.top_k, config.property)

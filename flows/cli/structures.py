@@ -3,12 +3,12 @@ campaign's top candidates."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from flows.cif_export import write_cif
 from flows.cli.common import console, examples, fail, open_store, require_structure_campaign, table, typer_app
 from oracles.defaults import DEFAULT_JUDGE
 
@@ -98,12 +98,6 @@ def run(
         console.print("formulas: " + ", ".join(summary["formulas"]))
 
 
-def cif_file_name(doc: dict[str, Any]) -> str:
-    """``<formula>__<verdict>__<template_id>.cif`` (characters other than letters, digits, ``.-_`` -> ``_``)."""
-    name = f"{doc['formula']}__{doc.get('verdict') or 'unjudged'}__{doc['template_id']}"
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
-
-
 def export_campaign_cifs(store: Any, campaign: str, out: Path, verdicts: list[str] | None, include_failed: bool) -> int:
     """Write the CIFs of campaign ``campaign``'s structures to ``out`` (verdict in the file name and in
     a leading comment with E_form / E_hull); failed trials only with ``include_failed``. Returns the count."""
@@ -112,11 +106,7 @@ def export_campaign_cifs(store: Any, campaign: str, out: Path, verdicts: list[st
         docs = [d for d in docs if d.get("verdict") != "failed"]
     out.mkdir(parents=True, exist_ok=True)
     for d in docs:
-        head = (
-            f"# alflow: {d['formula']} verdict {d.get('verdict')}, E_form {d.get('e_form')} eV/atom, "
-            f"E_hull {d.get('e_hull')} eV/atom (CHGNet)\n"
-        )
-        (out / (cif_file_name(d) + ".cif")).write_text(head + d["cif"])
+        write_cif(d, out)
     return len(docs)
 
 

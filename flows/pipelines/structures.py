@@ -12,7 +12,6 @@ to a folder.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +25,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from alcore.composition import canonical_formula
 from alcore.errors import AlflowError, ConfigError, EmptyPoolError
+from flows.cif_export import write_cif
 from flows.logs import flow_logger
 from flows.store import Store
 from oracles.defaults import DEFAULT_JUDGE
@@ -131,17 +131,14 @@ def store_structures_task(docs: list[dict[str, Any]], mongodb_uri: str | None, d
 def export_cifs(store: Store, campaign: str, out_dir: str | Path, verdicts: Sequence[str] | None = None) -> int:
     """Write the CIF of every ``structures`` doc of a campaign to ``out_dir``; returns the count.
 
-    File names are ``<formula>__<template_id>.cif`` (characters other than letters, digits, ``.-_``
-    become ``_``). ``verdicts`` restricts to e.g. ``["stable"]``.
+    File names are ``<formula>__<verdict>__<template_id>.cif``, each file headed by its verdict,
+    E_form, E_hull and judge (:func:`flows.cif_export.write_cif`). ``verdicts`` restricts to e.g.
+    ``["stable"]``.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    n = 0
-    for d in store.structures_of(campaign, verdicts=verdicts, with_cif=True):
-        name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{d['formula']}__{d['template_id']}") + ".cif"
-        (out / name).write_text(d["cif"])
-        n += 1
-    return n
+    docs = store.structures_of(campaign, verdicts=verdicts, with_cif=True)
+    for d in docs:
+        write_cif(d, Path(out_dir))
+    return len(docs)
 
 
 def _open_store(mongo_uri: str | None, database: str) -> Store:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from prefect import flow
 
+from flows.cif_export import write_cif
 from flows.store import Store
 
 log = logging.getLogger(__name__)
@@ -198,9 +199,7 @@ def structure_rows(store: Store, name: str, cif_dir: Path | None = None, k: int 
     for d in store.structures_of(name, by_e_hull=True, limit=k):
         path = None
         if cif_dir is not None and d.get("cif"):
-            cif_dir.mkdir(parents=True, exist_ok=True)
-            path = cif_dir / (re.sub(r"[^A-Za-z0-9._-]", "_", f"{d['formula']}__{d['template_id']}") + ".cif")
-            path.write_text(d["cif"])
+            path = write_cif(d, cif_dir)
         rows.append(
             {
                 "formula": d["formula"],

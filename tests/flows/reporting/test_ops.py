@@ -53,6 +53,7 @@ def test_publish_iteration_writes_plots_and_artifacts(store, tiny_ae, prefect_ha
                 "e_hull": 0.0,
                 "verdict": "stable",
                 "reason": None,
+                "model": "SevenNet 7net-l3i5",
                 "cif": "data_MgO\n_cell_length_a 4.2\n",
             }
         ]
@@ -77,7 +78,8 @@ def test_publish_iteration_writes_plots_and_artifacts(store, tiny_ae, prefect_ha
     out = tmp_path / "inrun"
     written = report(str(out))
     assert len(written) == 3
-    assert (out / "cifs" / "MgO__mp-1265.cif").exists()
+    cif = (out / "cifs" / "MgO__stable__mp-1265.cif").read_text()  # the verdict in the name, the judge in the header
+    assert cif.startswith("# alflow: MgO verdict stable") and "judge: SevenNet 7net-l3i5" in cif
 
     async def artifacts() -> dict[str, str]:
         async with get_client() as client:
