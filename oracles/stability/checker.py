@@ -57,15 +57,24 @@ E_HULL_MAX = 0.1  # eV/atom
 
 # ---------------------------------------------------------------------------- model and relaxation
 _MODEL_LOCK = threading.Lock()
+_STDOUT_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """Swallow what libraries print in this block (model loading).
+
+    ``redirect_stdout`` swaps the process-wide ``sys.stdout``: two relaxation threads whose swaps
+    overlapped restored it in the wrong order and left it on a dead buffer (measured: the CLI's
+    result tables vanished after the structure stage). Every swap in this package goes through this
+    one lock, so they nest in order and ``sys.stdout`` always comes back.
+    """
+    with _STDOUT_LOCK, contextlib.redirect_stdout(io.StringIO()):
+        yield
 
 
 def get_model(threads: int | None = 1):
-    """The pretrained CHGNet model (loaded once per process); sets torch's thread count if given.
-
-    Loading is serialised: ``redirect_stdout`` swaps the process-wide ``sys.stdout``, and two
-    relaxation threads loading at once left it pointing at a dead buffer (measured: the CLI's
-    result tables vanished after the structure stage).
-    """
+    """The pretrained CHGNet model (loaded once per process); sets torch's thread count if given."""
     with _MODEL_LOCK:
         return _load_model(threads)
 
@@ -77,7 +86,7 @@ def _load_model(threads: int | None):
 
     if threads:
         torch.set_num_threads(threads)
-    with contextlib.redirect_stdout(io.StringIO()):
+    with quiet_stdout():
         return CHGNet.load(verbose=False)
 
 

@@ -20,8 +20,6 @@ eV/atom; everything runs on CPU with one torch thread unless told otherwise.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import threading
 import time
 import warnings
@@ -33,7 +31,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 from alcore.errors import ConfigError, StructureError
-from oracles.stability.checker import RelaxResult, one_blas_thread
+from oracles.stability.checker import RelaxResult, one_blas_thread, quiet_stdout
 
 #: SevenNet checkpoints in the sevenn 0.13.0 wheel: name -> (sevenn model name, modal or None)
 SEVENNET_CHECKPOINTS: dict[str, tuple[str, str | None]] = {
@@ -120,7 +118,7 @@ class SevenNetRelaxer:
             if self.threads:
                 torch.set_num_threads(self.threads)
             kwargs = {"modal": self.modal} if self.modal else {}
-            with self._load_lock, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            with self._load_lock, warnings.catch_warnings(), quiet_stdout():
                 warnings.simplefilter("ignore")
                 calc = SevenNetCalculator(model=self.model_name, device="cpu", **kwargs)
             self._local.calc = calc

@@ -192,3 +192,34 @@ def test_json_cache_merges_entries_written_by_another_process(tmp_path) -> None:
     b.put("y", {"e": 2.0})  # b never saw x: the write must keep it
     assert _JsonCache(tmp_path / "c.json").data == {"x": {"e": 1.0}, "y": {"e": 2.0}}
     assert b.get("x") == {"e": 1.0}
+
+
+def test_overlapping_quiet_blocks_in_threads_give_stdout_back():
+    """Two relaxation threads silencing a model load at once must leave ``sys.stdout`` as it was
+    (unserialised ``redirect_stdout`` swaps restored it in the wrong order: the CLI's tables vanished)."""
+    import sys
+    import threading
+    import time
+
+    from oracles.stability.checker import quiet_stdout
+
+    before = sys.stdout
+    first_in = threading.Event()
+
+    def first() -> None:
+        with quiet_stdout():
+            first_in.set()
+            time.sleep(0.2)  # the second thread tries to swap while this one holds the swap
+
+    def second() -> None:
+        first_in.wait()
+        with quiet_stdout():
+            print("swallowed")
+            time.sleep(0.3)  # and leaves after it: the order in which unserialised swaps go wrong
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sys.stdout is before
