@@ -44,6 +44,8 @@ MIN_PER_CLASS_CALIBRATED = 3
 K_NEIGHBOURS = 5
 #: Prior strength (in pseudo-formulas) of the Beta-Bernoulli fallback.
 PRIOR_STRENGTH = 2.0
+#: Why the model is off when the config turns it off.
+DISABLED_NOTE = "off in the config (acquisition.hull.enabled: false)"
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,7 @@ def fit_hull_model(x: np.ndarray, stable: np.ndarray, settings: HullSettings) ->
     Deterministic for a fixed ``settings.seed``."""
     t = settings.threshold
     if not settings.enabled:
-        return off_model("off in the config (acquisition.hull.enabled: false)", t)
+        return off_model(DISABLED_NOTE, t)
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(stable, dtype=bool)
     if x.ndim != 2 or len(x) != len(y):

@@ -99,7 +99,7 @@ class Pick:
     of the decode within the proposal, ``attempt`` the optimisation round (1-based), ``reasons`` why
     it was rejected (empty: accepted) and ``duplicates`` how many later decodes of the same
     iteration gave the same formula (they are counted here, never stored as records of their own).
-    Decode-then-select also records ``p_feasible`` = ``p_eform`` * ``p_hull`` (``p_eform``:
+    Decode-then-select also records ``p_eform`` and ``p_hull`` (:attr:`p_feasible` is their product; ``p_eform``:
     P(E_form < threshold); ``p_hull``: P(E_hull <= threshold) from the campaign's structure
     verdicts, None when that model is off, with the reason in ``p_hull_note``; then P(feasible) is
     ``p_eform``), the predicted ``eform_mean``/``eform_std`` (eV/atom) and the trust ``region``
@@ -115,7 +115,6 @@ class Pick:
     attempt: int = 1
     reasons: tuple[str, ...] = ()
     duplicates: int = 0
-    p_feasible: float | None = None
     eform_mean: float | None = None
     eform_std: float | None = None
     region: int | None = None
@@ -127,6 +126,14 @@ class Pick:
     def accepted(self) -> bool:
         """True when the pick passed every check."""
         return not self.reasons
+
+    @property
+    def p_feasible(self) -> float | None:
+        """P(feasible) = ``p_eform`` * ``p_hull`` (``p_eform`` alone while the hull model is off);
+        None for a pick the judges did not see."""
+        if self.p_eform is None:
+            return None
+        return self.p_eform * (1.0 if self.p_hull is None else self.p_hull)
 
     def judged(self) -> dict[str, float | str | None]:
         """The judges' view of the formula (decode-then-select; empty for the other strategies):
@@ -381,15 +388,12 @@ class DecodeSelectRecommender:
                 t0 = time.perf_counter()
                 judged = self.screen([picks[i].formula for i in fresh])
                 p_eform = p_feasible(judged.eform_mean, judged.eform_std, s.feasibility_threshold)
-                p_hull = np.ones(len(fresh)) if judged.p_hull is None else np.asarray(judged.p_hull, dtype=np.float64)
-                prob = p_eform * p_hull
                 for k, i in enumerate(fresh):
                     picks[i] = replace(
                         picks[i],
                         reasons=tuple(judged.reasons[k]),
-                        p_feasible=float(prob[k]),
                         p_eform=float(p_eform[k]),
-                        p_hull=None if judged.p_hull is None else float(p_hull[k]),
+                        p_hull=None if judged.p_hull is None else float(judged.p_hull[k]),
                         p_hull_note=judged.hull_note,
                         eform_mean=float(judged.eform_mean[k]),
                         eform_std=float(judged.eform_std[k]),

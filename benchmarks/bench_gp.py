@@ -82,7 +82,8 @@ def main() -> None:
         picks[label] = set(idx.tolist())
         extra = {}
         if args.decode_select and "warm" in label:
-            extra = decode_select_step(args.decode_select, fit.model, x, y, list(train["formula"]), model, enc, box)
+            extra = decode_select_step(args.decode_select, fit.model, x, y, list(train["formula"]))
+            extra["fit_plus_decode_select_s"] = fit_s + extra["decode_select_s"]
         with torch.no_grad():
             mll = gpytorch.mlls.ExactMarginalLogLikelihood(fit.model.likelihood, fit.model)
             fit.model.train()
@@ -102,9 +103,6 @@ def main() -> None:
                 **extra,
             }
         )
-    for r in rows:
-        if "decode_select_s" in r:
-            r["fit_plus_decode_select_s"] = r["fit_s"] + r["decode_select_s"]
     ref = rows[0]["variant"]
     for r in rows:
         r["overlap_with_first"] = len(picks[r["variant"]] & picks[ref])
@@ -122,42 +120,28 @@ def main() -> None:
     )
 
 
-def decode_select_step(config_path: str, gp, x, y, formulas, ae, enc, box) -> dict:
+def decode_select_step(config_path: str, gp, x, y, formulas) -> dict:
     """Time one decode-then-select proposal (the campaign's acquire step without MongoDB) on the fitted
     ``gp`` with labelled latents ``x`` (N, d), labels ``y`` (N,) eV and their ``formulas``; returns the
     wall time, the proposal's phase timings (s) and its counts."""
-    from alcore.autoencoder import decode_latents
-    from alcore.recommend import DecodeSelectRecommender
-    from alcore.validity import check_validity
     from flows.campaign.context import CampaignContext
+    from flows.campaign.stages import build_recommender
     from flows.config import load_config
 
-    ctx = CampaignContext(store=None, config=load_config(config_path), owner="bench")  # no stage touches a store
-    settings = ctx.config.acquisition.settings()
-    recommender = DecodeSelectRecommender(
-        box,
-        x,
-        y,
-        formulas,
-        decode=lambda z: decode_latents(ae, enc, z),
-        validate=lambda f: check_validity(f, ctx.validity_rules).reasons,
-        encode=lambda fs: encode_formulas(ae, enc, list(fs)),
-        settings=settings,
-        screen=ctx.screen,
-        known=ctx.known,
-    )
+    ctx = CampaignContext(store=None, config=load_config(config_path), owner="bench")  # continuous mode: no store
+    recommender = build_recommender(ctx, x, y, formulas)
     ctx.screen(["MgO"])  # load the E_form ensemble and the oracle's domain before the clock
+    q = ctx.config.acquisition.q
     t0 = time.perf_counter()
-    proposal = recommender.propose(gp, settings.q, lambda attempt: 1000 + attempt)
+    proposal = recommender.propose(gp, q, lambda attempt: 1000 + attempt)
     wall = time.perf_counter() - t0
     return {
-        "decode_select_q": settings.q,
+        "decode_select_q": q,
         "decode_select_s": wall,
         "decode_select_timings": proposal.timings,
         "decode_select_accepted": len(proposal.accepted),
         "decode_select_decodes": proposal.n_decodes,
         "decode_select_survivors": proposal.n_survivors,
-        "fit_plus_decode_select_s": None,
     }
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 from alcore.autoencoder import CompositionAutoencoder, encode_formulas, load_weights
 from alcore.composition import CompositionEncoder, element_formulas
 from alcore.errors import EmptyPoolError
-from alcore.hull_probability import HullModel, fit_hull_model, hull_labels, off_model
+from alcore.hull_probability import DISABLED_NOTE, HullModel, fit_hull_model, hull_labels, off_model
 from alcore.paths import WEIGHTS_DIR
 from alcore.recommend import Screening
 from alcore.validity import ValidityRules, check_validity_batch
@@ -107,9 +107,8 @@ class CampaignContext:
         if not self.config.validity.applicability_domain or self.config.oracle in {"lookup", "external"}:
             return None
         from flows.oracle_domain import oracle_domain
-        from oracles.registry import get_oracle
 
-        return oracle_domain(self.config.oracle, get_oracle(self.config.oracle), WEIGHTS_DIR)
+        return oracle_domain(self.config.oracle, self.oracle, WEIGHTS_DIR)
 
     def hull_model(self) -> HullModel:
         """P(E_hull <= t) learned from this campaign's structure verdicts as they stand now
@@ -119,7 +118,7 @@ class CampaignContext:
         verdicts or only one class."""
         settings = self.config.hull_settings()
         if not settings.enabled:
-            return off_model("off in the config (acquisition.hull.enabled: false)", settings.threshold)
+            return off_model(DISABLED_NOTE, settings.threshold)  # no store read
         labels = hull_labels(self.store.structure_verdicts(self.name), settings.threshold)
         if not labels:
             return off_model("no structure verdicts with an E_hull for this campaign yet", settings.threshold)
@@ -136,7 +135,7 @@ class CampaignContext:
         eform = get_oracle("eform").predict(formulas)
         reasons: list[list[str]] = [[] for _ in formulas]
         if self.oracle_domain is not None and formulas:
-            std = get_oracle(self.config.oracle).predict(formulas).std
+            std = self.oracle.predict(formulas).std
             verdicts = self.oracle_domain.check_many(formulas, std)
             reasons = [[f"outside the oracle's domain: {r}" for r in rs] for rs in verdicts]
         p_hull = hull.predict(composition_features(formulas)) if hull is not None and formulas else None
@@ -208,8 +207,8 @@ class CampaignContext:
 
     def labelled(self) -> tuple[list[str], np.ndarray]:
         """All labelled formulas (sorted) and their values (eV) for the campaign's property."""
-        docs = self.store.labels(self.name, self.config.property)
-        return [d["formula"] for d in docs], np.array([d["value"] for d in docs], dtype=np.float64)
+        formulas, y, _ = self.gp_labels()
+        return formulas, y
 
     def gp_labels(self) -> tuple[list[str], np.ndarray, np.ndarray | None]:
         """What the GP is fitted on: labelled formulas (sorted), values (eV) and, per ``gp.label_noise``,

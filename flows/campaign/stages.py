@@ -182,22 +182,23 @@ def fit_stage(ctx: CampaignContext, iteration: int) -> FitResult:
 
 
 def _gp_for(ctx: CampaignContext, iteration: int):
-    """Rebuild the fitted GP of an iteration from its stored hyperparameters (no refit)."""
+    """Rebuild the fitted GP of an iteration from its stored hyperparameters (no refit); returns it
+    with the labelled latents (N, d), labels (N,) eV and formulas it was built on."""
     model, box = ctx.autoencoder
     formulas, y, yvar = ctx.gp_labels()  # the label stage of this iteration has not run yet (or was reset)
     x = encode_formulas(model, ctx.encoder, formulas)
     state, _ = ctx.store.load_model(ctx.store.stage_result(ctx.name, iteration, "fit")["gp_sha"], kind="gp")
-    return fit_gp(x, y, box, warm_start=state, optimize=False, yvar=yvar).model, x, formulas
+    return fit_gp(x, y, box, warm_start=state, optimize=False, yvar=yvar).model, x, y, formulas
 
 
 def acquire_stage(ctx: CampaignContext, iteration: int) -> AcquireResult:
     """Acquire ``q`` candidates: read the GP and labels, let the mode's recommender propose, write
     every pick (accepted and rejected, with reasons) to ``candidates``."""
     with torch_threads(ctx.config.gp.threads):
-        gp, x_labelled, labelled = _gp_for(ctx, iteration)
+        gp, x_labelled, y_labelled, labelled = _gp_for(ctx, iteration)
         decode_select = ctx.config.mode == "continuous" and ctx.config.acquisition.strategy == "decode_select"
         hull = ctx.hull_model() if decode_select else None
-        recommender = _recommender(ctx, x_labelled, labelled, hull)
+        recommender = build_recommender(ctx, x_labelled, y_labelled, labelled, hull)
         seed_for = lambda attempt: stage_seed(ctx.config.seed, iteration, "acq", attempt)  # noqa: E731
         try:
             proposal = recommender.propose(gp, ctx.config.acquisition.q, seed_for)
@@ -225,17 +226,21 @@ def acquire_stage(ctx: CampaignContext, iteration: int) -> AcquireResult:
     }
 
 
-def _recommender(
-    ctx: CampaignContext, x_labelled: np.ndarray, labelled: list[str], hull: HullModel | None = None
+def build_recommender(
+    ctx: CampaignContext,
+    x_labelled: np.ndarray,
+    y_labelled: np.ndarray,
+    labelled: list[str],
+    hull: HullModel | None = None,
 ) -> Recommender:
-    """The campaign mode's recommender over the stored labels (pool members or the latent box);
-    decode-then-select screens with ``hull`` (the learned P(E_hull) model) when given."""
+    """The campaign mode's recommender over the stored labels (latents (N, d), values (N,) eV, sorted
+    formulas; pool members or the latent box); decode-then-select screens with ``hull`` (the learned
+    P(E_hull) model) when given."""
     settings = ctx.config.acquisition.settings()
     if ctx.config.mode == "pool":
         formulas, latents = ctx.pool
         return PoolRecommender(formulas, latents, frozenset(labelled), settings)
     ae, box = ctx.autoencoder
-    _, y_labelled = ctx.labelled()
     if settings.strategy == "decode_select":
         return DecodeSelectRecommender(
             box,

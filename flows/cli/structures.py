@@ -4,11 +4,9 @@ campaign's top candidates."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from flows.cif_export import write_cif
 from flows.cli.common import console, examples, fail, open_store, require_structure_campaign, table, typer_app
 from oracles.defaults import DEFAULT_JUDGE
 
@@ -98,18 +96,6 @@ def run(
         console.print("formulas: " + ", ".join(summary["formulas"]))
 
 
-def export_campaign_cifs(store: Any, campaign: str, out: Path, verdicts: list[str] | None, include_failed: bool) -> int:
-    """Write the CIFs of campaign ``campaign``'s structures to ``out`` (verdict in the file name and in
-    a leading comment with E_form / E_hull); failed trials only with ``include_failed``. Returns the count."""
-    docs = store.structures_of(campaign, verdicts=verdicts, with_cif=True)
-    if not verdicts and not include_failed:
-        docs = [d for d in docs if d.get("verdict") != "failed"]
-    out.mkdir(parents=True, exist_ok=True)
-    for d in docs:
-        write_cif(d, out)
-    return len(docs)
-
-
 @app.command(
     "export-cif",
     epilog=examples(
@@ -126,10 +112,13 @@ def export_cif(
     ),
 ) -> None:
     """Write the CIFs of a campaign's structures to a folder (failed trials left out by default)."""
+    from flows.pipelines.structures import export_cifs
+
     store = open_store()
     try:
         require_structure_campaign(store, campaign)
-        n = export_campaign_cifs(store, campaign, out, ["stable"] if stable_only else None, include_failed)
+        out.mkdir(parents=True, exist_ok=True)
+        n = export_cifs(store, campaign, out, ["stable"] if stable_only else None, include_failed)
     finally:
         store.close()
     console.print(f"wrote {n} CIF file(s) to {out}")

@@ -472,12 +472,8 @@ def pool_stage(run: SplitRun) -> dict[str, Any]:
         bar.update(n)
     bar.close()
     forms = list(distinct)
-    atoms, elems = formula_sizes(forms)
-    sized = [
-        f for f, a, e in zip(forms, atoms, elems, strict=True) if a <= cfg.max_atoms and 2 <= e <= cfg.max_elements
-    ]
-    novel = [f for f in sized if f not in run.known and run.encoder.representable(f)[0]]
-    members = sorted(v.formula for v in check_validity_batch(novel, run.rules) if v.valid)
+    n_sized, n_novel, members = _pool_members(run, forms)
+    members.sort()
     need = max(cfg.acquisitions, cfg.pool_q) + 1
     if len(members) < need:
         raise EmptyPoolError(
@@ -489,10 +485,24 @@ def pool_stage(run: SplitRun) -> dict[str, Any]:
         "pool": name,
         "draws": cfg.pool_draws,
         "distinct": len(forms),
-        "within_limits": len(sized),
-        "novel": len(novel),
+        "within_limits": n_sized,
+        "novel": n_novel,
         "size": len(members),
     }
+
+
+def _pool_members(run: SplitRun, formulas: list[str]) -> tuple[int, int, list[str]]:
+    """The pool filter of every generator, on distinct ``formulas``: how many are within the size
+    limits (2..max_elements elements, <= max_atoms atoms), how many of those are new (not in the
+    visible known list) and representable, and those that are also SMACT-valid (in the given order)."""
+    cfg = run.cfg
+    atoms, elems = formula_sizes(formulas)
+    sized = [
+        f for f, a, e in zip(formulas, atoms, elems, strict=True) if a <= cfg.max_atoms and 2 <= e <= cfg.max_elements
+    ]
+    novel = [f for f in sized if f not in run.known and run.encoder.representable(f)[0]]
+    valid = {v.formula for v in check_validity_batch(novel, run.rules) if v.valid}
+    return len(sized), len(novel), [f for f in novel if f in valid]
 
 
 def complm_train_config(run: SplitRun) -> Any:
@@ -643,18 +653,12 @@ def complm_pool_stage(run: SplitRun) -> dict[str, Any]:
     bar = tqdm(total=target, desc="complm pool", unit="member", leave=False)
     for batch in sampler.iter_batches(spec.max_draws, seed=run.seed):
         draws += len(batch.formulas)
-        fresh = [f for f, ok in zip(batch.formulas, batch.ok, strict=True) if ok and f not in seen]
+        fresh = list(dict.fromkeys(f for f, ok in zip(batch.formulas, batch.ok, strict=True) if ok and f not in seen))
         seen.update(fresh)
-        fresh = list(dict.fromkeys(fresh))
-        atoms, elems = formula_sizes(fresh)
-        sized = [
-            f for f, a, e in zip(fresh, atoms, elems, strict=True) if a <= cfg.max_atoms and 2 <= e <= cfg.max_elements
-        ]
-        within += len(sized)
-        new = [f for f in sized if f not in run.known and run.encoder.representable(f)[0]]
-        novel += len(new)
-        valid = {v.formula for v in check_validity_batch(new, run.rules) if v.valid}
-        take = [f for f in new if f in valid][: target - len(members)]
+        n_sized, n_novel, ok_members = _pool_members(run, fresh)
+        within += n_sized
+        novel += n_novel
+        take = ok_members[: target - len(members)]
         members += take
         bar.update(len(take))
         if len(members) >= target:

@@ -128,14 +128,22 @@ def store_structures_task(docs: list[dict[str, Any]], mongodb_uri: str | None, d
 
 
 # ---------------------------------------------------------------------------- helpers
-def export_cifs(store: Store, campaign: str, out_dir: str | Path, verdicts: Sequence[str] | None = None) -> int:
+def export_cifs(
+    store: Store,
+    campaign: str,
+    out_dir: str | Path,
+    verdicts: Sequence[str] | None = None,
+    include_failed: bool = True,
+) -> int:
     """Write the CIF of every ``structures`` doc of a campaign to ``out_dir``; returns the count.
 
     File names are ``<formula>__<verdict>__<template_id>.cif``, each file headed by its verdict,
     E_form, E_hull and judge (:func:`flows.cif_export.write_cif`). ``verdicts`` restricts to e.g.
-    ``["stable"]``.
+    ``["stable"]``; without it, ``include_failed=False`` leaves the failed trials out.
     """
     docs = store.structures_of(campaign, verdicts=verdicts, with_cif=True)
+    if not verdicts and not include_failed:
+        docs = [d for d in docs if d.get("verdict") != "failed"]
     for d in docs:
         write_cif(d, Path(out_dir))
     return len(docs)

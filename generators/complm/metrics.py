@@ -7,8 +7,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from alcore.composition import reduced_counts
-
 
 def vnu(
     formulas: Sequence[str | None],
@@ -17,8 +15,8 @@ def vnu(
     seed: int = 0,
 ) -> dict[str, float]:
     """Share of the ``len(formulas)`` samples that are SMACT-valid with >= 2 elements (default
-    :class:`~alcore.validity.ValidityRules`), not in ``novel_against`` and distinct: the number of
-    distinct valid novel formulas / samples (each distinct formula counts once).
+    :class:`~alcore.validity.ValidityRules` with ``min_elements=2``), not in ``novel_against`` and
+    distinct: the number of distinct valid novel formulas / samples (each distinct formula counts once).
 
     With ``check_max`` the validity of at most that many distinct novel formulas (uniform, seeded)
     is checked and the valid share is extrapolated (``vnu_se`` its binomial standard error).
@@ -32,8 +30,8 @@ def vnu(
     if check_max is not None and len(novel) > check_max:
         rng = np.random.default_rng(seed)
         pick = [novel[i] for i in rng.choice(len(novel), size=check_max, replace=False)]
-    rules = ValidityRules()
-    ok = np.array([len(reduced_counts(f)) >= 2 and check_validity(f, rules).valid for f in pick], dtype=bool)
+    rules = ValidityRules(min_elements=2)
+    ok = np.array([check_validity(f, rules).valid for f in pick], dtype=bool)
     p = float(ok.mean()) if len(pick) else 0.0
     dn = len(novel) / n if n else 0.0
     se = 0.0 if len(pick) == len(novel) else dn * float(np.sqrt(p * (1 - p) / max(len(pick), 1)))
