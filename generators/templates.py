@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pymatgen.core import Element, Lattice, Structure
@@ -403,6 +403,15 @@ def substitute(template: Template, candidate: str, emd_distance: float = float("
 
 
 # ---------------------------------------------------------------------------- fallback
+class SpacegroupSource(NamedTuple):
+    """A known composition whose space group a random structure borrows: its ``formula``, space group
+    number ``spg`` (1-230) and Element Mover's ``emd`` to the target composition (nan: none given)."""
+
+    formula: str
+    spg: int
+    emd: float = float("nan")
+
+
 class KnownSpacegroups:
     """EMD index over the known MP formulas with their space groups (for the pyxtal fallback).
 
@@ -448,11 +457,13 @@ class KnownSpacegroups:
         self.nel = (positions >= 0).sum(1)
         self.index = EMDIndex(positions, cumfrac)
 
-    def nearest(self, formula: str, k: int = 3) -> list[tuple[str, int, float]]:
-        """Up to k ``(formula, space group, emd)`` of known compositions with as many elements, nearest first."""
+    def nearest(self, formula: str, k: int = 3) -> list[SpacegroupSource]:
+        """Up to k known compositions with as many elements, nearest first (EMD)."""
         nel = len(reduced_counts(formula))
         idx, d = self.index.nearest(formula, k=k, mask=self.nel == nel)
-        return [(str(self.formulas[i]), int(self.spg[i]), float(x)) for i, x in zip(idx, d, strict=True)]
+        return [
+            SpacegroupSource(str(self.formulas[i]), int(self.spg[i]), float(x)) for i, x in zip(idx, d, strict=True)
+        ]
 
 
 @lru_cache(maxsize=1)
@@ -462,19 +473,13 @@ def known_spacegroups() -> KnownSpacegroups:
 
 
 def random_symmetric(
-    formula: str,
-    spg: int,
-    trials: int = 3,
-    seed: int = 0,
-    max_z: int = 4,
-    source_formula: str = "",
-    emd_distance: float = float("nan"),
+    formula: str, source: SpacegroupSource, trials: int = 3, seed: int = 0, max_z: int = 4
 ) -> list[Trial]:
-    """Random symmetric structures (pyxtal) of ``formula`` in space group ``spg``.
+    """Random symmetric structures (pyxtal) of ``formula`` in the space group of ``source``.
 
     Tries formula units Z = 1..``max_z`` until pyxtal can place the atoms on Wyckoff positions,
     ``trials`` structures with seeds ``seed, seed+1, ...``. Returns the trials made (a trial with
-    ``reason`` when none could be made).
+    ``reason`` when none could be made); their template records ``source``'s formula and EMD.
     """
     from pyxtal import pyxtal
 
@@ -484,12 +489,14 @@ def random_symmetric(
     out: list[Trial] = []
     last_err = ""
 
+    spg = source.spg
+
     def template(tid: str) -> dict[str, Any]:
         return {
             "id": tid,
-            "formula": source_formula,
+            "formula": source.formula,
             "source": "pyxtal_random",
-            "emd": float(emd_distance),
+            "emd": source.emd,
             "spg": spg,
             "mpid": None,
         }
@@ -556,8 +563,8 @@ def propose_structures(
     except Exception as exc:
         near = []
         log.warning("known-composition lookup failed for %s: %s", formula, exc)
-    for known, spg, d in near:
-        made = random_symmetric(formula, spg, trials=fallback_trials, seed=seed, source_formula=known, emd_distance=d)
+    for source in near:
+        made = random_symmetric(formula, source, trials=fallback_trials, seed=seed)
         if any(t.structure is not None for t in made):
             return made
         trials = made

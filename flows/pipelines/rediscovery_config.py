@@ -28,7 +28,14 @@ class _Strict(BaseModel):
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
 
 
-class OracleSpec(_Strict):
+class _Retrained(_Strict):
+    """A model retrained per split on the visible data: ``max_train`` caps its training rows (a seeded
+    subset; None: all visible rows)."""
+
+    max_train: int | None = Field(default=None, ge=10)
+
+
+class OracleSpec(_Retrained):
     """The band-gap oracle retrained on the visible MP gaps (labels acquisitions; ranks plain screening):
     a ResNet ensemble of ``members`` x ``layers`` residual layers of width ``hidden``, ``epochs`` epochs."""
 
@@ -37,27 +44,24 @@ class OracleSpec(_Strict):
     members: int = Field(default=5, ge=1)
     epochs: int = Field(default=30, ge=1)
     batch_size: int = Field(default=256, ge=8)
-    max_train: int | None = Field(default=None, ge=10)
 
 
-class AutoencoderSpec(_Strict):
+class AutoencoderSpec(_Retrained):
     """The composition autoencoder (agd87 one-hot) retrained on the visible MP formulas."""
 
     epochs: int = Field(default=4, ge=1)
-    max_train: int | None = Field(default=None, ge=10)
 
 
-class MatGANSpec(_Strict):
+class MatGANSpec(_Retrained):
     """MatGAN (WGAN-GP) retrained from scratch on the visible SMACT-valid MP formulas, ``epochs``
     epochs (resumable checkpoint), channel width ``ch``."""
 
     epochs: int = Field(default=6, ge=1)
     ch: int = Field(default=8, ge=1)
     lr: float = Field(default=1e-3, gt=0)
-    max_train: int | None = Field(default=None, ge=10)
 
 
-class CompLMSpec(_Strict):
+class CompLMSpec(_Retrained):
     """The composition language model (:mod:`generators.complm`) retrained from scratch on the visible
     SMACT-valid MP formulas (>= 2 elements; condition tokens from their own MP DFT labels), resumable
     checkpoint: ``steps`` optimiser steps of ``batch_size`` (cosine schedule over ``steps``), the
@@ -81,7 +85,6 @@ class CompLMSpec(_Strict):
     layers: int = Field(default=3, ge=1)
     heads: int = Field(default=4, ge=1)
     ff: int = Field(default=512, ge=8)
-    max_train: int | None = Field(default=None, ge=10)
     temperature: float = Field(default=1.0, gt=0)
     reject_tries: int = Field(default=4, ge=0)
     max_draws: int = Field(default=2_000_000, ge=100)

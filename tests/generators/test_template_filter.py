@@ -57,5 +57,5 @@ def test_known_spacegroups_exclude(split) -> None:
     vis = KnownSpacegroups(exclude_formulas=hidden)
     assert len(vis.formulas) == len(full.formulas) - len(hidden)
     assert_no_leak("known compositions", vis.formulas, split)
-    assert full.nearest("KCl", k=1)[0][0] == "KCl"
-    assert all(f != "KCl" and not split.is_hidden(f) for f, _, _ in vis.nearest("KCl", k=5))
+    assert full.nearest("KCl", k=1)[0].formula == "KCl"
+    assert all(f != "KCl" and not split.is_hidden(f) for f in (n.formula for n in vis.nearest("KCl", k=5)))

@@ -9,6 +9,7 @@ from pymatgen.core import Composition
 from alcore.errors import StructureError
 from generators.emd import emd
 from generators.templates import (
+    SpacegroupSource,
     TemplateLibrary,
     anonymised_key,
     propose_structures,
@@ -84,13 +85,15 @@ def test_volume_is_rescaled(library: TemplateLibrary) -> None:
 
 
 def test_random_symmetric_fallback() -> None:
-    trials = random_symmetric("NaCl", 225, trials=2, seed=0)
+    trials = random_symmetric("NaCl", SpacegroupSource("KCl", 225, 0.25), trials=2, seed=0)
     assert len(trials) == 2
     for t in trials:
         assert t.structure is not None
         assert t.structure.composition.reduced_formula == "NaCl"
+        assert t.structure.get_space_group_info()[1] == 225
         assert t.template["source"] == "pyxtal_random"
-    bad = random_symmetric("Na7Cl3", 1, trials=1, seed=0, max_z=0)
+        assert (t.template["formula"], t.template["spg"], t.template["emd"]) == ("KCl", 225, 0.25)
+    bad = random_symmetric("Na7Cl3", SpacegroupSource("", 1), trials=1, seed=0, max_z=0)
     assert bad[0].structure is None and bad[0].reason
 
 
@@ -98,9 +101,9 @@ def test_random_symmetric_is_reproducible_from_its_seed() -> None:
     """pyxtal ignores ``seed`` for atomic crystals; the trials pass ``random_state`` so that a trial id
     (``pyxtal:<spg>:z<z>:s<seed>``) always names the same structure (a rerun of the structures stage
     rebuilds what it stored)."""
-    a = random_symmetric("Li2BH3OF4", 63, trials=2, seed=0)
-    b = random_symmetric("Li2BH3OF4", 63, trials=2, seed=0)
-    c = random_symmetric("Li2BH3OF4", 63, trials=1, seed=5)
+    a = random_symmetric("Li2BH3OF4", SpacegroupSource("", 63), trials=2, seed=0)
+    b = random_symmetric("Li2BH3OF4", SpacegroupSource("", 63), trials=2, seed=0)
+    c = random_symmetric("Li2BH3OF4", SpacegroupSource("", 63), trials=1, seed=5)
     assert [t.template_id for t in a] == [t.template_id for t in b]
     for x, y in zip(a, b, strict=True):
         assert np.allclose(x.structure.lattice.matrix, y.structure.lattice.matrix)
