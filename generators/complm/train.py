@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from alcore.weights import load_checkpoint, save_checkpoint
 from generators.complm.model import CompositionLM, LMConfig
-from generators.complm.tokens import EF_NULL, GAP_NULL, PAD, FormulaTokenizer
+from generators.complm.tokens import EF_NULL, GAP_NULL, PAD, FormulaTokenizer, condition_tokens
 
 log = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1
@@ -39,7 +39,9 @@ class TrainConfig:
     ``eval_sampler`` (``"distinct"``: known formulas and formulas already drawn are redrawn, up to 4
     times, as ``complm-distinct`` does; ``"plain"``: no redraws), validity checked on at most
     ``eval_check`` distinct novel formulas; ``eval_cond_samples`` draws conditioned on ``> 5`` eV
-    (``complm-cond``'s settings) have their validity recorded (not used for selection; 0 = off)."""
+    (``complm-cond``'s settings) have their validity recorded (not used for selection; 0 = off);
+    ``wide_gap_repeat``: rows labelled ``> 5`` eV appear this many times in every epoch's shuffle
+    (1 = each row once; the rarest bin: 2.6 % of the labelled training formulas)."""
 
     steps: int = 3000
     batch_size: int = 256
@@ -61,6 +63,7 @@ class TrainConfig:
     eval_cond_samples: int = 2000
     seed: int = 0
     time_budget_s: float | None = None
+    wide_gap_repeat: int = 1
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -78,6 +81,16 @@ def lm_loss(model: CompositionLM, tokens: torch.Tensor) -> torch.Tensor:
     target = tokens[:, 1:].clone()
     target[:, 0] = PAD  # position 0 predicts the E_form token: a given condition, not learned
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=PAD)
+
+
+def epoch_rows(tokens: torch.Tensor, wide_gap_repeat: int) -> torch.Tensor:
+    """Row indices (M,) of one epoch of ``tokens`` (N, L): every row once, rows whose gap token is the
+    ``> 5`` eV bin ``wide_gap_repeat`` times in all (M = N when it is 1)."""
+    rows = torch.arange(tokens.shape[0])
+    if wide_gap_repeat <= 1:
+        return rows
+    wide = rows[tokens[:, 0] == condition_tokens(">5", None)[0]]
+    return torch.cat([rows, wide.repeat(wide_gap_repeat - 1)])
 
 
 def drop_conditions(tokens: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
@@ -153,8 +166,8 @@ def train_lm(
     import hashlib
 
     data_sha = hashlib.sha256(train_tokens.tobytes() + val_tokens.tobytes()).hexdigest()
-    n = data.shape[0]
-    per_epoch = max(1, n // cfg.batch_size)
+    rows = epoch_rows(data, cfg.wide_gap_repeat)
+    per_epoch = max(1, len(rows) // cfg.batch_size)
     ckpt = Path(checkpoint) if checkpoint else None
     history: dict[str, Any] = {"steps": 0, "seconds": 0.0, "runs": 0, "evals": [], "best": None, "train_loss": []}
     best_state: dict[str, torch.Tensor] | None = None
@@ -220,7 +233,7 @@ def train_lm(
         step = history["steps"]
         pos = step % per_epoch
         if perm is None or pos == 0 and history.get("perm_step") != step:
-            perm = torch.randperm(n, generator=gen)
+            perm = rows[torch.randperm(len(rows), generator=gen)]
             history["perm_step"] = step
         idx = perm[pos * cfg.batch_size : (pos + 1) * cfg.batch_size]
         x = drop_conditions(data[idx], cfg.cond_drop, gen)
@@ -255,7 +268,7 @@ def train_lm(
     return model, history
 
 
-__all__ = ["TrainConfig", "drop_conditions", "lm_loss", "lr_at", "model_config", "train_lm", "val_loss"]
+__all__ = ["TrainConfig", "drop_conditions", "epoch_rows", "lm_loss", "lr_at", "model_config", "train_lm", "val_loss"]
 
 
 # ---------------------------------------------------------------------------------------------- end to end
@@ -286,7 +299,6 @@ def train_complm(
     from generators.complm.metrics import vnu
     from generators.complm.model import n_params, save_lm
     from generators.complm.sample import CompLMSampler, SamplingSettings
-    from generators.complm.tokens import condition_tokens
 
     say = log_fn or log.info
     cfg = config or TrainConfig()
