@@ -12,8 +12,8 @@ from alcore.validity import check_validity
 from generators.complm.data import lm_data
 from generators.complm.model import CompositionLM
 from generators.complm.sample import CompLMSampler
-from generators.complm.tokens import FormulaTokenizer
-from generators.complm.train import TrainConfig, lr_at, model_config, train_lm
+from generators.complm.tokens import FormulaTokenizer, condition_tokens
+from generators.complm.train import TrainConfig, epoch_rows, lr_at, model_config, train_lm
 from generators.matgan import training_formulas
 
 TINY = dict(d=32, layers=1, heads=2, ff=64, dropout=0.0, batch_size=64, warmup=20, eval_every=10**6)
@@ -61,6 +61,19 @@ def test_resumed_training_equals_uninterrupted(tmp_path) -> None:
     assert [e["val_loss"] for e in h1["evals"]] == [e["val_loss"] for e in h2["evals"]]
     with pytest.raises(ValueError, match="other settings"):
         train_lm(tok, d.train, d.val, TrainConfig(steps=25, **{**TINY, "lr": 1e-4}), checkpoint=ckpt)
+
+
+def test_epoch_rows_repeat_only_the_wide_gap_rows() -> None:
+    d = _data()
+    tokens = torch.from_numpy(d.train)
+    wide = int((tokens[:, 0] == condition_tokens(">5", None)[0]).sum())
+    assert wide > 0
+    assert torch.equal(epoch_rows(tokens, 1), torch.arange(len(tokens)))
+    rows = epoch_rows(tokens, 3)
+    assert len(rows) == len(tokens) + 2 * wide
+    counts = torch.bincount(rows, minlength=len(tokens))
+    is_wide = tokens[:, 0] == condition_tokens(">5", None)[0]
+    assert set(counts[is_wide].tolist()) == {3} and set(counts[~is_wide].tolist()) == {1}
 
 
 def test_learning_rate_schedule() -> None:
