@@ -124,15 +124,20 @@ class CampaignContext:
             return off_model("no structure verdicts with an E_hull for this campaign yet", settings.threshold)
         return fit_hull_model(composition_features(list(labels)), np.array(list(labels.values())), settings)
 
-    def screen(self, formulas: Sequence[str], hull: HullModel | None = None) -> Screening:
-        """Judge decoded formulas for decode-then-select: predicted formation energy (eV/atom, the
-        shipped ``eform`` ensemble: mean and std), the applicability-domain reasons of the band-gap
-        oracle (ensemble std and distance to its training set; empty lists without a domain) and,
-        with an active ``hull`` model (:meth:`hull_model`), P(E_hull <= t) per formula."""
+    def eform_predict(self, formulas: list[str]) -> Prediction:
+        """Formation energy (eV/atom, mean and std) of ``formulas`` by the shipped ``eform`` ensemble
+        (decode-then-select's P(E_form < t) term)."""
         from oracles.registry import get_oracle
 
+        return get_oracle("eform").predict(formulas)
+
+    def screen(self, formulas: Sequence[str], hull: HullModel | None = None) -> Screening:
+        """Judge decoded formulas for decode-then-select: predicted formation energy (eV/atom, the
+        :meth:`eform_predict`: mean and std), the applicability-domain reasons of the band-gap
+        oracle (ensemble std and distance to its training set; empty lists without a domain) and,
+        with an active ``hull`` model (:meth:`hull_model`), P(E_hull <= t) per formula."""
         formulas = list(formulas)
-        eform = get_oracle("eform").predict(formulas)
+        eform = self.eform_predict(formulas)
         reasons: list[list[str]] = [[] for _ in formulas]
         if self.oracle_domain is not None and formulas:
             std = self.oracle.predict(formulas).std

@@ -10,6 +10,9 @@ stage          what
 split          the split and its counts (hidden formulas, hidden wide-gap ones)
 data           300 seed labels and the validation rows: random visible MP gaps (max over polymorphs)
 oracle         band-gap ResNet ensemble on every visible MP gap (labels acquisitions = "DFT")
+eform          (continuous route with ``strategy: decode_select``) formation-energy ResNet ensemble
+               on every visible MP E_form: P(E_form < 0); the oracle's domain is rebuilt from the
+               visible gaps and calibrated on visible formulas it never saw
 autoencoder    composition autoencoder (agd87) on the visible MP formulas (continuous route, GP latents)
 matgan         MatGAN WGAN-GP from scratch on the visible SMACT-valid MP formulas (resumable checkpoint)
 pool           MatGAN draws -> distinct, 2..max_elements elements, <= max_atoms atoms, SMACT-valid,
@@ -30,7 +33,7 @@ score          rediscoveries@K etc. (:mod:`alcore.rediscovery`) per list; ceilin
 ============== ==============================================================================
 
 Models are cached by (protocol, fraction, split seed, MP data sha256, settings) in MongoDB GridFS
-(kinds ``rediscovery_oracle``, ``rediscovery_autoencoder``, ``rediscovery_matgan``,
+(kinds ``rediscovery_oracle``, ``rediscovery_eform``, ``rediscovery_autoencoder``, ``rediscovery_matgan``,
 ``rediscovery_complm``) with their files
 under ``out_dir`` (never ``data/weights``). Each stage stores its result in the ``rediscovery``
 collection and each ranked list in ``rediscovery_lists``; a rerun returns what is stored, and the
@@ -70,6 +73,8 @@ from flows.store import Store
 from oracles.base import Prediction
 
 ELEMENTS = "agd87"
+#: Visible formulas without a gap (never seen by the visible oracle) that calibrate its domain bounds.
+DOMAIN_CALIBRATION_N = 1000
 
 #: (route label, list name, universe of its ceiling) of every ranked list, in table order.
 LISTS: tuple[tuple[str, str, str], ...] = (
@@ -156,6 +161,16 @@ class SplitRun:
         return table
 
     @cached_property
+    def visible_eforms(self) -> pd.DataFrame:
+        """Visible MP formation energies (``formula``, ``value`` eV/atom, min over polymorphs), sorted."""
+        eform = self.tables["eform"]
+        table = pd.DataFrame(
+            sorted((f, v) for f, v in eform.items() if f in self.split.visible), columns=["formula", "value"]
+        )
+        assert_no_leak("visible formation energies", table["formula"], self.split)
+        return table
+
+    @cached_property
     def hidden_gaps(self) -> dict[str, float | None]:
         """Every hidden formula -> DFT gap (eV) or None: the answer key, used only for scoring."""
         gap = self.tables["gap"]
@@ -209,6 +224,33 @@ class SplitRun:
 
         state, meta = self.store.load_model(self.result("oracle")["sha256"], kind="rediscovery_oracle")
         return load_screening_model(state, meta)
+
+    @cached_property
+    def eform(self):
+        """The visible-data formation-energy model (loaded from GridFS)."""
+        from oracles.registry import load_screening_model
+
+        state, meta = self.store.load_model(self.result("eform")["sha256"], kind="rediscovery_eform")
+        return load_screening_model(state, meta)
+
+    @cached_property
+    def oracle_domain(self) -> Any:
+        """The visible oracle's applicability domain (:class:`oracles.domain.Domain`): its training
+        formulas (every visible MP gap), bounds calibrated on up to :data:`DOMAIN_CALIBRATION_N` seeded
+        visible MP formulas without a gap, which the oracle never saw (their ensemble std and distance)."""
+        from oracles.domain import Domain
+
+        trained = list(self.visible_gaps["formula"])
+        assert_no_leak("oracle domain", trained, self.split)
+        unseen = sorted((set(self.tables["eform"]) | set(self.tables["known"])) & self.split.visible - set(trained))
+        rng = np.random.default_rng([self.seed, 2])
+        held = [
+            unseen[i]
+            for i in np.sort(rng.choice(len(unseen), size=min(DOMAIN_CALIBRATION_N, len(unseen)), replace=False))
+        ]
+        assert_no_leak("oracle domain calibration", held, self.split)
+        domain = Domain.from_formulas(trained, source=f"visible MP gaps of split {self.key}")
+        return domain.calibrate(held, self.oracle.predict(held).std)
 
     @property
     def pool(self) -> list[str]:
@@ -300,20 +342,22 @@ def _cached_model(run: SplitRun, kind: str, settings: str) -> str | None:
     return run.store.latest_model(kind, holdout_key=run.key, settings=settings)
 
 
-def oracle_stage(run: SplitRun) -> dict[str, Any]:
-    """Train (or find in GridFS) the band-gap oracle on every visible MP gap."""
+def _train_visible_resnet(
+    run: SplitRun, what: str, kind: str, spec: Any, table: pd.DataFrame, property: str
+) -> dict[str, Any]:
+    """Train (or find in GridFS, by ``kind`` and ``spec``'s digest) a ResNet ensemble of ``property``
+    (``band_gap`` or ``e_form``) on the visible ``table`` (``formula``, ``value``), leak-checked;
+    ``what`` names it in the leak check and the progress bar."""
     from oracles.registry import screening_state
     from oracles.resnet import TrainConfig, train_resnet
 
-    spec = run.cfg.oracle
     settings = spec.digest()
-    sha = _cached_model(run, "rediscovery_oracle", settings)
+    sha = _cached_model(run, kind, settings)
     if sha is not None:
         return {"sha256": sha, "cached": True}
-    table = run.visible_gaps
     if spec.max_train is not None and spec.max_train < len(table):
         table = table.sample(n=spec.max_train, random_state=run.seed)
-    assert_no_leak("oracle training set", table["formula"], run.split)
+    assert_no_leak(f"{what} training set", table["formula"], run.split)
     cfg = TrainConfig(
         hidden=spec.hidden,
         n_layers=spec.layers,
@@ -325,22 +369,34 @@ def oracle_stage(run: SplitRun) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    bar = _epoch_bar("oracle epochs", spec.epochs)
+    bar = _epoch_bar(f"{what} epochs", spec.epochs)
     oracle = train_resnet(
         list(table["formula"]),
         table["value"].to_numpy(),
-        name=f"holdout-oracle-{run.key}",
+        property=property,
+        name=f"holdout-{kind.removeprefix('rediscovery_')}-{run.key}",
         config=cfg,
         progress=lambda e, loss: bar.update(1),
     )
     bar.close()
     state, meta = screening_state(oracle)
     sha = run.store.save_model(
-        "rediscovery_oracle",
+        kind,
         state,
         {**meta, "holdout_key": run.key, "settings": settings, "n_train": len(table), "spec": spec.model_dump()},
     )
     return {"sha256": sha, "cached": False, "n_train": len(table), "train_s": oracle.info.get("wall_s")}
+
+
+def oracle_stage(run: SplitRun) -> dict[str, Any]:
+    """Train (or find in GridFS) the band-gap oracle on every visible MP gap."""
+    return _train_visible_resnet(run, "oracle", "rediscovery_oracle", run.cfg.oracle, run.visible_gaps, "band_gap")
+
+
+def eform_stage(run: SplitRun) -> dict[str, Any]:
+    """Train (or find in GridFS) the formation-energy model (eV/atom) on every visible MP E_form:
+    decode-then-select's P(E_form < 0) in the continuous route."""
+    return _train_visible_resnet(run, "eform", "rediscovery_eform", run.cfg.eform, run.visible_eforms, "e_form")
 
 
 def _epoch_bar(desc: str, total: int):
@@ -746,6 +802,15 @@ class HoldoutCampaignContext(CampaignContext):
         """The visible known list (hidden formulas count as new)."""
         return self._run().known
 
+    def eform_predict(self, formulas: list[str]) -> Prediction:
+        """Formation energies from the visible-data E_form model."""
+        return self._run().eform.predict(formulas)
+
+    @cached_property
+    def oracle_domain(self) -> Any:
+        """The visible oracle's applicability domain, when ``validity.applicability_domain`` is on."""
+        return self._run().oracle_domain if self.config.validity.applicability_domain else None
+
 
 def campaign_config(run: SplitRun, mode: str, generator: str = "matgan") -> Any:
     """The :class:`flows.config.CampaignConfig` of the pool (among ``generator``'s pool) or
@@ -761,8 +826,8 @@ def campaign_config(run: SplitRun, mode: str, generator: str = "matgan") -> Any:
         "validation": "matbench_mp_gap",
         "autoencoder": str(Path(run.result("autoencoder")["path"]).resolve()),
         "element_list": ELEMENTS,
-        # Issue 20's plausibility terms stay off here: the shipped E_form ensemble and the oracle domain were
-        # built from all of MP, hidden systems included (a leak); the C+H rule is off as measured.
+        # The plausibility terms (C+H rule, oracle domain) only where the continuous route asks for them:
+        # the pool route and the measured optimise-then-decode runs keep them off.
         "validity": {
             "max_atoms": cfg.max_atoms,
             "max_elements": cfg.max_elements,
@@ -786,9 +851,11 @@ def campaign_config(run: SplitRun, mode: str, generator: str = "matgan") -> Any:
                 "beta": c.beta,
                 "max_attempts": c.max_attempts,
                 "trust_region": c.trust_region,
-                "strategy": "optimise_decode",  # decode-then-select needs a hold-out E_form model (not built)
+                "strategy": c.strategy,
+                "feasibility": c.plausibility,
             },
         )
+        base["validity"].update(reject_organic=c.plausibility, applicability_domain=c.plausibility)
     return parse_config(base, source=f"rediscovery {mode} campaign")
 
 
@@ -926,6 +993,7 @@ STAGE_BODIES: dict[str, Callable[..., dict[str, Any]]] = {
     "split": split_stage,
     "data": data_stage,
     "oracle": oracle_stage,
+    "eform": eform_stage,
     "autoencoder": autoencoder_stage,
     "matgan": matgan_stage,
     "pool": pool_stage,
@@ -961,6 +1029,8 @@ def stages_for(cfg: RediscoveryConfig) -> list[str]:
     runs), each extra generator's model, pool and plain screening, then every route (a pool route
     once per generator)."""
     shared = [s for s in SHARED_STAGES if s != "autoencoder" or any(r in cfg.routes for r in CAMPAIGN_ROUTES)]
+    if "continuous-al" in cfg.routes and cfg.continuous.strategy == "decode_select":
+        shared.insert(shared.index("oracle") + 1, "eform")
     extra = [g for g in cfg.generators if g != "matgan"]
     for gen in extra:
         shared += [gen, f"pool@{gen}", f"screening@{gen}"]

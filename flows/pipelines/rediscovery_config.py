@@ -36,8 +36,10 @@ class _Retrained(_Strict):
 
 
 class OracleSpec(_Retrained):
-    """The band-gap oracle retrained on the visible MP gaps (labels acquisitions; ranks plain screening):
-    a ResNet ensemble of ``members`` x ``layers`` residual layers of width ``hidden``, ``epochs`` epochs."""
+    """A composition oracle retrained on visible MP data: the band-gap oracle (visible MP gaps; labels
+    acquisitions, ranks plain screening) and, for decode-then-select, the formation-energy model
+    (visible MP E_form): a ResNet ensemble of ``members`` x ``layers`` residual layers of width
+    ``hidden``, ``epochs`` epochs."""
 
     hidden: int = Field(default=128, ge=4)
     layers: int = Field(default=5, ge=1)
@@ -98,13 +100,27 @@ class CompLMSpec(_Retrained):
 
 class ContinuousSpec(_Strict):
     """The continuous latent route's campaign: ``acquisitions`` in batches of ``q`` (UCB ``beta``,
-    ``max_attempts`` decode rounds, ``trust_region`` side)."""
+    ``max_attempts`` decode rounds, ``trust_region`` side), acquisition ``strategy``
+    (``optimise_decode``: optimise UCB, decode, check, the measured default of this benchmark;
+    ``decode_select``: the campaign's default, decode many points, then select). ``plausibility``
+    (decode-then-select only) turns on the loop's feasibility and plausibility terms, all rebuilt
+    from the visible data: P(E_form < 0) from the ``eform`` model retrained on the visible MP
+    formation energies, the visible oracle's applicability domain, and the C+H rule; off, it is the
+    ablation without them."""
 
     acquisitions: int = Field(default=1000, ge=1)
     q: int = Field(default=20, ge=1)
     beta: float = Field(default=25.0, gt=0)
     max_attempts: int = Field(default=6, ge=1)
     trust_region: float = Field(default=0.2, gt=0, le=1)
+    strategy: Literal["optimise_decode", "decode_select"] = "optimise_decode"
+    plausibility: bool = False
+
+    @model_validator(mode="after")
+    def _plausibility_needs_decode_select(self) -> ContinuousSpec:
+        if self.plausibility and self.strategy != "decode_select":
+            raise ValueError("continuous.plausibility needs continuous.strategy: decode_select")
+        return self
 
 
 class RediscoveryConfig(_Strict):
@@ -118,7 +134,8 @@ class RediscoveryConfig(_Strict):
     screening-model MAE; ``universe_limit``: use a seeded subset of the MP universe (tests);
     ``out_dir``: model files and caches (never ``data/weights``); ``generators``: the pools the
     pool routes run on: ``matgan`` (always built: it sets the pool size of the split) and
-    ``complm`` (a composition-LM pool of the same size; its lists are named ``<list>@complm``)."""
+    ``complm`` (a composition-LM pool of the same size; its lists are named ``<list>@complm``);
+    ``eform``: the formation-energy model of the continuous route's plausibility terms."""
 
     name: str = Field(default="rediscovery", min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
     protocol: Literal["system", "random"] = "system"
@@ -132,6 +149,7 @@ class RediscoveryConfig(_Strict):
     max_atoms: int = Field(default=7, ge=2)
     max_elements: int = Field(default=3, ge=2)
     oracle: OracleSpec = OracleSpec()
+    eform: OracleSpec = OracleSpec()
     autoencoder: AutoencoderSpec = AutoencoderSpec()
     matgan: MatGANSpec = MatGANSpec()
     complm: CompLMSpec = CompLMSpec()

@@ -317,3 +317,96 @@ def test_generators_config_orders_the_stages(tmp_path: Path) -> None:
     path.write_text("name: x\ngenerators: [matgan, complm]\nroutes: [screening, pool-al, continuous-al]\n")
     stages = stages_for(load_rediscovery_config(path))
     assert "autoencoder" in stages and stages[-3:] == ["pool-al", "pool-al@complm", "continuous-al"]
+
+
+@pytest.fixture
+def tiny_loop_config(tmp_path: Path) -> Path:
+    """The tiny config with the continuous route on decode-then-select and its plausibility terms."""
+    data = yaml.safe_load(TINY.read_text())
+    data.update(
+        name="rd-tiny-loop",
+        out_dir=str(tmp_path / "out"),
+        routes=["screening", "continuous-al"],
+        continuous={"acquisitions": 8, "q": 4, "strategy": "decode_select", "plausibility": True},
+        eform={"hidden": 16, "layers": 2, "members": 2, "epochs": 6},
+    )
+    path = tmp_path / "tiny_loop.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_continuous_route_plausibility_terms_are_rebuilt_from_the_visible_data(
+    mongo_uri: str, tiny_loop_config: Path
+) -> None:
+    import pandas as pd
+
+    from alcore.errors import HoldoutLeakError
+    from alcore.holdout import leaked
+    from flows.pipelines import rediscovery as rd
+    from flows.pipelines.rediscovery_config import load_rediscovery_config
+    from flows.store import Store
+
+    cfg = load_rediscovery_config(tiny_loop_config)
+    assert rd.stages_for(cfg)[:5] == ["split", "data", "oracle", "eform", "autoencoder"]
+    store = Store.from_uri(mongo_uri, f"t_{uuid.uuid4().hex[:10]}")
+    try:
+        run = _split_run(cfg, store)
+        for stage in ("split", "data", "oracle"):
+            rd.run_stage(run, stage, rd.stage_body(run, stage))
+
+        # a hidden formula planted in the E_form table is caught before any training
+        clean = run.visible_eforms
+        assert leaked(clean["formula"], run.split) == [] and len(clean) > 1000
+        hidden = next(f for f in sorted(run.split.hidden) if f in run.tables["eform"])
+        run.__dict__["visible_eforms"] = pd.concat([clean, pd.DataFrame({"formula": [hidden], "value": [-1.0]})])
+        with pytest.raises(HoldoutLeakError, match="eform training set"):
+            rd.run_stage(run, "eform", rd.stage_body(run, "eform"))
+        assert store.latest_model("rediscovery_eform") is None
+        run.__dict__["visible_eforms"] = clean
+        eform = rd.run_stage(run, "eform", rd.stage_body(run, "eform"))
+        assert not eform["cached"] and eform["n_train"] == len(clean)
+        assert rd.eform_stage(run) == {"sha256": eform["sha256"], "cached": True}
+        # it learnt something: better than predicting the mean on what it saw
+        pred = np.asarray(run.eform.predict(list(clean["formula"])).mean)
+        truth = clean["value"].to_numpy()
+        assert np.nanmean(np.abs(pred - truth)) < 0.8 * np.mean(np.abs(truth - truth.mean()))
+
+        # the oracle's domain: every visible gap, calibrated on visible formulas the oracle never saw
+        domain = run.oracle_domain
+        assert domain.n_train == len(run.visible_gaps)
+        assert domain.distance_bound is not None and domain.distance_bound > 0 and domain.std_bound is not None
+
+        rd.run_stage(run, "autoencoder", rd.stage_body(run, "autoencoder"))
+        config = rd.campaign_config(run, "continuous")
+        acq, validity = config.acquisition, config.validity
+        assert acq.strategy == "decode_select" and acq.feasibility
+        assert validity.reject_organic and validity.applicability_domain
+        ctx = rd.HoldoutCampaignContext(store, config, "test", run=run)
+        forms = list(clean["formula"][:25])
+        judged = ctx.screen(forms)
+        np.testing.assert_allclose(judged.eform_mean, run.eform.predict(forms).mean)
+        assert ctx.oracle_domain is domain
+        absent = next(e for e in ("Tc", "Pm", "Ac", "Pa", "Np", "Pu", "Kr", "Xe") if e not in domain.elements)
+        assert any("outside the oracle's domain" in r for r in ctx.screen([f"{absent}O2"]).reasons[0])
+        assert ctx.screen(list(run.visible_gaps["formula"][:1])).reasons == [[]]  # a training formula is inside
+
+        # the ablation: decode-then-select without the terms (no domain, no C+H rule, no P(E_form))
+        ablation = load_rediscovery_config(
+            tiny_loop_config, continuous={**cfg.continuous.model_dump(), "plausibility": False}
+        )
+        off = rd.campaign_config(_split_run(ablation, store), "continuous")
+        assert off.acquisition.strategy == "decode_select" and not off.acquisition.feasibility
+        assert not off.validity.reject_organic and not off.validity.applicability_domain
+    finally:
+        store.client.drop_database(store.db.name)
+        store.close()
+
+
+def test_plausibility_needs_decode_then_select(tmp_path: Path) -> None:
+    from alcore.errors import ConfigError
+    from flows.pipelines.rediscovery_config import load_rediscovery_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\ncontinuous: {plausibility: true}\n")
+    with pytest.raises(ConfigError, match="needs continuous.strategy: decode_select"):
+        load_rediscovery_config(path)
