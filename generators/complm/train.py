@@ -41,7 +41,10 @@ class TrainConfig:
     ``eval_check`` distinct novel formulas; ``eval_cond_samples`` draws conditioned on ``> 5`` eV
     (``complm-cond``'s settings) have their validity recorded (not used for selection; 0 = off);
     ``wide_gap_repeat``: rows labelled ``> 5`` eV appear this many times in every epoch's shuffle
-    (1 = each row once; the rarest bin: 2.6 % of the labelled training formulas)."""
+    (1 = each row once; the rarest bin: 2.6 % of the labelled training formulas); with
+    ``repeats_keep_condition`` the extra copies always keep their gap token (condition dropout
+    applies to the originals only), so that the repeats teach the conditional distribution without
+    shifting the unconditioned one."""
 
     steps: int = 3000
     batch_size: int = 256
@@ -64,6 +67,7 @@ class TrainConfig:
     seed: int = 0
     time_budget_s: float | None = None
     wide_gap_repeat: int = 1
+    repeats_keep_condition: bool = False
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -83,22 +87,27 @@ def lm_loss(model: CompositionLM, tokens: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=PAD)
 
 
-def epoch_rows(tokens: torch.Tensor, wide_gap_repeat: int) -> torch.Tensor:
-    """Row indices (M,) of one epoch of ``tokens`` (N, L): every row once, rows whose gap token is the
-    ``> 5`` eV bin ``wide_gap_repeat`` times in all (M = N when it is 1)."""
+def epoch_rows(tokens: torch.Tensor, wide_gap_repeat: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One epoch of ``tokens`` (N, L): row indices (M,), every row once and rows whose gap token is
+    the ``> 5`` eV bin ``wide_gap_repeat`` times in all (M = N when it is 1), and a bool mask (M,)
+    marking the extra copies."""
     rows = torch.arange(tokens.shape[0])
     if wide_gap_repeat <= 1:
-        return rows
-    wide = rows[tokens[:, 0] == condition_tokens(">5", None)[0]]
-    return torch.cat([rows, wide.repeat(wide_gap_repeat - 1)])
+        return rows, torch.zeros(len(rows), dtype=torch.bool)
+    wide = rows[tokens[:, 0] == condition_tokens(">5", None)[0]].repeat(wide_gap_repeat - 1)
+    copy = torch.cat([torch.zeros(len(rows), dtype=torch.bool), torch.ones(len(wide), dtype=torch.bool)])
+    return torch.cat([rows, wide]), copy
 
 
-def drop_conditions(tokens: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+def drop_conditions(
+    tokens: torch.Tensor, p: float, gen: torch.Generator, keep_gap: torch.Tensor | None = None
+) -> torch.Tensor:
     """A copy of ``tokens`` (B, L) whose gap and E_form tokens are each replaced by the null token
-    with probability ``p`` (independently)."""
+    with probability ``p`` (independently); rows where ``keep_gap`` (B,) is true keep their gap token."""
     out = tokens.clone()
     u = torch.rand(tokens.shape[0], 2, generator=gen)
-    out[:, 0] = torch.where(u[:, 0] < p, torch.full_like(out[:, 0], GAP_NULL), out[:, 0])
+    drop_gap = u[:, 0] < p if keep_gap is None else (u[:, 0] < p) & ~keep_gap
+    out[:, 0] = torch.where(drop_gap, torch.full_like(out[:, 0], GAP_NULL), out[:, 0])
     out[:, 1] = torch.where(u[:, 1] < p, torch.full_like(out[:, 1], EF_NULL), out[:, 1])
     return out
 
@@ -166,7 +175,7 @@ def train_lm(
     import hashlib
 
     data_sha = hashlib.sha256(train_tokens.tobytes() + val_tokens.tobytes()).hexdigest()
-    rows = epoch_rows(data, cfg.wide_gap_repeat)
+    rows, copies = epoch_rows(data, cfg.wide_gap_repeat)
     per_epoch = max(1, len(rows) // cfg.batch_size)
     ckpt = Path(checkpoint) if checkpoint else None
     history: dict[str, Any] = {"steps": 0, "seconds": 0.0, "runs": 0, "evals": [], "best": None, "train_loss": []}
@@ -233,10 +242,11 @@ def train_lm(
         step = history["steps"]
         pos = step % per_epoch
         if perm is None or pos == 0 and history.get("perm_step") != step:
-            perm = rows[torch.randperm(len(rows), generator=gen)]
+            perm = torch.randperm(len(rows), generator=gen)
             history["perm_step"] = step
-        idx = perm[pos * cfg.batch_size : (pos + 1) * cfg.batch_size]
-        x = drop_conditions(data[idx], cfg.cond_drop, gen)
+        batch = perm[pos * cfg.batch_size : (pos + 1) * cfg.batch_size]
+        keep = copies[batch] if cfg.repeats_keep_condition else None
+        x = drop_conditions(data[rows[batch]], cfg.cond_drop, gen, keep)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         loss = lm_loss(model, x)

@@ -12,8 +12,8 @@ from alcore.validity import check_validity
 from generators.complm.data import lm_data
 from generators.complm.model import CompositionLM
 from generators.complm.sample import CompLMSampler
-from generators.complm.tokens import FormulaTokenizer, condition_tokens
-from generators.complm.train import TrainConfig, epoch_rows, lr_at, model_config, train_lm
+from generators.complm.tokens import EF_NULL, GAP_NULL, FormulaTokenizer, condition_tokens
+from generators.complm.train import TrainConfig, drop_conditions, epoch_rows, lr_at, model_config, train_lm
 from generators.matgan import training_formulas
 
 TINY = dict(d=32, layers=1, heads=2, ff=64, dropout=0.0, batch_size=64, warmup=20, eval_every=10**6)
@@ -66,14 +66,25 @@ def test_resumed_training_equals_uninterrupted(tmp_path) -> None:
 def test_epoch_rows_repeat_only_the_wide_gap_rows() -> None:
     d = _data()
     tokens = torch.from_numpy(d.train)
-    wide = int((tokens[:, 0] == condition_tokens(">5", None)[0]).sum())
-    assert wide > 0
-    assert torch.equal(epoch_rows(tokens, 1), torch.arange(len(tokens)))
-    rows = epoch_rows(tokens, 3)
-    assert len(rows) == len(tokens) + 2 * wide
-    counts = torch.bincount(rows, minlength=len(tokens))
     is_wide = tokens[:, 0] == condition_tokens(">5", None)[0]
+    wide = int(is_wide.sum())
+    assert wide > 0
+    rows, copies = epoch_rows(tokens, 1)
+    assert torch.equal(rows, torch.arange(len(tokens))) and not copies.any()
+    rows, copies = epoch_rows(tokens, 3)
+    assert len(rows) == len(tokens) + 2 * wide and int(copies.sum()) == 2 * wide
+    counts = torch.bincount(rows, minlength=len(tokens))
     assert set(counts[is_wide].tolist()) == {3} and set(counts[~is_wide].tolist()) == {1}
+    assert bool(is_wide[rows[copies]].all())  # the copies are wide-gap rows
+
+
+def test_kept_gap_tokens_survive_condition_dropout() -> None:
+    tokens = torch.from_numpy(_data().train[:400].copy())
+    keep = torch.arange(400) % 2 == 0
+    out = drop_conditions(tokens, 1.0, torch.Generator().manual_seed(0), keep)
+    assert torch.equal(out[keep, 0], tokens[keep, 0])
+    assert bool((out[~keep, 0] == GAP_NULL).all()) and bool((out[:, 1] == EF_NULL).all())
+    assert torch.equal(out[:, 2:], tokens[:, 2:])
 
 
 def test_learning_rate_schedule() -> None:
