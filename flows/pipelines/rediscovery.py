@@ -1074,6 +1074,7 @@ def score_split(run: SplitRun) -> dict[str, Any]:
         "smact": base_rate(smact[0], gaps, primary) if smact else float("nan"),
     }
     k_max = max(run.cfg.ks)
+    eform = run.eform if "eform" in stages_for(run.cfg) else None
     lists = []
     for route, name, universe, gen in all_lists(run.cfg):
         stored = run.load_list(name)
@@ -1083,8 +1084,11 @@ def score_split(run: SplitRun) -> dict[str, Any]:
         ceiling = pools[gen]["ceiling"][primary.name] if universe == "pool" else limits[primary.name]
         # DAF against the base rate of the list's own pool (random members of that pool)
         scores = score_list(formulas, gaps, run.cfg.ks, ceiling=ceiling, rate=pools[gen]["base_rate"])
+        negative = None if eform is None else np.asarray(eform.predict(formulas[:k_max]).mean) < 0  # NaN: False
         for s in scores:
             s["daf_smact"] = s["precision"] / rates["smact"] if rates["smact"] else float("nan")
+            if negative is not None:
+                s["eform_neg_share"] = float(negative[: s["k"]].mean()) if len(negative) else float("nan")
         lists.append(
             {
                 "route": route,
@@ -1155,6 +1159,8 @@ def summarise(per_split: list[dict[str, Any]], ks: tuple[int, ...]) -> list[dict
                 row[f"red_{crit.name}"] = mean_sd([x["rediscoveries"][crit.name] for x in at_k])
             for metric in ("precision", "recall", "real", "daf", "daf_smact", "ch_share", "n_systems"):
                 row[metric] = mean_sd([x[metric] for x in at_k])
+            if all("eform_neg_share" in x for x in at_k):  # splits with the visible E_form model
+                row["eform_neg_share"] = mean_sd([x["eform_neg_share"] for x in at_k])
             row["ceiling"] = mean_sd([e["ceiling"] for e in entries])
             rows.append(row)
     return rows

@@ -286,6 +286,7 @@ def test_complm_pool_is_leak_checked_resumes_and_matches_the_matgan_pool_size(
         report = {"config": cfg.resolved(), "splits": [result], "summary": rd.summarise([result], cfg.ks)}
         text = format_tables(report)
         assert "LM screen: oracle" in text and "complm pool" in text
+        assert "Ef<0" in text and max(len(line) for line in text.splitlines() if "Ef<0" in line) <= 80
         comp = generator_comparison(report, k=10)["complm"]
         red = comp["lists"]["screening/oracle"]["per_split"][0]
         assert red["complm"] == lists["screening/oracle@complm"]["scores"][-1]["rediscoveries"]["ge4"]
@@ -410,3 +411,22 @@ def test_plausibility_needs_decode_then_select(tmp_path: Path) -> None:
     path.write_text("name: x\ncontinuous: {plausibility: true}\n")
     with pytest.raises(ConfigError, match="needs continuous.strategy: decode_select"):
         load_rediscovery_config(path)
+
+
+def test_the_eform_share_is_summarised_only_where_every_split_has_it() -> None:
+    from flows.pipelines.rediscovery import summarise
+
+    def split(neg: float | None) -> dict:
+        score = {"k": 10, "rediscoveries": {"ge4": 2, "ge3": 3, "window": 1}, "precision": 0.2, "recall": 0.1}
+        score |= {"real": 5, "daf": 20.0, "daf_smact": 30.0, "ch_share": 0.0, "n_systems": 8}
+        if neg is not None:
+            score["eform_neg_share"] = neg
+        return {
+            "score": {
+                "lists": [{"list": "continuous-AL/acquired", "route": "continuous-al", "ceiling": 9, "scores": [score]}]
+            }
+        }
+
+    both = summarise([split(0.9), split(1.0)], (10,))[0]
+    assert both["eform_neg_share"] == pytest.approx((0.95, np.std([0.9, 1.0], ddof=1)))
+    assert "eform_neg_share" not in summarise([split(0.9), split(None)], (10,))[0]
