@@ -31,6 +31,14 @@ def _domain_cache_path(stem: str, data_sha: str, weights: Path) -> Path:
     return get_settings().data_dir / "cache" / f"domain-{stem}-{data_sha[:12]}-{wsha}.npz"
 
 
+def calibrated_domain(trained: list[str], held_out: list[str], oracle: Any, source: str = "") -> Any:
+    """The :class:`oracles.domain.Domain` of the ``trained`` formulas, its bounds calibrated on
+    ``held_out`` formulas the oracle never saw (their distance and the oracle's ensemble std)."""
+    from oracles.domain import Domain
+
+    return Domain.from_formulas(trained, source=source).calibrate(held_out, oracle.predict(held_out).std)
+
+
 def oracle_domain(name: str, oracle: Any, weights_dir: Path) -> Any:
     """The :class:`oracles.domain.Domain` of a shipped oracle: its recipe's training formulas, calibrated
     on up to :data:`CALIBRATION_N` held-out formulas (distance and this oracle's ensemble std). Cached
@@ -49,10 +57,9 @@ def oracle_domain(name: str, oracle: Any, weights_dir: Path) -> Any:
             return Domain.from_arrays(dict(z))
     df, train, test, _ = load_recipe_data(recipe)
     formulas = df[recipe.formula_col].astype(str).to_numpy()
-    domain = Domain.from_formulas(list(formulas[train]), source="/".join(recipe.data))
     rng = np.random.default_rng(0)
     held = formulas[np.sort(rng.choice(test, size=min(CALIBRATION_N, len(test)), replace=False))]
-    domain.calibrate(list(held), oracle.predict(list(held)).std)
+    domain = calibrated_domain(list(formulas[train]), list(held), oracle, source="/".join(recipe.data))
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(cache, **domain.to_arrays())
     return domain

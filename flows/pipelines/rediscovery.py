@@ -73,8 +73,6 @@ from flows.store import Store
 from oracles.base import Prediction
 
 ELEMENTS = "agd87"
-#: Visible formulas without a gap (never seen by the visible oracle) that calibrate its domain bounds.
-DOMAIN_CALIBRATION_N = 1000
 
 #: (route label, list name, universe of its ceiling) of every ranked list, in table order.
 LISTS: tuple[tuple[str, str, str], ...] = (
@@ -154,21 +152,18 @@ class SplitRun:
     @cached_property
     def visible_gaps(self) -> pd.DataFrame:
         """Visible MP band gaps (``formula``, ``value`` eV, max over polymorphs), sorted by formula."""
-        gap = self.tables["gap"]
-        rows = sorted((f, v) for f, v in gap.items() if f in self.split.visible)
-        table = pd.DataFrame(rows, columns=["formula", "value"])
-        assert_no_leak("visible band gaps", table["formula"], self.split)
-        return table
+        return self._visible("gap", "visible band gaps")
 
     @cached_property
     def visible_eforms(self) -> pd.DataFrame:
         """Visible MP formation energies (``formula``, ``value`` eV/atom, min over polymorphs), sorted."""
-        eform = self.tables["eform"]
-        table = pd.DataFrame(
-            sorted((f, v) for f, v in eform.items() if f in self.split.visible), columns=["formula", "value"]
-        )
-        assert_no_leak("visible formation energies", table["formula"], self.split)
-        return table
+        return self._visible("eform", "visible formation energies")
+
+    def _visible(self, table: str, what: str) -> pd.DataFrame:
+        rows = sorted((f, v) for f, v in self.tables[table].items() if f in self.split.visible)
+        out = pd.DataFrame(rows, columns=["formula", "value"])
+        assert_no_leak(what, out["formula"], self.split)
+        return out
 
     @cached_property
     def hidden_gaps(self) -> dict[str, float | None]:
@@ -236,21 +231,18 @@ class SplitRun:
     @cached_property
     def oracle_domain(self) -> Any:
         """The visible oracle's applicability domain (:class:`oracles.domain.Domain`): its training
-        formulas (every visible MP gap), bounds calibrated on up to :data:`DOMAIN_CALIBRATION_N` seeded
+        formulas (every visible MP gap), bounds calibrated on up to :data:`flows.oracle_domain.CALIBRATION_N` seeded
         visible MP formulas without a gap, which the oracle never saw (their ensemble std and distance)."""
-        from oracles.domain import Domain
+        from flows.oracle_domain import CALIBRATION_N, calibrated_domain
 
         trained = list(self.visible_gaps["formula"])
         assert_no_leak("oracle domain", trained, self.split)
         unseen = sorted((set(self.tables["eform"]) | set(self.tables["known"])) & self.split.visible - set(trained))
         rng = np.random.default_rng([self.seed, 2])
-        held = [
-            unseen[i]
-            for i in np.sort(rng.choice(len(unseen), size=min(DOMAIN_CALIBRATION_N, len(unseen)), replace=False))
-        ]
+        pick = np.sort(rng.choice(len(unseen), size=min(CALIBRATION_N, len(unseen)), replace=False))
+        held = [unseen[i] for i in pick]
         assert_no_leak("oracle domain calibration", held, self.split)
-        domain = Domain.from_formulas(trained, source=f"visible MP gaps of split {self.key}")
-        return domain.calibrate(held, self.oracle.predict(held).std)
+        return calibrated_domain(trained, held, self.oracle, source=f"visible MP gaps of split {self.key}")
 
     @property
     def pool(self) -> list[str]:
