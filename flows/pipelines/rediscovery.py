@@ -34,11 +34,13 @@ score          rediscoveries@K etc. (:mod:`alcore.rediscovery`) per list; ceilin
 
 Models are cached by (protocol, fraction, split seed, MP data sha256, settings) in MongoDB GridFS
 (kinds ``rediscovery_oracle``, ``rediscovery_eform``, ``rediscovery_autoencoder``, ``rediscovery_matgan``,
-``rediscovery_complm``) with their files
-under ``out_dir`` (never ``data/weights``). Each stage stores its result in the ``rediscovery``
-collection and each ranked list in ``rediscovery_lists``; a rerun returns what is stored, and the
-campaigns resume stage by stage, so a killed run resumes where it stopped. H (the hidden formulas
-and their DFT gaps) is used only by the ``score`` stage.
+``rediscovery_complm``) with their files under ``out_dir`` (never ``data/weights``). Each stage
+stores its result and settings digest in the ``rediscovery`` collection and each ranked list in
+``rediscovery_lists``; a rerun returns what is stored, and the campaigns resume stage by stage, so
+a killed run resumes where it stopped. A stage stored with other settings (the YAML was edited) is
+redone with every stage that reads it (:mod:`flows.pipelines.rediscovery_stages`); a redone route
+runs a new campaign (its name holds the settings digest). H (the hidden formulas and their DFT
+gaps) is used only by the ``score`` stage.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from flows.holdout_data import mp_data_sha256, mp_tables, mp_universe
 from flows.logs import flow_logger
 from flows.pipelines.pool import formula_sizes, pool_member_docs
 from flows.pipelines.rediscovery_config import POOL_ROUTES, RediscoveryConfig
+from flows.pipelines.rediscovery_stages import stage_settings, stages_for
 from flows.store import Store
 from oracles.base import Prediction
 
@@ -270,11 +273,22 @@ class SplitRun:
 
 
 def run_stage(run: SplitRun, stage: str, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run one stage idempotently: the stored result if done, else ``body()`` stored with its time.
-    Fault points ``rediscovery:<stage>:before`` / ``:after`` (see :func:`flows.campaign.faults.fault_point`)."""
-    done = run.store.bench_stage_result(run.stage_id(stage))
-    if done is not None:
-        return done
+    """Run one stage idempotently: the stored result if it was done with this config's settings
+    (:func:`flows.pipelines.rediscovery_stages.stage_settings`), else ``body()`` stored with its
+    time and settings (a stage done with other settings is redone; one stored before stages
+    recorded their settings is taken as done with the current ones). Fault points
+    ``rediscovery:<stage>:before`` / ``:after`` (see :func:`flows.campaign.faults.fault_point`)."""
+    settings = stage_settings(run.cfg, stage)
+    doc = run.store.bench_stage(run.stage_id(stage))
+    if doc is not None and doc.get("status") == "done":
+        stored = doc.get("settings")
+        if stored is None:
+            run.store.set_bench_stage_settings(run.stage_id(stage), settings)
+            _log("rediscovery %s %s: stored without its settings; taken as %s", run.key, stage, settings)
+            return doc["result"]
+        if stored == settings:
+            return doc["result"]
+        _log("rediscovery %s %s: done with other settings (%s, now %s); redoing it", run.key, stage, stored, settings)
     fault_point(f"rediscovery:{stage}:before")
     t0 = time.perf_counter()
     result = body()
@@ -282,7 +296,15 @@ def run_stage(run: SplitRun, stage: str, body: Callable[[], dict[str, Any]]) -> 
     fault_point(f"rediscovery:{stage}:after")
     run.store.set_bench_stage(
         run.stage_id(stage),
-        {"bench": run.cfg.name, "split": run.key, "seed": run.seed, "stage": stage, "status": "done", "result": result},
+        {
+            "bench": run.cfg.name,
+            "split": run.key,
+            "seed": run.seed,
+            "stage": stage,
+            "status": "done",
+            "settings": settings,
+            "result": result,
+        },
     )
     _log("rediscovery %s %s: done in %.1f s", run.key, stage, result["seconds"])
     return result
@@ -804,12 +826,20 @@ class HoldoutCampaignContext(CampaignContext):
         return self._run().oracle_domain if self.config.validity.applicability_domain else None
 
 
+def campaign_name(run: SplitRun, mode: str, generator: str = "matgan") -> str:
+    """The campaign of a route: benchmark, split, mode, generator (not MatGAN) and the route stage's
+    settings digest, so that a route redone with other settings runs a new campaign beside the old."""
+    stage = ("pool-al" if mode == "pool" else "continuous-al") + pool_suffix(generator)
+    name = f"{run.cfg.name}-{run.key}-{mode}" + ("" if generator == "matgan" else f"-{generator}")
+    return f"{name}-{stage_settings(run.cfg, stage)[:6]}"
+
+
 def campaign_config(run: SplitRun, mode: str, generator: str = "matgan") -> Any:
     """The :class:`flows.config.CampaignConfig` of the pool (among ``generator``'s pool) or
     continuous route of this split."""
     cfg = run.cfg
     base = {
-        "name": f"{cfg.name}-{run.key}-{mode}" + ("" if generator == "matgan" else f"-{generator}"),
+        "name": campaign_name(run, mode, generator),
         "mode": mode,
         "seed": run.seed,
         # placeholders for the validator: HoldoutCampaignContext supplies seeds, oracle and validation
@@ -999,11 +1029,6 @@ STAGE_BODIES: dict[str, Callable[..., dict[str, Any]]] = {
     "pool@complm": complm_pool_stage,
 }
 
-#: Stages every route needs, in order (the autoencoder only with a campaign route).
-SHARED_STAGES = ("split", "data", "oracle", "autoencoder", "matgan", "pool", "screening")
-#: Routes that run a campaign (they need the autoencoder).
-CAMPAIGN_ROUTES = ("pool-al", "continuous-al")
-
 
 def stage_body(run: SplitRun, stage: str) -> Callable[[], dict[str, Any]]:
     """The body of ``stage`` bound to ``run``: a stage of :data:`STAGE_BODIES`, or ``<pool
@@ -1014,26 +1039,6 @@ def stage_body(run: SplitRun, stage: str) -> Callable[[], dict[str, Any]]:
     if base not in POOL_ROUTES or gen == "matgan":
         raise AlflowError(f"unknown rediscovery stage {stage!r}")
     return functools.partial(STAGE_BODIES[base], run, generator=gen)
-
-
-def stages_for(cfg: RediscoveryConfig) -> list[str]:
-    """The stages a config runs, in order: the shared ones (the autoencoder only if a campaign route
-    runs), each extra generator's model, pool and plain screening, then every route (a pool route
-    once per generator)."""
-    shared = [s for s in SHARED_STAGES if s != "autoencoder" or any(r in cfg.routes for r in CAMPAIGN_ROUTES)]
-    if "continuous-al" in cfg.routes and cfg.continuous.strategy == "decode_select":
-        shared.insert(shared.index("oracle") + 1, "eform")
-    extra = [g for g in cfg.generators if g != "matgan"]
-    for gen in extra:
-        shared += [gen, f"pool@{gen}", f"screening@{gen}"]
-    routes = []
-    for r in cfg.routes:
-        if r == "screening":
-            continue
-        routes.append(r)
-        if r in POOL_ROUTES:
-            routes += [f"{r}@{gen}" for gen in extra]
-    return shared + routes
 
 
 # ---------------------------------------------------------------------------------------- scoring

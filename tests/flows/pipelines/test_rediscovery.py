@@ -98,7 +98,8 @@ def test_tiny_benchmark_resumes_after_a_kill_and_scores(
         assert all(after[s] == t for s, t in done_before.items())
         for kind in ("rediscovery_oracle", "rediscovery_autoencoder", "rediscovery_matgan"):
             assert store.db["models.files"].count_documents({"metadata.kind": kind}) == 1
-        campaign = f"{cfg.name}-{key}-pool"
+        campaign = next(d for d in store.bench_stages(split=key, stage="pool-al"))["result"]["campaign"]
+        assert campaign.startswith(f"{cfg.name}-{key}-pool-")
         labels = store.labels(campaign)
         acquired = [d for d in labels if d["source"] != "seed"]
         assert len(acquired) == cfg.acquisitions == len({d["formula"] for d in acquired})
@@ -308,6 +309,45 @@ def test_bad_generators_are_refused(tmp_path: Path, generators: str, error: str)
     path.write_text(f"name: x\ngenerators: {generators}\n")
     with pytest.raises(ConfigError, match=error):
         load_rediscovery_config(path)
+
+
+def test_a_stage_stored_with_other_settings_is_redone_and_a_legacy_one_is_adopted(
+    mongo_uri: str, tiny_config: Path
+) -> None:
+    from flows.pipelines import rediscovery as rd
+    from flows.pipelines.rediscovery_config import load_rediscovery_config
+    from flows.pipelines.rediscovery_stages import stage_settings
+    from flows.store import Store
+
+    cfg = load_rediscovery_config(tiny_config)
+    store = Store.from_uri(mongo_uri, f"t_{uuid.uuid4().hex[:10]}")
+    calls: list[int] = []
+
+    def body() -> dict:
+        calls.append(len(calls))
+        return {"call": len(calls)}
+
+    try:
+        run = _split_run(cfg, store)
+        assert rd.run_stage(run, "data", body)["call"] == 1
+        assert rd.run_stage(run, "data", body)["call"] == 1  # stored, same settings: not redone
+        doc = store.bench_stage(run.stage_id("data"))
+        assert doc["settings"] == stage_settings(cfg, "data")
+
+        edited = cfg.model_copy(update={"seeds": cfg.seeds + 1})
+        assert rd.run_stage(_split_run(edited, store), "data", body)["call"] == 2  # other settings: redone
+        assert store.bench_stage(run.stage_id("data"))["settings"] == stage_settings(edited, "data")
+
+        # a document written before stages recorded their settings is taken as done with the current ones
+        store.db["rediscovery"].update_one({"_id": run.stage_id("data")}, {"$unset": {"settings": ""}})
+        finished = store.bench_stage(run.stage_id("data"))["finished_at"]
+        assert rd.run_stage(run, "data", body)["call"] == 2
+        after = store.bench_stage(run.stage_id("data"))
+        assert after["settings"] == stage_settings(cfg, "data") and after["finished_at"] == finished
+        assert len(calls) == 2
+    finally:
+        store.client.drop_database(store.db.name)
+        store.close()
 
 
 def test_generators_config_orders_the_stages(tmp_path: Path) -> None:

@@ -1,0 +1,65 @@
+"""What each rediscovery stage's settings digest covers (pure config logic, no database)."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.pipelines.rediscovery_config import RediscoveryConfig
+from flows.pipelines.rediscovery_stages import STAGE_INPUTS, stage_inputs, stage_settings, stages_for
+
+FULL = RediscoveryConfig(
+    generators=("matgan", "complm"), continuous={"strategy": "decode_select", "plausibility": True}
+)
+
+
+def _changed(cfg: RediscoveryConfig, **update: object) -> set[str]:
+    """The stages of ``cfg`` whose settings differ after ``update`` (nested specs by dict)."""
+    edited = RediscoveryConfig.model_validate({**cfg.model_dump(), **update})
+    return {s for s in stages_for(cfg) if stage_settings(cfg, s) != stage_settings(edited, s)}
+
+
+def test_every_stage_of_a_full_config_has_inputs_that_are_config_fields() -> None:
+    stages = stages_for(FULL)
+    assert {"eform", "complm", "pool@complm", "pool-al@complm", "continuous-al"} <= set(stages)
+    for stage in stages:
+        fields, upstream = stage_inputs(stage)
+        assert set(fields) <= set(RediscoveryConfig.model_fields), stage
+        assert all(stage_inputs(u) for u in upstream)
+    assert len({stage_settings(FULL, s) for s in stages}) == len(stages)  # the stage name is in the digest
+
+
+def test_a_retrained_autoencoder_redoes_exactly_the_campaign_routes() -> None:
+    changed = _changed(FULL, autoencoder={"epochs": 9})
+    assert changed == {"autoencoder", "pool-al", "pool-al@complm", "continuous-al"}
+
+
+def test_the_label_budget_and_the_pools_reach_only_the_stages_that_read_them() -> None:
+    assert _changed(FULL, acquisitions=500) == {
+        "pool-al",
+        "pool-al@complm",
+        "random-pool-labels",
+        "random-pool-labels@complm",
+        "random-mp-labels",
+        "random-mp-labels@complm",
+    }
+    changed = _changed(FULL, complm={**FULL.complm.model_dump(), "temperature": 0.8})
+    assert "pool@complm" in changed and "pool-al@complm" in changed
+    assert not any(s in changed for s in ("pool", "pool-al", "continuous-al", "random-pool-labels"))
+    # MatGAN's pool sets the complm pool's size: a new MatGAN redoes every pool and route
+    assert _changed(FULL, matgan={**FULL.matgan.model_dump(), "epochs": 7}) >= {"pool@complm", "continuous-al"}
+    assert _changed(FULL, continuous={**FULL.continuous.model_dump(), "beta": 4.0}) == {"continuous-al"}
+
+
+@pytest.mark.parametrize(
+    "update", [{"name": "other"}, {"ks": (10,)}, {"out_dir": "elsewhere"}, {"split_seeds": (5,)}]
+)
+def test_names_scoring_and_file_places_redo_nothing(update: dict) -> None:
+    assert _changed(FULL, **update) == set()
+
+
+def test_unknown_stages_are_refused() -> None:
+    assert "screening" in STAGE_INPUTS
+    with pytest.raises(KeyError):
+        stage_inputs("oracle@complm")
+    with pytest.raises(KeyError):
+        stage_inputs("nonsense")
