@@ -16,6 +16,7 @@ from prefect import flow
 
 from alcore.autoencoder import latent_box, save_weights, train_autoencoder
 from alcore.composition import CompositionEncoder
+from alcore.errors import AlflowError
 from alcore.paths import WEIGHTS_DIR
 from flows.datasets import autoencoder_corpus, file_sha256, split_indices
 from flows.logs import flow_logger
@@ -31,12 +32,18 @@ def train_and_save_autoencoder(
     threads: int = 1,
     progress: bool = True,
     corpus: list[str] | None = None,
+    min_val_exact: float = 0.0,
+    restarts: int = 0,
 ) -> dict[str, Any]:
     """Train on the MP corpus (or ``corpus``), evaluate on a held-out split, save to ``out``.
 
     ``out`` is a ``.safetensors`` path; metadata (JSON beside it) holds the latent box used by the
-    GP, the held-out exact reconstruction rate, the corpus size and hash of the source data, and
-    the training parameters. Returns the metadata.
+    GP, the held-out exact reconstruction rate, the corpus size and hash of the source data, the
+    training parameters and every attempt. A run whose held-out exact reconstruction rate stays
+    below ``min_val_exact`` (a fraction; e.g. stuck on a loss plateau) is trained again from a new
+    initialisation (seed ``seed + 1000 * attempt``, same split) up to ``restarts`` times; if none
+    reaches it, an :class:`AlflowError` says so and nothing is saved.
+    Returns the metadata.
     """
     torch.set_num_threads(threads)
     encoder = CompositionEncoder(element_list)
@@ -45,12 +52,34 @@ def train_and_save_autoencoder(
     train_idx, val_idx = split_indices(len(x), val_fraction, seed)
     if max_train is not None:
         train_idx = train_idx[:max_train]
-    result = train_autoencoder(x[train_idx], x[val_idx], encoder, epochs=epochs, seed=seed, progress=progress)
+    attempts = []
+    for attempt in range(restarts + 1):
+        init_seed = seed + 1000 * attempt
+        result = train_autoencoder(x[train_idx], x[val_idx], encoder, epochs=epochs, seed=init_seed, progress=progress)
+        attempts.append(
+            {"seed": init_seed, "val_exact": result.metrics["val_exact"], "train_loss": result.metrics["train_loss"]}
+        )
+        if result.metrics["val_exact"] >= min_val_exact:
+            break
+        flow_logger().warning(
+            "autoencoder attempt %d (seed %d): held-out exact reconstruction %.1f %% < %.1f %%",
+            attempt + 1,
+            init_seed,
+            100 * result.metrics["val_exact"],
+            100 * min_val_exact,
+        )
+    else:
+        raise AlflowError(
+            f"the autoencoder reconstructs at most {100 * max(a['val_exact'] for a in attempts):.1f} % of its "
+            f"held-out formulas in {len(attempts)} attempts (floor {100 * min_val_exact:.1f} %); "
+            "train more epochs, allow more restarts or lower the floor"
+        )
     box = latent_box(result.model, x[train_idx], margin=0.0)
     meta = {
         "kind": "autoencoder",
         "element_list": element_list,
         "metrics": {k: v for k, v in result.metrics.items() if k != "loss_history"},
+        "attempts": attempts,
         "loss_history": result.metrics["loss_history"],
         "box": box.tolist(),
         "corpus_size": len(formulas),

@@ -37,7 +37,7 @@ Models are cached by (protocol, fraction, split seed, MP data sha256, settings) 
 ``rediscovery_complm``) with their files under ``out_dir`` (never ``data/weights``). Each stage
 stores its result and settings digest in the ``rediscovery`` collection and each ranked list in
 ``rediscovery_lists``; a rerun returns what is stored, and the campaigns resume stage by stage, so
-a killed run resumes where it stopped. A stage stored with other settings (the YAML was edited) is
+a killed run resumes where it stopped. A stage stored with other settings (the YAML was edited), or without them, is
 redone with every stage that reads it (:mod:`flows.pipelines.rediscovery_stages`); a redone route
 runs a new campaign (its name holds the settings digest). H (the hidden formulas and their DFT
 gaps) is used only by the ``score`` stage.
@@ -275,20 +275,16 @@ class SplitRun:
 def run_stage(run: SplitRun, stage: str, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run one stage idempotently: the stored result if it was done with this config's settings
     (:func:`flows.pipelines.rediscovery_stages.stage_settings`), else ``body()`` stored with its
-    time and settings (a stage done with other settings is redone; one stored before stages
-    recorded their settings is taken as done with the current ones). Fault points
-    ``rediscovery:<stage>:before`` / ``:after`` (see :func:`flows.campaign.faults.fault_point`)."""
+    time and settings (a stage done with other settings, or stored before stages recorded their
+    settings, is redone). Fault points ``rediscovery:<stage>:before`` / ``:after`` (see
+    :func:`flows.campaign.faults.fault_point`)."""
     settings = stage_settings(run.cfg, stage)
     doc = run.store.bench_stage(run.stage_id(stage))
     if doc is not None and doc.get("status") == "done":
+        if doc.get("settings") == settings:
+            return doc["result"]
         stored = doc.get("settings")
-        if stored is None:
-            run.store.set_bench_stage_settings(run.stage_id(stage), settings)
-            _log("rediscovery %s %s: stored without its settings; taken as %s", run.key, stage, settings)
-            return doc["result"]
-        if stored == settings:
-            return doc["result"]
-        _log("rediscovery %s %s: done with other settings (%s, now %s); redoing it", run.key, stage, stored, settings)
+        _log("rediscovery %s %s: done with settings %s, now %s; redoing it", run.key, stage, stored, settings)
     fault_point(f"rediscovery:{stage}:before")
     t0 = time.perf_counter()
     result = body()
@@ -442,7 +438,14 @@ def autoencoder_stage(run: SplitRun) -> dict[str, Any]:
         corpus = sorted(np.random.default_rng(run.seed).choice(corpus, size=spec.max_train, replace=False).tolist())
     assert_no_leak("autoencoder corpus", corpus, run.split)
     meta = train_and_save_autoencoder(
-        path, element_list=ELEMENTS, epochs=spec.epochs, seed=run.seed, corpus=corpus, progress=True
+        path,
+        element_list=ELEMENTS,
+        epochs=spec.epochs,
+        seed=run.seed,
+        corpus=corpus,
+        progress=True,
+        min_val_exact=spec.min_val_exact,
+        restarts=spec.restarts,
     )
     torch.set_num_threads(1)
     model, file_meta = load_weights(path)
@@ -457,6 +460,7 @@ def autoencoder_stage(run: SplitRun) -> dict[str, Any]:
         "cached": False,
         "corpus": len(corpus),
         "val_exact": meta["metrics"]["val_exact"],
+        "attempts": meta["attempts"],
     }
 
 

@@ -49,9 +49,14 @@ class OracleSpec(_Retrained):
 
 
 class AutoencoderSpec(_Retrained):
-    """The composition autoencoder (agd87 one-hot) retrained on the visible MP formulas."""
+    """The composition autoencoder (agd87 one-hot) retrained on the visible MP formulas, ``epochs``
+    epochs; a training run whose held-out exact reconstruction rate (visible formulas) stays below
+    ``min_val_exact`` is redone from a new initialisation up to ``restarts`` times (a loss plateau
+    leaves the decoder unable to write formulas, and the campaigns with nothing to label)."""
 
     epochs: int = Field(default=4, ge=1)
+    min_val_exact: float = Field(default=0.5, ge=0, le=1)
+    restarts: int = Field(default=2, ge=0)
 
 
 class MatGANSpec(_Retrained):

@@ -27,10 +27,6 @@ class BenchmarkStore:
         """The whole document of a benchmark stage (status, settings, result), or None."""
         return self.db[BENCH_STAGES].find_one({"_id": stage_id})
 
-    def set_bench_stage_settings(self, stage_id: str, settings: str) -> None:
-        """Record the settings digest of a stage stored before stages recorded theirs."""
-        self.db[BENCH_STAGES].update_one({"_id": stage_id}, {"$set": {"settings": settings}})
-
     def set_bench_stage(self, stage_id: str, fields: Mapping[str, Any]) -> None:
         """Write (replace) a benchmark stage document: its key fields, status and result."""
         self.db[BENCH_STAGES].replace_one({"_id": stage_id}, {**fields, "finished_at": utcnow()}, upsert=True)

@@ -50,9 +50,7 @@ def test_the_label_budget_and_the_pools_reach_only_the_stages_that_read_them() -
     assert _changed(FULL, continuous={**FULL.continuous.model_dump(), "beta": 4.0}) == {"continuous-al"}
 
 
-@pytest.mark.parametrize(
-    "update", [{"name": "other"}, {"ks": (10,)}, {"out_dir": "elsewhere"}, {"split_seeds": (5,)}]
-)
+@pytest.mark.parametrize("update", [{"name": "other"}, {"ks": (10,)}, {"out_dir": "elsewhere"}, {"split_seeds": (5,)}])
 def test_names_scoring_and_file_places_redo_nothing(update: dict) -> None:
     assert _changed(FULL, **update) == set()
 
