@@ -148,3 +148,45 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float]:
     if len(v) == 0:
         return float("nan"), float("nan")
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def filter_scores(
+    top: Sequence[str],
+    kept: Iterable[str],
+    hidden_gaps: Mapping[str, float | None],
+    criterion: GapCriterion = CRITERIA[0],
+) -> dict[str, Any]:
+    """What a filter (e.g. the stability judge) does to the top of a ranked list: ``top`` (the
+    judged proposals, best first) and ``kept`` (those that passed; must be a subset of ``top``).
+
+    Returns ``n_top``/``n_kept``, ``real_top``/``real_kept`` (proposals in H at all),
+    ``red_top``/``red_kept`` (in H and meeting ``criterion``), the real share before and after
+    (``real_share_top``/``real_share_kept``; NaN for an empty list), ``real_retained`` (share of the
+    real ones the filter keeps) and ``other_retained`` (share of the rest it keeps; a filter that
+    knows real materials keeps more of the first than of the second). Raises ``ValueError`` if a
+    kept formula is not in ``top``.
+    """
+    ranked = distinct(top)
+    keep = set(kept)
+    if not keep <= set(ranked):
+        raise ValueError(f"kept formulas not in the judged top: {sorted(keep - set(ranked))[:5]}")
+    real = [f for f in ranked if f in hidden_gaps]
+    other = [f for f in ranked if f not in hidden_gaps]
+
+    def share(num: int, den: int) -> float:
+        return num / den if den else float("nan")
+
+    n_kept = sum(f in keep for f in ranked)
+    real_kept = sum(f in keep for f in real)
+    return {
+        "n_top": len(ranked),
+        "n_kept": n_kept,
+        "real_top": len(real),
+        "real_kept": real_kept,
+        "red_top": count_members(ranked, hidden_gaps, criterion),
+        "red_kept": count_members([f for f in ranked if f in keep], hidden_gaps, criterion),
+        "real_share_top": share(len(real), len(ranked)),
+        "real_share_kept": share(real_kept, n_kept),
+        "real_retained": share(real_kept, len(real)),
+        "other_retained": share(n_kept - real_kept, len(other)),
+    }

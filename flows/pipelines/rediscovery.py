@@ -29,7 +29,10 @@ random-*       random pool labels (both lists), random visible MP labels (pool b
                model), random pool members and random SMACT-valid compositions as proposals
 <route>@complm a pool route on the complm pool (lists ``<list>@complm``; random SMACT compositions
                and the continuous route are not per pool)
-score          rediscoveries@K etc. (:mod:`alcore.rediscovery`) per list; ceilings and base rates
+stability      (``stability`` set) the structure stage on the top of the judged lists, visible data
+               only (:mod:`flows.pipelines.rediscovery_stability`); lists ``<list>+stable``
+score          rediscoveries@K etc. (:mod:`alcore.rediscovery`) per list; ceilings and base rates;
+               what the stability filter kept of each judged top
 ============== ==============================================================================
 
 Models are cached by (protocol, fraction, split seed, MP data sha256, settings) in MongoDB GridFS
@@ -62,7 +65,16 @@ from prefect.cache_policies import NONE as NO_CACHE
 from alcore.composition import CompositionEncoder, element_formulas
 from alcore.errors import AlflowError, EmptyPoolError
 from alcore.holdout import HoldoutSplit, assert_no_leak, make_split
-from alcore.rediscovery import CRITERIA, base_rate, count_members, mean_sd, rediscovery_curve, score_list
+from alcore.rediscovery import (
+    CRITERIA,
+    base_rate,
+    count_members,
+    distinct,
+    filter_scores,
+    mean_sd,
+    rediscovery_curve,
+    score_list,
+)
 from alcore.validity import ValidityRules, check_validity_batch
 from flows.campaign import CampaignContext, run_campaign_in
 from flows.campaign.faults import fault_point
@@ -70,26 +82,13 @@ from flows.config import parse_config
 from flows.holdout_data import mp_data_sha256, mp_tables, mp_universe
 from flows.logs import flow_logger
 from flows.pipelines.pool import formula_sizes, pool_member_docs
-from flows.pipelines.rediscovery_config import POOL_ROUTES, RediscoveryConfig
+from flows.pipelines.rediscovery_config import LISTS, POOL_ROUTES, RediscoveryConfig
+from flows.pipelines.rediscovery_stability import STABLE_SUFFIX, stability_stage
 from flows.pipelines.rediscovery_stages import stage_settings, stages_for
 from flows.store import Store
 from oracles.base import Prediction
 
 ELEMENTS = "agd87"
-
-#: (route label, list name, universe of its ceiling) of every ranked list, in table order.
-LISTS: tuple[tuple[str, str, str], ...] = (
-    ("screening", "screening/oracle", "pool"),
-    ("pool-al", "pool-AL/acquired", "pool"),
-    ("pool-al", "pool-AL/screen", "pool"),
-    ("continuous-al", "continuous-AL/acquired", "limits"),
-    ("continuous-al", "continuous-AL/screen", "pool"),
-    ("random-pool-labels", "random-pool-labels/acquired", "pool"),
-    ("random-pool-labels", "random-pool-labels/screen", "pool"),
-    ("random-mp-labels", "random-MP-labels/screen", "pool"),
-    ("random", "random/pool", "pool"),
-    ("random", "random/SMACT", "limits"),
-)
 
 
 def pool_suffix(generator: str) -> str:
@@ -1031,6 +1030,7 @@ STAGE_BODIES: dict[str, Callable[..., dict[str, Any]]] = {
     "random": random_stage,
     "complm": complm_stage,
     "pool@complm": complm_pool_stage,
+    "stability": stability_stage,
 }
 
 
@@ -1110,7 +1110,20 @@ def score_split(run: SplitRun) -> dict[str, Any]:
         "base_rate": rates,
         "oracle": oracle_errors(run),
         "lists": lists,
+        "stability": stability_scores(run),
     }
+
+
+def stability_scores(run: SplitRun) -> list[dict[str, Any]]:
+    """Per judged list: what the stability filter did to its top (:func:`alcore.rediscovery.filter_scores`)."""
+    out = []
+    for name in run.cfg.stability_lists():
+        judged, kept = run.load_list(name), run.load_list(name + STABLE_SUFFIX)
+        if judged is None or kept is None:
+            continue
+        top = distinct(judged[0])[: run.cfg.stability.top]
+        out.append({"list": name, **filter_scores(top, kept[0], run.hidden_gaps)})
+    return out
 
 
 def all_lists(cfg: RediscoveryConfig) -> list[tuple[str, str, str, str]]:
@@ -1145,6 +1158,26 @@ def oracle_errors(run: SplitRun) -> dict[str, Any]:
         "n_hidden": int(ok.sum()),
         "hidden_ge4_recall_at_4eV": float(np.mean(ph[wide & ok] >= 4.0)) if (wide & ok).any() else float("nan"),
     }
+
+
+def summarise_stability(per_split: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sd over split seeds of every stability-filter score, per judged list, and the shares
+    of the real proposals and of the rest that the filter keeps, pooled over the splits."""
+    entries = [e for s in per_split for e in s["score"].get("stability", [])]
+    out = []
+    for name in dict.fromkeys(e["list"] for e in entries):
+        mine = [e for e in entries if e["list"] == name]
+        row: dict[str, Any] = {"list": name, "splits": len(mine)}
+        for key in (k for k in mine[0] if k != "list"):
+            row[key] = mean_sd([e[key] for e in mine])
+        # shares pooled over the splits (a split without a real compound in its top has no share)
+        real_top, real_kept = sum(e["real_top"] for e in mine), sum(e["real_kept"] for e in mine)
+        rest_top = sum(e["n_top"] - e["real_top"] for e in mine)
+        rest_kept = sum(e["n_kept"] - e["real_kept"] for e in mine)
+        row["real_retained_pooled"] = real_kept / real_top if real_top else float("nan")
+        row["other_retained_pooled"] = rest_kept / rest_top if rest_top else float("nan")
+        out.append(row)
+    return out
 
 
 def summarise(per_split: list[dict[str, Any]], ks: tuple[int, ...]) -> list[dict[str, Any]]:
@@ -1211,4 +1244,9 @@ def rediscovery_flow(
         splits = [run_split(cfg, store, seed) for seed in cfg.split_seeds]
     finally:
         store.close()
-    return {"config": cfg.resolved(), "splits": splits, "summary": summarise(splits, cfg.ks)}
+    return {
+        "config": cfg.resolved(),
+        "splits": splits,
+        "summary": summarise(splits, cfg.ks),
+        "stability": summarise_stability(splits),
+    }

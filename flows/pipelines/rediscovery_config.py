@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from alcore.errors import ConfigError
 from flows.config import read_settings, validation_problems
+from oracles.defaults import DEFAULT_JUDGE
 
 #: Every route the benchmark can run (see :mod:`flows.pipelines.rediscovery`).
 ROUTES: tuple[str, ...] = ("screening", "pool-al", "continuous-al", "random-pool-labels", "random-mp-labels", "random")
@@ -103,6 +104,64 @@ class CompLMSpec(_Retrained):
         return self
 
 
+#: (route, list name, universe of its ceiling) of every ranked list, in table order.
+LISTS: tuple[tuple[str, str, str], ...] = (
+    ("screening", "screening/oracle", "pool"),
+    ("pool-al", "pool-AL/acquired", "pool"),
+    ("pool-al", "pool-AL/screen", "pool"),
+    ("continuous-al", "continuous-AL/acquired", "limits"),
+    ("continuous-al", "continuous-AL/screen", "pool"),
+    ("random-pool-labels", "random-pool-labels/acquired", "pool"),
+    ("random-pool-labels", "random-pool-labels/screen", "pool"),
+    ("random-mp-labels", "random-MP-labels/screen", "pool"),
+    ("random", "random/pool", "pool"),
+    ("random", "random/SMACT", "limits"),
+)
+#: The list of each route that the stability filter judges by default (its proposals, best first).
+MAIN_LISTS: dict[str, str] = {
+    "screening": "screening/oracle",
+    "pool-al": "pool-AL/acquired",
+    "continuous-al": "continuous-AL/acquired",
+    "random-mp-labels": "random-MP-labels/screen",
+    "random": "random/pool",
+}
+
+
+class StabilitySpec(_Strict):
+    """The structure stage on the top of ranked lists ("the list after the stability filter"): the
+    ``top`` proposals of each of ``lists`` (None: the main list of every route run,
+    :data:`MAIN_LISTS`) get ``k_templates`` trial structures from the *visible* template library
+    (EMD-nearest same-anonymised templates, substituted; else ``fallback_trials`` pyxtal structures
+    in the space group of the nearest visible known composition), relaxed by ``judge`` (``fmax``
+    eV/A, at most ``steps`` steps) and placed against the MP DFT hull of the visible formulas
+    (model energies against DFT competing phases, as Matbench Discovery judges a potential); a
+    proposal is kept if its best trial is on or within ``e_hull_max`` eV/atom of that hull."""
+
+    top: int = Field(default=50, ge=1)
+    lists: tuple[str, ...] | None = None
+    judge: str = DEFAULT_JUDGE
+    k_templates: int = Field(default=1, ge=1)
+    fallback_trials: int = Field(default=1, ge=0)
+    e_hull_max: float = Field(default=0.1, ge=0)
+    fmax: float = Field(default=0.1, gt=0)
+    steps: int = Field(default=200, ge=1)
+
+    @model_validator(mode="after")
+    def _judge(self) -> StabilitySpec:
+        from oracles.stability.judges import JUDGES
+
+        if self.judge not in JUDGES:
+            raise ValueError(f"stability.judge {self.judge!r} is not one of {', '.join(JUDGES)}")
+        return self
+
+    def judge_settings(self) -> str:
+        """12 hex digits of the settings a verdict depends on (not ``top`` or ``lists``): verdicts are
+        shared by every list, config and rerun of a split that judges with the same settings."""
+        fields = {"judge", "k_templates", "fallback_trials", "e_hull_max", "fmax", "steps"}
+        blob = json.dumps(self.model_dump(mode="json", include=fields), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
 class ContinuousSpec(_Strict):
     """The continuous latent route's campaign: ``acquisitions`` in batches of ``q`` (UCB ``beta``,
     ``max_attempts`` decode rounds, ``trust_region`` side), acquisition ``strategy``
@@ -140,7 +199,8 @@ class RediscoveryConfig(_Strict):
     ``out_dir``: model files and caches (never ``data/weights``); ``generators``: the pools the
     pool routes run on: ``matgan`` (always built: it sets the pool size of the split) and
     ``complm`` (a composition-LM pool of the same size; its lists are named ``<list>@complm``);
-    ``eform``: the formation-energy model of the continuous route's plausibility terms."""
+    ``eform``: the formation-energy model of the continuous route's plausibility terms;
+    ``stability``: the stability filter of the top of the lists (off when None)."""
 
     name: str = Field(default="rediscovery", min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
     protocol: Literal["system", "random"] = "system"
@@ -165,6 +225,7 @@ class RediscoveryConfig(_Strict):
     ks: tuple[int, ...] = (50, 100, 500)
     routes: tuple[str, ...] = ROUTES
     universe_limit: int | None = Field(default=None, ge=100)
+    stability: StabilitySpec | None = None
     out_dir: str = "runs/rediscovery"
 
     @model_validator(mode="after")
@@ -184,12 +245,28 @@ class RediscoveryConfig(_Strict):
             raise ValueError(f"every K must be >= 1, got {list(self.ks)}")
         if self.acquisitions % self.pool_q:
             raise ValueError(f"acquisitions ({self.acquisitions}) must be a multiple of pool_q ({self.pool_q})")
+        if self.stability is not None and self.stability.lists is not None:
+            made = {name for route, name, _ in LISTS if route in self.routes}
+            missing = [n for n in self.stability.lists if n not in made]
+            if missing:
+                raise ValueError(
+                    f"stability.lists names {missing}, which the routes {list(self.routes)} do not produce; "
+                    f"they produce: {', '.join(sorted(made))}"
+                )
         if self.continuous.acquisitions % self.continuous.q:
             raise ValueError(
                 f"continuous.acquisitions ({self.continuous.acquisitions}) must be a multiple of "
                 f"continuous.q ({self.continuous.q})"
             )
         return self
+
+    def stability_lists(self) -> list[str]:
+        """The lists the stability filter judges (empty without ``stability``)."""
+        if self.stability is None:
+            return []
+        if self.stability.lists is not None:
+            return list(self.stability.lists)
+        return [MAIN_LISTS[r] for r in ROUTES if r in self.routes and r in MAIN_LISTS]
 
     def resolved(self) -> dict[str, Any]:
         """The config as plain JSON-able data."""

@@ -42,13 +42,18 @@ STAGE_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "random-pool-labels": (("acquisitions",), ("data", "pool", "screening")),
     "random-mp-labels": (("acquisitions",), ("data", "pool")),
     "random": (("random_compositions", "max_atoms", "max_elements"), ("pool",)),
+    "stability": (
+        ("stability",),
+        ("screening", "pool-al", "continuous-al", "random-pool-labels", "random-mp-labels", "random"),
+    ),
 }
 
 
 def stages_for(cfg: RediscoveryConfig) -> list[str]:
     """The stages a config runs, in order: the shared ones (the autoencoder only if a campaign route
     runs; the formation-energy model only for decode-then-select), each extra generator's model,
-    pool and plain screening, then every route (a pool route once per generator)."""
+    pool and plain screening, then every route (a pool route once per generator), then the
+    stability filter if the config has one."""
     shared = [s for s in SHARED_STAGES if s != "autoencoder" or any(r in cfg.routes for r in CAMPAIGN_ROUTES)]
     if "continuous-al" in cfg.routes and cfg.continuous.strategy == "decode_select":
         shared.insert(shared.index("oracle") + 1, "eform")
@@ -62,7 +67,7 @@ def stages_for(cfg: RediscoveryConfig) -> list[str]:
         routes.append(r)
         if r in POOL_ROUTES:
             routes += [f"{r}@{gen}" for gen in extra]
-    return shared + routes
+    return shared + routes + (["stability"] if cfg.stability is not None else [])
 
 
 def stage_inputs(stage: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -561,7 +561,9 @@ class StabilityChecker:
     same potential (cached in ``data/structures/<tag>_elemental_refs.json`` and
     ``<tag>_phase_energies.json``). The hull (:func:`oracles.stability.hull.e_above_hull`) uses
     every library phase of the chemical system evaluated by the potential, plus the Materials
-    Project DFT formation energies of formulas the library lacks (``mp_phases``; False: none);
+    Project DFT formation energies of formulas the library lacks (``mp_phases``; False: none; an
+    :class:`~oracles.stability.hull.MPFormationEnergies`: those); ``model_phases`` False leaves the
+    library phases out (the hull is then the MP DFT hull, as Matbench Discovery judges a model);
     ``extra`` records ``n_competing_phases`` (and of those ``n_model_phases``, ``n_dft_phases``)
     and ``hull_decomposition``. ``compute_hull`` False gives at best ``e_form_only``.
 
@@ -582,6 +584,7 @@ class StabilityChecker:
         compute_hull: bool = True,
         relaxer=None,
         mp_phases=True,
+        model_phases: bool = True,
     ) -> None:
         from oracles.stability.hull import MPFormationEnergies
 
@@ -605,7 +608,7 @@ class StabilityChecker:
                     model=model,
                     relaxer=relaxer,
                 )
-                if library is not None and compute_hull
+                if library is not None and compute_hull and model_phases
                 else None
             )
         )

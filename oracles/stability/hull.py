@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -48,10 +48,12 @@ class HullResult:
 
 
 class MPFormationEnergies:
-    """Materials Project DFT formation energies (eV/atom) by chemical system, read once from the CSV."""
+    """Materials Project DFT formation energies (eV/atom) by chemical system, read once from the CSV;
+    ``exclude(formula)`` true leaves a row out (e.g. the hidden formulas of a hold-out split)."""
 
-    def __init__(self, path: Path | str = MP_E_FORM_PATH) -> None:
+    def __init__(self, path: Path | str = MP_E_FORM_PATH, exclude: Callable[[str], bool] | None = None) -> None:
         self.path = Path(path)
+        self.exclude = exclude  # formulas for which it is true are left out (a hold-out split's hidden ones)
         self._by_system: dict[frozenset[str], list[tuple[str, float]]] | None = None
         self._lock = threading.Lock()
 
@@ -74,6 +76,8 @@ class MPFormationEnergies:
         for k in range(2, len(els) + 1):
             for sub in combinations(els, k):
                 for formula, e in index.get(frozenset(sub), ()):
+                    if self.exclude is not None and self.exclude(formula):
+                        continue
                     rf = Composition(formula).reduced_formula
                     if rf not in out or e < out[rf]:
                         out[rf] = e

@@ -28,13 +28,25 @@ def make_checker(
     steps: int = 200,
     compute_hull: bool = True,
     threads: int | None = 1,
+    mp_phases=True,
+    model_phases: bool = True,
 ):
-    """A StabilityChecker (or FunnelChecker) for ``judge`` (one of :data:`JUDGES`); ConfigError otherwise."""
+    """A StabilityChecker (or FunnelChecker) for ``judge`` (one of :data:`JUDGES`); ConfigError otherwise.
+    ``mp_phases`` and ``model_phases`` choose the hull's competing phases (see
+    :class:`~oracles.stability.checker.StabilityChecker`)."""
     from oracles.stability.checker import StabilityChecker
 
     if judge not in JUDGES:
         raise ConfigError(f"unknown stability judge {judge!r}; use one of: {', '.join(JUDGES)}")
-    kwargs = dict(library=library, e_hull_max=e_hull_max, fmax=fmax, steps=steps, compute_hull=compute_hull)
+    kwargs = dict(
+        library=library,
+        e_hull_max=e_hull_max,
+        fmax=fmax,
+        steps=steps,
+        compute_hull=compute_hull,
+        mp_phases=mp_phases,
+        model_phases=model_phases,
+    )
 
     def checker(name: str) -> StabilityChecker:
         if name == "chgnet":

@@ -12,6 +12,7 @@ from alcore.rediscovery import (
     GapCriterion,
     base_rate,
     count_members,
+    filter_scores,
     has_c_and_h,
     mean_sd,
     rediscovery_curve,
@@ -90,3 +91,19 @@ def test_helpers() -> None:
     assert mean_sd([5.0]) == (5.0, 0.0)
     assert all(math.isnan(v) for v in mean_sd([float("nan")]))
     assert np.isfinite(mean_sd([1.0, float("nan"), 3.0])[1])
+
+
+def test_filter_scores_by_hand() -> None:
+    gaps = {"MgO": 7.0, "NaCl": 5.0, "CaO": None, "GaAs": 1.4}
+    top = ["MgO", "Li3N", "NaCl", "CaO", "GaAs", "ZnO2", "MgO"]  # repeats count once
+    kept = ["MgO", "CaO", "ZnO2"]
+    s = filter_scores(top, kept, gaps)
+    assert (s["n_top"], s["n_kept"]) == (6, 3)
+    assert (s["real_top"], s["real_kept"]) == (4, 2)  # MgO, NaCl, CaO, GaAs; kept: MgO, CaO
+    assert (s["red_top"], s["red_kept"]) == (2, 1)  # >= 4 eV: MgO, NaCl; kept: MgO
+    assert s["real_share_top"] == pytest.approx(4 / 6) and s["real_share_kept"] == pytest.approx(2 / 3)
+    assert s["real_retained"] == 0.5 and s["other_retained"] == 0.5  # ZnO2 of Li3N, ZnO2
+    empty = filter_scores(["Li3N"], [], gaps)
+    assert empty["n_kept"] == 0 and math.isnan(empty["real_share_kept"]) and math.isnan(empty["real_retained"])
+    with pytest.raises(ValueError, match="not in the judged top"):
+        filter_scores(["MgO"], ["NaCl"], gaps)

@@ -61,3 +61,31 @@ def test_unknown_stages_are_refused() -> None:
         stage_inputs("oracle@complm")
     with pytest.raises(KeyError):
         stage_inputs("nonsense")
+
+
+def test_the_stability_filter_runs_last_and_its_settings_reach_only_it(tmp_path) -> None:
+    from alcore.errors import ConfigError
+    from flows.pipelines.rediscovery_config import load_rediscovery_config
+
+    cfg = RediscoveryConfig.model_validate({**FULL.model_dump(), "stability": {"top": 20}})
+    assert stages_for(cfg)[-1] == "stability" and "stability" not in stages_for(FULL)
+    assert cfg.stability_lists() == [
+        "screening/oracle",
+        "pool-AL/acquired",
+        "continuous-AL/acquired",
+        "random-MP-labels/screen",
+        "random/pool",
+    ]
+    assert _changed(cfg, stability={"top": 40}) == {"stability"}
+    assert "stability" in _changed(cfg, continuous={**cfg.continuous.model_dump(), "beta": 4.0})
+    # verdicts are shared by lists and tops: only the judge's settings name their campaign
+    assert cfg.stability.judge_settings() == cfg.stability.model_copy(update={"top": 5}).judge_settings()
+    assert cfg.stability.judge_settings() != cfg.stability.model_copy(update={"steps": 5}).judge_settings()
+
+    bad = tmp_path / "c.yaml"
+    bad.write_text("name: x\nroutes: [screening, random]\nstability: {lists: [pool-AL/acquired]}\n")
+    with pytest.raises(ConfigError, match="stability.lists names .*pool-AL/acquired.* do not produce"):
+        load_rediscovery_config(bad)
+    bad.write_text("name: x\nstability: {judge: dft}\n")
+    with pytest.raises(ConfigError, match="stability.judge 'dft' is not one of"):
+        load_rediscovery_config(bad)
