@@ -40,10 +40,11 @@ Models are cached by (protocol, fraction, split seed, MP data sha256, settings) 
 ``rediscovery_complm``) with their files under ``out_dir`` (never ``data/weights``). Each stage
 stores its result and settings digest in the ``rediscovery`` collection and each ranked list in
 ``rediscovery_lists``; a rerun returns what is stored, and the campaigns resume stage by stage, so
-a killed run resumes where it stopped. A stage stored with other settings (the YAML was edited), or without them, is
-redone with every stage that reads it (:mod:`flows.pipelines.rediscovery_stages`); a redone route
-runs a new campaign (its name holds the settings digest). H (the hidden formulas and their DFT
-gaps) is used only by the ``score`` stage.
+a killed run resumes where it stopped. A stage stored with other settings (the YAML was edited),
+or without any, is redone with every stage that reads it
+(:mod:`flows.pipelines.rediscovery_stages`); a redone route runs a new campaign (its name holds
+the settings digest). H (the hidden formulas and their DFT gaps) is used only by the ``score``
+stage.
 """
 
 from __future__ import annotations
