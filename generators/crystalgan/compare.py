@@ -219,11 +219,15 @@ ABLATION_VARIANTS: dict[str, tuple[float, int]] = {
     "noise": (0.0, 16),
     "noise_ms": (1.0, 16),
 }
+#: Every step-2 variant the ablation can run: the default four and the stronger diversity term.
+VARIANTS: dict[str, tuple[float, int]] = {**ABLATION_VARIANTS, "div3": (3.0, 0), "noise_ms3": (3.0, 16)}
 ABLATION_LABELS = {
     "plain": "CrystalGAN with constraints (paper loss)",
     "div": "+ diversity-sensitive loss (input pairs), λ_div 1",
     "noise": "+ noise injection (16-d z), no diversity term",
     "noise_ms": "+ noise injection + mode-seeking loss (z pairs), λ_div 1",
+    "div3": "+ diversity-sensitive loss (input pairs), λ_div 3",
+    "noise_ms3": "+ noise injection + mode-seeking loss (z pairs), λ_div 3",
 }
 
 
