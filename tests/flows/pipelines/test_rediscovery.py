@@ -26,14 +26,19 @@ CHILD = (
 )
 
 
+def write_tiny(tmp_path: Path, stem: str, **update: object) -> Path:
+    """The committed tiny config with ``update`` applied and its model files and caches under
+    ``tmp_path``, written to ``tmp_path/<stem>.yaml``."""
+    data = {**yaml.safe_load(TINY.read_text()), "out_dir": str(tmp_path / "out"), **update}
+    path = tmp_path / f"{stem}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
 @pytest.fixture
 def tiny_config(tmp_path: Path) -> Path:
     """The committed tiny config with its model files and caches under ``tmp_path``."""
-    data = yaml.safe_load(TINY.read_text())
-    data["out_dir"] = str(tmp_path / "out")
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_tiny(tmp_path, "tiny")
 
 
 def test_tiny_benchmark_resumes_after_a_kill_and_scores(
@@ -168,10 +173,10 @@ def test_bad_configs_get_one_line_errors(tmp_path: Path) -> None:
 def tiny_complm_config(tmp_path: Path) -> Path:
     """The tiny config with a composition-LM pool beside MatGAN's (plain screening and random order
     only) and a tiny LM (40 steps of 64, width 32)."""
-    data = yaml.safe_load(TINY.read_text())
-    data.update(
+    return write_tiny(
+        tmp_path,
+        "tiny_lm",
         name="rd-tiny-lm",
-        out_dir=str(tmp_path / "out"),
         generators=["matgan", "complm"],
         routes=["screening", "random"],
         complm={
@@ -185,9 +190,6 @@ def tiny_complm_config(tmp_path: Path) -> Path:
             "ff": 64,
         },
     )
-    path = tmp_path / "tiny_lm.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def _split_run(cfg, store, seed: int = 0):
@@ -358,17 +360,14 @@ def test_generators_config_orders_the_stages(tmp_path: Path) -> None:
 @pytest.fixture
 def tiny_loop_config(tmp_path: Path) -> Path:
     """The tiny config with the continuous route on decode-then-select and its plausibility terms."""
-    data = yaml.safe_load(TINY.read_text())
-    data.update(
+    return write_tiny(
+        tmp_path,
+        "tiny_loop",
         name="rd-tiny-loop",
-        out_dir=str(tmp_path / "out"),
         routes=["screening", "continuous-al"],
         continuous={"acquisitions": 8, "q": 4, "strategy": "decode_select", "plausibility": True},
         eform={"hidden": 16, "layers": 2, "members": 2, "epochs": 6},
     )
-    path = tmp_path / "tiny_loop.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def test_continuous_route_plausibility_terms_are_rebuilt_from_the_visible_data(

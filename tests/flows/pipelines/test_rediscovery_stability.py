@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from alcore.holdout import make_split
 from flows.pipelines.rediscovery_stability import VisibleFormationEnergies, best_trials
-from tests.flows.pipelines.test_rediscovery import TINY, _split_run
+from tests.flows.pipelines.test_rediscovery import _split_run, write_tiny
 
 UNIVERSE = ["MgO", "SiO2", "Mg2Si", "MgSiO3", "NaCl"]
 
@@ -57,16 +56,14 @@ def test_best_trial_is_the_lowest_finite_e_hull() -> None:
 
 @pytest.fixture
 def tiny_stability_config(tmp_path: Path) -> Path:
-    data = yaml.safe_load(TINY.read_text())
-    data.update(
+    """The tiny config with the stability filter (CHGNet, top 2) on plain screening and random order."""
+    return write_tiny(
+        tmp_path,
+        "stab",
         name="rd-tiny-stab",
-        out_dir=str(tmp_path / "out"),
         routes=["screening", "random"],
         stability={"top": 2, "judge": "chgnet", "steps": 60, "fmax": 0.2},
     )
-    path = tmp_path / "stab.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def test_tiny_stability_filter_stores_filtered_lists_and_resumes(
