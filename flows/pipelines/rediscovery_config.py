@@ -24,9 +24,10 @@ GENERATORS: tuple[str, ...] = ("matgan", "complm")
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def digest(self) -> str:
-        """12 hex digits identifying these settings (part of every cache key)."""
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
+    def digest(self, include: set[str] | None = None) -> str:
+        """12 hex digits identifying these settings (or only the fields ``include``; part of every cache key)."""
+        data = self.model_dump(mode="json", include=include)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
 class _Retrained(_Strict):
@@ -157,9 +158,7 @@ class StabilitySpec(_Strict):
     def judge_settings(self) -> str:
         """12 hex digits of the settings a verdict depends on (not ``top`` or ``lists``): verdicts are
         shared by every list, config and rerun of a split that judges with the same settings."""
-        fields = {"judge", "k_templates", "fallback_trials", "e_hull_max", "fmax", "steps"}
-        blob = json.dumps(self.model_dump(mode="json", include=fields), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return self.digest(include={"judge", "k_templates", "fallback_trials", "e_hull_max", "fmax", "steps"})
 
 
 class ContinuousSpec(_Strict):
