@@ -22,16 +22,23 @@ class ModelStore:
         """Store weights as safetensors bytes in GridFS; returns their sha256 (hex).
 
         ``kind`` names the model family (e.g. ``"autoencoder"``); ``metadata`` (JSON-like) holds
-        params, training metrics, campaign/iteration. Saving identical bytes twice stores them once.
+        params, training metrics, campaign/iteration. Saving identical bytes twice stores them once;
+        the second ``metadata`` is kept as an alias (``metadata.aliases``) so that
+        :meth:`latest_model` finds the weights under either (e.g. a model retrained under new
+        settings that came out bit-identical).
         """
         blob = save_safetensors({k: v.detach().contiguous().cpu() for k, v in state_dict.items()})
         sha = hashlib.sha256(blob).hexdigest()
-        if self.db["models.files"].find_one({"metadata.sha256": sha, "metadata.kind": kind}) is None:
+        files = self.db["models.files"]
+        existing = files.find_one({"metadata.sha256": sha, "metadata.kind": kind})
+        if existing is None:
             self.fs.upload_from_stream(
                 f"{kind}-{sha[:12]}.safetensors",
                 blob,
                 metadata={**dict(metadata), "kind": kind, "sha256": sha, "format": "safetensors", "bytes": len(blob)},
             )
+        elif any(existing["metadata"].get(k) != v for k, v in metadata.items()):
+            files.update_one({"_id": existing["_id"]}, {"$addToSet": {"metadata.aliases": dict(metadata)}})
         return sha
 
     def load_model(self, sha256: str, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -62,8 +69,14 @@ class ModelStore:
         return state, dict(info)
 
     def latest_model(self, kind: str, **where: Any) -> str | None:
-        """sha256 of the newest model of ``kind`` matching metadata fields ``where``, or None."""
-        query = {"metadata.kind": kind, **{f"metadata.{k}": v for k, v in where.items()}}
+        """sha256 of the newest model of ``kind`` whose metadata, or one of its aliases (see
+        :meth:`save_model`), matches the fields ``where``; None if there is none."""
+        query: dict[str, Any] = {"metadata.kind": kind}
+        if where:
+            query["$or"] = [
+                {f"metadata.{k}": v for k, v in where.items()},
+                {"metadata.aliases": {"$elemMatch": dict(where)}},
+            ]
         doc = self.db["models.files"].find_one(query, sort=[("uploadDate", DESCENDING)])
         return doc["metadata"]["sha256"] if doc else None
 

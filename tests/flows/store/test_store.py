@@ -173,6 +173,21 @@ def test_gridfs_round_trip_of_50mb_blob_with_checksum(store):
     assert store.db["models.files"].count_documents({"metadata.sha256": sha}) == 1
 
 
+def test_identical_weights_saved_under_new_settings_are_found_under_both(store):
+    weights = {"w": torch.ones(10)}
+    sha = store.save_model("rd-ae", weights, {"holdout_key": "s0", "settings": "old"})
+    assert store.save_model("rd-ae", weights, {"holdout_key": "s0", "settings": "new"}) == sha
+    assert store.save_model("rd-ae", weights, {"holdout_key": "s0", "settings": "new"}) == sha  # alias once
+    assert store.db["models.files"].count_documents({"metadata.sha256": sha}) == 1
+    assert store.latest_model("rd-ae", holdout_key="s0", settings="old") == sha
+    assert store.latest_model("rd-ae", holdout_key="s0", settings="new") == sha
+    assert store.latest_model("rd-ae", holdout_key="s1", settings="new") is None  # both fields must match one entry
+    assert store.latest_model("rd-ae", holdout_key="s0", settings="other") is None
+    assert store.latest_model("rd-ae") == sha
+    _, meta = store.load_model(sha, kind="rd-ae")
+    assert meta["settings"] == "old" and meta["aliases"] == [{"holdout_key": "s0", "settings": "new"}]
+
+
 def test_corrupt_and_wrong_kind_blobs_are_detected(store):
     sha = store.save_model("ae", {"w": torch.ones(1000)}, {})
     with pytest.raises(CorruptModelError, match="'ae' blob, expected 'gp'"):
