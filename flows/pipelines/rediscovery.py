@@ -281,9 +281,9 @@ def run_stage(run: SplitRun, stage: str, body: Callable[[], dict[str, Any]]) -> 
     settings = stage_settings(run.cfg, stage)
     doc = run.store.bench_stage(run.stage_id(stage))
     if doc is not None and doc.get("status") == "done":
-        if doc.get("settings") == settings:
-            return doc["result"]
         stored = doc.get("settings")
+        if stored == settings:
+            return doc["result"]
         _log("rediscovery %s %s: done with settings %s, now %s; redoing it", run.key, stage, stored, settings)
     fault_point(f"rediscovery:{stage}:before")
     t0 = time.perf_counter()

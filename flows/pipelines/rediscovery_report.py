@@ -129,8 +129,7 @@ def format_stability(result: dict[str, Any]) -> str:
     """The stability filter's table (<= 80 columns), mean ± sd over split seeds: per judged list,
     proposals kept of the judged top, the hidden real ones (any gap) and the rediscoveries (>= 4 eV)
     before -> after, and the share of the real ones and of the rest that the filter keeps (pooled
-    over the splits). Empty
-    without a stability filter."""
+    over the splits). Empty without a stability filter."""
     rows = result.get("stability") or []
     spec = result["config"].get("stability")
     if not rows or not spec:

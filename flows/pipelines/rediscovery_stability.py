@@ -79,29 +79,10 @@ class VisibleJudge:
     def judge(self, campaign: str, formula: str, seed: int) -> list[dict[str, Any]]:
         """Propose and judge ``formula``'s trial structures; their ``structures`` documents. Never
         raises for a bad structure: a failed trial is a ``failed`` verdict with its reason."""
-        from flows.pipelines.structures import verdict_doc
-        from generators.templates import propose_structures
-        from oracles.stability.checker import Verdict
+        from flows.pipelines.structures import judge_trial, verdict_doc
 
-        spec = self.spec
-        trials = propose_structures(
-            formula,
-            self.stage.library,
-            k=spec.k_templates,
-            fallback_trials=spec.fallback_trials,
-            seed=seed,
-            known=self.stage.known,
-        )
-        sources = [t.template.get("formula") or "" for t in trials]
-        assert_no_leak(f"templates proposed for {formula}", sources, self.split)
-        docs = []
-        for t in trials:
-            try:
-                v = self.checker.evaluate(t)
-            except Exception as exc:  # last line of defence, as in the structures flow
-                v = Verdict(t.formula, t.template_id, "failed", f"{type(exc).__name__}: {exc}", t.structure)
-            docs.append(verdict_doc(campaign, t, v))
-        return docs
+        trials = self.stage.propose(formula, self.spec.k_templates, self.spec.fallback_trials, seed)
+        return [verdict_doc(campaign, t, judge_trial(self.checker, t)) for t in trials]
 
 
 class VisibleFormationEnergies(MPFormationEnergies):
@@ -153,8 +134,7 @@ def stability_stage(run: Any) -> dict[str, Any]:
     judge = VisibleJudge(run.split, spec)
     for formula in tqdm(todo, desc="stability filter", unit="formula", leave=False):
         run.store.upsert_structures(judge.judge(campaign, formula, run.seed))
-    verdicts = [d for d in run.store.structure_verdicts(campaign) if d["formula"] in set(wanted)]
-    best = best_trials(verdicts)
+    best = best_trials(run.store.structure_verdicts(campaign))
     out = {"campaign": campaign, "judged_now": len(todo), "formulas": len(wanted), "lists": {}}
     for name, top in tops.items():
         kept = [f for f in top if best.get(f, {}).get("verdict") in KEPT_VERDICTS]

@@ -100,6 +100,18 @@ class VisibleStage:
     n_removed_templates: int
     n_removed_known: int
 
+    def propose(self, formula: str, k: int, fallback_trials: int, seed: int) -> list:
+        """Trial structures for ``formula`` from the visible library and fallback index
+        (:func:`generators.templates.propose_structures`), their template formulas leak-checked."""
+        from generators.templates import propose_structures
+
+        trials = propose_structures(
+            formula, self.library, k=k, fallback_trials=fallback_trials, seed=seed, known=self.known
+        )
+        sources = [t.template.get("formula") or "" for t in trials]
+        assert_no_leak(f"templates proposed for {formula}", sources, self.split)
+        return trials
+
 
 def visible_stage(split: HoldoutSplit, library=None, known_path: Path | None = None) -> VisibleStage:
     """Template library and fallback index without hidden formulas; raises ``HoldoutLeakError`` if one remains."""
@@ -331,32 +343,17 @@ def recover_compound(
     Returns ``(structures documents, structure_recovery document)``. Never raises for a bad structure:
     failed trials stay in the lists with their reason and count as unmatched.
     """
-    from flows.pipelines.structures import verdict_doc
-    from generators.templates import Trial, anonymised_key, propose_structures, substitute
-    from oracles.stability.checker import Verdict
+    from flows.pipelines.structures import judge_trial, verdict_doc
+    from generators.templates import Trial, anonymised_key, substitute
     from oracles.structure_match import energy_gap, energy_order, first_match_rank, make_matcher, match_structure
 
     t0 = time.perf_counter()
     checker = _checker(params.fmax, params.steps)
     matcher = make_matcher()
     known = reference.structure()
-    trials = propose_structures(
-        formula,
-        stage.library,
-        k=params.k_templates,
-        fallback_trials=params.fallback_trials,
-        seed=params.seed,
-        known=stage.known,
-    )
-    assert_no_leak(f"templates proposed for {formula}", [t.template.get("formula") or "" for t in trials], stage.split)
+    trials = stage.propose(formula, params.k_templates, params.fallback_trials, params.seed)
 
-    def judge(trial) -> Verdict:
-        try:
-            return checker.evaluate(trial)
-        except Exception as exc:  # last line of defence, as in the structures flow
-            return Verdict(trial.formula, trial.template_id, "failed", f"{type(exc).__name__}: {exc}", trial.structure)
-
-    verdicts = [judge(t) for t in trials]
+    verdicts = [judge_trial(checker, t) for t in trials]
     ref_trial = Trial(
         formula,
         f"reference:{reference.mpid or reference.id}",
@@ -369,7 +366,7 @@ def recover_compound(
             "mpid": reference.mpid,
         },
     )
-    ref_verdict = judge(ref_trial)
+    ref_verdict = judge_trial(checker, ref_trial)
     ref_relaxed = ref_verdict.structure if ref_verdict.verdict != "failed" else None
     docs = [verdict_doc(run, t, v) for t, v in zip(trials, verdicts, strict=True)] + [
         verdict_doc(run, ref_trial, ref_verdict)

@@ -63,6 +63,17 @@ def _clean(x: Any) -> Any:
     return x
 
 
+def judge_trial(checker, trial):
+    """``checker.evaluate(trial)``, or a ``failed`` :class:`~oracles.stability.checker.Verdict` with
+    the exception as its reason: the last line of defence, a verdict rather than a crashed flow."""
+    from oracles.stability.checker import Verdict
+
+    try:
+        return checker.evaluate(trial)
+    except Exception as exc:
+        return Verdict(trial.formula, trial.template_id, "failed", f"{type(exc).__name__}: {exc}", trial.structure)
+
+
 def verdict_doc(campaign: str, trial, verdict) -> dict[str, Any]:
     """The ``structures`` document of one trial and its verdict (see module doc for the fields)."""
     s = verdict.structure if verdict.structure is not None else trial.structure
@@ -108,13 +119,7 @@ def relax_task(
     campaign: str, trial, e_hull_max: float, fmax: float, steps: int, compute_hull: bool, judge: str = DEFAULT_JUDGE
 ) -> dict[str, Any]:
     """Relax one trial with ``judge`` and return its ``structures`` document (never raises for a bad structure)."""
-    from oracles.stability.checker import Verdict
-
-    try:
-        verdict = _checker(e_hull_max, fmax, steps, compute_hull, judge).evaluate(trial)
-    except Exception as exc:  # last line of defence: a verdict, not a crashed flow
-        verdict = Verdict(trial.formula, trial.template_id, "failed", f"{type(exc).__name__}: {exc}", trial.structure)
-    return verdict_doc(campaign, trial, verdict)
+    return verdict_doc(campaign, trial, judge_trial(_checker(e_hull_max, fmax, steps, compute_hull, judge), trial))
 
 
 @task(name="store-structures", cache_policy=NO_CACHE)

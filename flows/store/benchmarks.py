@@ -20,8 +20,8 @@ class BenchmarkStore:
 
     def bench_stage_result(self, stage_id: str) -> dict[str, Any] | None:
         """The stored result of a finished benchmark stage, or None."""
-        doc = self.db[BENCH_STAGES].find_one({"_id": stage_id, "status": "done"})
-        return None if doc is None else doc["result"]
+        doc = self.bench_stage(stage_id)
+        return doc["result"] if doc is not None and doc.get("status") == "done" else None
 
     def bench_stage(self, stage_id: str) -> dict[str, Any] | None:
         """The whole document of a benchmark stage (status, settings, result), or None."""
