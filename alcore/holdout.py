@@ -14,7 +14,7 @@ these functions, so the same (protocol, seed, fraction) hides the same formulas 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -30,7 +30,8 @@ class HoldoutSplit:
     """A split of canonical formulas into ``visible`` and ``hidden`` (disjoint). ``hidden_systems``:
     the hidden chemical systems (protocol ``"system"``; for ``"random"`` the systems of the hidden
     formulas, which may also hold visible formulas). ``protocol``, ``seed`` and ``fraction`` say how
-    it was drawn."""
+    it was drawn; ``outer``: the split whose visible part this one splits (:func:`nested_split`),
+    whose hidden formulas this one hides as well."""
 
     visible: frozenset[str]
     hidden: frozenset[str]
@@ -38,6 +39,7 @@ class HoldoutSplit:
     protocol: str
     seed: int
     fraction: float
+    outer: HoldoutSplit | None = None
 
     def is_hidden(self, formula: str) -> bool:
         """Whether ``formula`` (any spelling pymatgen parses) is hidden: in ``hidden``, or (protocol
@@ -51,7 +53,9 @@ class HoldoutSplit:
     def _hidden_canonical(self, formula: str) -> bool:
         if formula in self.hidden:
             return True
-        return self.protocol == "system" and chemical_system(formula) in self.hidden_systems
+        if self.protocol == "system" and chemical_system(formula) in self.hidden_systems:
+            return True
+        return self.outer is not None and self.outer._hidden_canonical(formula)
 
 
 @lru_cache(maxsize=500_000)
@@ -132,6 +136,15 @@ def make_split(formulas: Iterable[str], protocol: str = "system", fraction: floa
     if protocol == "random":
         return split_random_formulas(formulas, fraction, seed)
     raise ValueError(f"unknown hold-out protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+
+
+def nested_split(outer: HoldoutSplit, seed: int) -> HoldoutSplit:
+    """A split of ``outer``'s visible formulas (same protocol and fraction, ``seed``) for choosing
+    among methods without touching ``outer``'s answer key: its hidden set is the inner answer key,
+    and ``outer``'s hidden formulas stay hidden too (:meth:`HoldoutSplit.is_hidden`,
+    :func:`assert_no_leak`) while belonging to neither side."""
+    inner = make_split(outer.visible, outer.protocol, outer.fraction, seed)
+    return replace(inner, outer=outer)
 
 
 def leaked(formulas: Iterable[str], split: HoldoutSplit) -> list[str]:

@@ -35,8 +35,9 @@ def is_organic(formula: str) -> bool:
     return "C" in elements and "H" in elements
 
 
-def p_feasible(mean: np.ndarray, std: np.ndarray, threshold: float = 0.0) -> np.ndarray:
-    """P(E_form < ``threshold``) for Gaussian predictions: Phi((threshold - mean) / std).
+def p_feasible(mean: np.ndarray, std: np.ndarray, threshold: float | np.ndarray = 0.0) -> np.ndarray:
+    """P(E_form < ``threshold``) for Gaussian predictions: Phi((threshold - mean) / std) (``threshold``
+    a number or one per prediction).
 
     ``mean`` and ``std`` (n,) in eV/atom (std floored at :data:`MIN_STD`); returns (n,) in [0, 1].
     Decreasing in ``mean``; in ``std`` it decreases when ``mean < threshold`` and increases when

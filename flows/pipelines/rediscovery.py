@@ -65,7 +65,8 @@ from prefect.cache_policies import NONE as NO_CACHE
 
 from alcore.composition import CompositionEncoder, element_formulas
 from alcore.errors import AlflowError, EmptyPoolError
-from alcore.holdout import HoldoutSplit, assert_no_leak, make_split
+from alcore.holdout import HoldoutSplit, assert_no_leak, make_split, nested_split
+from alcore.judged_screening import judged_scores, rank_by
 from alcore.rediscovery import (
     CRITERIA,
     base_rate,
@@ -90,6 +91,8 @@ from flows.store import Store
 from oracles.base import Prediction
 
 ELEMENTS = "agd87"
+#: A nested split of split seed s is drawn with seed NESTED_SEED_OFFSET + s.
+NESTED_SEED_OFFSET = 1000
 
 
 def pool_suffix(generator: str) -> str:
@@ -111,7 +114,8 @@ def _log(msg: str, *args: Any) -> None:
 def split_key(cfg: RediscoveryConfig, seed: int) -> str:
     """The cache key of one split: protocol, fraction, seed, MP data sha256 (and universe limit)."""
     key = f"{cfg.protocol}-f{cfg.fraction:g}-s{seed}-{mp_data_sha256()[:8]}"
-    return key + (f"-u{cfg.universe_limit}" if cfg.universe_limit else "")
+    key += f"-u{cfg.universe_limit}" if cfg.universe_limit else ""
+    return key + (f"-in{NESTED_SEED_OFFSET + seed}" if cfg.nested else "")
 
 
 def benchmark_universe(cfg: RediscoveryConfig) -> frozenset[str]:
@@ -122,6 +126,13 @@ def benchmark_universe(cfg: RediscoveryConfig) -> frozenset[str]:
         return universe
     rng = np.random.default_rng(12345)
     return frozenset(rng.choice(sorted(universe), size=cfg.universe_limit, replace=False).tolist())
+
+
+def benchmark_split(cfg: RediscoveryConfig, seed: int) -> HoldoutSplit:
+    """The split of split seed ``seed``; with ``cfg.nested``, the split (seed ``NESTED_SEED_OFFSET +
+    seed``) of that split's visible part (:func:`alcore.holdout.nested_split`)."""
+    split = _split_cached(cfg.protocol, cfg.fraction, seed, benchmark_universe(cfg))
+    return nested_split(split, NESTED_SEED_OFFSET + seed) if cfg.nested else split
 
 
 @functools.lru_cache(maxsize=8)
@@ -177,7 +188,8 @@ class SplitRun:
     @cached_property
     def known(self) -> frozenset[str]:
         """The novelty reference: visible MP formulas plus every element (whose solid is known)."""
-        known = frozenset(self.split.visible) | (element_formulas() - self.split.hidden)
+        outer_hidden = self.split.outer.hidden if self.split.outer is not None else frozenset()
+        known = frozenset(self.split.visible) | (element_formulas() - self.split.hidden - outer_hidden)
         assert_no_leak("known-formula list", known, self.split)
         return known
 
@@ -780,8 +792,31 @@ def screening_stage(run: SplitRun, generator: str = "matgan") -> dict[str, Any]:
 
 def _rank(formulas: list[str], scores: np.ndarray) -> list[int]:
     """Indices best first: by score descending (NaN last), ties by formula."""
-    s = np.where(np.isfinite(scores), scores, -np.inf)
-    return sorted(range(len(formulas)), key=lambda i: (-s[i], formulas[i]))
+    return rank_by(scores, np.zeros(len(formulas)), formulas)
+
+
+def judged_screening_stage(run: SplitRun, generator: str = "matgan") -> dict[str, Any]:
+    """Screening by the judges (:mod:`alcore.judged_screening`): every member of ``generator``'s pool
+    scored by P(gap >= target) from the visible oracle, times P(E_form < 0) or P(E_hull <=
+    e_hull_max) from the visible E_form model against the visible MP DFT hull; one list per rule."""
+    from flows.pipelines.rediscovery_stability import VisibleFormationEnergies
+    from oracles.stability.hull import hull_energies
+
+    spec = run.cfg.judged
+    pool = run.pool_of(generator)
+    gap, eform = run.oracle.predict(pool), run.eform.predict(pool)
+    t0 = time.perf_counter()
+    hull = np.asarray(hull_energies(pool, VisibleFormationEnergies(run.split)), dtype=np.float64)
+    hull_s = time.perf_counter() - t0
+    scores = judged_scores(gap.mean, gap.std, eform.mean, eform.std, hull, spec.target, spec.e_hull_max)
+    for rule, score in scores.items():
+        order = rank_by(score, gap.mean, pool)
+        run.save_list(f"judged-screening/{rule}{pool_suffix(generator)}", [pool[i] for i in order], list(score[order]))
+    return {
+        "n": len(pool),
+        "hull_s": round(hull_s, 1),
+        "mean_score": {rule: float(np.mean(score)) for rule, score in scores.items()},
+    }
 
 
 @dataclass
@@ -1024,6 +1059,7 @@ STAGE_BODIES: dict[str, Callable[..., dict[str, Any]]] = {
     "matgan": matgan_stage,
     "pool": pool_stage,
     "screening": screening_stage,
+    "judged-screening": judged_screening_stage,
     "pool-al": pool_al_stage,
     "continuous-al": continuous_al_stage,
     "random-pool-labels": random_pool_labels_stage,
@@ -1204,9 +1240,7 @@ def summarise(per_split: list[dict[str, Any]], ks: tuple[int, ...]) -> list[dict
 # ---------------------------------------------------------------------------------------- flow
 def run_split(cfg: RediscoveryConfig, store: Store, seed: int) -> dict[str, Any]:
     """Every stage of one split seed (resuming what is stored), then its scores."""
-    universe = benchmark_universe(cfg)
-    split = _split_cached(cfg.protocol, cfg.fraction, seed, universe)
-    run = SplitRun(cfg, store, seed, split, split_key(cfg, seed))
+    run = SplitRun(cfg, store, seed, benchmark_split(cfg, seed), split_key(cfg, seed))
     results = {}
     for stage in stages_for(cfg):
         results[stage] = stage_task(run, stage)

@@ -14,9 +14,24 @@ from flows.config import read_settings, validation_problems
 from oracles.defaults import DEFAULT_JUDGE
 
 #: Every route the benchmark can run (see :mod:`flows.pipelines.rediscovery`).
-ROUTES: tuple[str, ...] = ("screening", "pool-al", "continuous-al", "random-pool-labels", "random-mp-labels", "random")
+ROUTES: tuple[str, ...] = (
+    "screening",
+    "judged-screening",
+    "pool-al",
+    "continuous-al",
+    "random-pool-labels",
+    "random-mp-labels",
+    "random",
+)
 #: Routes that work on a generated pool (run once per pool generator of ``generators``).
-POOL_ROUTES: tuple[str, ...] = ("screening", "pool-al", "random-pool-labels", "random-mp-labels", "random")
+POOL_ROUTES: tuple[str, ...] = (
+    "screening",
+    "judged-screening",
+    "pool-al",
+    "random-pool-labels",
+    "random-mp-labels",
+    "random",
+)
 #: Generators that can build a pool: MatGAN (always built: it sets the pool size) and the composition LM.
 GENERATORS: tuple[str, ...] = ("matgan", "complm")
 
@@ -108,6 +123,9 @@ class CompLMSpec(_Retrained):
 #: (route, list name, universe of its ceiling) of every ranked list, in table order.
 LISTS: tuple[tuple[str, str, str], ...] = (
     ("screening", "screening/oracle", "pool"),
+    ("judged-screening", "judged-screening/p-wide", "pool"),
+    ("judged-screening", "judged-screening/p-wide-eform", "pool"),
+    ("judged-screening", "judged-screening/p-wide-hull", "pool"),
     ("pool-al", "pool-AL/acquired", "pool"),
     ("pool-al", "pool-AL/screen", "pool"),
     ("continuous-al", "continuous-AL/acquired", "limits"),
@@ -161,6 +179,15 @@ class StabilitySpec(_Strict):
         return self.digest(include={"judge", "k_templates", "fallback_trials", "e_hull_max", "fmax", "steps"})
 
 
+class JudgedSpec(_Strict):
+    """Screening the pool by the judges (:mod:`alcore.judged_screening`): the band-gap ``target`` (eV)
+    of P(gap >= target) and the ``e_hull_max`` (eV/atom) of P(E_hull <= e_hull_max), with the
+    formation-energy model ``eform`` and the visible MP DFT hull."""
+
+    target: float = 4.0
+    e_hull_max: float = Field(default=0.1, ge=0)
+
+
 class ContinuousSpec(_Strict):
     """The continuous latent route's campaign: ``acquisitions`` in batches of ``q`` (UCB ``beta``,
     ``max_attempts`` decode rounds, ``trust_region`` side), acquisition ``strategy``
@@ -199,7 +226,10 @@ class RediscoveryConfig(_Strict):
     pool routes run on: ``matgan`` (always built: it sets the pool size of the split) and
     ``complm`` (a composition-LM pool of the same size; its lists are named ``<list>@complm``);
     ``eform``: the formation-energy model of the continuous route's plausibility terms;
-    ``stability``: the stability filter of the top of the lists (off when None)."""
+    ``stability``: the stability filter of the top of the lists (off when None); ``judged``: the
+    ``judged-screening`` route's settings; ``nested``: run every split seed s on the split (seed
+    1000 + s, same protocol and fraction) of the *visible* formulas of split s, whose hidden part is
+    the answer key for choosing among methods without touching split s's (model selection)."""
 
     name: str = Field(default="rediscovery", min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
     protocol: Literal["system", "random"] = "system"
@@ -210,6 +240,8 @@ class RediscoveryConfig(_Strict):
     pool_q: int = Field(default=50, ge=1)
     beta: float = Field(default=25.0, gt=0)
     continuous: ContinuousSpec = ContinuousSpec()
+    judged: JudgedSpec = JudgedSpec()
+    nested: bool = False
     max_atoms: int = Field(default=7, ge=2)
     max_elements: int = Field(default=3, ge=2)
     oracle: OracleSpec = OracleSpec()

@@ -11,6 +11,9 @@ import numpy as np
 #: Short names of the ranked lists for the 80-column table.
 SHORT = {
     "screening/oracle": "screen: oracle",
+    "judged-screening/p-wide": "judged: P(wide)",
+    "judged-screening/p-wide-eform": "judged: x P(Ef<0)",
+    "judged-screening/p-wide-hull": "judged: x P(hull)",
     "pool-AL/acquired": "pool-AL acquired",
     "pool-AL/screen": "pool-AL model",
     "continuous-AL/acquired": "cont-AL acquired",
@@ -24,6 +27,9 @@ SHORT = {
 #: Short names of the same lists on the composition-LM pool (``<list>@complm``).
 SHORT_LM = {
     "screening/oracle": "LM screen: oracle",
+    "judged-screening/p-wide": "LM judged: P(wide)",
+    "judged-screening/p-wide-eform": "LM judged: x P(Ef)",
+    "judged-screening/p-wide-hull": "LM judged: x P(hull)",
     "pool-AL/acquired": "LM pool-AL acq",
     "pool-AL/screen": "LM pool-AL model",
     "random-pool-labels/acquired": "LM rnd-pool acq",

@@ -34,6 +34,7 @@ STAGE_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "complm": (("complm",), ("split",)),
     "pool@complm": (("complm", "max_atoms", "max_elements"), ("complm", "pool")),
     "screening": ((), ("pool", "oracle")),
+    "judged-screening": (("judged",), ("pool", "oracle", "eform")),
     "pool-al": (
         ("acquisitions", "pool_q", "beta", "max_atoms", "max_elements"),
         ("data", "oracle", "autoencoder", "pool"),
@@ -44,18 +45,27 @@ STAGE_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "random": (("random_compositions", "max_atoms", "max_elements"), ("pool",)),
     "stability": (
         ("stability",),
-        ("screening", "pool-al", "continuous-al", "random-pool-labels", "random-mp-labels", "random"),
+        (
+            "screening",
+            "judged-screening",
+            "pool-al",
+            "continuous-al",
+            "random-pool-labels",
+            "random-mp-labels",
+            "random",
+        ),
     ),
 }
 
 
 def stages_for(cfg: RediscoveryConfig) -> list[str]:
     """The stages a config runs, in order: the shared ones (the autoencoder only if a campaign route
-    runs; the formation-energy model only for decode-then-select), each extra generator's model,
-    pool and plain screening, then every route (a pool route once per generator), then the
-    stability filter if the config has one."""
+    runs; the formation-energy model only for decode-then-select or screening by the judges), each
+    extra generator's model, pool and plain screening, then every route (a pool route once per
+    generator), then the stability filter if the config has one."""
     shared = [s for s in SHARED_STAGES if s != "autoencoder" or any(r in cfg.routes for r in CAMPAIGN_ROUTES)]
-    if "continuous-al" in cfg.routes and cfg.continuous.strategy == "decode_select":
+    decode_select = "continuous-al" in cfg.routes and cfg.continuous.strategy == "decode_select"
+    if decode_select or "judged-screening" in cfg.routes:
         shared.insert(shared.index("oracle") + 1, "eform")
     extra = [g for g in cfg.generators if g != "matgan"]
     for gen in extra:

@@ -116,3 +116,28 @@ def e_above_hull(
     decomp, e_hull = pd.get_decomp_and_e_above_hull(cand, allow_negative=False)
     names = sorted(e.name if e.name != "candidate" else comp.reduced_formula for e in decomp)
     return HullResult(float(e_hull), len(model), len(dft), names)
+
+
+def hull_energies(formulas: Iterable[str], phases: MPFormationEnergies) -> list[float]:
+    """Formation energy (eV/atom) of the convex hull of the competing phases (``phases``, elements at
+    0) at each formula's composition: a candidate with E_form below it would be on the hull. 0 where
+    only the elements are known; NaN for a formula pymatgen cannot parse. One phase diagram per
+    chemical system."""
+    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+
+    diagrams: dict[frozenset[str], PhaseDiagram] = {}
+    out = []
+    for formula in formulas:
+        try:
+            comp = Composition(formula)
+        except Exception:  # noqa: BLE001 - pymatgen raises several types for bad strings
+            out.append(float("nan"))
+            continue
+        system = frozenset(el.symbol for el in comp.elements)
+        if system not in diagrams:
+            known = phases.phases(system)
+            entries = [PDEntry(Composition(el), 0.0) for el in sorted(system)]
+            entries += [PDEntry(Composition(f), e * Composition(f).num_atoms) for f, e in known.items()]
+            diagrams[system] = PhaseDiagram(entries)
+        out.append(float(diagrams[system].get_hull_energy_per_atom(comp)))
+    return out
