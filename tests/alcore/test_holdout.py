@@ -92,3 +92,22 @@ def test_leak_check_catches_a_hidden_formula_planted_in_a_visible_table() -> Non
     assert "'seed labels'" in msg and planted in msg and "1 hidden formula" in msg
     assert leaked([spelled, "garbage!", visible_table[0]], split) == [planted]
     assert split.is_hidden(spelled) and not split.is_hidden(visible_table[0])
+
+
+def test_nested_split_splits_the_visible_part_and_keeps_the_outer_hidden_hidden() -> None:
+    from alcore.holdout import nested_split
+
+    outer = split_by_chemical_system(FORMULAS, fraction=0.3, seed=4)
+    inner = nested_split(outer, seed=1004)
+    assert inner == nested_split(outer, seed=1004)  # deterministic
+    assert inner.visible | inner.hidden == outer.visible  # it splits the visible part only
+    assert inner.hidden and inner.visible.isdisjoint(inner.hidden)
+    assert inner.hidden_systems.isdisjoint(outer.hidden_systems)
+    assert (inner.protocol, inner.fraction) == (outer.protocol, outer.fraction)
+    # the outer answer key stays hidden: a table holding an outer-hidden formula is caught
+    outer_hidden = sorted(outer.hidden)[0]
+    assert inner.is_hidden(outer_hidden) and not inner.is_hidden(sorted(inner.visible)[0])
+    with pytest.raises(HoldoutLeakError, match="hold-out leak"):
+        assert_no_leak("seed labels", [sorted(inner.visible)[0], outer_hidden], inner)
+    # ... and so is one of the inner hidden set
+    assert leaked([sorted(inner.hidden)[0]], inner) == [sorted(inner.hidden)[0]]

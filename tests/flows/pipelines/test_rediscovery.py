@@ -193,10 +193,9 @@ def tiny_complm_config(tmp_path: Path) -> Path:
 
 
 def _split_run(cfg, store, seed: int = 0):
-    from flows.pipelines.rediscovery import SplitRun, _split_cached, benchmark_universe, split_key
+    from flows.pipelines.rediscovery import SplitRun, benchmark_split, split_key
 
-    split = _split_cached(cfg.protocol, cfg.fraction, seed, benchmark_universe(cfg))
-    return SplitRun(cfg, store, seed, split, split_key(cfg, seed))
+    return SplitRun(cfg, store, seed, benchmark_split(cfg, seed), split_key(cfg, seed))
 
 
 def test_complm_pool_is_leak_checked_resumes_and_matches_the_matgan_pool_size(
@@ -464,3 +463,55 @@ def test_the_eform_share_is_summarised_only_where_every_split_has_it() -> None:
     both = summarise([split(0.9), split(1.0)], (10,))[0]
     assert both["eform_neg_share"] == pytest.approx((0.95, np.std([0.9, 1.0], ddof=1)))
     assert "eform_neg_share" not in summarise([split(0.9), split(None)], (10,))[0]
+
+
+def test_nested_split_screens_by_the_judges_without_the_outer_answer_key(mongo_uri: str, tmp_path: Path) -> None:
+    from alcore.holdout import leaked
+    from alcore.judged_screening import RULES
+    from flows.pipelines import rediscovery as rd
+    from flows.pipelines.rediscovery_stability import VisibleFormationEnergies
+    from oracles.stability.hull import hull_energies
+    from flows.pipelines.rediscovery_config import load_rediscovery_config
+    from flows.store import Store
+
+    path = write_tiny(
+        tmp_path,
+        "tiny_nested",
+        name="rd-tiny-nested",
+        nested=True,
+        routes=["screening", "judged-screening", "random"],
+        eform={"hidden": 16, "layers": 2, "members": 2, "epochs": 3},
+    )
+    cfg = load_rediscovery_config(path)
+    assert rd.stages_for(cfg) == [
+        "split", "data", "oracle", "eform", "matgan", "pool", "screening", "judged-screening", "random"
+    ]  # fmt: skip
+    store = Store.from_uri(mongo_uri, f"t_{uuid.uuid4().hex[:10]}")
+    try:
+        run = _split_run(cfg, store)
+        outer = run.split.outer
+        assert run.key.endswith("-in1000") and outer is not None and outer.seed == 0
+        assert run.split.visible | run.split.hidden == outer.visible
+        for stage in rd.stages_for(cfg):
+            rd.run_stage(run, stage, rd.stage_body(run, stage))
+        # nothing the inner pipeline learnt from holds an outer- or inner-hidden formula
+        for table in (run.visible_gaps["formula"], run.visible_eforms["formula"], run.known):
+            assert leaked(table, run.split) == [] and leaked(table, outer) == []
+        pool = run.pool
+        ranked = {rule: run.load_list(f"judged-screening/{rule}") for rule in RULES}
+        for formulas, scores in ranked.values():
+            assert sorted(formulas) == pool  # every rule ranks the whole pool, best first
+            assert all(a >= b for a, b in zip(scores, scores[1:], strict=False))
+        # the hull factor only lowers P(wide); the hull is the visible MP one (leak-checked phases)
+        wide = dict(zip(*ranked["p-wide"], strict=True))
+        hull = dict(zip(*ranked["p-wide-hull"], strict=True))
+        assert all(hull[f] <= wide[f] + 1e-12 for f in pool)
+        energies = hull_energies(pool, VisibleFormationEnergies(run.split))
+        assert sum(e < -0.5 for e in energies) > len(pool) // 4  # most pool systems have known phases
+        # scoring counts only the inner answer key: an outer-hidden formula is never a rediscovery
+        assert set(run.hidden_gaps) == set(run.split.hidden) and set(run.hidden_gaps).isdisjoint(outer.hidden)
+        names = {lst["list"] for lst in rd.score_split(run)["lists"]}
+        assert {f"judged-screening/{rule}" for rule in RULES} <= names
+    finally:
+        store.client.drop_database(store.db.name)
+        store.close()

@@ -89,3 +89,11 @@ def test_the_stability_filter_runs_last_and_its_settings_reach_only_it(tmp_path)
     bad.write_text("name: x\nstability: {judge: dft}\n")
     with pytest.raises(ConfigError, match="stability.judge 'dft' is not one of"):
         load_rediscovery_config(bad)
+
+
+def test_screening_by_the_judges_needs_the_eform_model_and_its_settings_reach_only_it() -> None:
+    cfg = RediscoveryConfig(routes=("screening", "judged-screening"))
+    assert stages_for(cfg) == ["split", "data", "oracle", "eform", "matgan", "pool", "screening", "judged-screening"]
+    assert _changed(cfg, judged={"target": 3.0}) == {"judged-screening"}
+    assert _changed(cfg, eform={"epochs": 3}) == {"eform", "judged-screening"}
+    assert _changed(cfg, nested=True) == set()  # the nested split is in the split key, not a setting

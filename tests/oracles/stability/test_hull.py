@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pymatgen.core import Composition
 
 from oracles.stability.hull import MPFormationEnergies, e_above_hull
 
@@ -36,3 +37,25 @@ def test_mp_formation_energies_cover_every_subsystem() -> None:
     ternary = mp.phases(["Sr", "Ti", "O"])
     assert {"SrO", "TiO2", "SrTiO3"} <= set(ternary)
     assert all(len(k) > 2 for k in ternary)  # no elements
+
+
+def test_hull_energies_agree_with_e_above_hull_on_mp_data() -> None:
+    from oracles.stability.hull import hull_energies
+
+    mp = MPFormationEnergies()
+    formulas = ["NaCl", "Na2Cl", "SrTi2O5", "Sr2TiO4", "LiF"]
+    hull = hull_energies(formulas, mp)
+    assert hull[0] == pytest.approx(mp.phases(["Na", "Cl"])["NaCl"], abs=1e-9)  # NaCl is on the hull
+    for formula, h in zip(formulas, hull, strict=True):
+        elements = {el.symbol for el in Composition(formula).elements}
+        phases = mp.phases(elements)
+        # a candidate 0.05 eV/atom above the hull energy sits 0.05 above the hull (the reference route)
+        assert e_above_hull(formula, h + 0.05, {}, phases).e_hull == pytest.approx(0.05, abs=1e-6)
+        assert e_above_hull(formula, h - 0.05, {}, phases).e_hull == pytest.approx(0.0, abs=1e-9)
+
+
+def test_hull_energy_is_zero_with_only_the_elements_known() -> None:
+    from oracles.stability.hull import hull_energies
+
+    nothing = MPFormationEnergies(exclude=lambda formula: True)
+    assert hull_energies(["NaCl", "SrTiO3"], nothing) == [0.0, 0.0]
