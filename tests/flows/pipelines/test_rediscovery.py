@@ -469,10 +469,10 @@ def test_nested_split_screens_by_the_judges_without_the_outer_answer_key(mongo_u
     from alcore.holdout import leaked
     from alcore.judged_screening import RULES
     from flows.pipelines import rediscovery as rd
-    from flows.pipelines.rediscovery_stability import VisibleFormationEnergies
-    from oracles.stability.hull import hull_energies
     from flows.pipelines.rediscovery_config import load_rediscovery_config
+    from flows.pipelines.rediscovery_stability import VisibleFormationEnergies
     from flows.store import Store
+    from oracles.stability.hull import hull_energies
 
     path = write_tiny(
         tmp_path,
