@@ -81,10 +81,21 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def evaluate_snapshot(
-    step: int, n: int, relax: int, seed: int, relax_steps: int, refs: list[dict], known: dict
+    step: int,
+    n: int,
+    relax: int,
+    seed: int,
+    relax_steps: int,
+    refs: list[dict],
+    known: dict,
+    committed: bool = False,
 ) -> dict[str, Any]:
-    """Generate ``n`` per target composition from one snapshot, screen, relax ``relax`` per composition."""
-    g, meta = load_generator(snapshot_name(step), CKPT_DIR)
+    """Generate ``n`` per target composition from one snapshot (``committed``: the committed weights
+    ``data/weights/cccgan_mgmno``, which must be the snapshot of ``step``), screen, relax ``relax``
+    per composition."""
+    g, meta = load_generator(*(("cccgan_mgmno", WEIGHTS_DIR) if committed else (snapshot_name(step), CKPT_DIR)))
+    if meta["metrics"].get("steps") not in (None, step):
+        raise SystemExit(f"those weights are the snapshot of step {meta['metrics']['steps']}, not {step}")
     t0 = time.perf_counter()
     per: dict[str, Any] = {}
     all_cands = []
@@ -170,12 +181,14 @@ def cmd_final(args: argparse.Namespace) -> None:
     ds = load_dataset()
     known = training_structures(ds.images)
     refs = load_references()
-    point = evaluate_snapshot(args.step, args.n, args.relax, args.seed, args.relax_steps, refs, known)
+    point = evaluate_snapshot(
+        args.step, args.n, args.relax, args.seed, args.relax_steps, refs, known, committed=args.committed
+    )
     point["params"] = vars(args) | {"targets": TARGETS}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    FINAL.write_text(json.dumps(point, indent=1, default=str) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(point, indent=1, default=str) + "\n")
     print_curve({"points": [point]})
-    print(f"wrote {FINAL}")
+    print(f"wrote {args.out}")
 
 
 def main() -> None:
@@ -197,6 +210,10 @@ def main() -> None:
             c.add_argument("--steps", type=int, nargs="*", default=None)
         else:
             c.add_argument("--step", type=int, required=True)
+            c.add_argument(
+                "--committed", action="store_true", help="use data/weights/cccgan_mgmno (that step's snapshot)"
+            )
+            c.add_argument("--out", type=Path, default=FINAL, help="results JSON")
     args = ap.parse_args()
     {"train": cmd_train, "curve": cmd_curve, "final": cmd_final}[args.cmd](args)
 
