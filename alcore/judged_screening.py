@@ -10,6 +10,15 @@ compound, both from composition only (no structure), so that they can rank a who
   convex hull of the known competing phases at the formula's composition (``hull`` eV/atom, 0 when
   only the elements are known), i.e. P(E_form <= hull + ``e_hull_max``).
 
+Second round (registered after the first was measured; chosen the same way, docs/rediscovery.md):
+
+* ``p-wide-onhull``: as ``p-wide-hull`` with ``e_hull_max`` 0 (on the hull);
+* ``p-wide-hull-pool``: as ``p-wide-hull``, the hull also built from the *other* pool members'
+  predicted E_form (``hull_pool``): candidates of one chemical system compete with each other;
+* ``p-wide-hull-soft``: as ``p-wide-hull`` with :data:`SOFT_STD`, the typical error of a
+  composition-only formation-energy model, added in quadrature to the E_form std (an ensemble's
+  spread underestimates the error).
+
 Ties (e.g. many formulas at P = 1) are broken by the oracle's mean gap, then by formula. Pure:
 predictions come in as arrays. Unit tests: ``tests/alcore/test_judged_screening.py``.
 """
@@ -24,7 +33,16 @@ from alcore.errors import ConfigError
 from alcore.plausibility import p_feasible
 
 #: The rules, in the order they were registered (docs/rediscovery.md, "Screening by the judges").
-RULES: tuple[str, ...] = ("p-wide", "p-wide-eform", "p-wide-hull")
+RULES: tuple[str, ...] = (
+    "p-wide",
+    "p-wide-eform",
+    "p-wide-hull",
+    "p-wide-onhull",
+    "p-wide-hull-pool",
+    "p-wide-hull-soft",
+)
+#: E_form error (eV/atom) added in quadrature by ``p-wide-hull-soft`` (fixed before any measurement of it).
+SOFT_STD = 0.1
 
 
 def p_at_least(mean: np.ndarray, std: np.ndarray, threshold: float) -> np.ndarray:
@@ -40,19 +58,32 @@ def judged_scores(
     eform_mean: np.ndarray,
     eform_std: np.ndarray,
     hull: np.ndarray,
+    hull_pool: np.ndarray,
     target: float = 4.0,
     e_hull_max: float = 0.1,
 ) -> dict[str, np.ndarray]:
     """Each rule of :data:`RULES` -> (n,) scores in [0, 1] for n formulas: band gaps in eV, formation
-    energies and ``hull`` (the hull's formation energy at each composition) in eV/atom."""
-    arrays = [np.asarray(a, dtype=np.float64) for a in (gap_mean, gap_std, eform_mean, eform_std, hull)]
+    energies, ``hull`` (the known phases' hull formation energy at each composition) and
+    ``hull_pool`` (the same with the other pool members' predicted E_form) in eV/atom."""
+    arrays = [np.asarray(a, dtype=np.float64) for a in (gap_mean, gap_std, eform_mean, eform_std, hull, hull_pool)]
     if len({a.shape for a in arrays}) != 1:
         raise ConfigError(f"judged_scores: every input must have one shape, got {[a.shape for a in arrays]}")
-    gm, gs, em, es, h = arrays
+    gm, gs, em, es, h, hp = arrays
+
+    def below(ceiling: np.ndarray, std: np.ndarray) -> np.ndarray:
+        """P(E_form <= ceiling); 0 where the ceiling is unknown."""
+        return np.where(np.isfinite(ceiling), p_feasible(em, std, np.nan_to_num(ceiling)), 0.0)
+
     p_wide = p_at_least(gm, gs, target)
-    p_form = p_feasible(em, es, 0.0)
-    p_hull = np.where(np.isfinite(h), p_feasible(em, es, np.nan_to_num(h) + e_hull_max), 0.0)
-    return {"p-wide": p_wide, "p-wide-eform": p_wide * p_form, "p-wide-hull": p_wide * p_hull}
+    soft = np.sqrt(np.nan_to_num(es) ** 2 + SOFT_STD**2)
+    return {
+        "p-wide": p_wide,
+        "p-wide-eform": p_wide * p_feasible(em, es, 0.0),
+        "p-wide-hull": p_wide * below(h + e_hull_max, es),
+        "p-wide-onhull": p_wide * below(h, es),
+        "p-wide-hull-pool": p_wide * below(hp + e_hull_max, es),
+        "p-wide-hull-soft": p_wide * below(h + e_hull_max, soft),
+    }
 
 
 def rank_by(scores: np.ndarray, tiebreak: np.ndarray, formulas: Sequence[str]) -> list[int]:

@@ -798,7 +798,8 @@ def _rank(formulas: list[str], scores: np.ndarray) -> list[int]:
 def judged_screening_stage(run: SplitRun, generator: str = "matgan") -> dict[str, Any]:
     """Screening by the judges (:mod:`alcore.judged_screening`): every member of ``generator``'s pool
     scored by P(gap >= target) from the visible oracle, times P(E_form < 0) or P(E_hull <=
-    e_hull_max) from the visible E_form model against the visible MP DFT hull; one list per rule."""
+    e_hull_max) from the visible E_form model against the visible MP DFT hull (with or without the
+    other pool members' predicted E_form); one list per rule."""
     from flows.pipelines.rediscovery_stability import VisibleFormationEnergies
     from oracles.stability.hull import hull_energies
 
@@ -806,16 +807,20 @@ def judged_screening_stage(run: SplitRun, generator: str = "matgan") -> dict[str
     pool = run.pool_of(generator)
     gap, eform = run.oracle.predict(pool), run.eform.predict(pool)
     t0 = time.perf_counter()
-    hull = np.asarray(hull_energies(pool, VisibleFormationEnergies(run.split)), dtype=np.float64)
+    phases = VisibleFormationEnergies(run.split)
+    hull = np.asarray(hull_energies(pool, phases), dtype=np.float64)
+    predicted = {f: float(e) for f, e in zip(pool, eform.mean, strict=True) if np.isfinite(e)}
+    hull_pool = np.asarray(hull_energies(pool, phases, candidates=predicted), dtype=np.float64)
     hull_s = time.perf_counter() - t0
-    scores = judged_scores(gap.mean, gap.std, eform.mean, eform.std, hull, spec.target, spec.e_hull_max)
-    for rule, score in scores.items():
+    scores = judged_scores(gap.mean, gap.std, eform.mean, eform.std, hull, hull_pool, spec.target, spec.e_hull_max)
+    for rule in spec.rules:
+        score = scores[rule]
         order = rank_by(score, gap.mean, pool)
         run.save_list(f"judged-screening/{rule}{pool_suffix(generator)}", [pool[i] for i in order], list(score[order]))
     return {
         "n": len(pool),
         "hull_s": round(hull_s, 1),
-        "mean_score": {rule: float(np.mean(score)) for rule, score in scores.items()},
+        "mean_score": {rule: float(np.mean(scores[rule])) for rule in spec.rules},
     }
 
 

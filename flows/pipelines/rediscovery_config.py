@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alcore.errors import ConfigError
+from alcore.judged_screening import RULES as JUDGED_RULES
 from flows.config import read_settings, validation_problems
 from oracles.defaults import DEFAULT_JUDGE
 
@@ -123,9 +124,7 @@ class CompLMSpec(_Retrained):
 #: (route, list name, universe of its ceiling) of every ranked list, in table order.
 LISTS: tuple[tuple[str, str, str], ...] = (
     ("screening", "screening/oracle", "pool"),
-    ("judged-screening", "judged-screening/p-wide", "pool"),
-    ("judged-screening", "judged-screening/p-wide-eform", "pool"),
-    ("judged-screening", "judged-screening/p-wide-hull", "pool"),
+    *(("judged-screening", f"judged-screening/{rule}", "pool") for rule in JUDGED_RULES),
     ("pool-al", "pool-AL/acquired", "pool"),
     ("pool-al", "pool-AL/screen", "pool"),
     ("continuous-al", "continuous-AL/acquired", "limits"),
@@ -182,10 +181,19 @@ class StabilitySpec(_Strict):
 class JudgedSpec(_Strict):
     """Screening the pool by the judges (:mod:`alcore.judged_screening`): the band-gap ``target`` (eV)
     of P(gap >= target) and the ``e_hull_max`` (eV/atom) of P(E_hull <= e_hull_max), with the
-    formation-energy model ``eform`` and the visible MP DFT hull."""
+    formation-energy model ``eform`` and the visible MP DFT hull; ``rules``: which of
+    :data:`alcore.judged_screening.RULES` rank the pool (one list each)."""
 
     target: float = 4.0
     e_hull_max: float = Field(default=0.1, ge=0)
+    rules: tuple[str, ...] = JUDGED_RULES
+
+    @model_validator(mode="after")
+    def _rules(self) -> JudgedSpec:
+        unknown = [r for r in self.rules if r not in JUDGED_RULES]
+        if unknown or not self.rules:
+            raise ValueError(f"judged.rules must name some of {', '.join(JUDGED_RULES)}, got {list(self.rules)}")
+        return self
 
 
 class ContinuousSpec(_Strict):

@@ -118,14 +118,37 @@ def e_above_hull(
     return HullResult(float(e_hull), len(model), len(dft), names)
 
 
-def hull_energies(formulas: Iterable[str], phases: MPFormationEnergies) -> list[float]:
+#: Name prefix of the candidates' own entries in :func:`hull_energies`'s diagrams.
+CANDIDATE = "candidate:"
+
+
+def hull_energies(
+    formulas: Iterable[str], phases: MPFormationEnergies, candidates: Mapping[str, float] | None = None
+) -> list[float]:
     """Formation energy (eV/atom) of the convex hull of the competing phases (``phases``, elements at
     0) at each formula's composition: a candidate with E_form below it would be on the hull. 0 where
-    only the elements are known; NaN for a formula pymatgen cannot parse. One phase diagram per
-    chemical system."""
+    only the elements are known; NaN for a formula pymatgen cannot parse. With ``candidates``
+    (``{formula: predicted E_form}``, e.g. a whole pool), those within each formula's chemical system
+    compete too, each formula's own entry left out. One phase diagram per chemical system (and one
+    more per formula that is itself a vertex of it)."""
     from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 
-    diagrams: dict[frozenset[str], PhaseDiagram] = {}
+    by_system: dict[frozenset[str], list[tuple[Composition, float, str]]] = {}
+    for f, e in (candidates or {}).items():
+        comp = Composition(f)
+        by_system.setdefault(frozenset(el.symbol for el in comp.elements), []).append((comp, e, f))
+
+    def entries_of(system: frozenset[str]) -> list[PDEntry]:
+        entries = [PDEntry(Composition(el), 0.0) for el in sorted(system)]
+        entries += [PDEntry(Composition(f), e * Composition(f).num_atoms) for f, e in phases.phases(system).items()]
+        for k in range(2, len(system) + 1):
+            for sub in combinations(sorted(system), k):
+                entries += [
+                    PDEntry(c, e * c.num_atoms, name=CANDIDATE + f) for c, e, f in by_system.get(frozenset(sub), ())
+                ]
+        return entries
+
+    diagrams: dict[frozenset[str], tuple[list[PDEntry], PhaseDiagram]] = {}
     out = []
     for formula in formulas:
         try:
@@ -135,9 +158,11 @@ def hull_energies(formulas: Iterable[str], phases: MPFormationEnergies) -> list[
             continue
         system = frozenset(el.symbol for el in comp.elements)
         if system not in diagrams:
-            known = phases.phases(system)
-            entries = [PDEntry(Composition(el), 0.0) for el in sorted(system)]
-            entries += [PDEntry(Composition(f), e * Composition(f).num_atoms) for f, e in known.items()]
-            diagrams[system] = PhaseDiagram(entries)
-        out.append(float(diagrams[system].get_hull_energy_per_atom(comp)))
+            entries = entries_of(system)
+            diagrams[system] = (entries, PhaseDiagram(entries))
+        entries, diagram = diagrams[system]
+        own = next((e for e in entries if e.name == CANDIDATE + formula), None)
+        if own is not None and own in diagram.stable_entries:
+            diagram = PhaseDiagram([e for e in entries if e is not own])  # the hull without itself
+        out.append(float(diagram.get_hull_energy_per_atom(comp)))
     return out

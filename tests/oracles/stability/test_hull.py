@@ -59,3 +59,19 @@ def test_hull_energy_is_zero_with_only_the_elements_known() -> None:
 
     nothing = MPFormationEnergies(exclude=lambda formula: True)
     assert hull_energies(["NaCl", "SrTiO3"], nothing) == [0.0, 0.0]
+
+
+def test_candidates_compete_with_each_other_but_not_with_themselves() -> None:
+    from oracles.stability.hull import hull_energies
+
+    nothing = MPFormationEnergies(exclude=lambda formula: True)  # only the elements are known
+    pool = {"NaCl": -2.0, "Na3Cl": -0.5, "NaCl3": -1.9}
+    hull = dict(zip(pool, hull_energies(list(pool), nothing, candidates=pool), strict=True))
+    # NaCl left out: Na3Cl (x(Cl) = 1/4, -0.5) lies above the Na-NaCl3 line (-0.63 there), so NaCl's
+    # hull is that line at x = 1/2: -1.9 * (1/2) / (3/4)
+    assert hull["NaCl"] == pytest.approx(-1.9 * 2 / 3, abs=1e-9)
+    # Na3Cl (x = 1/4) against Na and NaCl: halfway to NaCl -> -1.0; NaCl3 (x = 3/4) against NaCl and Cl -> -1.0
+    assert hull["Na3Cl"] == pytest.approx(-1.0, abs=1e-9)
+    assert hull["NaCl3"] == pytest.approx(-1.0, abs=1e-9)
+    # without candidates: only the elements
+    assert hull_energies(list(pool), nothing) == [0.0, 0.0, 0.0]
