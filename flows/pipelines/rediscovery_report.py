@@ -286,8 +286,8 @@ BASELINES = {
 
 
 #: The screening-by-the-judges rule chosen by the nested selection run (``rediscovery_select.yaml``,
-#: registered rule: most rediscoveries@100 over inner seeds 1000-1002; docs/rediscovery.md).
-SELECTED_JUDGED = "judged-screening/p-wide-hull"
+#: registered rule: most rediscoveries@100 over inner seeds 1000-1002; round 2; docs/rediscovery.md).
+SELECTED_JUDGED = "judged-screening/p-wide-onhull"
 
 
 def goals(result: dict[str, Any], k: int = 100) -> dict[str, Any]:
