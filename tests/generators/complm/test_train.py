@@ -124,3 +124,17 @@ def test_train_complm_selects_on_the_distinct_sampler(tmp_path) -> None:
     assert criterion_exclusion(TrainConfig(eval_sampler="plain"), d, all_mp=True) is None
     with pytest.raises(ValueError, match="eval_sampler"):
         train_complm(tmp_path / "bad", TrainConfig(steps=1, eval_sampler="greedy"), formulas=forms)
+
+
+def test_selection_criterion_puts_checkpoints_under_the_conditioned_validity_bar_last() -> None:
+    from generators.complm.train import TrainConfig, selection_criterion
+
+    early = {"vnu": 0.91, "cond_gt5_validity": 0.79}  # best VNU, conditioned draws too often invalid
+    late = {"vnu": 0.90, "cond_gt5_validity": 0.89}
+    plain = TrainConfig()
+    assert selection_criterion(early, plain) > selection_criterion(late, plain)  # VNU alone
+    barred = TrainConfig(min_cond_validity=0.88)
+    assert selection_criterion(late, barred) == 0.90 and selection_criterion(early, barred) == pytest.approx(-0.09)
+    # with every checkpoint under the bar, VNU still orders them
+    lower = {"vnu": 0.85, "cond_gt5_validity": 0.70}
+    assert selection_criterion(early, barred) > selection_criterion(lower, barred)
