@@ -200,16 +200,24 @@ def train_step2(
     *,
     div: float | None = None,
     noise_dim: int | None = None,
+    geo: float | None = None,
+    window: tuple[float, float] | None = None,
 ) -> CrystalGANModel:
     """Step 2 (eqs. 15-26) on the model's ``AHB_g``/``BHA_g``; returns a new model sharing step 1.
 
     The step-2 networks are initialised from ``seed`` alone, so runs with and without the geometric
     loss differ only in that loss. ``div`` / ``noise_dim`` override the config's diversity remedies
-    (``weights.div``, ``noise_dim``) for this step-2 run (the ablation of docs/crystalgan.md).
+    (``weights.div``, ``noise_dim``), ``geo`` both geometric-loss weights (``weights.geo1``,
+    ``geo2``) and ``window`` the training window ``(d1, d2)`` in Å for this step-2 run (the ablation
+    of docs/crystalgan.md); acceptance is judged by the caller's window.
     """
     d = {**model.config.to_dict(), "use_geo": use_geo}
     if div is not None:
         d["weights"] = {**d["weights"], "div": float(div)}
+    if geo is not None:
+        d["weights"] = {**d["weights"], "geo1": float(geo), "geo2": float(geo)}
+    if window is not None:
+        d["d1"], d["d2"] = float(window[0]), float(window[1])
     if noise_dim is not None:
         d["noise_dim"] = int(noise_dim)
     cfg = CrystalGANConfig.from_dict(d)

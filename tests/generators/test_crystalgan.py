@@ -281,6 +281,13 @@ def test_diversity_remedy_raises_distinct_count() -> None:
     assert distinct[1.0] >= distinct[0.0] + 5, distinct
 
 
+def test_step2_geometric_weight_and_training_window_reach_only_step2(short_model) -> None:
+    m = train_step2(short_model, True, div=3.0, geo=3.0, window=(1.9, 2.9))
+    assert (m.config.weights.geo1, m.config.weights.geo2, m.config.weights.div) == (3.0, 3.0, 3.0)
+    assert (m.config.d1, m.config.d2) == (1.9, 2.9)
+    assert (short_model.config.d1, short_model.config.weights.geo1) == (1.8, 1.0)  # step 1 untouched
+
+
 def test_step2_remedy_options_round_trip(short_model, tmp_path) -> None:
     m = train_step2(short_model, True, div=1.0, noise_dim=4)
     assert m.config.noise_dim == 4 and m.config.weights.div == 1.0 and "div" in m.history["step2"][-1]
