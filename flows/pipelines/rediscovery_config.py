@@ -25,14 +25,7 @@ ROUTES: tuple[str, ...] = (
     "random",
 )
 #: Routes that work on a generated pool (run once per pool generator of ``generators``).
-POOL_ROUTES: tuple[str, ...] = (
-    "screening",
-    "judged-screening",
-    "pool-al",
-    "random-pool-labels",
-    "random-mp-labels",
-    "random",
-)
+POOL_ROUTES: tuple[str, ...] = tuple(r for r in ROUTES if r != "continuous-al")
 #: Generators that can build a pool: MatGAN (always built: it sets the pool size) and the composition LM.
 GENERATORS: tuple[str, ...] = ("matgan", "complm")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from flows.pipelines.rediscovery_config import POOL_ROUTES, RediscoveryConfig
+from flows.pipelines.rediscovery_config import POOL_ROUTES, ROUTES, RediscoveryConfig
 
 #: Stages every route needs, in order (the autoencoder only with a campaign route).
 SHARED_STAGES: tuple[str, ...] = ("split", "data", "oracle", "autoencoder", "matgan", "pool", "screening")
@@ -43,18 +43,7 @@ STAGE_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "random-pool-labels": (("acquisitions",), ("data", "pool", "screening")),
     "random-mp-labels": (("acquisitions",), ("data", "pool")),
     "random": (("random_compositions", "max_atoms", "max_elements"), ("pool",)),
-    "stability": (
-        ("stability",),
-        (
-            "screening",
-            "judged-screening",
-            "pool-al",
-            "continuous-al",
-            "random-pool-labels",
-            "random-mp-labels",
-            "random",
-        ),
-    ),
+    "stability": (("stability",), ROUTES),  # it judges lists of any route
 }
 
 
