@@ -22,6 +22,8 @@ complm         (``generators`` has ``complm``) the composition LM from scratch o
 pool@complm    complm-distinct-style draws (visible-known and repeated formulas redrawn; hidden
                formulas count as new), the same filters, until the pool is as large as MatGAN's
 screening      plain screening: the pool ranked by the oracle (no label budget)
+judged-        screening by the judges (:mod:`alcore.judged_screening`): the pool ranked by
+screening      P(gap >= target) x P(E_form < 0) or P(E_hull <= t) against the visible MP DFT hull
 pool-al        campaign choosing among the pool (``mode: pool``), seeds + acquisitions labelled by
                the oracle; lists: its acquisitions by label, the pool by its last screening model
 continuous-al  campaign in the autoencoder's latent space (``mode: continuous``); same two lists
@@ -44,7 +46,8 @@ a killed run resumes where it stopped. A stage stored with other settings (the Y
 or without any, is redone with every stage that reads it
 (:mod:`flows.pipelines.rediscovery_stages`); a redone route runs a new campaign (its name holds
 the settings digest). H (the hidden formulas and their DFT gaps) is used only by the ``score``
-stage.
+stage. With ``nested: true`` every split seed runs on a split of the visible part of its split
+(:func:`benchmark_split`): methods are chosen on that inner answer key, never on H.
 """
 
 from __future__ import annotations
@@ -809,8 +812,10 @@ def judged_screening_stage(run: SplitRun, generator: str = "matgan") -> dict[str
     t0 = time.perf_counter()
     phases = VisibleFormationEnergies(run.split)
     hull = np.asarray(hull_energies(pool, phases), dtype=np.float64)
-    predicted = {f: float(e) for f, e in zip(pool, eform.mean, strict=True) if np.isfinite(e)}
-    hull_pool = np.asarray(hull_energies(pool, phases, candidates=predicted), dtype=np.float64)
+    hull_pool = np.full(len(pool), np.nan)
+    if "p-wide-hull-pool" in spec.rules:  # the pool's own hull: one more diagram pass
+        predicted = {f: float(e) for f, e in zip(pool, eform.mean, strict=True) if np.isfinite(e)}
+        hull_pool = np.asarray(hull_energies(pool, phases, candidates=predicted), dtype=np.float64)
     hull_s = time.perf_counter() - t0
     scores = judged_scores(gap.mean, gap.std, eform.mean, eform.std, hull, hull_pool, spec.target, spec.e_hull_max)
     for rule in spec.rules:
