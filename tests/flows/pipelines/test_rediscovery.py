@@ -167,6 +167,9 @@ def test_bad_configs_get_one_line_errors(tmp_path: Path) -> None:
     bad.write_text("name: x\nacquisitions: 10\npool_q: 3\n")
     res = CliRunner().invoke(bench_app, ["rediscovery", str(bad)])
     assert res.exit_code == 2 and "multiple of pool_q" in res.output
+    bad.write_text("name: x\njudged: {rules: [p-wide, p-magic]}\n")
+    res = CliRunner().invoke(bench_app, ["rediscovery", str(bad)])
+    assert res.exit_code == 2 and "judged.rules must name some of" in res.output and "p-magic" in res.output
 
 
 @pytest.fixture
