@@ -191,8 +191,8 @@ class SplitRun:
     @cached_property
     def known(self) -> frozenset[str]:
         """The novelty reference: visible MP formulas plus every element (whose solid is known)."""
-        outer_hidden = self.split.outer.hidden if self.split.outer is not None else frozenset()
-        known = frozenset(self.split.visible) | (element_formulas() - self.split.hidden - outer_hidden)
+        elements = frozenset(e for e in element_formulas() if not self.split.is_hidden(e))
+        known = frozenset(self.split.visible) | elements
         assert_no_leak("known-formula list", known, self.split)
         return known
 

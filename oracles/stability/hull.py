@@ -140,7 +140,8 @@ def hull_energies(
 
     def entries_of(system: frozenset[str]) -> list[PDEntry]:
         entries = [PDEntry(Composition(el), 0.0) for el in sorted(system)]
-        entries += [PDEntry(Composition(f), e * Composition(f).num_atoms) for f, e in phases.phases(system).items()]
+        known = [(Composition(f), e) for f, e in phases.phases(system).items()]
+        entries += [PDEntry(c, e * c.num_atoms) for c, e in known]
         for k in range(2, len(system) + 1):
             for sub in combinations(sorted(system), k):
                 entries += [
