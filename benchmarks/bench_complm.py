@@ -138,6 +138,7 @@ def conditioning(
         valid = float(np.mean([check_validity(forms[i]).valid for i in pick]))
         row = {
             "condition": cond,
+            "weights": str(weights) if weights else f"data/weights/{s.metadata.get('shipped_as', 'complm')}",
             "eform": eform if cond != "any" else None,
             "guidance": w,
             "temperature": temperature,

@@ -22,13 +22,19 @@ GAP_BINS = "metal, 0-1.6, 1.6-3, 3-5, >5"
     epilog=examples(
         "alflow complm train --minutes 10   # user data folder, resumable",
         "alflow complm train --minutes 45 --replace-shipped   # data/weights/complm",
+        "alflow complm train --conditioned --minutes 30   # complm_cond",
     ),
 )
 def train_cmd(
     minutes: float = typer.Option(45.0, min=0.1, help="Wall-clock budget of this run (minutes)."),
     steps: int = typer.Option(3000, min=1, help="Total optimiser steps across resumed runs."),
-    seed: int = typer.Option(0, help="Random seed."),
-    out: Path = typer.Option(None, help="Weights stem (default: <user data folder>/complm).", show_default=False),
+    seed: int = typer.Option(None, help="Random seed (default: 0; the conditioned recipe's 1).", show_default=False),
+    conditioned: bool = typer.Option(
+        False, "--conditioned", help="Train the conditioned-sampling weights (complm_cond; docs/complm.md)."
+    ),
+    out: Path = typer.Option(
+        None, help="Weights stem (default: <user data folder>/complm or complm_cond).", show_default=False
+    ),
     replace_shipped: ReplaceShipped = False,
     threads: Threads = 1,
     store: StoreWeights = True,
@@ -40,9 +46,10 @@ def train_cmd(
     from flows.pipelines.complm import train_complm_flow
     from flows.pipelines.training import TrainingTarget
 
-    target = weights_target(out, replace_shipped, WEIGHTS_DIR / "complm", "complm")
+    name = "complm_cond" if conditioned else "complm"
+    target = weights_target(out, replace_shipped, WEIGHTS_DIR / name, name)
     where = TrainingTarget(out=str(target), threads=threads, store_weights=store)
-    meta = train_complm_flow(minutes=minutes, steps=steps, seed=seed, target=where)
+    meta = train_complm_flow(minutes=minutes, steps=steps, seed=seed, target=where, conditioned=conditioned)
     console.print(f"saved {target}; {meta['steps']} steps; best validation eval: {meta['best']}")
 
 
@@ -62,7 +69,9 @@ def sample_cmd(
     top_p: float = typer.Option(1.0, min=0.01, max=1.0, help="Nucleus (top-p) cutoff; 1 = off."),
     guidance: float = typer.Option(1.0, min=0.0, help="Classifier-free guidance weight; 1 = plain conditional."),
     reject_known: bool = typer.Option(False, "--reject-known", help="Redraw samples that are known MP formulas."),
-    weights: Path = typer.Option(None, help="Weights stem (default: data/weights/complm).", show_default=False),
+    weights: Path = typer.Option(
+        None, help="Weights stem (default: complm; complm_cond if conditioned).", show_default=False
+    ),
 ) -> None:
     """Print N samples with their SMACT validity and whether they are known MP formulas."""
     from alcore.validity import check_validity

@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger, task
 
 from alcore.paths import WEIGHTS_DIR
 from flows.pipelines.training import TrainingTarget, store_trained
-from generators.complm import TrainConfig, load_lm, train_complm
+from generators.complm import COND_MODEL_NAME, CONDITIONED_RECIPE, MODEL_NAME, TrainConfig, load_lm, train_complm
 
 
 def _markdown(meta: dict[str, Any], out: Path) -> str:
@@ -53,20 +53,26 @@ def _train_task(out: str, cfg: TrainConfig, checkpoint: str | None, threads: int
 def train_complm_flow(
     minutes: float = 45.0,
     steps: int = 3000,
-    seed: int = 0,
+    seed: int | None = None,
     target: TrainingTarget = TrainingTarget(),
+    conditioned: bool = False,
 ) -> dict[str, Any]:
     """Train (or continue training) the composition LM for ``minutes`` of wall-clock time.
 
     ``steps`` is the total target across resumed runs (the learning-rate schedule spans it);
+    ``conditioned`` trains the conditioned-sampling recipe (:data:`CONDITIONED_RECIPE`, default
+    stem ``data/weights/complm_cond``; ``seed`` None keeps the recipe's seed, 0 for the plain one);
     ``target.out`` the weights stem (default ``data/weights/complm``); ``target.checkpoint`` defaults
     to ``<out folder>/checkpoints/<stem name>.pt``. With ``target.store_weights`` the model also goes
     to MongoDB. Returns the training metadata plus ``model_sha256`` when stored.
     """
     from prefect.artifacts import create_markdown_artifact
 
-    stem = Path(target.out) if target.out else WEIGHTS_DIR / "complm"
-    cfg = TrainConfig(steps=steps, seed=seed, time_budget_s=minutes * 60)
+    recipe = dict(CONDITIONED_RECIPE) if conditioned else {"seed": 0}
+    if seed is not None:
+        recipe["seed"] = seed
+    stem = Path(target.out) if target.out else WEIGHTS_DIR / (COND_MODEL_NAME if conditioned else MODEL_NAME)
+    cfg = TrainConfig(steps=steps, time_budget_s=minutes * 60, **recipe)
     meta = _train_task(str(stem), cfg, target.checkpoint, target.threads)
     if target.store_weights:
         model, model_meta = load_lm(stem)

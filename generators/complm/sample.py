@@ -21,6 +21,9 @@ from generators.matgan.sample import SampleBatch, reduced_sizes
 #: Rows decoded per forward pass; each chunk has its own seed, so results depend on (n, seed) only.
 SAMPLE_CHUNK = 4096
 MODEL_NAME = "complm"
+#: Weights for conditioned sampling (the v5 recipe, :data:`generators.complm.train.CONDITIONED_RECIPE`):
+#: loaded when a gap or E_form condition is set and no weights are given (docs/complm.md).
+COND_MODEL_NAME = "complm_cond"
 
 
 @dataclass(frozen=True)
@@ -149,16 +152,18 @@ class CompLMSampler:
         reject_known: bool = False,
         reject_seen: bool = False,
     ) -> CompLMSampler:
-        """Load the committed weights (``data/weights/complm``, or the stem ``weights``).
+        """Load the committed weights, or the stem ``weights``: ``data/weights/complm`` for
+        unconditioned sampling, ``data/weights/complm_cond`` when ``condition`` or ``eform`` is set.
 
         ``condition``: a gap bin (``metal``, ``0-1.6``, ``1.6-3``, ``3-5``, ``>5``) or None;
         ``eform``: ``neg`` (E_form < 0), ``pos`` or None; ``reject_known`` redraws samples that are
         known MP formulas (up to 4 times); ``reject_seen`` also redraws formulas already drawn in the
         same ``sample`` call (up to 4 times). Raises ``ValueError`` for an unknown condition and
         :class:`CorruptModelError` for missing weights."""
-        model, meta = load_lm(weights or WEIGHTS_DIR / MODEL_NAME)
-        tok = FormulaTokenizer(meta.get("elements", "matgan85"), meta.get("max_count", 8), meta.get("max_elements", 8))
         g, e = condition_tokens(condition, eform)
+        default = MODEL_NAME if (g, e) == (GAP_NULL, EF_NULL) else COND_MODEL_NAME
+        model, meta = load_lm(weights or WEIGHTS_DIR / default)
+        tok = FormulaTokenizer(meta.get("elements", "matgan85"), meta.get("max_count", 8), meta.get("max_elements", 8))
         tries = 4 if reject_known or reject_seen else 0
         s = SamplingSettings(temperature, top_p, guidance, g, e, 2, tries, reject_seen)
         exclude = None
@@ -236,4 +241,4 @@ class CompLMSampler:
             yield [b.formulas[i] for i in idx], atoms, elems
 
 
-__all__ = ["MODEL_NAME", "SAMPLE_CHUNK", "CompLMSampler", "SamplingSettings", "sample_tokens"]
+__all__ = ["COND_MODEL_NAME", "MODEL_NAME", "SAMPLE_CHUNK", "CompLMSampler", "SamplingSettings", "sample_tokens"]

@@ -74,6 +74,12 @@ class TrainConfig:
     min_cond_validity: float = 0.0
 
 
+#: Recipe of the conditioned-sampling weights ``data/weights/complm_cond`` (the v5 run of
+#: docs/complm.md): wide-gap rows repeated 4x with their condition, checkpoints selected among those
+#: whose ``> 5`` conditioned draws are >= 88 % valid, training seed 1 (time budget set per run).
+CONDITIONED_RECIPE = {"wide_gap_repeat": 4, "repeats_keep_condition": True, "min_cond_validity": 0.88, "seed": 1}
+
+
 def selection_criterion(row: dict[str, float], cfg: TrainConfig) -> float:
     """The value checkpoint selection maximises for one evaluation ``row``: its VNU share, minus 1
     when ``cfg.min_cond_validity`` is set and the row's ``> 5`` conditioned validity is below it (a
@@ -290,7 +296,17 @@ def train_lm(
     return model, history
 
 
-__all__ = ["TrainConfig", "drop_conditions", "epoch_rows", "lm_loss", "lr_at", "model_config", "train_lm", "val_loss"]
+__all__ = [
+    "CONDITIONED_RECIPE",
+    "TrainConfig",
+    "drop_conditions",
+    "epoch_rows",
+    "lm_loss",
+    "lr_at",
+    "model_config",
+    "train_lm",
+    "val_loss",
+]
 
 
 # ---------------------------------------------------------------------------------------------- end to end

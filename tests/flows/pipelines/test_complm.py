@@ -56,3 +56,14 @@ def test_training_flow_writes_loadable_weights(store, mongo_uri, prefect_harness
     assert gen.name == "complm" and len(gen.sample(50, 1)) == 50
     cond = get_generator("complm-cond", weights=stem)
     assert cond.name == "complm-cond" and cond.settings.guidance == 1.0
+
+
+def test_conditioned_training_flow_uses_the_conditioned_recipe(store, mongo_uri, prefect_harness, tmp_path) -> None:
+    from flows.pipelines.complm import train_complm_flow
+    from flows.pipelines.training import TrainingTarget
+    from generators.complm import CONDITIONED_RECIPE
+
+    target = TrainingTarget(out=str(tmp_path / "lm_cond"), store_weights=False)
+    meta = train_complm_flow(minutes=0.02, steps=3000, target=target, conditioned=True)
+    assert {k: meta["config"][k] for k in CONDITIONED_RECIPE} == CONDITIONED_RECIPE
+    assert "cond_gt5_validity" in meta["best"]

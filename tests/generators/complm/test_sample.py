@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from alcore.composition import reduced_counts
+from alcore.paths import WEIGHTS_DIR
 from generators.complm.data import lm_data
 from generators.complm.sample import SAMPLE_CHUNK, CompLMSampler, SamplingSettings
 from generators.complm.tokens import FormulaTokenizer, condition_tokens
@@ -85,3 +86,14 @@ def test_rejecting_seen_formulas_gives_more_distinct_draws_and_stays_reproducibl
     distinct = s.sample(n, seed=4)
     assert len(set(distinct)) > len(set(plain)) and len(distinct) == n
     assert [f for forms, _, _ in s.sample_sized(n, 4, part=SAMPLE_CHUNK) for f in forms] == distinct
+
+
+def test_conditioned_sampling_loads_the_conditioned_weights_by_default() -> None:
+    plain = CompLMSampler.pretrained(condition="any")
+    cond = CompLMSampler.pretrained(condition=">5")
+    eform_only = CompLMSampler.pretrained(eform="neg")
+    assert plain.metadata.get("shipped_as") is None and plain.metadata["config"]["seed"] == 0
+    assert cond.metadata["shipped_as"] == "complm_cond" and eform_only.metadata["shipped_as"] == "complm_cond"
+    assert cond.metadata["config"]["min_cond_validity"] == 0.88
+    explicit = CompLMSampler.pretrained(weights=WEIGHTS_DIR / "complm", condition=">5")
+    assert explicit.metadata.get("shipped_as") is None
