@@ -1,0 +1,124 @@
+"""Probe (issue 21): do richer composition features lower the matbench_mp_gap MAE?
+
+One matbench fold (fold 0, KFold seed 18012019), the shipped ``resnet-mp-gap`` recipe (width 256,
+5 layers, 5 members, 40 epochs, batch 256, L1, 1 torch thread, seed 18012019 as the shipped fold-0
+run), trained on the fold's training rows only; the only change is the featuriser:
+
+* ``base``: the shipped descriptor (``oracles.descriptors``, 301 floats);
+* ``ext``: base + the 103-d atomic-fraction vector (matminer's ElementFraction) + the atomic-orbital
+  band edges of pymatgen's ``MolecularOrbitals`` (HOMO, LUMO, LUMO - HOMO in Hartree and the
+  "metal" flag; MODNet/matminer's AtomicOrbitals) + fraction-weighted statistics of each element's
+  highest occupied orbital energy.
+
+Usage: ``python benchmarks/bandgap/probe_features.py --features ext --out results.json``.
+No experimental band gap is read. Prints one line of metrics and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from alcore.composition import parse_amounts
+from alcore.paths import data_file
+from oracles.descriptors import Featuriser, element_table
+from oracles.resnet import TrainConfig, train_resnet
+from oracles.training import MATBENCH_SEED, matbench_folds, metrics
+
+
+def _homo_energy(symbol: str) -> float:
+    """Highest occupied atomic-orbital energy (Hartree) of an element; NaN without data."""
+    from pymatgen.core import Element
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        orbitals = Element(symbol).atomic_orbitals
+    return max(orbitals.values()) if orbitals else float("nan")
+
+
+class ExtendedFeaturiser(Featuriser):
+    """The shipped descriptor plus atomic fractions and atomic-orbital band-edge features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        table = element_table()
+        homo = np.array([_homo_energy(s) for s in table.symbols])
+        self.homo = np.where(np.isfinite(homo), homo, np.nanmedian(homo))
+        self.n_elements = len(table.symbols)
+
+    @property
+    def n_features(self) -> int:
+        """Descriptor length: base + fractions + 4 band-edge + 5 HOMO statistics."""
+        return super().n_features + self.n_elements + 4 + 5
+
+    def _compute(self, formulas: list[str]) -> None:
+        from pymatgen.core.molecular_orbitals import MolecularOrbitals
+
+        base = Featuriser()
+        X, reasons = base.transform(formulas)
+        for f, row, why in zip(formulas, X, reasons, strict=True):
+            if why is not None:
+                self._bad[f] = why
+                continue
+            amounts = parse_amounts(f)
+            total = sum(amounts.values())
+            fr = np.zeros(self.n_elements)
+            for s, a in amounts.items():
+                fr[self.table.index[s]] = a / total
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    edges = MolecularOrbitals(f).band_edges
+                ho, lu = edges["HOMO"][2], edges["LUMO"][2]
+                edge = [ho, lu, lu - ho, float(edges["metal"])]
+            except Exception:  # an element without orbital data: neutral values
+                edge = [-0.25, -0.1, 0.0, 1.0]
+            mask = fr > 0
+            h = self.homo[mask]
+            w = fr[mask]
+            mean = float((w * h).sum())
+            stats = [mean, float(np.sqrt((w * (h - mean) ** 2).sum())), h.min(), h.max(), h.max() - h.min()]
+            self._cache[f] = np.concatenate([row, fr, edge, stats]).astype(np.float32)
+
+
+def main() -> None:
+    """Train fold 0 with the chosen featuriser and print/write its test metrics."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--features", choices=["base", "ext"], default="ext")
+    ap.add_argument("--fold", type=int, default=0)
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    df = pd.read_csv(data_file("bandgap", "matbench_mp_gap.csv"))
+    f = df["formula"].astype(str).to_numpy()
+    y = df["target"].to_numpy(dtype=np.float64)
+    train, test = matbench_folds(len(df))[args.fold]
+    feat = ExtendedFeaturiser() if args.features == "ext" else Featuriser()
+    cfg = TrainConfig(hidden=256, n_layers=5, n_members=5, epochs=args.epochs, seed=MATBENCH_SEED)
+    t0 = time.perf_counter()
+    oracle = train_resnet(list(f[train]), y[train], config=cfg, featuriser=feat, name=f"probe-{args.features}")
+    pred = oracle.predict(list(f[test]), calibrated=False)
+    m = metrics(y[test], pred.mean)
+    out = {
+        "features": args.features,
+        "fold": args.fold,
+        "epochs": args.epochs,
+        "n_features": feat.n_features,
+        "metrics": m,
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+    print(json.dumps(out))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
