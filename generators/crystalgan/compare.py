@@ -30,11 +30,13 @@ from generators.crystalgan.data import load_domain, try_decode
 from generators.crystalgan.geometry import check_structure
 from generators.crystalgan.train import (
     CrystalGANConfig,
+    CrystalGANModel,
     generate,
     save_weights,
     train_noise_gan,
     train_step1,
     train_step2,
+    transfer_inputs,
     vectors_to_numpy,
 )
 
@@ -194,6 +196,7 @@ def run_seed(
             "epochs": cfg.epochs1 + cfg.epochs2,
             "wall_s": round(t_step1 + t_step2, 2),
             "final_losses": m2.history["step2"][-1] if m2.history["step2"] else {},
+            "select": m2.history.get("select", []),
         }
         if key == save_row and save_stem is not None:
             ev = out["models"][key]
@@ -229,7 +232,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "noise_ms3": {"div": 3.0, "noise_dim": 16},
     "div3_geo3": {"div": 3.0, "noise_dim": 0, "geo": 3.0},
     "div3_margin": {"div": 3.0, "noise_dim": 0, "window": (1.9, 2.9)},
+    "div3_select": {"div": 3.0, "noise_dim": 0, "select_every": 50},
 }
+#: Feature-transfer pairing seed of the checkpoint-selection draws: ``SELECT_PAIRING + training seed``
+#: (never a pairing that is evaluated: those are the model's own set and seeds 1, 2, ...).
+SELECT_PAIRING = 500
 ABLATION_LABELS = {
     "plain": "CrystalGAN with constraints (paper loss)",
     "div": "+ diversity-sensitive loss (input pairs), λ_div 1",
@@ -239,7 +246,23 @@ ABLATION_LABELS = {
     "noise_ms3": "+ noise injection + mode-seeking loss (z pairs), λ_div 3",
     "div3_geo3": "+ diversity-sensitive loss, λ_div 3, geometric loss x 3",
     "div3_margin": "+ diversity-sensitive loss, λ_div 3, trained on [1.9, 2.9] Å",
+    "div3_select": "+ diversity-sensitive loss, λ_div 3, snapshot chosen on selection draws",
 }
+
+
+def distinct_good_selector(model: CrystalGANModel) -> Callable[[Any], float]:
+    """Checkpoint score for step 2 of ``model`` (step 1 trained): the number of distinct good
+    structures (:func:`evaluate`, the config's window) among the 2N translations of a fresh
+    feature-transfer pairing (seed ``SELECT_PAIRING + config.seed``), not any evaluated set."""
+    cfg = model.config
+    ahb, bha = transfer_inputs(model, SELECT_PAIRING + cfg.seed)
+
+    def score(step2: Any) -> float:
+        x2, y2 = step2.translate(ahb, bha, torch.Generator().manual_seed(20_011 + SELECT_PAIRING + cfg.seed))
+        ev = evaluate(torch.cat([x2, y2]), model.metal_a, model.metal_b, cfg.d1, cfg.d2, cfg.slots)
+        return float(ev["good_distinct"])
+
+    return score
 
 
 def run_ablation_seed(
@@ -260,7 +283,8 @@ def run_ablation_seed(
     out: dict[str, Any] = {"seed": cfg.seed, "step1_wall_s": round(t_step1, 2), "variants": {}}
     for name, step2 in variants.items():
         t1 = time.perf_counter()
-        m2 = train_step2(m1, True, prog, **step2)
+        select = distinct_good_selector(m1) if step2.get("select_every") else None
+        m2 = train_step2(m1, True, prog, select=select, **step2)
         wall = time.perf_counter() - t1
         ev = evaluate(generate(m2)[0], a, b, cfg.d1, cfg.d2, cfg.slots)
         reps = distinct_representatives([ev["structures"][i] for i in ev["good_index"]])
@@ -273,6 +297,7 @@ def run_ablation_seed(
             **{k: list(v) if isinstance(v, tuple) else v for k, v in step2.items()},
             "step2_wall_s": round(wall, 2),
             "final_losses": m2.history["step2"][-1] if m2.history["step2"] else {},
+            "select": m2.history.get("select", []),
             "pairings": {},
         }
         for ps in pairing_seeds:

@@ -8,6 +8,7 @@ updates per epoch). Everything is seeded by ``cfg.seed``.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -122,9 +123,11 @@ def train_cross_domain(
     gen: torch.Generator,
     progress: Progress | None = None,
     label: str = "step",
+    on_epoch: Callable[[int, CrossDomainGAN], None] | None = None,
 ) -> list[dict[str, float]]:
     """Train one cross-domain step for ``epochs`` on unpaired ``x`` (domain A) and ``y`` (domain B).
 
+    ``on_epoch(epoch, model)`` is called after every epoch (1-based; it must not touch ``gen``).
     Returns a per-epoch history of the generator-loss parts and the discriminator loss.
     """
     opt_g = _adam(list(model.g_ab.parameters()) + list(model.g_ba.parameters()), cfg)
@@ -149,6 +152,8 @@ def train_cross_domain(
         history.append({"epoch": epoch + 1, "d": d_loss.item(), "g": g_loss.item(), **parts})
         if progress is not None:
             progress(label, epoch + 1, epochs)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, model)
     return history
 
 
@@ -202,6 +207,8 @@ def train_step2(
     noise_dim: int | None = None,
     geo: float | None = None,
     window: tuple[float, float] | None = None,
+    select: Callable[[CrossDomainGAN], float] | None = None,
+    select_every: int | None = None,
 ) -> CrystalGANModel:
     """Step 2 (eqs. 15-26) on the model's ``AHB_g``/``BHA_g``; returns a new model sharing step 1.
 
@@ -209,7 +216,10 @@ def train_step2(
     loss differ only in that loss. ``div`` / ``noise_dim`` override the config's diversity remedies
     (``weights.div``, ``noise_dim``), ``geo`` both geometric-loss weights (``weights.geo1``,
     ``geo2``) and ``window`` the training window ``(d1, d2)`` in Å for this step-2 run (the ablation
-    of docs/crystalgan.md); acceptance is judged by the caller's window.
+    of docs/crystalgan.md); acceptance is judged by the caller's window. With ``select`` and
+    ``select_every``, the step-2 networks are scored by ``select(step2)`` every ``select_every``
+    epochs and at the last one, and the best-scoring snapshot (the earliest of equal scores) is
+    returned (``history["select"]``: epoch, score, selected 1/0); training itself is unchanged.
     """
     d = {**model.config.to_dict(), "use_geo": use_geo}
     if div is not None:
@@ -225,8 +235,29 @@ def train_step2(
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     step2 = CrossDomainGAN(cfg.slots, cfg.hidden, cfg.layers, cfg.noise_dim)
     t0 = time.perf_counter()
-    hist2 = train_cross_domain(step2, model.ahb_g, model.bha_g, cfg.epochs2, cfg, use_geo, gen, progress, "step 2")
+    scores: list[dict[str, float]] = []
+    best: dict[str, Any] = {}
+
+    def checkpoint(epoch: int, net: CrossDomainGAN) -> None:
+        if select is None or not select_every or (epoch % select_every and epoch != cfg.epochs2):
+            return
+        net.eval()
+        with torch.no_grad():
+            score = float(select(net))
+        net.train()
+        scores.append({"epoch": epoch, "score": score})
+        if not best or score > best["score"]:
+            best.update(score=score, epoch=epoch, state=copy.deepcopy(net.state_dict()))
+
+    hist2 = train_cross_domain(
+        step2, model.ahb_g, model.bha_g, cfg.epochs2, cfg, use_geo, gen, progress, "step 2", checkpoint
+    )
+    if best:
+        step2.load_state_dict(best["state"])
     wall2 = time.perf_counter() - t0
+    for row in scores:
+        row["selected"] = float(row["epoch"] == best.get("epoch"))
+    extra = {"select": scores} if best else {}
     return CrystalGANModel(
         cfg,
         model.metal_a,
@@ -237,7 +268,7 @@ def train_step2(
         step2,
         model.ahb_g,
         model.bha_g,
-        {**model.history, "step2": hist2},
+        {**model.history, "step2": hist2, **extra},
         {**model.wall_s, "step2": wall2},
         model.data_sha256,
     )

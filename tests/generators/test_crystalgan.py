@@ -13,6 +13,7 @@ from alcore.errors import CorruptModelError, StructureError
 from alcore.paths import data_file
 from generators.crystalgan.compare import (
     count_distinct,
+    distinct_good_selector,
     evaluate,
     format_table,
     novel_vs_binaries,
@@ -295,3 +296,21 @@ def test_step2_remedy_options_round_trip(short_model, tmp_path) -> None:
     assert torch.equal(vecs, generate(m, seed=3)[0])  # seeded noise: deterministic generation
     save_weights(m, tmp_path / "cg_noise")
     assert torch.allclose(generate(load_weights(tmp_path / "cg_noise"), seed=3)[0], vecs, atol=1e-6)
+
+
+def test_step2_snapshot_selection_keeps_the_best_scored_epoch(short_model) -> None:
+    seen: list[dict] = []
+
+    def score(net) -> float:  # records each scored snapshot; peaks at the 3rd check (epoch 30 of 40)
+        seen.append({k: v.clone() for k, v in net.state_dict().items()})
+        return -abs(len(seen) - 3)
+
+    plain = train_step2(short_model, True, div=1.0)
+    chosen = train_step2(short_model, True, div=1.0, select=score, select_every=10)
+    assert chosen.history["step2"] == plain.history["step2"]  # training itself unchanged
+    assert [r["epoch"] for r in chosen.history["select"]] == [10, 20, 30, 40]
+    assert [r["selected"] for r in chosen.history["select"]] == [0.0, 0.0, 1.0, 0.0]
+    state = chosen.step2.state_dict()
+    assert all(torch.equal(state[k], seen[2][k]) for k in state)
+    assert not all(torch.equal(state[k], plain.step2.state_dict()[k]) for k in state)
+    assert distinct_good_selector(short_model)(plain.step2) >= 0
