@@ -250,11 +250,14 @@ def generate_batch_task(
 
 
 def _check_header(store: Store, pool: str, header: dict[str, Any]) -> None:
+    """Store the pool's settings on its first run; on a resume raise ConfigError for any setting
+    that changed (a key the stored header lacks, e.g. ``weights_sha256`` of a pool started before
+    it was recorded, is not compared)."""
     old = store.pool_header(pool)
     if old is None:
         store.set_pool_header(pool, header)
         return
-    diff = [k for k in header if old.get(k) != header[k]]
+    diff = [k for k in header if k in old and old[k] != header[k]]
     if diff:
         raise ConfigError(
             f"pool {pool!r} was started with { ({k: old.get(k) for k in diff}) }, "
@@ -287,9 +290,11 @@ def generate_pool_flow(
     kwargs = dict(generator_kwargs or {})
     store = open_store(mongodb_uri, database)
     sizes = batch_plan(n, batch_size)
-    _check_header(
-        store, pool, {"generator": generator, "seed": seed, "batch_size": batch_size, "generator_kwargs": kwargs}
-    )
+    header = {"generator": generator, "seed": seed, "batch_size": batch_size, "generator_kwargs": kwargs}
+    weights = getattr(_generator(generator, kwargs), "metadata", {}).get("weights_sha256")
+    if weights:  # the model's identity: retrained or swapped weights must not extend this pool
+        header["weights_sha256"] = weights
+    _check_header(store, pool, header)
     done = store.generated_batches(pool)
     todo = [k for k in range(len(sizes)) if k not in done]
     skipped = len(sizes) - len(todo)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from alcore.errors import ConfigError, EmptyPoolError
-from flows.pipelines.pool import batch_plan, batch_seed, generate_pool_flow
+from flows.pipelines.pool import _check_header, batch_plan, batch_seed, generate_pool_flow
 from flows.pipelines.screening import ScreenFilters, screen_formulas, screen_pool_flow, top_members
 from generators.base import register_generator
 from oracles.base import Prediction
@@ -99,6 +99,30 @@ def test_generate_pool_resumes_without_duplicates(store, mongo_uri, prefect_harn
     # resuming with another seed would mix two pools: refused
     with pytest.raises(ConfigError):
         generate_pool_flow(pool="resumed", **{**common, "seed": 8})
+
+
+class WeightedToy(ToyGenerator):
+    """The toy generator with a weights identity, as the trained generators expose it."""
+
+    def __init__(self, sha: str) -> None:
+        self.metadata = {"weights_sha256": sha}
+
+
+def test_a_pool_refuses_to_resume_with_other_weights(store, mongo_uri, prefect_harness) -> None:
+    common = dict(n=30, seed=1, batch_size=10, mongodb_uri=mongo_uri, database=store.db.name)
+    register_generator("toy-w", lambda sha="a" * 64: WeightedToy(sha))
+    first = generate_pool_flow(pool="weighted", generator="toy-w", max_batches=1, **common)
+    assert first["batches_run"] == 1
+    assert store.pool_header("weighted")["weights_sha256"] == "a" * 64
+    with pytest.raises(ConfigError, match="weights_sha256"):
+        generate_pool_flow(pool="weighted", generator="toy-w", generator_kwargs={"sha": "b" * 64}, **common)
+    # a pool whose header predates the weights identity resumes (the key is not compared)
+    generate_pool_flow(pool="older", generator="toy", max_batches=1, **common)
+    assert "weights_sha256" not in store.pool_header("older")
+    header = {"generator": "toy", "seed": 1, "batch_size": 10, "generator_kwargs": {}, "weights_sha256": "c" * 64}
+    _check_header(store, "older", header)
+    with pytest.raises(ConfigError, match="seed"):
+        _check_header(store, "older", {**header, "seed": 2})
 
 
 def test_latent_random_generator_fills_a_pool_through_the_same_path(store, mongo_uri, prefect_harness) -> None:
