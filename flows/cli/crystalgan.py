@@ -48,8 +48,11 @@ def train(
     epochs2: int = typer.Option(1000, help="step-2 epochs (paper: 1000)"),
     seed: int = typer.Option(0, help="random seed"),
     geo: bool = typer.Option(True, "--geo/--no-geo", help="use the geometric loss in step 2"),
-    div: float = typer.Option(1.0, help="diversity-sensitive loss weight in step 2 (0: the paper's loss)"),
+    div: float = typer.Option(3.0, help="diversity-sensitive loss weight in step 2 (0: the paper's loss)"),
     noise_dim: int = typer.Option(0, help="noise injection into the step-2 generators (0: none)"),
+    select_every: int = typer.Option(
+        50, min=0, help="keep the step-2 snapshot with most distinct good structures, scored every N epochs (0: off)"
+    ),
     out: Path = typer.Option(
         None, help="weights stem (default: crystalgan_<A>-<B> in the user data folder)", show_default=False
     ),
@@ -73,7 +76,7 @@ def train(
 
     torch.set_num_threads(1)
     prog = _bar_progress()
-    model = train_step2(train_step1(cfg, prog), geo, prog, div=div, noise_dim=noise_dim)
+    model = train_step2(train_step1(cfg, prog), geo, prog, div=div, noise_dim=noise_dim, select_every=select_every)
     ev = evaluate(generate(model)[0], model.metal_a, model.metal_b, cfg.d1, cfg.d2, cfg.slots)
     metrics = {k: ev[k] for k in ("n", "decoded", "ternary", "good", "good_distinct")}
     path = save_weights(model, stem, metrics)

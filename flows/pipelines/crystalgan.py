@@ -22,7 +22,7 @@ from pymatgen.io.cif import CifWriter
 from alcore.paths import WEIGHTS_DIR
 from flows.logs import flow_logger
 from flows.pipelines.structures import store_structures_task
-from generators.crystalgan.compare import DIV_WEIGHT, count_distinct, evaluate
+from generators.crystalgan.compare import PRODUCT_VARIANT, VARIANTS, count_distinct, evaluate
 from generators.crystalgan.data import to_poscar
 from generators.crystalgan.model import LossWeights
 from generators.crystalgan.train import (
@@ -154,6 +154,20 @@ def _generate_task(
     return docs
 
 
+def product_config(**overrides: Any) -> CrystalGANConfig:
+    """The product's CrystalGAN settings: the paper's, plus the step-2 remedy ``PRODUCT_VARIANT``
+    (λ_div and snapshot selection); ``overrides`` are CrystalGANConfig fields."""
+    remedy = VARIANTS[PRODUCT_VARIANT]
+    return CrystalGANConfig(
+        **{
+            "weights": LossWeights(div=remedy["div"]),
+            "noise_dim": remedy["noise_dim"],
+            "select_every": remedy["select_every"],
+            **overrides,
+        }
+    )
+
+
 @flow(name="crystalgan")
 def crystalgan_flow(
     cfg: CrystalGANConfig | None = None,
@@ -169,8 +183,9 @@ def crystalgan_flow(
     ``cfg``: the training settings and domains (``cfg.domain_a``/``cfg.domain_b``: ``PdH``/``NiH``
     (bundled), a ``.mat`` file or a folder of binary POSCARs; ``cfg.d1``/``cfg.d2``: the accepted
     metal-metal distances; ``cfg.weights.div`` / ``cfg.noise_dim``: the step-2 diversity remedies used
-    when training, docs/crystalgan.md, 0 / 0 being the paper's loss). Default: the paper's settings
-    on PdH/NiH with the diversity-sensitive loss weight :data:`DIV_WEIGHT`.
+    when training, docs/crystalgan.md, 0 / 0 being the paper's loss; ``cfg.select_every``: step-2
+    snapshot selection). Default: the paper's settings on PdH/NiH with the product's remedy
+    (:data:`~generators.crystalgan.compare.PRODUCT_VARIANT`: λ_div 3 and snapshot selection every 50 epochs).
     ``weights``: stem (default ``data/weights/crystalgan_<A>-<B>``); trained and saved there if
     missing or ``retrain``. ``seeds``: feature-transfer pairing seeds for generation (default: the
     model's own transfer set). ``chgnet``: add CHGNet single-point energies per atom to the metrics.
@@ -178,7 +193,7 @@ def crystalgan_flow(
     Returns ``{"campaign", "generated", "accepted", "distinct_accepted", "written", "template_ids"}``
     (``distinct_accepted``: accepted structures counted once per StructureMatcher group).
     """
-    cfg = cfg or CrystalGANConfig(weights=LossWeights(div=DIV_WEIGHT))
+    cfg = cfg or product_config()
     stem = str(weights) if weights else str(default_stem(cfg.domain_a, cfg.domain_b))
     model = _model_task(stem, retrain, cfg.to_dict())
     seed_list: list[int | None] = list(seeds) if seeds else [None]

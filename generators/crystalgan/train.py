@@ -45,8 +45,10 @@ class CrystalGANConfig:
 
     ``gen_steps``: generator updates per discriminator update; 5 as in the authors' reference code.
     ``noise_dim``: noise injection into the step-2 generators (0 = the paper: deterministic maps);
-    ``weights.div``: the diversity-sensitive / mode-seeking term of step 2 (0 = the paper). Both are
-    the diversity remedies of docs/crystalgan.md.
+    ``weights.div``: the diversity-sensitive / mode-seeking term of step 2 (0 = the paper);
+    ``select_every``: keep the step-2 snapshot (scored every that many epochs) with the most distinct
+    good structures on a held-apart feature-transfer pairing (0 = off: the paper's last epoch). All
+    three are the diversity remedies of docs/crystalgan.md.
     """
 
     domain_a: str = "PdH"
@@ -66,6 +68,7 @@ class CrystalGANConfig:
     slots: int = SLOTS
     seed: int = 0
     noise_dim: int = 0
+    select_every: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of the config."""
@@ -207,8 +210,8 @@ def train_step2(
     noise_dim: int | None = None,
     geo: float | None = None,
     window: tuple[float, float] | None = None,
-    select: Callable[[CrossDomainGAN], float] | None = None,
     select_every: int | None = None,
+    select: Callable[[CrossDomainGAN], float] | None = None,
 ) -> CrystalGANModel:
     """Step 2 (eqs. 15-26) on the model's ``AHB_g``/``BHA_g``; returns a new model sharing step 1.
 
@@ -216,10 +219,12 @@ def train_step2(
     loss differ only in that loss. ``div`` / ``noise_dim`` override the config's diversity remedies
     (``weights.div``, ``noise_dim``), ``geo`` both geometric-loss weights (``weights.geo1``,
     ``geo2``) and ``window`` the training window ``(d1, d2)`` in Å for this step-2 run (the ablation
-    of docs/crystalgan.md); acceptance is judged by the caller's window. With ``select`` and
-    ``select_every``, the step-2 networks are scored by ``select(step2)`` every ``select_every``
-    epochs and at the last one, and the best-scoring snapshot (the earliest of equal scores) is
-    returned (``history["select"]``: epoch, score, selected 1/0); training itself is unchanged.
+    of docs/crystalgan.md); acceptance is judged by the caller's window. ``select_every`` overrides
+    ``config.select_every``: when > 0 the step-2 networks are scored every that many epochs and at
+    the last one by ``select(step2)`` (default: the distinct good structures of a held-apart pairing,
+    :func:`generators.crystalgan.compare.distinct_good_selector`) and the best-scoring snapshot (the
+    earliest of equal scores) is returned (``history["select"]``: epoch, score, selected 1/0);
+    training itself is unchanged.
     """
     d = {**model.config.to_dict(), "use_geo": use_geo}
     if div is not None:
@@ -230,7 +235,13 @@ def train_step2(
         d["d1"], d["d2"] = float(window[0]), float(window[1])
     if noise_dim is not None:
         d["noise_dim"] = int(noise_dim)
+    if select_every is not None:
+        d["select_every"] = int(select_every)
     cfg = CrystalGANConfig.from_dict(d)
+    if cfg.select_every > 0 and select is None:
+        from generators.crystalgan.compare import distinct_good_selector  # compare imports this module
+
+        select = distinct_good_selector(model)
     torch.manual_seed(cfg.seed + 1)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     step2 = CrossDomainGAN(cfg.slots, cfg.hidden, cfg.layers, cfg.noise_dim)
@@ -239,7 +250,7 @@ def train_step2(
     best: dict[str, Any] = {}
 
     def checkpoint(epoch: int, net: CrossDomainGAN) -> None:
-        if select is None or not select_every or (epoch % select_every and epoch != cfg.epochs2):
+        if select is None or cfg.select_every < 1 or (epoch % cfg.select_every and epoch != cfg.epochs2):
             return
         net.eval()
         with torch.no_grad():

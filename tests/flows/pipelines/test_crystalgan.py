@@ -63,3 +63,16 @@ def test_cli_export_and_generate(tmp_path, tiny) -> None:
     assert r.exit_code == 2 and "error:" in r.output and "Traceback" not in r.output  # user error (flows.cli.common)
     meta = json.loads(stem.with_suffix(".json").read_text())
     assert load_weights(stem).config.seed == meta["params"]["seed"] == 3
+
+
+def test_product_settings_and_cli_train_use_the_measured_remedy(tmp_path) -> None:
+    from flows.pipelines.crystalgan import product_config
+
+    cfg = product_config(seed=4)
+    assert (cfg.weights.div, cfg.select_every, cfg.noise_dim, cfg.seed) == (3.0, 50, 0, 4)
+    stem = tmp_path / "cg_cli"
+    args = ["train", "--epochs1", "20", "--epochs2", "10", "--select-every", "5", "--seed", "2", "--out", str(stem)]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    meta = json.loads(stem.with_suffix(".json").read_text())
+    assert meta["params"]["select_every"] == 5 and meta["params"]["weights"]["div"] == 3.0
