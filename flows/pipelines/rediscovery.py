@@ -55,7 +55,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -651,7 +651,7 @@ def complm_stage(run: SplitRun) -> dict[str, Any]:
     from generators.complm import load_lm, train_complm
 
     spec = run.cfg.complm
-    settings = spec.digest()
+    settings = spec.model_digest()
     sha = _cached_model(run, "rediscovery_complm", settings)
     if sha is not None:
         return {"sha256": sha, "cached": True}
@@ -713,8 +713,9 @@ def complm_model(run: SplitRun) -> tuple[Any, dict[str, Any]]:
 
 
 def complm_pool_stage(run: SplitRun) -> dict[str, Any]:
-    """The composition-LM pool, as large as the MatGAN pool of the split: unconditioned draws of the
-    visible LM (temperature ``complm.temperature``; up to ``complm.reject_tries`` redraws of a draw
+    """The composition-LM pool, as large as the MatGAN pool of the split: draws of the visible LM
+    (unconditioned, or round robin over the gap bins ``complm.conditions``, one seeded sampler per
+    bin; temperature ``complm.temperature``; up to ``complm.reject_tries`` redraws of a draw
     that is in the visible known list or was drawn before in the call, as ``complm-distinct`` does;
     hidden formulas count as new), filtered as the MatGAN pool (distinct, 2..max_elements elements,
     <= max_atoms atoms, SMACT-valid, representable, not visible-known) in draw order until the pool
@@ -723,24 +724,33 @@ def complm_pool_stage(run: SplitRun) -> dict[str, Any]:
     from tqdm import tqdm
 
     from generators.complm import CompLMSampler, FormulaTokenizer, SamplingSettings
+    from generators.complm.tokens import condition_tokens
 
     cfg, spec = run.cfg, run.cfg.complm
     target = int(run.result("pool")["size"])
     torch.set_num_threads(1)
     model, meta = complm_model(run)
-    settings = SamplingSettings(
-        temperature=spec.temperature, reject_tries=spec.reject_tries, reject_seen=spec.reject_tries > 0
-    )
-    sampler = CompLMSampler(model, FormulaTokenizer(), settings, meta, f"complm-holdout-{run.key}", run.known)
-    assert_no_leak("complm exclusion list", sampler.exclude or (), run.split)
+    samplers = []
+    for cond in spec.conditions or [None]:
+        gap, _ = condition_tokens(cond)
+        settings = SamplingSettings(
+            temperature=spec.temperature, gap=gap, reject_tries=spec.reject_tries, reject_seen=spec.reject_tries > 0
+        )
+        name = f"complm-holdout-{run.key}"
+        samplers.append(CompLMSampler(model, FormulaTokenizer(), settings, meta, name, run.known))
+        assert_no_leak("complm exclusion list", samplers[-1].exclude or (), run.split)
     name = f"{cfg.name}-{run.key}-complm-{hashlib.sha256(run.result('complm')['sha256'].encode()).hexdigest()[:6]}"
     name += f"-{target}-{cfg.max_atoms}-{cfg.max_elements}"
+    if spec.conditions:
+        name += "-cond-" + "+".join(spec.conditions)
     seen: set[str] = set()
     members: list[str] = []
     draws = within = novel = 0
     t0 = time.perf_counter()
     bar = tqdm(total=target, desc="complm pool", unit="member", leave=False)
-    for batch in sampler.iter_batches(spec.max_draws, seed=run.seed):
+    per_bin = -(-spec.max_draws // len(samplers))
+    streams = [s.iter_batches(per_bin, seed=run.seed + 7919 * k) for k, s in enumerate(samplers)]
+    for batch in _round_robin(streams):
         draws += len(batch.formulas)
         fresh = list(dict.fromkeys(f for f, ok in zip(batch.formulas, batch.ok, strict=True) if ok and f not in seen))
         seen.update(fresh)
@@ -760,7 +770,7 @@ def complm_pool_stage(run: SplitRun) -> dict[str, Any]:
             f"the {target} of the MatGAN pool; raise complm.max_draws"
         )
     members = sorted(members)
-    _store_pool(run, name, members, sampler.name)
+    _store_pool(run, name, members, samplers[0].name)
     return {
         "pool": name,
         "draws": draws,
@@ -771,6 +781,17 @@ def complm_pool_stage(run: SplitRun) -> dict[str, Any]:
         "target": target,
         "sample_s": round(sample_s, 1),
     }
+
+
+def _round_robin(streams: list[Iterator[Any]]) -> Iterator[Any]:
+    """Items of ``streams`` in turn (one from each, in order) until all are exhausted."""
+    live = list(streams)
+    while live:
+        for it in list(live):
+            try:
+                yield next(it)
+            except StopIteration:
+                live.remove(it)
 
 
 def _store_pool(run: SplitRun, name: str, members: list[str], generator: str) -> None:

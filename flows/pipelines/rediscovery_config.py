@@ -33,9 +33,10 @@ GENERATORS: tuple[str, ...] = ("matgan", "complm")
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def digest(self, include: set[str] | None = None) -> str:
-        """12 hex digits identifying these settings (or only the fields ``include``; part of every cache key)."""
-        data = self.model_dump(mode="json", include=include)
+    def digest(self, include: set[str] | None = None, exclude: set[str] | None = None) -> str:
+        """12 hex digits identifying these settings (or only the fields ``include``, or all but
+        ``exclude``; part of every cache key)."""
+        data = self.model_dump(mode="json", include=include, exclude=exclude)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -90,7 +91,9 @@ class CompLMSpec(_Retrained):
     width ``d``, ``layers``, ``heads``, MLP ``ff``. Its pool: unconditioned sampling at
     ``temperature`` with ``reject_tries`` redraws of visible-known and already-drawn formulas (the
     ``complm-distinct`` sampler), drawn until it holds as many members as the MatGAN pool of the
-    split (at most ``max_draws`` draws)."""
+    split (at most ``max_draws`` draws). ``conditions``: gap bins (``3-5``, ``>5``, ...) to condition
+    the pool's draws on, in equal shares (round robin over the bins; empty: unconditioned); the
+    condition tokens were learnt from the visible formulas' own MP DFT labels."""
 
     steps: int = Field(default=900, ge=1)
     eval_every: int = Field(default=300, ge=1)
@@ -106,12 +109,23 @@ class CompLMSpec(_Retrained):
     temperature: float = Field(default=1.0, gt=0)
     reject_tries: int = Field(default=4, ge=0)
     max_draws: int = Field(default=2_000_000, ge=100)
+    conditions: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _heads(self) -> CompLMSpec:
         if self.d % self.heads:
             raise ValueError(f"complm.d ({self.d}) must be a multiple of complm.heads ({self.heads})")
+        from generators.complm.tokens import gap_bin_names
+
+        bad = [c for c in self.conditions if c not in gap_bin_names()]
+        if bad:
+            raise ValueError(f"complm.conditions {bad} are not gap bins; use some of {gap_bin_names()}")
         return self
+
+    def model_digest(self) -> str:
+        """Cache key of the trained LM: the settings without ``conditions``, which only steer the pool's
+        sampling (the older sampling fields stay in it so that cached models keep their keys)."""
+        return self.digest(exclude={"conditions"})
 
 
 #: (route, list name, universe of its ceiling) of every ranked list, in table order.

@@ -271,6 +271,13 @@ def test_complm_pool_is_leak_checked_resumes_and_matches_the_matgan_pool_size(
         # the pool is deterministic: the stage body again draws the same members into the same pool
         again = rd.complm_pool_stage(run)
         assert again["pool"] == stages["pool@complm"]["pool"] and sorted(store.pool_formulas(again["pool"])) == pool
+        # a pool conditioned on gap bins reuses the same LM and is a pool of its own, of the same size
+        conditioned = cfg.complm.model_copy(update={"conditions": [">5", "3-5"]})
+        crun = _split_run(cfg.model_copy(update={"complm": conditioned}), store)
+        assert rd.run_stage(crun, "complm", rd.stage_body(crun, "complm"))["sha256"] == lm["sha256"]
+        cpool = rd.complm_pool_stage(crun)
+        assert cpool["pool"] == stages["pool@complm"]["pool"] + "-cond->5+3-5" and cpool["size"] == len(pool)
+        assert sorted(store.pool_formulas(cpool["pool"])) != pool
         score = result["score"]
         assert score["pools"]["complm"]["size"] == score["pools"]["matgan"]["size"]
         ceiling = score["pools"]["complm"]["ceiling"]["ge4"]

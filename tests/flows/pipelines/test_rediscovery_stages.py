@@ -97,3 +97,12 @@ def test_screening_by_the_judges_needs_the_eform_model_and_its_settings_reach_on
     assert _changed(cfg, judged={"target": 3.0}) == {"judged-screening"}
     assert _changed(cfg, eform={"epochs": 3}) == {"eform", "judged-screening"}
     assert _changed(cfg, nested=True) == set()  # the nested split is in the split key, not a setting
+
+
+def test_lm_pool_conditions_keep_the_lm_and_are_checked() -> None:
+    conditioned = {**FULL.complm.model_dump(), "conditions": [">5", "3-5"]}
+    edited = RediscoveryConfig.model_validate({**FULL.model_dump(), "complm": conditioned})
+    assert edited.complm.model_digest() == FULL.complm.model_digest()  # the cached LM is reused
+    assert "pool@complm" in _changed(FULL, complm=conditioned)
+    with pytest.raises(ValueError, match="not gap bins"):
+        RediscoveryConfig.model_validate({**FULL.model_dump(), "complm": {"conditions": ["wide"]}})
