@@ -99,8 +99,8 @@ def judge(args: argparse.Namespace) -> None:
         "source": str(args.judge),
     }
     print(json.dumps(summary))
-    write_json({"summary": summary, "structures": rows}, HULL)
-    print(f"wrote {HULL}")
+    write_json({"summary": summary, "structures": rows}, args.hull_out)
+    print(f"wrote {args.hull_out}")
 
 
 def ablation(args: argparse.Namespace) -> None:
@@ -149,6 +149,7 @@ def main() -> None:
     p.add_argument("--judge", type=Path, default=None, help="judge the distinct good structures of this result")
     p.add_argument("--row", default="crystalgan_div", help="the row (model or ablation variant) to judge")
     p.add_argument("--judge-name", default="chgnet", help="stability judge: chgnet, sevennet or funnel")
+    p.add_argument("--hull-out", type=Path, default=HULL, help=f"--judge result file (default {HULL.name})")
     args = p.parse_args()
     torch.set_num_threads(1)
     if args.judge:
