@@ -736,8 +736,8 @@ def complm_pool_stage(run: SplitRun) -> dict[str, Any]:
         settings = SamplingSettings(
             temperature=spec.temperature, gap=gap, reject_tries=spec.reject_tries, reject_seen=spec.reject_tries > 0
         )
-        name = f"complm-holdout-{run.key}"
-        samplers.append(CompLMSampler(model, FormulaTokenizer(), settings, meta, name, run.known))
+        gen_name = f"complm-holdout-{run.key}"
+        samplers.append(CompLMSampler(model, FormulaTokenizer(), settings, meta, gen_name, run.known))
         assert_no_leak("complm exclusion list", samplers[-1].exclude or (), run.split)
     name = f"{cfg.name}-{run.key}-complm-{hashlib.sha256(run.result('complm')['sha256'].encode()).hexdigest()[:6]}"
     name += f"-{target}-{cfg.max_atoms}-{cfg.max_elements}"
