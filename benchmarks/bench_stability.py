@@ -342,7 +342,7 @@ def cmd_score(args) -> None:
     out["date"] = time.strftime("%Y-%m-%d %H:%M")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    for key in ("mp60", "throughput"):  # written by those subcommands; kept
+    for key in ("mp60", "throughput", "e2e"):  # written by those subcommands; kept
         if key in old:
             out[key] = old[key]
     RESULTS.write_text(json.dumps(out, indent=1, default=float))
@@ -371,6 +371,29 @@ def _num(x):
 
 
 # ---------------------------------------------------------------------------- MP60 E_form check
+def _section(key: str) -> dict:
+    """The ``key`` section of the results file (empty if absent)."""
+    return (json.loads(RESULTS.read_text()) if RESULTS.exists() else {}).get(key, {})
+
+
+def _save_section(key: str, value: dict) -> None:
+    """Write ``value`` as section ``key`` of the results file, keeping the other sections."""
+    allres = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    allres[key] = value
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(allres, indent=1, default=float))
+
+
+def _throughput_candidates(n: int) -> list[str]:
+    """bench_structures' seeded ternary oxide/halide/sulfide swaps: the first ``n``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_structures", ROOT / "benchmarks" / "bench_structures.py")
+    bs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bs)
+    return bs._pipeline_candidates(n)
+
+
 def cmd_mp60(args) -> None:
     """E_form MAE vs MP DFT on data/structures/dft_sample_mp60.jsonl.gz for each model (relaxed)."""
     from pymatgen.io.cif import CifParser
@@ -383,8 +406,7 @@ def cmd_mp60(args) -> None:
     with gzip.open(ROOT / "data/structures/dft_sample_mp60.jsonl.gz", "rt") as fh:
         recs = [json.loads(x) for x in fh]
     library = TemplateLibrary.load()
-    allres = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    mp60 = allres.get("mp60", {})
+    mp60 = _section("mp60")
     for m in args.models.split(","):
         relaxer = get_relaxer(m)
         refs = _refs(m, relaxer, library)
@@ -417,10 +439,7 @@ def cmd_mp60(args) -> None:
             f"{np.mean(secs):.2f} s/relaxation",
             flush=True,
         )
-        allres = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-        allres["mp60"] = mp60
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(allres, indent=1, default=float))
+        _save_section("mp60", mp60)
 
 
 # ---------------------------------------------------------------------------- product throughput
@@ -430,18 +449,12 @@ def cmd_throughput(args) -> None:
     each judge in turn, competing-phase caches as committed (what a judge lacks it computes and
     its time counts). CPU seconds (the shared machine's load inflates wall time, not CPU time);
     extrapolated to 100 candidates on 2 single-threaded workers: mean CPU s * 100 / 2."""
-    import importlib.util
-
     from generators.templates import TemplateLibrary, propose_structures
     from oracles.stability.judges import make_checker
 
-    spec = importlib.util.spec_from_file_location("bench_structures", ROOT / "benchmarks" / "bench_structures.py")
-    bs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bs)
-    cands = bs._pipeline_candidates(args.n)
+    cands = _throughput_candidates(args.n)
     library = TemplateLibrary.load()
-    allres = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    out = allres.get("throughput", {})
+    out = _section("throughput")
     for judge in args.judges.split(","):
         t0 = time.perf_counter()
         chk = make_checker(judge, library, threads=1)
@@ -480,9 +493,7 @@ def cmd_throughput(args) -> None:
             "rows": rows,
         }
         print(f"{judge}: {secs.mean():.1f} CPU s/candidate -> {secs.mean() * 100 / 2 / 60:.1f} min per 100 on 2 cores")
-        allres = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-        allres["throughput"] = out
-        RESULTS.write_text(json.dumps(allres, indent=1, default=float))
+        _save_section("throughput", out)
 
 
 def cmd_e2e(args) -> None:
@@ -492,18 +503,13 @@ def cmd_e2e(args) -> None:
     processes, into a fresh embedded MongoDB-wire store; model loading, template proposal, relaxation,
     E_form, the hull over every competing phase (committed caches; what a judge lacks it computes,
     and that time counts) and the verdict documents. One row per judge."""
-    import importlib.util
     import tempfile
 
     from flows.pipelines.structures import run_structures
     from flows.store.embedded import start_server, stop_server
 
-    spec = importlib.util.spec_from_file_location("bench_structures", ROOT / "benchmarks" / "bench_structures.py")
-    bs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bs)
-    cands = bs._pipeline_candidates(args.n)
-    allres = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    out = allres.get("e2e", {})
+    cands = _throughput_candidates(args.n)
+    out = _section("e2e")
     for judge in args.judges.split(","):
         base = Path(tempfile.mkdtemp(prefix="alflow-bench-e2e-", dir="/tmp"))
         server = start_server(base, args.port)
@@ -542,9 +548,7 @@ def cmd_e2e(args) -> None:
             f"({summary['verdicts']}; load {load0:.1f} -> {os.getloadavg()[0]:.1f})",
             flush=True,
         )
-        allres = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-        allres["e2e"] = out
-        RESULTS.write_text(json.dumps(allres, indent=1, default=float))
+        _save_section("e2e", out)
 
 
 def main() -> None:
