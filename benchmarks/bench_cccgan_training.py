@@ -89,17 +89,18 @@ def evaluate_snapshot(
     refs: list[dict],
     known: dict,
     committed: bool = False,
+    targets: list[str] | None = None,
 ) -> dict[str, Any]:
     """Generate ``n`` per target composition from one snapshot (``committed``: the committed weights
     ``data/weights/cccgan_mgmno``, which must be the snapshot of ``step``), screen, relax ``relax``
-    per composition."""
+    per composition (``targets``: a subset of :data:`TARGETS`, e.g. one per process; same draws)."""
     g, meta = load_generator(*(("cccgan_mgmno", WEIGHTS_DIR) if committed else (snapshot_name(step), CKPT_DIR)))
     if meta["metrics"].get("steps") not in (None, step):
         raise SystemExit(f"those weights are the snapshot of step {meta['metrics']['steps']}, not {step}")
     t0 = time.perf_counter()
     per: dict[str, Any] = {}
     all_cands = []
-    for comp in TARGETS:
+    for comp in targets or TARGETS:
         counts = parse_counts(comp)
         cs = validate(generate(g, counts, n, seed), counts)
         mark_novelty(cs, known)
@@ -182,9 +183,9 @@ def cmd_final(args: argparse.Namespace) -> None:
     known = training_structures(ds.images)
     refs = load_references()
     point = evaluate_snapshot(
-        args.step, args.n, args.relax, args.seed, args.relax_steps, refs, known, committed=args.committed
+        args.step, args.n, args.relax, args.seed, args.relax_steps, refs, known, args.committed, args.targets
     )
-    point["params"] = vars(args) | {"targets": TARGETS}
+    point["params"] = vars(args) | {"targets": args.targets or TARGETS}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(point, indent=1, default=str) + "\n")
     print_curve({"points": [point]})
@@ -213,6 +214,7 @@ def main() -> None:
             c.add_argument(
                 "--committed", action="store_true", help="use data/weights/cccgan_mgmno (that step's snapshot)"
             )
+            c.add_argument("--targets", nargs="+", choices=TARGETS, default=None, help="only these compositions")
             c.add_argument("--out", type=Path, default=FINAL, help="results JSON")
     args = ap.parse_args()
     {"train": cmd_train, "curve": cmd_curve, "final": cmd_final}[args.cmd](args)
