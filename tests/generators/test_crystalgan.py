@@ -10,8 +10,9 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from alcore.errors import CorruptModelError, StructureError
-from alcore.paths import data_file
+from alcore.paths import WEIGHTS_DIR, data_file
 from generators.crystalgan.compare import (
+    SELECT_PAIRING,
     count_distinct,
     distinct_good_selector,
     evaluate,
@@ -313,4 +314,9 @@ def test_step2_snapshot_selection_keeps_the_best_scored_epoch(short_model) -> No
     state = chosen.step2.state_dict()
     assert all(torch.equal(state[k], seen[2][k]) for k in state)
     assert not all(torch.equal(state[k], plain.step2.state_dict()[k]) for k in state)
-    assert distinct_good_selector(short_model)(plain.step2) >= 0
+    # the default selector scores the held-apart pairing SELECT_PAIRING + seed, as generate() draws it
+    shipped = load_weights(WEIGHTS_DIR / "crystalgan_PdH-NiH")
+    c = shipped.config
+    vectors = generate(shipped, seed=SELECT_PAIRING + c.seed)[0]
+    expected = evaluate(vectors, shipped.metal_a, shipped.metal_b, c.d1, c.d2)
+    assert distinct_good_selector(shipped)(shipped.step2) == expected["good_distinct"] > 0
