@@ -26,9 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from alcore.composition import parse_amounts
 from alcore.paths import data_file
-from oracles.descriptors import Featuriser, element_table
+from oracles.descriptors import Featuriser, _fractions, element_table
 from oracles.resnet import TrainConfig, train_resnet
 from oracles.training import MATBENCH_SEED, matbench_folds, metrics
 
@@ -59,19 +58,17 @@ class ExtendedFeaturiser(Featuriser):
         return super().n_features + self.n_elements + 4 + 5
 
     def _compute(self, formulas: list[str]) -> None:
+        """The shipped descriptor rows (and reasons) of :class:`Featuriser`, extended in the cache."""
         from pymatgen.core.molecular_orbitals import MolecularOrbitals
 
-        base = Featuriser()
-        X, reasons = base.transform(formulas)
-        for f, row, why in zip(formulas, X, reasons, strict=True):
-            if why is not None:
-                self._bad[f] = why
+        super()._compute(formulas)
+        for f in formulas:
+            row = self._cache.get(f)
+            if row is None:  # not featurisable: its reason is in self._bad
                 continue
-            amounts = parse_amounts(f)
-            total = sum(amounts.values())
+            idx, frac = _fractions(f, self.table)
             fr = np.zeros(self.n_elements)
-            for s, a in amounts.items():
-                fr[self.table.index[s]] = a / total
+            fr[idx] = frac
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -80,9 +77,7 @@ class ExtendedFeaturiser(Featuriser):
                 edge = [ho, lu, lu - ho, float(edges["metal"])]
             except Exception:  # an element without orbital data: neutral values
                 edge = [-0.25, -0.1, 0.0, 1.0]
-            mask = fr > 0
-            h = self.homo[mask]
-            w = fr[mask]
+            h, w = self.homo[idx], np.asarray(frac)
             mean = float((w * h).sum())
             stats = [mean, float(np.sqrt((w * (h - mean) ** 2).sum())), h.min(), h.max(), h.max() - h.min()]
             self._cache[f] = np.concatenate([row, fr, edge, stats]).astype(np.float32)

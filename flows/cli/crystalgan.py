@@ -48,10 +48,12 @@ def train(
     epochs2: int = typer.Option(1000, help="step-2 epochs (paper: 1000)"),
     seed: int = typer.Option(0, help="random seed"),
     geo: bool = typer.Option(True, "--geo/--no-geo", help="use the geometric loss in step 2"),
-    div: float = typer.Option(3.0, help="diversity-sensitive loss weight in step 2 (0: the paper's loss)"),
-    noise_dim: int = typer.Option(0, help="noise injection into the step-2 generators (0: none)"),
+    div: float = typer.Option(
+        None, help="diversity-sensitive loss weight in step 2 (default: the product's 3; 0: the paper's loss)"
+    ),
+    noise_dim: int = typer.Option(None, help="noise injection into the step-2 generators (default: 0, none)"),
     select_every: int = typer.Option(
-        50, min=0, help="keep the step-2 snapshot with most distinct good structures, scored every N epochs (0: off)"
+        None, min=0, help="keep the step-2 snapshot with most distinct good ones, scored every N epochs (default 50)"
     ),
     out: Path = typer.Option(
         None, help="weights stem (default: crystalgan_<A>-<B> in the user data folder)", show_default=False
@@ -63,15 +65,13 @@ def train(
     The shipped weights are only replaced with --replace-shipped; use new ones with
     `alflow crystalgan generate --weights STEM`."""
     from flows.cli.autoencoder import weights_target
-    from flows.pipelines.crystalgan import default_stem
+    from flows.pipelines.crystalgan import default_stem, product_config
     from generators.crystalgan.compare import evaluate
-    from generators.crystalgan.train import CrystalGANConfig, generate, save_weights, train_step1, train_step2
+    from generators.crystalgan.train import generate, save_weights, train_step1, train_step2
 
     shipped = default_stem(domain_a, domain_b)
     stem = weights_target(out, replace_shipped, shipped, shipped.name)
-    cfg = CrystalGANConfig(
-        domain_a=domain_a, domain_b=domain_b, epochs1=epochs1, epochs2=epochs2, seed=seed, use_geo=geo
-    )
+    cfg = product_config(domain_a=domain_a, domain_b=domain_b, epochs1=epochs1, epochs2=epochs2, seed=seed, use_geo=geo)
     import torch
 
     torch.set_num_threads(1)

@@ -730,15 +730,23 @@ def complm_pool_stage(run: SplitRun) -> dict[str, Any]:
     target = int(run.result("pool")["size"])
     torch.set_num_threads(1)
     model, meta = complm_model(run)
-    samplers = []
-    for cond in spec.conditions or [None]:
-        gap, _ = condition_tokens(cond)
-        settings = SamplingSettings(
-            temperature=spec.temperature, gap=gap, reject_tries=spec.reject_tries, reject_seen=spec.reject_tries > 0
+    samplers = [
+        CompLMSampler(
+            model,
+            FormulaTokenizer(),
+            SamplingSettings(
+                temperature=spec.temperature,
+                gap=condition_tokens(cond)[0],
+                reject_tries=spec.reject_tries,
+                reject_seen=spec.reject_tries > 0,
+            ),
+            meta,
+            f"complm-holdout-{run.key}",
+            run.known,
         )
-        gen_name = f"complm-holdout-{run.key}"
-        samplers.append(CompLMSampler(model, FormulaTokenizer(), settings, meta, gen_name, run.known))
-        assert_no_leak("complm exclusion list", samplers[-1].exclude or (), run.split)
+        for cond in spec.conditions or [None]
+    ]
+    assert_no_leak("complm exclusion list", samplers[0].exclude or (), run.split)  # one list, shared
     name = f"{cfg.name}-{run.key}-complm-{hashlib.sha256(run.result('complm')['sha256'].encode()).hexdigest()[:6]}"
     name += f"-{target}-{cfg.max_atoms}-{cfg.max_elements}"
     if spec.conditions:
