@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from alcore.paths import data_file
+from oracles.gap_metrics import gap_metrics
 from oracles.descriptors import Featuriser, _fractions, element_table
 from oracles.resnet import TrainConfig, train_resnet
 from oracles.training import MATBENCH_SEED, matbench_folds, metrics
@@ -89,6 +90,8 @@ def main() -> None:
     ap.add_argument("--features", choices=["base", "ext"], default="ext")
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--members", type=int, default=5)
+    ap.add_argument("--preds", type=Path, help="also write the test rows' member predictions (.npz)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -97,15 +100,20 @@ def main() -> None:
     y = df["target"].to_numpy(dtype=np.float64)
     train, test = matbench_folds(len(df))[args.fold]
     feat = ExtendedFeaturiser() if args.features == "ext" else Featuriser()
-    cfg = TrainConfig(hidden=256, n_layers=5, n_members=5, epochs=args.epochs, seed=MATBENCH_SEED)
+    cfg = TrainConfig(hidden=256, n_layers=5, n_members=args.members, epochs=args.epochs, seed=MATBENCH_SEED)
     t0 = time.perf_counter()
     oracle = train_resnet(list(f[train]), y[train], config=cfg, featuriser=feat, name=f"probe-{args.features}")
     pred = oracle.predict(list(f[test]), calibrated=False)
-    m = metrics(y[test], pred.mean)
+    m = metrics(y[test], pred.mean) | {"gap": gap_metrics(y[test], pred.mean)}
+    if args.preds:
+        X, _ = feat.transform(list(f[test]))
+        members = oracle.predict_members(X)
+        np.savez_compressed(args.preds, test_idx=test, y=y[test], mean=pred.mean, std=pred.std, members=members)
     out = {
         "features": args.features,
         "fold": args.fold,
         "epochs": args.epochs,
+        "members": args.members,
         "n_features": feat.n_features,
         "metrics": m,
         "wall_s": round(time.perf_counter() - t0, 1),
