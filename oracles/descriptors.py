@@ -12,6 +12,19 @@ A formula becomes one float32 vector made of
   as package data (``aviary/embeddings/element/matscholar200.json``);
 * stoichiometry attributes: number of elements and the 2, 3, 5, 10-norms and maximum of the fractions.
 
+That is the ``base`` descriptor (:class:`Featuriser`, 301 floats). The ``ext`` descriptor
+(:class:`ExtendedFeaturiser`, 413 floats; issue 21, docs/oracles.md) appends
+
+* the 103-d atomic-fraction vector (matminer's ElementFraction);
+* the band edges of pymatgen's :class:`~pymatgen.core.molecular_orbitals.MolecularOrbitals`
+  (HOMO and LUMO energies in Hartree, their difference, the "metal" flag; matminer's AtomicOrbitals),
+  computed from the formula's integer counts;
+* fraction-weighted statistics (mean, std, min, max, range) of each element's highest occupied
+  atomic-orbital energy (Hartree).
+
+Each weights file records the version string of the descriptor it was trained on
+(:attr:`Featuriser.version`); :func:`featuriser_for_version` returns the matching featuriser.
+
 Elements H..Lr (Z = 1..103) are supported. A formula that cannot be parsed, or that contains an
 element without data (e.g. Og), gets an all-NaN row and a reason; the other rows are unaffected.
 Featurisation is vectorised over a batch (gather + weighted reductions in numpy) and cached per
@@ -25,7 +38,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +46,9 @@ import numpy as np
 from alcore.composition import parse_amounts
 from alcore.errors import InvalidFormulaError
 
-#: Descriptor layout version: bump when the feature definition changes (stored with weights).
+#: Descriptor layout versions: bump when a feature definition changes (stored with weights).
 DESCRIPTOR_VERSION = "magpie19-stats5+matscholar200-mean+stoich6/v1"
+EXT_DESCRIPTOR_VERSION = DESCRIPTOR_VERSION.removesuffix("/v1") + "+fractions103+ao-band-edges4+homo-stats5/v1"
 
 PROPERTY_NAMES: tuple[str, ...] = (
     "Z",
@@ -203,10 +217,13 @@ def _featurise_parsed(idx: np.ndarray, frac: np.ndarray, table: ElementTable) ->
 
 
 class Featuriser:
-    """Composition -> descriptor vector, cached per formula string.
+    """Composition -> ``base`` descriptor vector, cached per formula string.
 
     ``cache_size`` bounds the number of cached formulas (the cache is cleared when full).
     """
+
+    #: the layout this featuriser computes (stored with weights trained on it)
+    version = DESCRIPTOR_VERSION
 
     def __init__(self, cache_size: int = 1_000_000, chunk: int = 8192) -> None:
         self.table = element_table()
@@ -259,9 +276,82 @@ class Featuriser:
             if not good:
                 continue
             idx, frac = pad_parsed(parsed)
-            feats = _featurise_parsed(idx, frac, self.table).astype(np.float32)
+            feats = self._rows(good, parsed, idx, frac).astype(np.float32)
             for f, row in zip(good, feats, strict=True):
                 self._cache[f] = row
+
+    def _rows(
+        self, formulas: list[str], parsed: list[tuple[list[int], list[float]]], idx: np.ndarray, frac: np.ndarray
+    ) -> np.ndarray:
+        """Descriptor rows (N, n_features) of N parsed formulas (padded ``idx``/``frac`` (N, K))."""
+        return _featurise_parsed(idx, frac, self.table)
+
+
+#: Neutral band-edge values (Hartree; "metal") for a formula pymatgen's MolecularOrbitals cannot
+#: handle (fractional counts, an element without orbital data).
+_NEUTRAL_EDGES = (-0.25, -0.1, 0.0, 1.0)
+
+
+def _homo_energy(symbol: str) -> float:
+    """Highest occupied atomic-orbital energy (Hartree) of an element; NaN without data."""
+    from pymatgen.core import Element
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        orbitals = Element(symbol).atomic_orbitals
+    return max(orbitals.values()) if orbitals else float("nan")
+
+
+def band_edge_features(formula: str) -> tuple[float, float, float, float]:
+    """``(HOMO, LUMO, LUMO - HOMO, metal)`` of pymatgen's MolecularOrbitals for one formula (Hartree).
+
+    Neutral values (:data:`_NEUTRAL_EDGES`) where MolecularOrbitals cannot handle the formula.
+    """
+    from pymatgen.core.molecular_orbitals import MolecularOrbitals
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            edges = MolecularOrbitals(formula).band_edges
+        homo, lumo = edges["HOMO"][2], edges["LUMO"][2]
+        return (homo, lumo, lumo - homo, float(edges["metal"]))
+    except Exception:  # fractional counts, no orbital data, no LUMO: neutral values
+        return _NEUTRAL_EDGES
+
+
+@lru_cache(maxsize=1)
+def _homo_table() -> np.ndarray:
+    """HOMO energy (Hartree) per element of :func:`element_table` (E,); missing -> median."""
+    homo = np.array([_homo_energy(s) for s in element_table().symbols])
+    return np.where(np.isfinite(homo), homo, np.nanmedian(homo))
+
+
+class ExtendedFeaturiser(Featuriser):
+    """Composition -> ``ext`` descriptor: ``base`` + atomic fractions + atomic-orbital band edges + HOMO statistics."""
+
+    version = EXT_DESCRIPTOR_VERSION
+
+    @property
+    def n_features(self) -> int:
+        """Descriptor length: base + one fraction per element + 4 band-edge + 5 HOMO statistics."""
+        return n_features() + len(self.table.symbols) + 4 + 5
+
+    def _rows(
+        self, formulas: list[str], parsed: list[tuple[list[int], list[float]]], idx: np.ndarray, frac: np.ndarray
+    ) -> np.ndarray:
+        """Base rows with fractions (N, E), band edges (N, 4) and HOMO statistics (N, 5) appended."""
+        base = super()._rows(formulas, parsed, idx, frac)
+        fractions = np.zeros((len(formulas), len(self.table.symbols)))
+        np.add.at(fractions, (np.arange(len(formulas))[:, None], idx), frac)  # padding adds 0 at index 0
+        edges = np.array([band_edge_features(f) for f in formulas], dtype=np.float64).reshape(-1, 4)
+        h = _homo_table()[idx]
+        mask = frac > 0
+        mean = (frac * h).sum(1)
+        std = np.sqrt(np.maximum((frac * (h - mean[:, None]) ** 2).sum(1), 0.0))
+        mn = np.where(mask, h, np.inf).min(1)
+        mx = np.where(mask, h, -np.inf).max(1)
+        homo = np.stack([mean, std, mn, mx, mx - mn], axis=1)
+        return np.concatenate([base, fractions, edges, homo], axis=1)
 
 
 def pad_parsed(
@@ -279,10 +369,25 @@ def pad_parsed(
     return idx, frac
 
 
+#: The featuriser of each descriptor version (see :func:`featuriser_for_version`).
+FEATURISERS: dict[str, type[Featuriser]] = {cls.version: cls for cls in (Featuriser, ExtendedFeaturiser)}
+
+
 @lru_cache(maxsize=1)
 def default_featuriser() -> Featuriser:
     """The process-wide shared :class:`Featuriser` (one cache for all oracles)."""
-    return Featuriser()
+    return featuriser_for_version(DESCRIPTOR_VERSION)
+
+
+@cache
+def featuriser_for_version(version: str) -> Featuriser:
+    """The process-wide shared featuriser computing descriptor layout ``version``.
+
+    Raises ``KeyError`` (message names the known versions) for a layout this code does not compute.
+    """
+    if version not in FEATURISERS:
+        raise KeyError(f"descriptor {version!r} is not computed by this code (known: {', '.join(FEATURISERS)})")
+    return FEATURISERS[version]()
 
 
 def featurise(formulas: Sequence[str]) -> tuple[np.ndarray, list[str | None]]:

@@ -29,7 +29,7 @@ from alcore.errors import ConfigError, CorruptModelError, InvalidLabelError
 from alcore.weights import load_weights, save_weights, weights_paths
 from oracles.base import Prediction
 from oracles.calibration import SigmaCalibration
-from oracles.descriptors import DESCRIPTOR_VERSION, Featuriser, default_featuriser
+from oracles.descriptors import Featuriser, default_featuriser, featuriser_for_version
 
 #: Standardised descriptors are clipped to [-X_CLIP, X_CLIP] (train and predict) so a formula far
 #: outside the training data cannot blow the prediction up; its ensemble spread still grows.
@@ -190,7 +190,7 @@ class ResNetOracle:
             "name": self.name,
             "property": self.property,
             "unit": PROPERTIES[self.property]["unit"],
-            "descriptor_version": DESCRIPTOR_VERSION,
+            "descriptor_version": self.featuriser.version,
             "config": asdict(self.config),
             "info": self.info,
         }
@@ -199,15 +199,17 @@ class ResNetOracle:
     def from_state(cls, state: dict[str, torch.Tensor], metadata: dict[str, Any]) -> ResNetOracle:
         """Rebuild an oracle from :meth:`state_dict` tensors and :meth:`metadata`.
 
-        Raises :class:`CorruptModelError` if the tensors do not match the metadata or the descriptor
-        version differs from this code's.
+        The featuriser is the one of the stored ``descriptor_version``. Raises
+        :class:`CorruptModelError` if the tensors do not match the metadata or this code does not
+        compute that descriptor version.
         """
         try:
-            if metadata.get("descriptor_version") != DESCRIPTOR_VERSION:
+            try:
+                featuriser = featuriser_for_version(str(metadata.get("descriptor_version")))
+            except KeyError as exc:
                 raise CorruptModelError(
-                    f"weights use descriptors {metadata.get('descriptor_version')!r}, this code computes "
-                    f"{DESCRIPTOR_VERSION!r}; retrain the model (alflow oracles train ...)"
-                )
+                    f"cannot load these weights: {exc.args[0]}; retrain the model (alflow oracles train ...)"
+                ) from None
             cfg = TrainConfig(**metadata["config"])
             n_in = state["model.inp.weight"].shape[1]
             model = ResNetEnsemble(n_in, cfg.hidden, cfg.n_layers, cfg.n_members, seed=cfg.seed)
@@ -215,7 +217,7 @@ class ResNetOracle:
             scaler = {k[7:]: v.float() for k, v in state.items() if k.startswith("scaler.")}
             if set(scaler) != {"x_mean", "x_std", "y_mean", "y_std"}:
                 raise CorruptModelError(f"scaler tensors missing: got {sorted(scaler)}")
-            return cls(metadata["name"], metadata["property"], model, scaler, cfg, metadata.get("info"))
+            return cls(metadata["name"], metadata["property"], model, scaler, cfg, metadata.get("info"), featuriser)
         except CorruptModelError:
             raise
         except (KeyError, RuntimeError, TypeError) as exc:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,61 +26,10 @@ import pandas as pd
 import torch
 
 from alcore.paths import data_file
+from oracles.descriptors import ExtendedFeaturiser, Featuriser
 from oracles.gap_metrics import gap_metrics
-from oracles.descriptors import Featuriser, _fractions, element_table
 from oracles.resnet import TrainConfig, train_resnet
 from oracles.training import MATBENCH_SEED, matbench_folds, metrics
-
-
-def _homo_energy(symbol: str) -> float:
-    """Highest occupied atomic-orbital energy (Hartree) of an element; NaN without data."""
-    from pymatgen.core import Element
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        orbitals = Element(symbol).atomic_orbitals
-    return max(orbitals.values()) if orbitals else float("nan")
-
-
-class ExtendedFeaturiser(Featuriser):
-    """The shipped descriptor plus atomic fractions and atomic-orbital band-edge features."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        table = element_table()
-        homo = np.array([_homo_energy(s) for s in table.symbols])
-        self.homo = np.where(np.isfinite(homo), homo, np.nanmedian(homo))
-        self.n_elements = len(table.symbols)
-
-    @property
-    def n_features(self) -> int:
-        """Descriptor length: base + fractions + 4 band-edge + 5 HOMO statistics."""
-        return super().n_features + self.n_elements + 4 + 5
-
-    def _compute(self, formulas: list[str]) -> None:
-        """The shipped descriptor rows (and reasons) of :class:`Featuriser`, extended in the cache."""
-        from pymatgen.core.molecular_orbitals import MolecularOrbitals
-
-        super()._compute(formulas)
-        for f in formulas:
-            row = self._cache.get(f)
-            if row is None:  # not featurisable: its reason is in self._bad
-                continue
-            idx, frac = _fractions(f, self.table)
-            fr = np.zeros(self.n_elements)
-            fr[idx] = frac
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    edges = MolecularOrbitals(f).band_edges
-                ho, lu = edges["HOMO"][2], edges["LUMO"][2]
-                edge = [ho, lu, lu - ho, float(edges["metal"])]
-            except Exception:  # an element without orbital data: neutral values
-                edge = [-0.25, -0.1, 0.0, 1.0]
-            h, w = self.homo[idx], np.asarray(frac)
-            mean = float((w * h).sum())
-            stats = [mean, float(np.sqrt((w * (h - mean) ** 2).sum())), h.min(), h.max(), h.max() - h.min()]
-            self._cache[f] = np.concatenate([row, fr, edge, stats]).astype(np.float32)
 
 
 def main() -> None:

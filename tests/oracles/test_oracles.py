@@ -7,10 +7,17 @@ import pandas as pd
 import pytest
 import torch
 
-from alcore.errors import ConfigError, InvalidLabelError
+from alcore.errors import ConfigError, CorruptModelError, InvalidLabelError
 from alcore.paths import data_file
 from oracles.base import Oracle, Prediction
-from oracles.descriptors import Featuriser, feature_names, featurise, n_features
+from oracles.descriptors import (
+    EXT_DESCRIPTOR_VERSION,
+    Featuriser,
+    feature_names,
+    featurise,
+    featuriser_for_version,
+    n_features,
+)
 from oracles.registry import (
     fit_screening_model,
     get_oracle,
@@ -18,7 +25,7 @@ from oracles.registry import (
     load_screening_model,
     screening_state,
 )
-from oracles.resnet import ResNetOracle
+from oracles.resnet import ResNetOracle, TrainConfig, train_resnet
 
 torch.set_num_threads(1)
 
@@ -156,3 +163,19 @@ def test_train_oracle_flow_writes_weights(prefect_harness, tmp_path) -> None:
     assert len(meta["data_sha256"]) == 64 and np.isfinite(meta["test_metrics"]["mae"])
     oracle = ResNetOracle.load(tmp_path / "bandgap_resnet_agd")
     assert oracle.predict(["MgO"]).ok.all()
+
+
+def test_weights_carry_their_descriptor_version(agd: pd.DataFrame) -> None:
+    tr = agd.iloc[:300]
+    ext = featuriser_for_version(EXT_DESCRIPTOR_VERSION)
+    model = train_resnet(
+        tr.composition.tolist(), tr.Eg.to_numpy(), config=TrainConfig(hidden=32, n_members=2, epochs=3), featuriser=ext
+    )
+    assert model.metadata()["descriptor_version"] == EXT_DESCRIPTOR_VERSION
+    again = ResNetOracle.from_bytes(model.to_bytes())
+    assert again.featuriser is ext
+    f = agd.composition.tolist()[900:950]
+    np.testing.assert_array_equal(again.predict(f).mean, model.predict(f).mean)
+    meta = {**model.metadata(), "descriptor_version": "magpie-v0"}
+    with pytest.raises(CorruptModelError, match="magpie-v0.*retrain"):
+        ResNetOracle.from_state(model.state_dict(), meta)
