@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--members", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=MATBENCH_SEED, help="training seed (members' inits, batch order)")
     ap.add_argument("--preds", type=Path, help="also write the test rows' member predictions (.npz)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
@@ -48,7 +49,7 @@ def main() -> None:
     y = df["target"].to_numpy(dtype=np.float64)
     train, test = matbench_folds(len(df))[args.fold]
     feat = ExtendedFeaturiser() if args.features == "ext" else Featuriser()
-    cfg = TrainConfig(hidden=256, n_layers=5, n_members=args.members, epochs=args.epochs, seed=MATBENCH_SEED)
+    cfg = TrainConfig(hidden=256, n_layers=5, n_members=args.members, epochs=args.epochs, seed=args.seed)
     t0 = time.perf_counter()
     oracle = train_resnet(list(f[train]), y[train], config=cfg, featuriser=feat, name=f"probe-{args.features}")
     pred = oracle.predict(list(f[test]), calibrated=False)
@@ -62,6 +63,7 @@ def main() -> None:
         "fold": args.fold,
         "epochs": args.epochs,
         "members": args.members,
+        "seed": args.seed,
         "n_features": feat.n_features,
         "metrics": m,
         "wall_s": round(time.perf_counter() - t0, 1),
