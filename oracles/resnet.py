@@ -15,7 +15,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -276,6 +276,40 @@ class ResNetOracle:
         if name:
             oracle.name = name
         return oracle
+
+
+def merge_members(oracles: Sequence[ResNetOracle], name: str | None = None) -> ResNetOracle:
+    """One ensemble from several trained on the same rows: members concatenated in order.
+
+    The oracles must share property, descriptor version, architecture and standardisation (same
+    training rows); their seeds may differ. The merged config has ``n_members`` = the sum, the first
+    oracle's seed and ``extra["merged_seeds"]``; its info is the first oracle's without its calibration
+    and test metrics (they belong to the parts: refit them on the merged model) plus the parts'
+    training infos. Raises :class:`ConfigError` when the oracles cannot be merged.
+    """
+    if len(oracles) < 2:
+        raise ConfigError("merge_members needs at least two oracles")
+    first = oracles[0]
+    arch = (first.property, first.featuriser.version, first.config.hidden, first.config.n_layers)
+    for o in oracles[1:]:
+        if (o.property, o.featuriser.version, o.config.hidden, o.config.n_layers) != arch:
+            raise ConfigError(f"cannot merge {o.name!r} into {first.name!r}: property, descriptor or shape differ")
+        if any(not torch.equal(o.scaler[k], first.scaler[k]) for k in first.scaler):
+            raise ConfigError(
+                f"cannot merge {o.name!r} into {first.name!r}: trained on different rows (scalers differ)"
+            )
+    n_members = sum(o.config.n_members for o in oracles)
+    cfg = replace(
+        first.config,
+        n_members=n_members,
+        extra={**first.config.extra, "merged_seeds": [o.config.seed for o in oracles]},
+    )
+    model = ResNetEnsemble(first.model.inp.weight.shape[1], cfg.hidden, cfg.n_layers, n_members, seed=cfg.seed)
+    merged = {k: torch.cat([o.model.state_dict()[k] for o in oracles]) for k in first.model.state_dict()}
+    model.load_state_dict(merged)
+    info = {k: v for k, v in first.info.items() if k not in ("calibration", "test_metrics")}
+    info["parts"] = [{k: v for k, v in o.info.items() if k != "calibration"} for o in oracles]
+    return ResNetOracle(name or first.name, first.property, model, first.scaler, cfg, info, first.featuriser)
 
 
 def _header_metadata(blob: bytes) -> dict[str, Any]:

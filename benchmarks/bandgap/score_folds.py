@@ -1,12 +1,15 @@
 """Score CPU-trained matbench_mp_gap fold predictions against the shipped default's 5-fold row.
 
 Reads one ``--preds`` file per matbench fold as written by ``probe_features.py --preds`` (test-row
-indices, DFT gaps, ensemble means and raw spreads), scores each fold with
+indices, DFT gaps, member predictions; ``--preds2``: a second run of the same folds with another
+seed, pooled into one ensemble), scores each fold with
 :func:`oracles.gap_metrics.gap_metrics` (MAE, Spearman, metal/non-metal ROC-AUC, ROC-AUC for
 Eg > 3 eV), pairs them with the same folds of the reference row in ``benchmarks/results/bandgap.json``
 (default: ``resnet-mp-union (L1 m10)``, the shipped default) and reports the sigma calibration
 cross-fitted over folds (the two-quantile map fitted on four folds' out-of-fold predictions, scored
-on the fifth; :func:`oracles.calibration.cross_fit`). No experimental band gap is read.
+on the fifth; :func:`oracles.calibration.cross_fit`), and scores the equal-weight mean of each
+candidate with the reference's out-of-fold predictions (``bandgap_device/oof_resnet_mp_union.npz``).
+No experimental band gap is read.
 
 Usage::
 
@@ -49,21 +52,25 @@ def load_fold(path: Path, fold: int, y_all: np.ndarray) -> dict[str, np.ndarray]
         raise SystemExit(f"{path}: its rows are not matbench fold {fold}'s test rows; give the files in fold order")
     if not np.allclose(z["y"], y_all[test]):
         raise SystemExit(f"{path}: its targets differ from data/bandgap/matbench_mp_gap.csv")
-    return {"rows": test, "y": z["y"], "mean": z["mean"], "std": z["std"]}
+    return {"rows": test, "y": z["y"], "members": z["members"]}
 
 
-def main() -> None:
-    """Score the folds, print the table, write JSON (and the out-of-fold file)."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preds", type=Path, nargs=5, required=True, help="fold 0..4 prediction files, in order")
-    ap.add_argument("--name", required=True, help="row label of the candidate")
-    ap.add_argument("--reference", default="resnet-mp-union (L1 m10)", help="row of bandgap.json to pair with")
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--oof", type=Path, help="also write out-of-fold means/sigmas here (.npz)")
-    args = ap.parse_args()
-    y_all = pd.read_csv(data_file("bandgap", "matbench_mp_gap.csv"))["target"].to_numpy(np.float64)
-    folds = [load_fold(p, k, y_all) for k, p in enumerate(args.preds)]
-    ref = json.loads((ROOT / "benchmarks" / "results" / "bandgap.json").read_text())["models"][args.reference]
+def pool(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Members of several runs on one fold as one ensemble: mean and spread (ddof 1) over all members."""
+    members = np.concatenate([p["members"] for p in parts])
+    return {"rows": parts[0]["rows"], "y": parts[0]["y"], "mean": members.mean(0), "std": members.std(0, ddof=1)}
+
+
+def reference_oof(k: int, rows: np.ndarray) -> np.ndarray:
+    """The reference model's out-of-fold means (GPU run ``plain_union_m10``) of matbench fold k's test rows."""
+    z = np.load(ROOT / "benchmarks" / "results" / "bandgap_device" / "oof_resnet_mp_union.npz")
+    if not np.array_equal(z[f"fold{k}_test_rows"], rows):
+        raise SystemExit(f"the reference's fold {k} rows differ from matbench's; cannot blend")
+    return z[f"fold{k}_test_mean"].astype(np.float64)
+
+
+def score(folds: list[dict[str, np.ndarray]], ref: dict) -> dict:
+    """Per-fold metrics, paired differences to the reference row, means/sds and the cross-fitted sigma map."""
     rows = []
     for k, f in enumerate(folds):
         m = gap_metrics(f["y"], f["mean"])
@@ -74,51 +81,77 @@ def main() -> None:
         | {f"{key}_sd": float(np.std([r[who][key] for r in rows], ddof=1)) for key in METRICS}
         for who in ("candidate", "reference", "diff")
     }
-    y = np.concatenate([f["y"] for f in folds])
-    mu = np.concatenate([f["mean"] for f in folds])
-    sig = np.concatenate([f["std"] for f in folds])
-    part = np.concatenate([np.full(len(f["y"]), k) for k, f in enumerate(folds)])
-    cal = cross_fit(y, mu, sig, lambda a, b, c: fit_two_quantile(a, b, c, isotonic=True), parts=part)
+    out = {"folds": rows, "summary": summary}
+    if "std" in folds[0]:
+        y, mu, sig = (np.concatenate([f[key] for f in folds]) for key in ("y", "mean", "std"))
+        part = np.concatenate([np.full(len(f["y"]), k) for k, f in enumerate(folds)])
+        fit = lambda a, b, c: fit_two_quantile(a, b, c, isotonic=True)  # noqa: E731
+        out["calibration_4_folds_to_5th"] = cross_fit(y, mu, sig, fit, parts=part)
+    return out
 
+
+def print_table(name: str, res: dict) -> None:
+    """One block of the 80-column table: per fold, candidate vs reference on the four metrics."""
+    print(f"\n{name}")
     print(
-        f"{'fold':>4} | {'MAE cand':>8} {'ref':>7} {'diff':>8} | {'Spear':>6} {'ref':>6} | "
-        f"{'AUCmet':>6} {'ref':>6} | {'AUC>3':>6} {'ref':>6}"
+        f"{'fold':>4} | {'MAE':>7} {'ref':>7} {'diff':>8} | {'Spear':>6} {'ref':>6} | {'AUCmet':>6} {'ref':>6} | "
+        f"{'AUC>3':>6} {'ref':>6}"
     )
-    for r in rows:
-        c, f, d = r["candidate"], r["reference"], r["diff"]
+    lines = [(str(r["fold"]), r["candidate"], r["reference"], r["diff"]) for r in res["folds"]]
+    s = res["summary"]
+    lines.append(("mean", s["candidate"], s["reference"], s["diff"]))
+    for label, c, f, d in lines:
         print(
-            f"{r['fold']:>4} | {c['mae']:8.4f} {f['mae']:7.4f} {d['mae']:+8.4f} | {c['spearman']:6.4f} "
+            f"{label:>4} | {c['mae']:7.4f} {f['mae']:7.4f} {d['mae']:+8.4f} | {c['spearman']:6.4f} "
             f"{f['spearman']:6.4f} | {c['auc_metal']:6.4f} {f['auc_metal']:6.4f} | {c['auc_wide']:6.4f} "
             f"{f['auc_wide']:6.4f}"
         )
-    c, f, d = summary["candidate"], summary["reference"], summary["diff"]
-    print(
-        f"mean | {c['mae']:8.4f} {f['mae']:7.4f} {d['mae']:+8.4f} | {c['spearman']:6.4f} {f['spearman']:6.4f} | "
-        f"{c['auc_metal']:6.4f} {f['auc_metal']:6.4f} | {c['auc_wide']:6.4f} {f['auc_wide']:6.4f}"
-    )
-    print(f"MAE sd over folds: candidate {c['mae_sd']:.4f}, paired difference {d['mae_sd']:.4f}")
-    print("sigma, 4 folds -> 5th (two-quantile map):")
-    for who in ("raw", "calibrated"):
-        print(f"  {who:>10}: " + "  ".join(f"{key} {cal[who][key]:.3f}" for key in CAL))
+    print(f"MAE sd over folds {s['candidate']['mae_sd']:.4f}; paired difference sd {s['diff']['mae_sd']:.4f}")
+    if "calibration_4_folds_to_5th" in res:
+        cal = res["calibration_4_folds_to_5th"]
+        for who in ("raw", "calibrated"):
+            print(f"  sigma {who:>10}: " + " ".join(f"{key} {cal[who][key]:.3f}" for key in CAL))
+
+
+def main() -> None:
+    """Score the folds, print the table, write JSON (and the out-of-fold file)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preds", type=Path, nargs=5, required=True, help="fold 0..4 prediction files, in order")
+    ap.add_argument("--preds2", type=Path, nargs=5, help="a second run (other seed) of the same folds: pooled")
+    ap.add_argument("--name", required=True, help="row label of the candidate")
+    ap.add_argument("--reference", default="resnet-mp-union (L1 m10)", help="row of bandgap.json to pair with")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--oof", type=Path, help="also write the out-of-fold means/sigmas of the last row (.npz)")
+    args = ap.parse_args()
+    y_all = pd.read_csv(data_file("bandgap", "matbench_mp_gap.csv"))["target"].to_numpy(np.float64)
+    ref = json.loads((ROOT / "benchmarks" / "results" / "bandgap.json").read_text())["models"][args.reference]
+    runs = {f"{args.name}, one run": [pool([load_fold(p, k, y_all)]) for k, p in enumerate(args.preds)]}
+    if args.preds2:
+        first = [load_fold(p, k, y_all) for k, p in enumerate(args.preds)]
+        second = [load_fold(p, k, y_all) for k, p in enumerate(args.preds2)]
+        runs[f"{args.name}, both runs pooled"] = [pool([a, b]) for a, b in zip(first, second, strict=True)]
+    results = {}
+    for name, folds in list(runs.items()):
+        results[name] = score(folds, ref)
+        blend = [{"y": f["y"], "mean": 0.5 * (f["mean"] + reference_oof(k, f["rows"]))} for k, f in enumerate(folds)]
+        results[f"equal-weight blend: {name} + {args.reference}"] = score(blend, ref)
+    for name, res in results.items():
+        print_table(name, res)
     out = {
-        "candidate": args.name,
         "reference": args.reference,
         "preds": [str(p) for p in args.preds],
-        "folds": rows,
-        "summary": summary,
-        "calibration_4_folds_to_5th": cal,
+        "preds2": [str(p) for p in args.preds2] if args.preds2 else None,
+        "results": results,
         "machine": machine(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1, default=float) + "\n")
     if args.oof:
+        folds = list(runs.values())[-1]
         order = np.argsort(np.concatenate([f["rows"] for f in folds]))
-        np.savez_compressed(
-            args.oof,
-            mean=mu[order].astype(np.float32),
-            std=sig[order].astype(np.float32),
-            fold=part[order].astype(np.int8),
-        )
+        mu, sig = (np.concatenate([f[key] for f in folds])[order].astype(np.float32) for key in ("mean", "std"))
+        fold = np.concatenate([np.full(len(f["y"]), k) for k, f in enumerate(folds)])[order].astype(np.int8)
+        np.savez_compressed(args.oof, mean=mu, std=sig, fold=fold)
     print(f"wrote {args.out}" + (f" and {args.oof}" if args.oof else ""))
 
 

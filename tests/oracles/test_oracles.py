@@ -25,7 +25,7 @@ from oracles.registry import (
     load_screening_model,
     screening_state,
 )
-from oracles.resnet import ResNetOracle, TrainConfig, train_resnet
+from oracles.resnet import ResNetOracle, TrainConfig, merge_members, train_resnet
 
 torch.set_num_threads(1)
 
@@ -179,3 +179,21 @@ def test_weights_carry_their_descriptor_version(agd: pd.DataFrame) -> None:
     meta = {**model.metadata(), "descriptor_version": "magpie-v0"}
     with pytest.raises(CorruptModelError, match="magpie-v0.*retrain"):
         ResNetOracle.from_state(model.state_dict(), meta)
+
+
+def test_merge_members_concatenates_ensembles_trained_on_the_same_rows(agd: pd.DataFrame) -> None:
+    tr = agd.iloc[:300]
+    kw = {"epochs": 3, "hidden": 32, "n_members": 2}
+    a = fit_screening_model(tr.composition.tolist(), tr.Eg.to_numpy(), seed=1, **kw)
+    b = fit_screening_model(tr.composition.tolist(), tr.Eg.to_numpy(), seed=2, **kw)
+    merged = merge_members([a, b], name="ab")
+    assert merged.config.n_members == 4 and merged.config.extra["merged_seeds"] == [1, 2] and merged.name == "ab"
+    X, _ = merged.featuriser.transform(agd.composition.tolist()[900:950])
+    np.testing.assert_array_equal(
+        merged.predict_members(X), np.concatenate([a.predict_members(X), b.predict_members(X)])
+    )
+    again = ResNetOracle.from_bytes(merged.to_bytes())  # a merged model saves and loads like any other
+    np.testing.assert_array_equal(again.predict_members(X), merged.predict_members(X))
+    other = fit_screening_model(agd.composition.tolist()[300:600], agd.Eg.to_numpy()[300:600], seed=1, **kw)
+    with pytest.raises(ConfigError, match="different training rows"):
+        merge_members([a, other])
