@@ -4,7 +4,7 @@ from __future__ import annotations
 
 #: The band-gap oracle of new campaigns, `alflow oracles predict` and pool screening (chosen on the
 #: matbench_mp_gap 5-fold protocol, docs/oracles.md). The AGD experiment configs name ``resnet-agd``.
-DEFAULT_BANDGAP_ORACLE = "resnet-mp-union"
+DEFAULT_BANDGAP_ORACLE = "resnet-mp-ext"
 
 #: The stability judge of new campaigns and ``alflow structures run``: SevenNet 7net-l3i5 relaxes and
 #: judges (issue 21: F1 on the hull 0.453 vs CHGNet 0.289 on 383 OQMD records, ~5.4 CPU-min per 100

@@ -45,7 +45,14 @@ SHIPPED: dict[str, tuple[str, str, str]] = {
         "bandgap_resnet_mp_union",
         "band_gap",
         "ResNet ensemble (10 x 5-hidden-layer residual MLP, L1) on matbench_mp_gap + the AGD formulas it "
-        "lacks; calibrated sigma; the default band-gap oracle of new campaigns",
+        "lacks; calibrated sigma; the default band-gap oracle until session 13",
+    ),
+    "resnet-mp-ext": (
+        "bandgap_resnet_mp_ext",
+        "band_gap",
+        "ResNet ensemble (10 x 5-hidden-layer residual MLP, L1) on matbench_mp_gap with the richer 'ext' "
+        "descriptor (+ element fractions, atomic-orbital band edges); calibrated sigma; the default band-gap "
+        "oracle of new campaigns",
     ),
 }
 ALIASES: dict[str, str] = {

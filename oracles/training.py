@@ -22,7 +22,7 @@ from alcore.errors import ConfigError, InvalidFormulaError
 from alcore.paths import data_file
 from oracles.calibration import SigmaCalibration, cross_fit, fit_two_quantile
 from oracles.descriptors import DESCRIPTOR_VERSION, EXT_DESCRIPTOR_VERSION, featuriser_for_version
-from oracles.resnet import ResNetOracle, TrainConfig, train_resnet
+from oracles.resnet import ResNetOracle, TrainConfig, merge_members, train_resnet
 
 #: matbench's fixed cross-validation seed (``KFold(n_splits=5, shuffle=True, random_state=...)``).
 MATBENCH_SEED = 18012019
@@ -41,6 +41,7 @@ class Recipe:
     stem: str
     config: TrainConfig
     descriptor: str = DESCRIPTOR_VERSION  # the featuriser's layout (oracles.descriptors)
+    seeds: tuple[int, ...] = ()  # one run per seed, merged into one ensemble (empty: config.seed)
     dedupe_min: bool = False
     weights_dtype: str | None = None  # "float16": network weights stored in half precision
 
@@ -104,6 +105,7 @@ RECIPES: dict[str, Recipe] = {
         TrainConfig(hidden=256, n_members=5, epochs=80, seed=MATBENCH_SEED),
         weights_dtype="float16",
         descriptor=EXT_DESCRIPTOR_VERSION,
+        seeds=(MATBENCH_SEED, MATBENCH_SEED + 1),
     ),
 }
 
@@ -261,7 +263,8 @@ def train_recipe(
     """Train the named recipe (see :data:`RECIPES`) and evaluate it on its held-out split.
 
     ``epochs``/``seed``/other ``TrainConfig`` fields override the recipe; ``max_train`` keeps only
-    the first that many training rows (quick runs and tests). Returns ``(oracle,
+    the first that many training rows (quick runs and tests). A recipe with ``seeds`` trains one run
+    per seed and merges them (:func:`oracles.resnet.merge_members`); ``seed`` then shifts them all. Returns ``(oracle,
     metadata)`` with ``metadata`` = data file + sha256, split description and sizes, test metrics,
     params and wall time.
     """
@@ -271,27 +274,51 @@ def train_recipe(
     cfg = recipe.config
     if epochs is not None:
         cfg = replace(cfg, epochs=int(epochs))
-    if seed is not None:
-        cfg = replace(cfg, seed=int(seed))
     if overrides:
         cfg = replace(cfg, **overrides)
+    seeds = recipe.seeds or (cfg.seed,)
+    if seed is not None:  # the override shifts every run's seed alike
+        seeds = tuple(int(seed) + s - seeds[0] for s in seeds)
     t0 = time.perf_counter()
+    df, train, _test, _sha = load_recipe_data(recipe)
+    if max_train is not None:
+        train = train[: int(max_train)]
+    f = df[recipe.formula_col].astype(str).to_numpy()[train]
+    y = df[recipe.target_col].to_numpy(dtype=np.float64)[train]
+    featuriser = featuriser_for_version(recipe.descriptor)
+    runs = [
+        train_resnet(
+            list(f),
+            y,
+            property=recipe.property,
+            name=name,
+            config=replace(cfg, seed=s),
+            featuriser=featuriser,
+            progress=progress,
+        )
+        for s in seeds
+    ]
+    oracle = merge_members(runs) if len(runs) > 1 else runs[0]
+    return oracle, evaluate_recipe(name, oracle, max_train=max_train, started=t0)
+
+
+def evaluate_recipe(
+    name: str, oracle: ResNetOracle, max_train: int | None = None, started: float | None = None
+) -> dict[str, Any]:
+    """Score a trained oracle of recipe ``name`` on the recipe's held-out rows and fit its sigma map there.
+
+    Stores the test metrics, split and calibration in ``oracle.info`` and returns the training
+    metadata (data file + sha256, split sizes, held-out metrics, calibration report, params, wall
+    time since ``started`` (a ``time.perf_counter()`` value)). ``max_train`` as in :func:`train_recipe`.
+    """
+    recipe = RECIPES[name]
+    t0 = time.perf_counter() if started is None else started
     df, train, test, sha = load_recipe_data(recipe)
     if max_train is not None:
         train = train[: int(max_train)]
     f = df[recipe.formula_col].astype(str).to_numpy()
     y = df[recipe.target_col].to_numpy(dtype=np.float64)
-    featuriser = featuriser_for_version(recipe.descriptor)
-    oracle = train_resnet(
-        list(f[train]),
-        y[train],
-        property=recipe.property,
-        name=name,
-        config=cfg,
-        featuriser=featuriser,
-        progress=progress,
-    )
-    pred = oracle.predict(list(f[test]))
+    pred = oracle.predict(list(f[test]), calibrated=False)
     cal, cal_report = calibrate_heldout(y[test], pred.mean, pred.std)
     meta = {
         "oracle": name,
@@ -312,6 +339,9 @@ def train_recipe(
         "torch_threads": torch.get_num_threads(),
         "calibration_report": cal_report,
     }
+    if "parts" in oracle.info:  # merged from several runs (Recipe.seeds)
+        meta["train_wall_s"] = sum(p.get("wall_s", 0.0) for p in oracle.info["parts"])
+        meta["seeds"] = oracle.config.extra.get("merged_seeds")
     if recipe.split in ("mp_union_val10", "mp_gap_val10"):
         meta["split"].update({"seed": UNION_VAL_SEED, "held_out_is": "calibration/validation hold-out, not a test"})
     if recipe.split == "mp_union_val10":
@@ -327,4 +357,4 @@ def train_recipe(
             "calibration": cal.to_dict(),
         }
     )
-    return oracle, meta
+    return meta

@@ -63,7 +63,7 @@ def list_oracles() -> None:
 def predict(
     formulas: Annotated[list[str], typer.Argument(help="Formulas to predict, e.g. MgO LiF Si.")],
     oracle: Annotated[
-        str, typer.Option("--oracle", "-o", help="Oracle name (see `alflow oracles list`); default: resnet-mp-union.")
+        str, typer.Option("--oracle", "-o", help="Oracle name (see `alflow oracles list`); default: resnet-mp-ext.")
     ] = DEFAULT_BANDGAP_ORACLE,
     weights_dir: Annotated[
         Path | None, typer.Option(help="Load the oracle's weights from this folder (e.g. after `train`).")
@@ -130,7 +130,10 @@ def predict(
     ),
 )
 def train(
-    name: Annotated[str, typer.Argument(help="Recipe: resnet-agd, resnet-mp-gap or eform.")],
+    name: Annotated[
+        str,
+        typer.Argument(help="Recipe: resnet-mp-ext (default), resnet-mp-union, resnet-agd, resnet-mp-gap, eform."),
+    ],
     epochs: Annotated[int | None, typer.Option(min=1, help="Override the recipe's epochs.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the recipe's seed.")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Write the weights here (default: the user data folder).")] = (

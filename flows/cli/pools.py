@@ -20,7 +20,7 @@ app = typer_app(
 )
 #: names accepted by generators.base.get_generator (listed here so --help needs no import)
 GENERATORS = "matgan, matgan-valid, latent-random, complm, complm-novel, complm-distinct, complm-cond"
-ORACLES = "resnet-mp-union (default), resnet-agd, resnet-mp-gap, eform (see `alflow oracles list`)"
+ORACLES = "resnet-mp-ext (default), resnet-mp-union, resnet-agd, eform (see `alflow oracles list`)"
 
 
 def _with_bar(desc: str, run: Callable[..., Any], unit: str = "batch", **kwargs: Any) -> Any:

@@ -14,7 +14,8 @@ import yaml
 from alcore.paths import WEIGHTS_DIR
 from flows.config import load_config, parse_config
 from oracles.calibration import SigmaCalibration
-from oracles.registry import DEFAULT_BANDGAP_ORACLE, fit_screening_model, get_oracle, known_oracles
+from oracles.descriptors import EXT_DESCRIPTOR_VERSION
+from oracles.registry import DEFAULT_BANDGAP_ORACLE, SHIPPED, fit_screening_model, get_oracle, known_oracles
 from oracles.resnet import ResNetOracle
 from oracles.training import _reduced_key, mp_gap_union
 
@@ -25,9 +26,9 @@ FORMULAS = ["MgO", "Si", "LiF", "Cu", "NaCl", "GaAs"]
 
 
 def test_new_campaigns_default_to_the_measured_oracle() -> None:
-    assert DEFAULT_BANDGAP_ORACLE == "resnet-mp-union"
-    assert "resnet-mp-union" in known_oracles() and "resnet-agd" in known_oracles()
-    assert get_oracle("default") is get_oracle("resnet-mp-union") is get_oracle("bandgap")
+    assert DEFAULT_BANDGAP_ORACLE == "resnet-mp-ext"
+    assert {"resnet-mp-ext", "resnet-mp-union", "resnet-agd"} <= set(known_oracles())
+    assert get_oracle("default") is get_oracle("resnet-mp-ext") is get_oracle("bandgap")
     assert parse_config({"name": "fresh"}).oracle == DEFAULT_BANDGAP_ORACLE
 
 
@@ -50,16 +51,14 @@ def test_resnet_agd_labels_are_unchanged() -> None:
     assert oracle.calibration.method != "identity"
 
 
-@pytest.mark.parametrize("name", ["resnet-agd", "resnet-mp-gap", "eform", "resnet-mp-union"])
+@pytest.mark.parametrize("name", ["resnet-agd", "resnet-mp-gap", "eform", "resnet-mp-union", "resnet-mp-ext"])
 def test_shipped_oracles_carry_a_calibration(name: str) -> None:
     oracle = get_oracle(name)
-    stem = {"resnet-agd": "bandgap_resnet_agd", "resnet-mp-gap": "bandgap_resnet_mp_gap"}
-    stem.update({"eform": "eform_resnet_mp", "resnet-mp-union": "bandgap_resnet_mp_union"})
-    meta = json.loads((WEIGHTS_DIR / f"{stem[name]}.json").read_text())
+    meta = json.loads((WEIGHTS_DIR / f"{SHIPPED[name][0]}.json").read_text())
     assert meta["calibration"] == oracle.info["calibration"]
     rep = meta["calibration_report"]
     assert rep["fit_rows"] > 0 and rep["report_rows"] > 0  # fitted and reported on different rows
-    if name in ("resnet-mp-union", "eform"):  # the defaults: two-quantile map, scored cross-fitted (issue 21)
+    if name in ("resnet-mp-union", "resnet-mp-ext", "eform"):  # two-quantile map, scored cross-fitted
         assert "cross_fit" in rep and oracle.calibration.family.endswith("@68")
         assert 0.63 <= rep["calibrated"]["cov68"] <= 0.73 and 0.92 <= rep["calibrated"]["cov95"] <= 0.98
         assert rep["calibrated"]["miscal_area"] < rep["raw"]["miscal_area"]
@@ -69,17 +68,19 @@ def test_shipped_oracles_carry_a_calibration(name: str) -> None:
     assert (pred.std > 0).all() and np.isfinite(pred.std).all()
 
 
-def test_default_oracle_predictions_are_sensible() -> None:
-    oracle = get_oracle("resnet-mp-union")
+@pytest.mark.parametrize("name", ["resnet-mp-ext", "resnet-mp-union"])
+def test_default_oracle_predictions_are_sensible(name: str) -> None:
+    oracle = get_oracle(name)
     pred = oracle.predict(FORMULAS)
     mgo, si, lif, cu, nacl, _gaas = pred.mean
     assert lif > 4 and mgo > 3 and nacl > 3 and si < 2 and cu < 0.3
     assert oracle.config.n_members == 10
-    st = WEIGHTS_DIR / "bandgap_resnet_mp_union.safetensors"
+    st = WEIGHTS_DIR / f"{SHIPPED[name][0]}.safetensors"
     assert st.stat().st_size < 8e6  # float16 weights
     meta = json.loads(st.with_suffix(".json").read_text())
     assert meta["training"]["cv_5fold_matbench"]["mae"] < 0.24
     assert len(meta["training"]["data_sha256"]) == 64
+    assert oracle.featuriser.version == meta["descriptor_version"]
 
 
 def test_union_extra_rows_share_no_formula_with_matbench() -> None:
@@ -125,3 +126,17 @@ def test_union_recipe_trains_calibrates_and_saves_half_precision(tmp_path: Path)
     assert oracle.calibration.method == "isotonic" and oracle.calibration.fitted_on["n"] > 5000
     assert meta["calibration_report"]["report_rows"] > 5000
     assert oracle.predict(["MgO"]).ok.all()
+
+
+@pytest.mark.slow
+def test_ext_recipe_merges_one_run_per_seed_on_the_ext_descriptor(tmp_path: Path) -> None:
+    """`alflow oracles train resnet-mp-ext` in miniature: two seeded 5-member runs, merged, saved, reloaded."""
+    from flows.pipelines.oracles import train_and_save
+
+    meta = train_and_save("resnet-mp-ext", epochs=1, max_train=300, out_dir=tmp_path, log=lambda _m: None)
+    assert meta["split"]["kind"] == "mp_gap_val10" and meta["split"]["n_test"] == 10611
+    assert meta["seeds"] == [18012019, 18012020] and "extra_data" not in meta
+    oracle = ResNetOracle.load(tmp_path / "bandgap_resnet_mp_ext")
+    assert oracle.config.n_members == 10 and oracle.featuriser.version == EXT_DESCRIPTOR_VERSION
+    assert oracle.calibration.fitted_on["n"] > 5000
+    assert oracle.predict(["MgO", "Cu"]).ok.all()

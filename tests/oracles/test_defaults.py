@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_one_default_and_it_is_registered() -> None:
-    assert DEFAULT_BANDGAP_ORACLE == REGISTRY_DEFAULT == "resnet-mp-union"
+    assert DEFAULT_BANDGAP_ORACLE == REGISTRY_DEFAULT == "resnet-mp-ext"
     assert DEFAULT_BANDGAP_ORACLE in known_oracles()
 
 

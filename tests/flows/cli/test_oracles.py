@@ -16,7 +16,7 @@ def data_dir(tmp_path_factory) -> str:
 
 
 def test_predict_flags_formulas_outside_the_training_domain(cli, data_dir):
-    """The default oracle (resnet-mp-union since issue 21) builds and caches its domain."""
+    """The default oracle (resnet-mp-ext since session 13) builds and caches its domain."""
     code, out, err = cli("oracles", "predict", "MgO", "H999", "UPu3Np2Am", ALFLOW_DATA_DIR=data_dir, COLUMNS="200")
     assert code == 0, err
     rows = {
@@ -28,7 +28,7 @@ def test_predict_flags_formulas_outside_the_training_domain(cli, data_dir):
     assert "outside domain" in rows["H999"] and "999 atoms as written" in rows["H999"]
     assert "outside domain" in rows["UPu3Np2Am"] and "Am not in the training data" in rows["UPu3Np2Am"]
     assert "PBE-level DFT estimate" in out
-    assert list(Path(data_dir, "cache").glob("domain-bandgap_resnet_mp_union-*.npz"))
+    assert list(Path(data_dir, "cache").glob("domain-bandgap_resnet_mp_ext-*.npz"))
 
 
 def test_predict_json_carries_the_domain_verdict(cli, data_dir):
