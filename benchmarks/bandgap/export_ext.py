@@ -47,7 +47,9 @@ def main() -> None:
     cv = json.loads(args.cv.read_text())["results"][args.row]["summary"]["candidate"]
     meta["cv_5fold_matbench"] = {**cv, "by": f"benchmarks/bandgap/score_folds.py ({args.cv.name}: {args.row})"}
     meta["parts_trained_by"] = "train_and_save('resnet-mp-ext', seed=S), one process per seed, float16 weights"
-    st, js = oracle.save(args.out_dir / recipe.stem, extra_metadata={"training": meta}, weights_dtype=torch.float16)
+    report = {**meta["calibration_report"], "held_out": recipe.split}  # top level, as bench_calibration.py --write
+    extra = {"training": meta, "calibration_report": report}
+    st, js = oracle.save(args.out_dir / recipe.stem, extra_metadata=extra, weights_dtype=torch.float16)
     print(json.dumps({"hold_out": meta["test_metrics"], "calibration": meta["calibration_report"]["calibrated"]}))
     print(f"wrote {st} and {js}")
 

@@ -195,5 +195,5 @@ def test_merge_members_concatenates_ensembles_trained_on_the_same_rows(agd: pd.D
     again = ResNetOracle.from_bytes(merged.to_bytes())  # a merged model saves and loads like any other
     np.testing.assert_array_equal(again.predict_members(X), merged.predict_members(X))
     other = fit_screening_model(agd.composition.tolist()[300:600], agd.Eg.to_numpy()[300:600], seed=1, **kw)
-    with pytest.raises(ConfigError, match="different training rows"):
+    with pytest.raises(ConfigError, match="trained on different rows"):
         merge_members([a, other])
