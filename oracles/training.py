@@ -264,9 +264,9 @@ def train_recipe(
 
     ``epochs``/``seed``/other ``TrainConfig`` fields override the recipe; ``max_train`` keeps only
     the first that many training rows (quick runs and tests). A recipe with ``seeds`` trains one run
-    per seed and merges them (:func:`oracles.resnet.merge_members`); ``seed`` then shifts them all. Returns ``(oracle,
-    metadata)`` with ``metadata`` = data file + sha256, split description and sizes, test metrics,
-    params and wall time.
+    per seed and merges them (:func:`oracles.resnet.merge_members`); ``seed`` then shifts them all.
+    Returns ``(oracle, metadata)`` with ``metadata`` = data file + sha256, split description and
+    sizes, test metrics, params and wall time (:func:`evaluate_recipe`).
     """
     if name not in RECIPES:
         raise ConfigError(f"no training recipe {name!r}; known: {', '.join(sorted(RECIPES))}")

@@ -165,7 +165,9 @@ def train(
             store = open_store()
         from tqdm import tqdm
 
-        bar = tqdm(total=epochs or RECIPES[name].config.epochs, desc=f"train {name}", unit="epoch")
+        recipe = RECIPES[name]
+        runs = len(recipe.seeds) or 1  # a recipe with seeds trains one run per seed
+        bar = tqdm(total=(epochs or recipe.config.epochs) * runs, desc=f"train {name}", unit="epoch")
 
         def log(msg: str) -> None:
             if "epoch" in msg:
