@@ -48,7 +48,7 @@ from alcore.errors import InvalidFormulaError
 
 #: Descriptor layout versions: bump when a feature definition changes (stored with weights).
 DESCRIPTOR_VERSION = "magpie19-stats5+matscholar200-mean+stoich6/v1"
-EXT_DESCRIPTOR_VERSION = DESCRIPTOR_VERSION.removesuffix("/v1") + "+fractions103+ao-band-edges4+homo-stats5/v1"
+EXT_DESCRIPTOR_VERSION = "magpie19-stats5+matscholar200-mean+stoich6+fractions103+ao-band-edges4+homo-stats5/v1"
 
 PROPERTY_NAMES: tuple[str, ...] = (
     "Z",
@@ -276,13 +276,11 @@ class Featuriser:
             if not good:
                 continue
             idx, frac = pad_parsed(parsed)
-            feats = self._rows(good, parsed, idx, frac).astype(np.float32)
+            feats = self._rows(good, idx, frac).astype(np.float32)
             for f, row in zip(good, feats, strict=True):
                 self._cache[f] = row
 
-    def _rows(
-        self, formulas: list[str], parsed: list[tuple[list[int], list[float]]], idx: np.ndarray, frac: np.ndarray
-    ) -> np.ndarray:
+    def _rows(self, formulas: list[str], idx: np.ndarray, frac: np.ndarray) -> np.ndarray:
         """Descriptor rows (N, n_features) of N parsed formulas (padded ``idx``/``frac`` (N, K))."""
         return _featurise_parsed(idx, frac, self.table)
 
@@ -336,11 +334,9 @@ class ExtendedFeaturiser(Featuriser):
         """Descriptor length: base + one fraction per element + 4 band-edge + 5 HOMO statistics."""
         return n_features() + len(self.table.symbols) + 4 + 5
 
-    def _rows(
-        self, formulas: list[str], parsed: list[tuple[list[int], list[float]]], idx: np.ndarray, frac: np.ndarray
-    ) -> np.ndarray:
+    def _rows(self, formulas: list[str], idx: np.ndarray, frac: np.ndarray) -> np.ndarray:
         """Base rows with fractions (N, E), band edges (N, 4) and HOMO statistics (N, 5) appended."""
-        base = super()._rows(formulas, parsed, idx, frac)
+        base = super()._rows(formulas, idx, frac)
         fractions = np.zeros((len(formulas), len(self.table.symbols)))
         np.add.at(fractions, (np.arange(len(formulas))[:, None], idx), frac)  # padding adds 0 at index 0
         edges = np.array([band_edge_features(f) for f in formulas], dtype=np.float64).reshape(-1, 4)
