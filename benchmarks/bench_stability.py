@@ -370,7 +370,7 @@ def _num(x):
     return None if x is None or not np.isfinite(x) else float(x)
 
 
-# ---------------------------------------------------------------------------- MP60 E_form check
+# ---------------------------------------------------------------------------- results-file sections
 def _section(key: str) -> dict:
     """The ``key`` section of the results file (empty if absent)."""
     return (json.loads(RESULTS.read_text()) if RESULTS.exists() else {}).get(key, {})
@@ -394,6 +394,7 @@ def _throughput_candidates(n: int) -> list[str]:
     return bs._pipeline_candidates(n)
 
 
+# ---------------------------------------------------------------------------- MP60 E_form check
 def cmd_mp60(args) -> None:
     """E_form MAE vs MP DFT on data/structures/dft_sample_mp60.jsonl.gz for each model (relaxed)."""
     from pymatgen.io.cif import CifParser

@@ -369,7 +369,6 @@ def pad_parsed(
 FEATURISERS: dict[str, type[Featuriser]] = {cls.version: cls for cls in (Featuriser, ExtendedFeaturiser)}
 
 
-@lru_cache(maxsize=1)
 def default_featuriser() -> Featuriser:
     """The process-wide shared :class:`Featuriser` (one cache for all oracles)."""
     return featuriser_for_version(DESCRIPTOR_VERSION)

@@ -305,7 +305,8 @@ def merge_members(oracles: Sequence[ResNetOracle], name: str | None = None) -> R
         extra={**first.config.extra, "merged_seeds": [o.config.seed for o in oracles]},
     )
     model = ResNetEnsemble(first.model.inp.weight.shape[1], cfg.hidden, cfg.n_layers, n_members, seed=cfg.seed)
-    merged = {k: torch.cat([o.model.state_dict()[k] for o in oracles]) for k in first.model.state_dict()}
+    states = [o.model.state_dict() for o in oracles]
+    merged = {k: torch.cat([s[k] for s in states]) for k in states[0]}
     model.load_state_dict(merged)
     info = {k: v for k, v in first.info.items() if k not in ("calibration", "test_metrics")}
     info["parts"] = [{k: v for k, v in o.info.items() if k != "calibration"} for o in oracles]

@@ -280,7 +280,8 @@ def train_recipe(
     if seed is not None:  # the override shifts every run's seed alike
         seeds = tuple(int(seed) + s - seeds[0] for s in seeds)
     t0 = time.perf_counter()
-    df, train, _test, _sha = load_recipe_data(recipe)
+    data = load_recipe_data(recipe)
+    df, train = data[0], data[1]
     if max_train is not None:
         train = train[: int(max_train)]
     f = df[recipe.formula_col].astype(str).to_numpy()[train]
@@ -299,21 +300,26 @@ def train_recipe(
         for s in seeds
     ]
     oracle = merge_members(runs) if len(runs) > 1 else runs[0]
-    return oracle, evaluate_recipe(name, oracle, max_train=max_train, started=t0)
+    return oracle, evaluate_recipe(name, oracle, max_train=max_train, started=t0, data=data)
 
 
 def evaluate_recipe(
-    name: str, oracle: ResNetOracle, max_train: int | None = None, started: float | None = None
+    name: str,
+    oracle: ResNetOracle,
+    max_train: int | None = None,
+    started: float | None = None,
+    data: tuple[pd.DataFrame, np.ndarray, np.ndarray, str] | None = None,
 ) -> dict[str, Any]:
     """Score a trained oracle of recipe ``name`` on the recipe's held-out rows and fit its sigma map there.
 
     Stores the test metrics, split and calibration in ``oracle.info`` and returns the training
     metadata (data file + sha256, split sizes, held-out metrics, calibration report, params, wall
-    time since ``started`` (a ``time.perf_counter()`` value)). ``max_train`` as in :func:`train_recipe`.
+    time since ``started`` (a ``time.perf_counter()`` value)). ``max_train`` as in :func:`train_recipe`;
+    ``data``: the recipe's :func:`load_recipe_data` result when the caller already has it.
     """
     recipe = RECIPES[name]
     t0 = time.perf_counter() if started is None else started
-    df, train, test, sha = load_recipe_data(recipe)
+    df, train, test, sha = data if data is not None else load_recipe_data(recipe)
     if max_train is not None:
         train = train[: int(max_train)]
     f = df[recipe.formula_col].astype(str).to_numpy()

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from alcore.paths import WEIGHTS_DIR
+from flows.pipelines.oracles import save_recipe_weights
 from oracles.resnet import ResNetOracle, merge_members
 from oracles.training import RECIPES, evaluate_recipe
 
@@ -48,8 +49,7 @@ def main() -> None:
     meta["cv_5fold_matbench"] = {**cv, "by": f"benchmarks/bandgap/score_folds.py ({args.cv.name}: {args.row})"}
     meta["parts_trained_by"] = "train_and_save('resnet-mp-ext', seed=S), one process per seed, float16 weights"
     report = {**meta["calibration_report"], "held_out": recipe.split}  # top level, as bench_calibration.py --write
-    extra = {"training": meta, "calibration_report": report}
-    st, js = oracle.save(args.out_dir / recipe.stem, extra_metadata=extra, weights_dtype=torch.float16)
+    st, js = save_recipe_weights(NAME, oracle, {"training": meta, "calibration_report": report}, args.out_dir)
     print(json.dumps({"hold_out": meta["test_metrics"], "calibration": meta["calibration_report"]["calibrated"]}))
     print(f"wrote {st} and {js}")
 

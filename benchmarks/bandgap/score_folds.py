@@ -61,12 +61,13 @@ def pool(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {"rows": parts[0]["rows"], "y": parts[0]["y"], "mean": members.mean(0), "std": members.std(0, ddof=1)}
 
 
-def reference_oof(k: int, rows: np.ndarray) -> np.ndarray:
-    """The reference model's out-of-fold means (GPU run ``plain_union_m10``) of matbench fold k's test rows."""
+def reference_oof(folds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+    """The reference model's out-of-fold means (GPU run ``plain_union_m10``) of each matbench test fold."""
     z = np.load(ROOT / "benchmarks" / "results" / "bandgap_device" / "oof_resnet_mp_union.npz")
-    if not np.array_equal(z[f"fold{k}_test_rows"], rows):
-        raise SystemExit(f"the reference's fold {k} rows differ from matbench's; cannot blend")
-    return z[f"fold{k}_test_mean"].astype(np.float64)
+    for k, f in enumerate(folds):
+        if not np.array_equal(z[f"fold{k}_test_rows"], f["rows"]):
+            raise SystemExit(f"the reference's fold {k} rows differ from matbench's; cannot blend")
+    return [z[f"fold{k}_test_mean"].astype(np.float64) for k in range(len(folds))]
 
 
 def score(folds: list[dict[str, np.ndarray]], ref: dict) -> dict:
@@ -125,15 +126,16 @@ def main() -> None:
     args = ap.parse_args()
     y_all = pd.read_csv(data_file("bandgap", "matbench_mp_gap.csv"))["target"].to_numpy(np.float64)
     ref = json.loads((ROOT / "benchmarks" / "results" / "bandgap.json").read_text())["models"][args.reference]
-    runs = {f"{args.name}, one run": [pool([load_fold(p, k, y_all)]) for k, p in enumerate(args.preds)]}
+    first = [load_fold(p, k, y_all) for k, p in enumerate(args.preds)]
+    runs = {f"{args.name}, one run": [pool([f]) for f in first]}
     if args.preds2:
-        first = [load_fold(p, k, y_all) for k, p in enumerate(args.preds)]
         second = [load_fold(p, k, y_all) for k, p in enumerate(args.preds2)]
         runs[f"{args.name}, both runs pooled"] = [pool([a, b]) for a, b in zip(first, second, strict=True)]
+    ref_means = reference_oof(next(iter(runs.values())))
     results = {}
     for name, folds in list(runs.items()):
         results[name] = score(folds, ref)
-        blend = [{"y": f["y"], "mean": 0.5 * (f["mean"] + reference_oof(k, f["rows"]))} for k, f in enumerate(folds)]
+        blend = [{"y": f["y"], "mean": 0.5 * (f["mean"] + r)} for f, r in zip(folds, ref_means, strict=True)]
         results[f"equal-weight blend: {name} + {args.reference}"] = score(blend, ref)
     for name, res in results.items():
         print_table(name, res)

@@ -45,14 +45,20 @@ def train_and_save(
     )
     meta["config"] = oracle.metadata()["config"]
     if out_dir is not None and recipe is not None:
-        stem = Path(out_dir) / recipe.stem
-        dtype = getattr(torch, recipe.weights_dtype) if recipe.weights_dtype else None
-        st, js = oracle.save(stem, extra_metadata={"training": meta}, weights_dtype=dtype)
+        st, js = save_recipe_weights(name, oracle, {"training": meta}, out_dir)
         meta["weights"] = [str(st), str(js)]
     if store is not None:
         meta["sha256"] = store.save_model("oracle", oracle.state_dict(), {**oracle.metadata(), "training": meta})
     log(f"[{name}] test metrics: {json.dumps(meta['test_metrics'])}")
     return meta
+
+
+def save_recipe_weights(name: str, oracle: Any, metadata: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+    """Write recipe ``name``'s trained oracle as ``<out_dir>/<recipe stem>.{safetensors,json}`` in the
+    recipe's weights dtype, with ``metadata`` added to the JSON; returns both paths."""
+    recipe = RECIPES[name]
+    dtype = getattr(torch, recipe.weights_dtype) if recipe.weights_dtype else None
+    return oracle.save(Path(out_dir) / recipe.stem, extra_metadata=metadata, weights_dtype=dtype)
 
 
 @task(name="train-oracle-recipe")
