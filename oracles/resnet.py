@@ -5,8 +5,9 @@ Architecture (per ensemble member): descriptors (standardised) -> 5 hidden layer
 -> linear output (standardised target). All members live in one module with batched weights
 (``(M, in, out)`` tensors, ``torch.baddbmm``) so a whole ensemble trains in one pass; each member
 has its own initialisation seed and its own minibatch order (a deep ensemble, Lakshminarayanan et
-al. 2017). The prediction is the member mean; the uncertainty is the member standard deviation.
-Band gaps are clipped at 0 eV per member before the mean/std are taken.
+al. 2017). The prediction is the member mean (or, with ``TrainConfig.point = "median"``, the member
+median); the uncertainty is the member standard deviation. Band gaps are clipped at 0 eV per member
+before the mean/median/std are taken.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ X_CLIP = 8.0
 PROPERTIES: dict[str, dict[str, Any]] = {
     "band_gap": {"unit": "eV", "clip_min": 0.0},
     "e_form": {"unit": "eV/atom", "clip_min": None},
+}
+
+
+#: How the members' predictions (M, N) become one point prediction (N,).
+POINTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "mean": lambda P: P.mean(0),
+    "median": lambda P: np.median(P, 0),
 }
 
 
@@ -101,6 +109,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     loss: str = "l1"  # "l1" (optimises MAE) or "mse"
     seed: int = 0
+    point: str = "mean"  # the ensemble's point prediction: "mean" or "median" of the members
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -126,6 +135,8 @@ class ResNetOracle:
     ) -> None:
         if property not in PROPERTIES:
             raise ConfigError(f"unknown property {property!r}; choose one of {sorted(PROPERTIES)}")
+        if config.point not in POINTS:
+            raise ConfigError(f"unknown point prediction {config.point!r}; choose one of {sorted(POINTS)}")
         self.name = name
         self.property = property
         self.model = model.eval()
@@ -158,8 +169,9 @@ class ResNetOracle:
     def predict(self, formulas: Sequence[str], calibrated: bool = True) -> Prediction:
         """Predict N formulas: mean (N,) and std (N,) in eV or eV/atom; NaN + reason where impossible.
 
-        ``std`` is the calibrated sigma when the model carries a calibration and ``calibrated`` is
-        True, else the ensemble spread (ddof 1). The mean never depends on the calibration.
+        ``mean`` is the members' mean or median (``config.point``). ``std`` is the calibrated sigma
+        when the model carries a calibration and ``calibrated`` is True, else the ensemble spread
+        (ddof 1). The point prediction never depends on the calibration.
         """
         formulas = list(formulas)
         X, reasons = self.featuriser.transform(formulas)
@@ -168,7 +180,7 @@ class ResNetOracle:
         std = np.full(len(formulas), np.nan)
         if ok.any():
             P = self.predict_members(X[ok])
-            mean[ok] = P.mean(0)
+            mean[ok] = POINTS[self.config.point](P)
             std[ok] = P.std(0, ddof=1) if P.shape[0] > 1 else 0.0
             if calibrated and self.info.get("calibration"):
                 std[ok] = self.calibration.apply(std[ok])

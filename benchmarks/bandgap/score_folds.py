@@ -1,23 +1,27 @@
 """Score CPU-trained matbench_mp_gap fold predictions against the shipped default's 5-fold row.
 
-Reads one ``--preds`` file per matbench fold as written by ``probe_features.py --preds`` (test-row
-indices, DFT gaps, member predictions; ``--preds2``: a second run of the same folds with another
-seed, pooled into one ensemble), scores each fold with
-:func:`oracles.gap_metrics.gap_metrics` (MAE, Spearman, metal/non-metal ROC-AUC, ROC-AUC for
-Eg > 3 eV), pairs them with the same folds of the reference row in ``benchmarks/results/bandgap.json``
-(default: ``resnet-mp-union (L1 m10)``, the shipped default) and reports the sigma calibration
-cross-fitted over folds (the two-quantile map fitted on four folds' out-of-fold predictions, scored
-on the fifth; :func:`oracles.calibration.cross_fit`), and scores the equal-weight mean of each
-candidate with the reference's out-of-fold predictions (``bandgap_device/oof_resnet_mp_union.npz``).
-No experimental band gap is read.
+Reads one ``--preds`` group of five files (matbench folds 0-4, as written by ``probe_features.py
+--preds``: test-row indices, DFT gaps, member predictions) per run; ``--preds`` may be given several
+times (runs with other seeds or epochs). Rows scored: each run alone, and the first two, three, ...
+runs pooled into one ensemble. Each fold is scored with :func:`oracles.gap_metrics.gap_metrics`
+(MAE, Spearman, metal/non-metal ROC-AUC, ROC-AUC for Eg > 3 eV) and paired with the same folds of
+the reference row in ``benchmarks/results/bandgap.json`` (default: ``resnet-mp-union (L1 m10)``);
+the sigma calibration is cross-fitted over folds (the two-quantile map fitted on four folds'
+out-of-fold predictions, scored on the fifth; :func:`oracles.calibration.cross_fit`). For the
+largest pool, the point prediction is also chosen per fold between the ensemble mean and median by
+the MAE on the other four folds (cross-fitted; session 14's rule 2 in ``docs/oracles.md``), and
+each candidate is blended half-and-half with the reference's out-of-fold predictions
+(``bandgap_device/oof_resnet_mp_union.npz``). No experimental band gap is read.
 
 Usage::
 
-    python benchmarks/bandgap/score_folds.py --preds /work/probe/ext80_fold{0,1,2,3,4}.npz \\
-        --name "ext w256 m5 80ep" --out benchmarks/results/bandgap_ext.json --oof benchmarks/results/bandgap_ext_oof.npz
+    python benchmarks/bandgap/score_folds.py --preds run1_fold{0,1,2,3,4}.npz \\
+        --preds run2_fold{0,1,2,3,4}.npz --name "ext w256" --out benchmarks/results/bandgap_ext.json \\
+        --oof benchmarks/results/bandgap_ext_oof.npz
 
 Prints a table and writes JSON (per-fold metrics, means, paired differences, calibration); ``--oof``
-also writes the out-of-fold means and raw sigmas (float32, matbench row order) for re-scoring.
+also writes the out-of-fold predictions and raw sigmas of the selected row (float32, matbench row
+order) for re-scoring.
 """
 
 from __future__ import annotations
@@ -55,10 +59,29 @@ def load_fold(path: Path, fold: int, y_all: np.ndarray) -> dict[str, np.ndarray]
     return {"rows": test, "y": z["y"], "members": z["members"]}
 
 
-def pool(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Members of several runs on one fold as one ensemble: mean and spread (ddof 1) over all members."""
+def pool(parts: list[dict[str, np.ndarray]], point: str = "mean") -> dict[str, np.ndarray]:
+    """Members of several runs on one fold as one ensemble.
+
+    ``mean`` (the scored point prediction, eV) is the members' mean or, with ``point="median"``,
+    their median; ``std`` is the members' spread (ddof 1) either way.
+    """
     members = np.concatenate([p["members"] for p in parts])
-    return {"rows": parts[0]["rows"], "y": parts[0]["y"], "mean": members.mean(0), "std": members.std(0, ddof=1)}
+    centre = np.median(members, 0) if point == "median" else members.mean(0)
+    return {"rows": parts[0]["rows"], "y": parts[0]["y"], "mean": centre, "std": members.std(0, ddof=1)}
+
+
+def cross_fitted_point(parts_per_fold: list[list[dict[str, np.ndarray]]]) -> tuple[list[dict], list[str]]:
+    """Per test fold, the point prediction (mean or median) with the lower MAE on the other folds.
+
+    Returns the pooled folds with each fold's chosen point prediction and the list of choices.
+    """
+    options = {p: [pool(parts, p) for parts in parts_per_fold] for p in ("mean", "median")}
+    abs_err = {p: [np.abs(f["mean"] - f["y"]) for f in folds] for p, folds in options.items()}
+    chosen = []
+    for k in range(len(parts_per_fold)):
+        others = {p: np.concatenate([e for j, e in enumerate(errs) if j != k]).mean() for p, errs in abs_err.items()}
+        chosen.append(min(others, key=others.get))
+    return [options[p][k] for k, p in enumerate(chosen)], chosen
 
 
 def reference_oof(folds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
@@ -117,43 +140,46 @@ def print_table(name: str, res: dict) -> None:
 def main() -> None:
     """Score the folds, print the table, write JSON (and the out-of-fold file)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preds", type=Path, nargs=5, required=True, help="fold 0..4 prediction files, in order")
-    ap.add_argument("--preds2", type=Path, nargs=5, help="a second run (other seed) of the same folds: pooled")
+    ap.add_argument(
+        "--preds", type=Path, nargs=5, action="append", required=True, help="one run's fold 0..4 files (repeatable)"
+    )
     ap.add_argument("--name", required=True, help="row label of the candidate")
     ap.add_argument("--reference", default="resnet-mp-union (L1 m10)", help="row of bandgap.json to pair with")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--oof", type=Path, help="also write the out-of-fold means/sigmas of the last row (.npz)")
+    ap.add_argument("--oof", type=Path, help="also write the out-of-fold predictions/sigmas of the last row (.npz)")
     args = ap.parse_args()
     y_all = pd.read_csv(data_file("bandgap", "matbench_mp_gap.csv"))["target"].to_numpy(np.float64)
     ref = json.loads((ROOT / "benchmarks" / "results" / "bandgap.json").read_text())["models"][args.reference]
-    first = [load_fold(p, k, y_all) for k, p in enumerate(args.preds)]
-    runs = {f"{args.name}, one run": [pool([f]) for f in first]}
-    if args.preds2:
-        second = [load_fold(p, k, y_all) for k, p in enumerate(args.preds2)]
-        runs[f"{args.name}, both runs pooled"] = [pool([a, b]) for a, b in zip(first, second, strict=True)]
-    ref_means = reference_oof(next(iter(runs.values())))
-    results = {}
-    for name, folds in list(runs.items()):
-        results[name] = score(folds, ref)
-        blend = [{"y": f["y"], "mean": 0.5 * (f["mean"] + r)} for f, r in zip(folds, ref_means, strict=True)]
-        results[f"equal-weight blend: {name} + {args.reference}"] = score(blend, ref)
+    run_folds = [[load_fold(p, k, y_all) for k, p in enumerate(group)] for group in args.preds]
+    by_fold = list(zip(*run_folds, strict=True))  # per fold: that fold's part of every run
+    runs = {f"{args.name}, run {i + 1}": [pool([f]) for f in folds] for i, folds in enumerate(run_folds)}
+    for n in range(2, len(run_folds) + 1):
+        runs[f"{args.name}, runs 1-{n} pooled"] = [pool(list(parts[:n])) for parts in by_fold]
+    largest = list(runs)[-1]
+    chosen_folds, choices = cross_fitted_point([list(parts) for parts in by_fold])
+    runs[f"{largest}, mean/median cross-fitted"] = chosen_folds
+    ref_means = reference_oof(runs[largest])
+    results = {name: score(folds, ref) for name, folds in runs.items()}
+    results[f"{largest}, mean/median cross-fitted"]["point_per_fold"] = choices
+    blend = [{"y": f["y"], "mean": 0.5 * (f["mean"] + r)} for f, r in zip(runs[largest], ref_means, strict=True)]
+    results[f"equal-weight blend: {largest} + {args.reference}"] = score(blend, ref)
     for name, res in results.items():
         print_table(name, res)
+    print(f"point prediction chosen per fold (cross-fitted): {', '.join(choices)}")
     out = {
         "reference": args.reference,
-        "preds": [str(p) for p in args.preds],
-        "preds2": [str(p) for p in args.preds2] if args.preds2 else None,
+        "preds": [[str(p) for p in group] for group in args.preds],
         "results": results,
         "machine": machine(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1, default=float) + "\n")
     if args.oof:
-        folds = list(runs.values())[-1]
+        folds = runs[f"{largest}, mean/median cross-fitted"]
         order = np.argsort(np.concatenate([f["rows"] for f in folds]))
         mu, sig = (np.concatenate([f[key] for f in folds])[order].astype(np.float32) for key in ("mean", "std"))
         fold = np.concatenate([np.full(len(f["y"]), k) for k, f in enumerate(folds)])[order].astype(np.int8)
-        np.savez_compressed(args.oof, mean=mu, std=sig, fold=fold)
+        np.savez_compressed(args.oof, mean=mu, std=sig, fold=fold, point=np.array(choices))
     print(f"wrote {args.out}" + (f" and {args.oof}" if args.oof else ""))
 
 

@@ -197,3 +197,24 @@ def test_merge_members_concatenates_ensembles_trained_on_the_same_rows(agd: pd.D
     other = fit_screening_model(agd.composition.tolist()[300:600], agd.Eg.to_numpy()[300:600], seed=1, **kw)
     with pytest.raises(ConfigError, match="trained on different rows"):
         merge_members([a, other])
+
+
+def test_median_point_prediction_is_the_members_median_and_survives_save_load(agd: pd.DataFrame) -> None:
+    tr = agd.iloc[:300]
+    oracle = fit_screening_model(tr.composition.tolist(), tr.Eg.to_numpy(), seed=3, epochs=3, hidden=32, n_members=4)
+    formulas = agd.composition.tolist()[900:950]
+    X, _ = oracle.featuriser.transform(formulas)
+    members = oracle.predict_members(X)
+    meta = oracle.metadata()
+    meta["config"]["point"] = "median"
+    median = ResNetOracle.from_state(oracle.state_dict(), meta)
+    pred = median.predict(formulas, calibrated=False)
+    np.testing.assert_allclose(pred.mean, np.median(members, 0))
+    assert not np.allclose(pred.mean, members.mean(0))  # the option changes the prediction
+    np.testing.assert_allclose(pred.std, oracle.predict(formulas, calibrated=False).std)  # sigma: same spread
+    again = ResNetOracle.from_bytes(median.to_bytes())
+    assert again.config.point == "median"
+    np.testing.assert_allclose(again.predict(formulas, calibrated=False).mean, pred.mean)
+    meta["config"]["point"] = "mode"
+    with pytest.raises(ConfigError, match="unknown point prediction 'mode'"):
+        ResNetOracle.from_state(oracle.state_dict(), meta)
