@@ -294,8 +294,9 @@ def merge_members(oracles: Sequence[ResNetOracle], name: str | None = None) -> R
     """One ensemble from several trained on the same rows: members concatenated in order.
 
     The oracles must share property, descriptor version, architecture and standardisation (same
-    training rows); their seeds may differ. The merged config has ``n_members`` = the sum, the first
-    oracle's seed and ``extra["merged_seeds"]``; its info is the first oracle's without its calibration
+    training rows); their seeds and epochs may differ. The merged config has ``n_members`` = the sum,
+    the first oracle's seed and epochs, and the parts' in ``extra["merged_seeds"]`` and
+    ``extra["merged_epochs"]``; its info is the first oracle's without its calibration
     and test metrics (they belong to the parts: refit them on the merged model) plus the parts'
     training infos. Raises :class:`ConfigError` when the oracles cannot be merged.
     """
@@ -314,7 +315,11 @@ def merge_members(oracles: Sequence[ResNetOracle], name: str | None = None) -> R
     cfg = replace(
         first.config,
         n_members=n_members,
-        extra={**first.config.extra, "merged_seeds": [o.config.seed for o in oracles]},
+        extra={
+            **first.config.extra,
+            "merged_seeds": [o.config.seed for o in oracles],
+            "merged_epochs": [o.config.epochs for o in oracles],
+        },
     )
     model = ResNetEnsemble(first.model.inp.weight.shape[1], cfg.hidden, cfg.n_layers, n_members, seed=cfg.seed)
     states = [o.model.state_dict() for o in oracles]

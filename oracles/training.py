@@ -42,6 +42,7 @@ class Recipe:
     config: TrainConfig
     descriptor: str = DESCRIPTOR_VERSION  # the featuriser's layout (oracles.descriptors)
     seeds: tuple[int, ...] = ()  # one run per seed, merged into one ensemble (empty: config.seed)
+    run_epochs: tuple[int, ...] = ()  # epochs of each seed's run (empty: config.epochs for every run)
     dedupe_min: bool = False
     weights_dtype: str | None = None  # "float16": network weights stored in half precision
 
@@ -93,7 +94,8 @@ RECIPES: dict[str, Recipe] = {
         weights_dtype="float16",
     ),
     # the richer "ext" descriptor (session 13, docs/oracles.md "Shipping the richer descriptor"):
-    # matbench rows only, all but the same 10 % calibration hold-out as resnet-mp-union; CPU-trained
+    # matbench rows only, all but the same 10 % calibration hold-out as resnet-mp-union; CPU-trained;
+    # session 14 added a third, 120-epoch run and the members' median as the point prediction
     "resnet-mp-ext": Recipe(
         "resnet-mp-ext",
         "band_gap",
@@ -102,10 +104,11 @@ RECIPES: dict[str, Recipe] = {
         "target",
         "mp_gap_val10",
         "bandgap_resnet_mp_ext",
-        TrainConfig(hidden=256, n_members=5, epochs=80, seed=MATBENCH_SEED),
+        TrainConfig(hidden=256, n_members=5, epochs=80, seed=MATBENCH_SEED, point="median"),
         weights_dtype="float16",
         descriptor=EXT_DESCRIPTOR_VERSION,
-        seeds=(MATBENCH_SEED, MATBENCH_SEED + 1),
+        seeds=(MATBENCH_SEED, MATBENCH_SEED + 1, MATBENCH_SEED + 2),
+        run_epochs=(80, 80, 120),
     ),
 }
 
@@ -252,6 +255,24 @@ def calibrate_heldout(
     return cal, report
 
 
+def recipe_runs(recipe: Recipe, epochs: int | None = None, seed: int | None = None) -> list[tuple[int, int]]:
+    """``(seed, epochs)`` of each run the recipe trains (one per ``recipe.seeds``, else one run).
+
+    ``epochs`` overrides every run's epochs; ``seed`` shifts every run's seed alike (the first
+    becomes ``seed``).
+    """
+    seeds = recipe.seeds or (recipe.config.seed,)
+    if seed is not None:
+        seeds = tuple(int(seed) + s - seeds[0] for s in seeds)
+    if epochs is not None:
+        run_epochs = (int(epochs),) * len(seeds)
+    else:
+        run_epochs = recipe.run_epochs or (recipe.config.epochs,) * len(seeds)
+    if len(run_epochs) != len(seeds):
+        raise ConfigError(f"recipe {recipe.name!r}: {len(run_epochs)} run_epochs for {len(seeds)} seeds")
+    return list(zip(seeds, run_epochs, strict=True))
+
+
 def train_recipe(
     name: str,
     epochs: int | None = None,
@@ -264,7 +285,7 @@ def train_recipe(
 
     ``epochs``/``seed``/other ``TrainConfig`` fields override the recipe; ``max_train`` keeps only
     the first that many training rows (quick runs and tests). A recipe with ``seeds`` trains one run
-    per seed and merges them (:func:`oracles.resnet.merge_members`); ``seed`` then shifts them all.
+    per seed (:func:`recipe_runs`) and merges them (:func:`oracles.resnet.merge_members`).
     Returns ``(oracle, metadata)`` with ``metadata`` = data file + sha256, split description and
     sizes, test metrics, params and wall time (:func:`evaluate_recipe`).
     """
@@ -272,13 +293,8 @@ def train_recipe(
         raise ConfigError(f"no training recipe {name!r}; known: {', '.join(sorted(RECIPES))}")
     recipe = RECIPES[name]
     cfg = recipe.config
-    if epochs is not None:
-        cfg = replace(cfg, epochs=int(epochs))
     if overrides:
         cfg = replace(cfg, **overrides)
-    seeds = recipe.seeds or (cfg.seed,)
-    if seed is not None:  # the override shifts every run's seed alike
-        seeds = tuple(int(seed) + s - seeds[0] for s in seeds)
     t0 = time.perf_counter()
     data = load_recipe_data(recipe)
     df, train = data[0], data[1]
@@ -293,11 +309,11 @@ def train_recipe(
             y,
             property=recipe.property,
             name=name,
-            config=replace(cfg, seed=s),
+            config=replace(cfg, seed=s, epochs=e),
             featuriser=featuriser,
             progress=progress,
         )
-        for s in seeds
+        for s, e in recipe_runs(recipe, epochs, seed)
     ]
     oracle = merge_members(runs) if len(runs) > 1 else runs[0]
     return oracle, evaluate_recipe(name, oracle, max_train=max_train, started=t0, data=data)
@@ -348,6 +364,7 @@ def evaluate_recipe(
     if "parts" in oracle.info:  # merged from several runs (Recipe.seeds)
         meta["train_wall_s"] = sum(p.get("wall_s", 0.0) for p in oracle.info["parts"])
         meta["seeds"] = oracle.config.extra.get("merged_seeds")
+        meta["run_epochs"] = oracle.config.extra.get("merged_epochs")
     if recipe.split in ("mp_union_val10", "mp_gap_val10"):
         meta["split"].update({"seed": UNION_VAL_SEED, "held_out_is": "calibration/validation hold-out, not a test"})
     if recipe.split == "mp_union_val10":

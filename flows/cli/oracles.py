@@ -150,7 +150,7 @@ def train(
     `alflow oracles predict --weights-dir DIR`."""
     from alcore.paths import WEIGHTS_DIR
     from flows.pipelines.oracles import train_and_save, train_oracle_flow
-    from oracles.training import RECIPES
+    from oracles.training import RECIPES, recipe_runs
 
     if name not in RECIPES:
         fail(f"unknown recipe {name!r}; known: {', '.join(sorted(RECIPES))}")
@@ -165,9 +165,8 @@ def train(
             store = open_store()
         from tqdm import tqdm
 
-        recipe = RECIPES[name]
-        runs = len(recipe.seeds) or 1  # a recipe with seeds trains one run per seed
-        bar = tqdm(total=(epochs or recipe.config.epochs) * runs, desc=f"train {name}", unit="epoch")
+        total = sum(e for _, e in recipe_runs(RECIPES[name], epochs))  # a seeded recipe: one run per seed
+        bar = tqdm(total=total, desc=f"train {name}", unit="epoch")
 
         def log(msg: str) -> None:
             if "epoch" in msg:

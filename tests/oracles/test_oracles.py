@@ -185,9 +185,10 @@ def test_merge_members_concatenates_ensembles_trained_on_the_same_rows(agd: pd.D
     tr = agd.iloc[:300]
     kw = {"epochs": 3, "hidden": 32, "n_members": 2}
     a = fit_screening_model(tr.composition.tolist(), tr.Eg.to_numpy(), seed=1, **kw)
-    b = fit_screening_model(tr.composition.tolist(), tr.Eg.to_numpy(), seed=2, **kw)
+    b = fit_screening_model(tr.composition.tolist(), tr.Eg.to_numpy(), seed=2, **{**kw, "epochs": 4})
     merged = merge_members([a, b], name="ab")
     assert merged.config.n_members == 4 and merged.config.extra["merged_seeds"] == [1, 2] and merged.name == "ab"
+    assert merged.config.extra["merged_epochs"] == [3, 4]
     X, _ = merged.featuriser.transform(agd.composition.tolist()[900:950])
     np.testing.assert_array_equal(
         merged.predict_members(X), np.concatenate([a.predict_members(X), b.predict_members(X)])
