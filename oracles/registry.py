@@ -50,9 +50,9 @@ SHIPPED: dict[str, tuple[str, str, str]] = {
     "resnet-mp-ext": (
         "bandgap_resnet_mp_ext",
         "band_gap",
-        "ResNet ensemble (10 x 5-hidden-layer residual MLP, L1) on matbench_mp_gap with the richer 'ext' "
-        "descriptor (+ element fractions, atomic-orbital band edges); calibrated sigma; the default band-gap "
-        "oracle of new campaigns",
+        "ResNet ensemble (15 x 5-hidden-layer residual MLP, L1; members' median) on matbench_mp_gap with the "
+        "richer 'ext' descriptor (+ element fractions, atomic-orbital band edges); calibrated sigma; the default "
+        "band-gap oracle of new campaigns",
     ),
 }
 ALIASES: dict[str, str] = {

@@ -42,6 +42,7 @@ from common import machine  # noqa: E402
 from alcore.paths import data_file  # noqa: E402
 from oracles.calibration import cross_fit, fit_two_quantile  # noqa: E402
 from oracles.gap_metrics import gap_metrics  # noqa: E402
+from oracles.resnet import POINTS  # noqa: E402
 from oracles.training import matbench_folds  # noqa: E402
 
 METRICS = ("mae", "spearman", "auc_metal", "auc_wide")
@@ -66,19 +67,19 @@ def pool(parts: list[dict[str, np.ndarray]], point: str = "mean") -> dict[str, n
     their median; ``std`` is the members' spread (ddof 1) either way.
     """
     members = np.concatenate([p["members"] for p in parts])
-    centre = np.median(members, 0) if point == "median" else members.mean(0)
+    centre = POINTS[point](members)  # the shipped oracle's own aggregation (oracles.resnet)
     return {"rows": parts[0]["rows"], "y": parts[0]["y"], "mean": centre, "std": members.std(0, ddof=1)}
 
 
-def cross_fitted_point(parts_per_fold: list[list[dict[str, np.ndarray]]]) -> tuple[list[dict], list[str]]:
-    """Per test fold, the point prediction (mean or median) with the lower MAE on the other folds.
+def cross_fitted_point(options: dict[str, list[dict[str, np.ndarray]]]) -> tuple[list[dict], list[str]]:
+    """Per test fold, the point prediction (a key of ``options``: its pooled folds) with the lower MAE
+    on the other folds.
 
     Returns the pooled folds with each fold's chosen point prediction and the list of choices.
     """
-    options = {p: [pool(parts, p) for parts in parts_per_fold] for p in ("mean", "median")}
     abs_err = {p: [np.abs(f["mean"] - f["y"]) for f in folds] for p, folds in options.items()}
     chosen = []
-    for k in range(len(parts_per_fold)):
+    for k in range(len(next(iter(options.values())))):
         others = {p: np.concatenate([e for j, e in enumerate(errs) if j != k]).mean() for p, errs in abs_err.items()}
         chosen.append(min(others, key=others.get))
     return [options[p][k] for k, p in enumerate(chosen)], chosen
@@ -156,7 +157,8 @@ def main() -> None:
     for n in range(2, len(run_folds) + 1):
         runs[f"{args.name}, runs 1-{n} pooled"] = [pool(list(parts[:n])) for parts in by_fold]
     largest = list(runs)[-1]
-    chosen_folds, choices = cross_fitted_point([list(parts) for parts in by_fold])
+    medians = [pool(list(parts), "median") for parts in by_fold]
+    chosen_folds, choices = cross_fitted_point({"mean": runs[largest], "median": medians})
     runs[f"{largest}, mean/median cross-fitted"] = chosen_folds
     ref_means = reference_oof(runs[largest])
     results = {name: score(folds, ref) for name, folds in runs.items()}
